@@ -1,0 +1,3 @@
+from controltower.cli.main import run
+
+run()

@@ -1,0 +1,79 @@
+"""The ``tower`` command: one module per command group, registered here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from controltower import __version__
+from controltower.cli import init as init_cmd
+from controltower.cli import validate as validate_cmd
+from controltower.cli.common import err_console
+from controltower.exceptions import TowerError
+
+app = typer.Typer(
+    name="tower",
+    help=(
+        "controltower: make a web app production-ready and keep it there.\n\n"
+        "check: readiness checks with go/no-go gates. ship: progressive deploys with "
+        "automatic rollback. watch: monitors, alerts, errors and backups. "
+        "All driven by one tower.toml."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tower {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="Print the version and exit.", callback=_version,
+                     is_eager=True),
+    ] = False,
+) -> None:
+    """controltower: readiness checks, progressive deploys, monitoring, all from tower.toml."""
+
+
+init_cmd.register(app)
+validate_cmd.register(app)
+
+
+def run() -> None:
+    """Entry point: turn a TowerError into its message and exit code, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except TowerError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from controltower.conditions import ConditionText
+from controltower.spec.base import Section
+from controltower.units import Duration, Percent
+
+
+class Strategy(StrEnum):
+    IMMEDIATE = "immediate"
+    ROLLING = "rolling"
+    BLUEGREEN = "bluegreen"
+    CANARY = "canary"
+
+
+class DriverName(StrEnum):
+    LOCAL = "local"
+    FLY = "fly"
+    EXEC = "exec"
+
+
+class HealthGateSpec(Section):
+    """The new version's readiness must pass ``consecutive`` times within ``deadline``."""
+
+    consecutive: int = Field(default=3, ge=1)
+    deadline: Duration = 60.0
+    interval: Duration = 0.5
+
+
+class CanaryStepSpec(Section):
+    """One canary step: a traffic weight and a pause; no pause means wait for promote."""
+
+    weight: Percent
+    pause: Duration | None = None
+
+
+class AnalysisSpec(Section):
+    """Conditions on live metrics of the new version, checked at each step."""
+
+    conditions: list[ConditionText] = Field(default_factory=list)
+    interval: Duration = 10.0
+    failure_limit: int = Field(default=1, ge=1)
+    min_requests: int = Field(default=20, ge=0)
+    prometheus_url: str = ""
+    queries: dict[str, str] = Field(default_factory=dict)
+
+
+class SmokeSpec(Section):
+    """``[[deploy.smoke]]``: a URL or path to request after the deploy, with conditions."""
+
+    name: str = ""
+    url: str = ""
+    path: str = "/"
+    method: str = "GET"
+    conditions: list[ConditionText] = Field(default_factory=list)
+
+
+class HooksSpec(Section):
+    pre_deploy: list[str] = Field(default_factory=list)
+    pre_switch: list[str] = Field(default_factory=list)
+    post_deploy: list[str] = Field(default_factory=list)
+    on_rollback: list[str] = Field(default_factory=list)
+    timeout: Duration = 300.0
+
+
+class LocalDriverSpec(Section):
+    """The local driver: supervised processes behind tower's own proxy."""
+
+    command: str = ""
+    cwd: str = "."
+    env: dict[str, str] = Field(default_factory=dict)
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = Field(default=8000, ge=0, le=65535)
+    state_dir: str = ".tower/local"
+
+
+class FlyDriverSpec(Section):
+    app: str = ""
+    image: str = ""
+    api_url: str = "https://api.machines.dev"
+    token_env: str = "FLY_API_TOKEN"
+    region: str = ""
+
+
+class ExecDriverSpec(Section):
+    deploy: str = ""
+    switch: str = ""
+    rollback: str = ""
+    status: str = ""
+
+
+class DeploySpec(Section):
+    """``[deploy]``: how a release reaches traffic, and when it goes back."""
+
+    driver: DriverName = DriverName.LOCAL
+    strategy: Strategy = Strategy.ROLLING
+    instances: int = Field(default=2, ge=1)
+    max_unavailable: int = Field(default=1, ge=1)
+    gates: list[Literal[1, 2, 3]] = Field(default_factory=list)
+    drain_timeout: Duration = 30.0
+    warm_window: Duration = 600.0
+    health: HealthGateSpec = Field(default_factory=HealthGateSpec)
+    steps: list[CanaryStepSpec] = Field(default_factory=list)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    smoke: list[SmokeSpec] = Field(default_factory=list)
+    hooks: HooksSpec = Field(default_factory=HooksSpec)
+    local: LocalDriverSpec = Field(default_factory=LocalDriverSpec)
+    fly: FlyDriverSpec = Field(default_factory=FlyDriverSpec)
+    exec: ExecDriverSpec = Field(default_factory=ExecDriverSpec)
+    lock_timeout: Duration = 3600.0

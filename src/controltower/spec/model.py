@@ -1,0 +1,91 @@
+"""The whole of tower.toml as one validated model."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from controltower.spec.alerts import AlertsSpec
+from controltower.spec.backup import BackupSpec
+from controltower.spec.base import Section
+from controltower.spec.budgets import BudgetsSpec
+from controltower.spec.deploy import DeploySpec
+from controltower.spec.envcatalog import EnvCatalogSpec
+from controltower.spec.environments import EnvironmentSpec
+from controltower.spec.health import HealthSpec
+from controltower.spec.monitors import MonitorSpec
+from controltower.spec.security import SecuritySpec
+from controltower.spec.server import ServerSpec
+from controltower.spec.service import ServiceSpec
+from controltower.spec.store import StoreSpec
+from controltower.spec.waivers import WaiverSpec
+
+
+class Spec(Section):
+    """A loaded tower.toml. ``environment`` is the overlay that was applied, if any."""
+
+    service: ServiceSpec
+    environments: dict[str, EnvironmentSpec] = Field(default_factory=dict)
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    env: EnvCatalogSpec = Field(default_factory=EnvCatalogSpec)
+    budgets: BudgetsSpec = Field(default_factory=BudgetsSpec)
+    security: SecuritySpec = Field(default_factory=SecuritySpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    monitors: list[MonitorSpec] = Field(default_factory=list)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    backup: BackupSpec = Field(default_factory=BackupSpec)
+    store: StoreSpec = Field(default_factory=StoreSpec)
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    waivers: list[WaiverSpec] = Field(default_factory=list)
+
+    environment: str | None = Field(default=None, exclude=True)
+    source: str = Field(default="tower.toml", exclude=True)
+
+    @property
+    def url(self) -> str | None:
+        """The URL of the chosen environment, if any."""
+        if self.environment and self.environment in self.environments:
+            return self.environments[self.environment].url
+        return None
+
+    @property
+    def is_production(self) -> bool:
+        if not self.environment:
+            return False
+        env = self.environments.get(self.environment)
+        return env.is_production(self.environment) if env else self.environment == "production"
+
+
+def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Checks that span sections: names that must exist, names that must be unique."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    seen: set[str] = set()
+    for index, monitor in enumerate(spec.monitors):
+        if monitor.name in seen:
+            problems.append(
+                (("monitors", index, "name"), f'"{monitor.name}" is already the name of a monitor')
+            )
+        seen.add(monitor.name)
+    for index, monitor in enumerate(spec.monitors):
+        for dependency in monitor.depends_on:
+            if dependency not in seen:
+                problems.append((
+                    ("monitors", index, "depends_on"),
+                    f'"{dependency}" is not a monitor (monitors: {", ".join(sorted(seen)) or "none"})',
+                ))
+    channels = set(spec.alerts.channels)
+    defined = ", ".join(sorted(channels)) or "none"
+    for index, route in enumerate(spec.alerts.routes):
+        for key, names in (("channels", route.channels), ("escalate_to", route.escalate_to)):
+            for channel in names:
+                if channel not in channels:
+                    problems.append((
+                        ("alerts", "routes", index, key),
+                        f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
+                    ))
+    for channel in spec.alerts.default_channels:
+        if channel not in channels:
+            problems.append((
+                ("alerts", "default_channels"),
+                f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
+            ))
+    return problems

@@ -1,0 +1,147 @@
+"""Durations, sizes and percentages: parsed in this one place.
+
+- durations: ``250ms``, ``30s``, ``5m``, ``1h30m``, ``7d``, ``2w``; a bare number is seconds.
+- sizes: ``512mb``, ``2gb``, ``1.5GiB``, ``64k``; binary multiples (1 kb = 1024 bytes,
+  as Fly and Docker count memory); a bare number is bytes.
+- percentages: ``5%``, ``0.1%``; a bare number is percentage points (``5`` is 5%).
+  Parsed to a fraction: ``5%`` -> 0.05.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+from pydantic_core import PydanticCustomError
+
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds for ``value`` (``"30s"``, ``"1h30m"``, ``250``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {value!r})")
+    if isinstance(value, int | float):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"must be a non-negative duration (got {value!r})")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {type(value).__name__})")
+    text = value.strip().lower()
+    pos, total, parts = 0, 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+        parts += 1
+    if parts == 0 or pos != len(text):
+        raise ValueError(f'must be a duration like 30s, 5m or 1h (got "{value}")')
+    return total
+
+
+def parse_size(value: object) -> int:
+    """Return bytes for ``value`` (``"512mb"``, ``"2gb"``, ``1024``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a size like 512mb or 2gb (got {value!r})")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must be a non-negative size (got {value})")
+        return value
+    if isinstance(value, float):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"must be a non-negative size (got {value})")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"must be a size like 512mb or 2gb (got {type(value).__name__})")
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f'must be a size like 512mb or 2gb (got "{value}")')
+    unit = (match.group(2) or "").lower()[:1]
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_percent(value: object) -> float:
+    """Return a fraction for ``value`` (``"5%"`` -> 0.05; a bare ``5`` is 5%)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a percentage like 5% or 0.1% (got {value!r})")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and (match := _PERCENT.match(value)):
+        number = float(match.group(1))
+    else:
+        raise ValueError(f'must be a percentage like 5% or 0.1% (got "{value}")')
+    if not 0 <= number <= 100 or not math.isfinite(number):
+        raise ValueError(f"must be a percentage between 0% and 100% (got {value!r})")
+    return number / 100.0
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way a person writes them: ``250ms``, ``30s``, ``5m``, ``1h30m``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms" if seconds * 1000 >= 1 else f"{seconds * 1000:.2f}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    out, rest = [], int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(out)
+
+
+def format_size(size: int) -> str:
+    for unit, factor in (("gb", 1024**3), ("mb", 1024**2), ("kb", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return f"{size}b"
+
+
+def format_percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g}%"
+
+
+def _pydantic(parser: Any, kind: str) -> Any:
+    def validate(value: object) -> Any:
+        try:
+            return parser(value)
+        except ValueError as exc:
+            raise PydanticCustomError(kind, str(exc)) from None
+
+    return validate
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_pydantic(parse_duration, "duration")),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+"""Seconds, written in tower.toml as ``30s``, ``5m``, ``1h``."""
+
+Size = Annotated[
+    int,
+    BeforeValidator(_pydantic(parse_size, "size")),
+    PlainSerializer(format_size, return_type=str, when_used="json"),
+]
+"""Bytes, written in tower.toml as ``512mb``, ``2gb``."""
+
+Percent = Annotated[
+    float,
+    BeforeValidator(_pydantic(parse_percent, "percent")),
+    PlainSerializer(format_percent, return_type=str, when_used="json"),
+]
+"""A fraction, written in tower.toml as ``5%`` or ``0.1%``."""

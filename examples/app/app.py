@@ -23,7 +23,13 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -39,10 +45,12 @@ STARTED = time.time()
 _random = random.Random(os.environ.get("APP_SEED"))
 
 registry = CollectorRegistry()
-REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"],
-                   registry=registry)
-LATENCY_SECONDS = Histogram("http_request_duration_seconds", "Request latency", ["route"],
-                            registry=registry)
+REQUESTS = Counter(
+    "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
+)
+LATENCY_SECONDS = Histogram(
+    "http_request_duration_seconds", "Request latency", ["route"], registry=registry
+)
 
 SECURITY_HEADERS = {
     "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
@@ -63,13 +71,15 @@ def _query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         import psycopg
 
         with psycopg.connect(DATABASE, connect_timeout=2) as conn:
-            return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return list(cursor.fetchall()) if cursor.description else []
     with sqlite3.connect(DATABASE, timeout=2) as conn:
         return list(conn.execute(sql, params).fetchall())
 
 
 def _setup() -> None:
-    _query("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT, price INTEGER)")
+    key = "SERIAL" if DATABASE.startswith(("postgres://", "postgresql://")) else "INTEGER"
+    _query(f"CREATE TABLE IF NOT EXISTS items (id {key} PRIMARY KEY, name TEXT, price INTEGER)")
     if not _query("SELECT id FROM items LIMIT 1"):
         for name, price in (("tea", 400), ("coffee", 350), ("cake", 500)):
             _query("INSERT INTO items (name, price) VALUES (?, ?)", (name, price))
@@ -100,8 +110,9 @@ async def items(request: Request) -> Response:
 
 
 async def live(request: Request) -> Response:
-    return JSONResponse({"status": "pass", "version": VERSION},
-                        media_type="application/health+json")
+    return JSONResponse(
+        {"status": "pass", "version": VERSION}, media_type="application/health+json"
+    )
 
 
 async def health(request: Request) -> Response:
@@ -121,23 +132,28 @@ async def health(request: Request) -> Response:
         "releaseId": VERSION,
         "uptime": round(time.time() - STARTED, 3),
         "checks": {
-            "database:responseTime": [{
-                "componentType": "datastore",
-                "observedValue": round(elapsed, 3),
-                "observedUnit": "ms",
-                "status": status,
-                **({"output": output} if output else {}),
-            }]
+            "database:responseTime": [
+                {
+                    "componentType": "datastore",
+                    "observedValue": round(elapsed, 3),
+                    "observedUnit": "ms",
+                    "status": status,
+                    **({"output": output} if output else {}),
+                }
+            ]
         },
     }
-    return JSONResponse(body, status_code=200 if status == "pass" else 503,
-                        media_type="application/health+json")
+    return JSONResponse(
+        body, status_code=200 if status == "pass" else 503, media_type="application/health+json"
+    )
 
 
 async def simple_health(request: Request) -> Response:
     ok = not FAIL_HEALTH
-    return JSONResponse({"status": "healthy" if ok else "unhealthy", "version": VERSION,
-                         "timestamp": time.time()}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "healthy" if ok else "unhealthy", "version": VERSION, "timestamp": time.time()},
+        status_code=200 if ok else 503,
+    )
 
 
 async def metrics(request: Request) -> Response:
@@ -181,7 +197,10 @@ async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
     if os.environ.get("APP_FAIL_START", "") not in ("", "0", "false"):
         print("startup failure injected by APP_FAIL_START", file=sys.stderr, flush=True)
         raise SystemExit(3)
-    await asyncio.to_thread(_setup)
+    try:
+        await asyncio.to_thread(_setup)
+    except Exception as exc:  # serve anyway: readiness reports the database as down
+        print(f"database setup failed ({type(exc).__name__}); serving", file=sys.stderr)
     yield
 
 

@@ -16,6 +16,6 @@ __all__ = [
     "TowerError",
     "__version__",
     "load_spec",
-    "parse_spec",
     "parse_condition",
+    "parse_spec",
 ]

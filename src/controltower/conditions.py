@@ -159,7 +159,9 @@ class Condition:
             message = f"{self.text}: {'present' if ok else 'missing'}"
             return ConditionResult(self.text, ok, observed, message)
         if observed is _MISSING:
-            return ConditionResult(self.text, False, None, f"{self.text}: {self.subject} is missing")
+            return ConditionResult(
+                self.text, False, None, f"{self.text}: {self.subject} is missing"
+            )
         assert self.right is not None
         try:
             ok = _compare(observed, self.operator, self.right.value)
@@ -204,12 +206,18 @@ def _compare(observed: Any, operator: str, expected: Any) -> bool:
     if left is None or right is None:
         if isinstance(observed, str) and isinstance(expected, str):
             left_s, right_s = observed, expected
-            return {"<": left_s < right_s, "<=": left_s <= right_s, ">": left_s > right_s,
-                    ">=": left_s >= right_s}[operator]
+            return {
+                "<": left_s < right_s,
+                "<=": left_s <= right_s,
+                ">": left_s > right_s,
+                ">=": left_s >= right_s,
+            }[operator]
         return False
     if math.isnan(left):
         return False
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[operator]
+    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[
+        operator
+    ]
 
 
 def _equal(observed: Any, expected: Any) -> bool:
@@ -304,7 +312,9 @@ class _Parser:
                 elif kind == "string":
                     parts.append(_unquote(value))
                 else:
-                    raise ConditionSyntaxError(f"expected an index or a quoted key at column {pos + 1}")
+                    raise ConditionSyntaxError(
+                        f"expected an index or a quoted key at column {pos + 1}"
+                    )
                 self.expect("]")
         return Path(tuple(parts))
 

@@ -30,16 +30,26 @@ class Format(StrEnum):
 
 SpecOption = Annotated[
     Path | None,
-    typer.Option("--spec", "-s", help="Path to tower.toml (default: found upwards from here).",
-                 show_default=False),
+    typer.Option(
+        "--spec",
+        "-s",
+        help="Path to tower.toml (default: found upwards from here).",
+        show_default=False,
+    ),
 ]
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", "-e", help="Environment overlay to apply, e.g. production.",
-                 envvar="TOWER_ENV", show_default=False),
+    typer.Option(
+        "--env",
+        "-e",
+        help="Environment overlay to apply, e.g. production.",
+        envvar="TOWER_ENV",
+        show_default=False,
+    ),
 ]
 FormatOption = Annotated[
-    Format, typer.Option("--format", "-f", help="Output format: text for people, json for machines.")
+    Format,
+    typer.Option("--format", "-f", help="Output format: text for people, json for machines."),
 ]
 
 

@@ -34,7 +34,9 @@ def init(
         str | None,
         typer.Option("--preset", "-p", help=f"One of {', '.join(PRESETS)} (default: detected)."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing tower.toml.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing tower.toml.")
+    ] = False,
     format: FormatOption = Format.TEXT,
 ) -> None:
     """Detect the stack in a folder and write a commented tower.toml from a preset."""
@@ -51,8 +53,15 @@ def init(
     parse_spec(text, source=str(target), environ={})
     write_atomic(target, text)
     if format is Format.JSON:
-        emit_json({"file": str(target), "preset": chosen, "stack": found.stack,
-                   "target": found.target, "evidence": found.evidence})
+        emit_json(
+            {
+                "file": str(target),
+                "preset": chosen,
+                "stack": found.stack,
+                "target": found.target,
+                "evidence": found.evidence,
+            }
+        )
         return
     for line in found.evidence or ["nothing recognised; using the preset's defaults"]:
         console.print(f"  found: {line}", markup=False)
@@ -63,9 +72,12 @@ def init(
 def register(app: typer.Typer) -> None:
     app.command(
         "init",
-        epilog=epilog([
-            "tower init",
-            "tower init --preset nextjs-fly",
-            "tower init ./web --preset python-asgi --force",
-        ], "Exit codes: 0 written; 2 bad usage, or tower.toml exists (use --force)."),
+        epilog=epilog(
+            [
+                "tower init",
+                "tower init --preset nextjs-fly",
+                "tower init ./web --preset python-asgi --force",
+            ],
+            "Exit codes: 0 written; 2 bad usage, or tower.toml exists (use --force).",
+        ),
     )(init)

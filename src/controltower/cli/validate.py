@@ -62,8 +62,15 @@ def validate(
         raise typer.Exit(EXIT_USAGE)
     loaded = load_spec(path, env=env)
     if format is Format.JSON:
-        emit_json({"valid": True, "file": str(path), "environment": env,
-                   "service": loaded.service.name, "summary": summary(loaded)})
+        emit_json(
+            {
+                "valid": True,
+                "file": str(path),
+                "environment": env,
+                "service": loaded.service.name,
+                "summary": summary(loaded),
+            }
+        )
     else:
         console.print(summary(loaded), markup=False, soft_wrap=True)
 
@@ -79,9 +86,12 @@ def _unreadable(path: Path, exc: Exception) -> SpecError:
 def register(app: typer.Typer) -> None:
     app.command(
         "validate",
-        epilog=epilog([
-            "tower validate",
-            "tower validate --env production",
-            "tower validate --spec deploy/tower.toml --format json",
-        ], "Exit codes: 0 the spec is valid; 2 it is not (every error is printed)."),
+        epilog=epilog(
+            [
+                "tower validate",
+                "tower validate --env production",
+                "tower validate --spec deploy/tower.toml --format json",
+            ],
+            "Exit codes: 0 the spec is valid; 2 it is not (every error is printed).",
+        ),
     )(validate)

@@ -11,4 +11,11 @@ from controltower.spec.loader import (
 )
 from controltower.spec.model import Spec
 
-__all__ = ["DEFAULT_SPEC_FILE", "Spec", "find_spec_file", "load_spec", "parse_spec", "validate_spec"]
+__all__ = [
+    "DEFAULT_SPEC_FILE",
+    "Spec",
+    "find_spec_file",
+    "load_spec",
+    "parse_spec",
+    "validate_spec",
+]

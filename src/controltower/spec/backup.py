@@ -38,4 +38,6 @@ class BackupSpec(Section):
     rpo: Duration = 900.0
     heartbeat: str = ""
     verify_queries: list[str] = Field(default_factory=list)
-    config_files: list[str] = Field(default_factory=lambda: ["tower.toml", "fly.toml", "Dockerfile"])
+    config_files: list[str] = Field(
+        default_factory=lambda: ["tower.toml", "fly.toml", "Dockerfile"]
+    )

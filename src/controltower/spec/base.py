@@ -17,8 +17,9 @@ class Section(BaseModel):
 
 def _url_path(value: str) -> str:
     if not value.startswith("/"):
-        raise PydanticCustomError("url_path", 'must be a path starting with "/" (got "{value}")',
-                                  {"value": value})
+        raise PydanticCustomError(
+            "url_path", 'must be a path starting with "/" (got "{value}")', {"value": value}
+        )
     return value
 
 

@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _ASGI = ("fastapi", "starlette", "quart", "litestar", "sanic", "channels", "django-ninja")
 _WSGI = ("flask", "django", "bottle", "pyramid", "falcon")
@@ -47,10 +48,13 @@ def _python_deps(root: Path) -> set[str]:
             data = {}
         project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
         deps = list(project.get("dependencies", []) or [])
-        poetry = data.get("tool", {}).get("poetry", {}) if isinstance(data.get("tool"), dict) else {}
+        poetry = (
+            data.get("tool", {}).get("poetry", {}) if isinstance(data.get("tool"), dict) else {}
+        )
         deps += list((poetry.get("dependencies") or {}).keys()) if isinstance(poetry, dict) else []
-        names.update(re.split(r"[\s<>=!~\[;]", str(dep).strip().lower(), maxsplit=1)[0]
-                     for dep in deps)
+        names.update(
+            re.split(r"[\s<>=!~\[;]", str(dep).strip().lower(), maxsplit=1)[0] for dep in deps
+        )
     for requirements in sorted(root.glob("requirements*.txt")):
         try:
             lines = requirements.read_text(encoding="utf-8").splitlines()
@@ -68,23 +72,26 @@ def detect(root: Path) -> Detected:
     package = root / "package.json"
     if package.is_file():
         try:
-            data = json.loads(package.read_text(encoding="utf-8"))
+            manifest = json.loads(package.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            data = {}
-        if isinstance(data, dict):
-            deps = {**(data.get("dependencies") or {}), **(data.get("devDependencies") or {})}
-            if isinstance(data.get("name"), str):
-                found.name = _slug(data["name"].split("/")[-1])
-            if "next" in deps:
+            manifest = {}
+        if isinstance(manifest, dict):
+            node_deps = {
+                **(manifest.get("dependencies") or {}),
+                **(manifest.get("devDependencies") or {}),
+            }
+            if isinstance(manifest.get("name"), str):
+                found.name = _slug(manifest["name"].split("/")[-1])
+            if "next" in node_deps:
                 found.stack, found.framework, found.port = "nextjs", "next", 3000
-                found.evidence.append(f"package.json depends on next {deps['next']}")
+                found.evidence.append(f"package.json depends on next {node_deps['next']}")
             else:
                 found.stack, found.port = "node", 3000
                 found.evidence.append("package.json without next: a Node app")
     if found.stack == "other":
-        deps = _python_deps(root)
-        asgi = [name for name in _ASGI if name in deps]
-        wsgi = [name for name in _WSGI if name in deps]
+        python_deps = _python_deps(root)
+        asgi = [name for name in _ASGI if name in python_deps]
+        wsgi = [name for name in _WSGI if name in python_deps]
         if asgi:
             found.stack, found.framework, found.port = "python-asgi", asgi[0], 8000
             found.evidence.append(f"Python dependencies include {asgi[0]} (ASGI)")
@@ -94,6 +101,7 @@ def detect(root: Path) -> Detected:
     fly = root / "fly.toml"
     if fly.is_file():
         found.target = "fly"
+        data: dict[str, Any]
         try:
             data = tomllib.loads(fly.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
@@ -109,13 +117,15 @@ def detect(root: Path) -> Detected:
             memory = vms[0].get("memory") or vms[0].get("memory_mb")
             if memory:
                 found.memory = str(memory) if isinstance(memory, str) else f"{memory}mb"
-        found.evidence.append("fly.toml found: target fly" + (f" (app {found.fly_app})"
-                                                               if found.fly_app else ""))
+        found.evidence.append(
+            "fly.toml found: target fly" + (f" (app {found.fly_app})" if found.fly_app else "")
+        )
     if (root / "Dockerfile").is_file():
         found.has_dockerfile = True
         found.evidence.append("Dockerfile found")
     found.env_files = sorted(
-        path.name for path in root.glob(".env*")
+        path.name
+        for path in root.glob(".env*")
         if path.is_file() and path.name not in (".env.example", ".env.sample", ".env.template")
     )
     if found.env_files:

@@ -45,7 +45,8 @@ class EnvVarSpec(Section):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise PydanticCustomError(
-                    "env_format", "pattern is not a valid regular expression: {error}",
+                    "env_format",
+                    "pattern is not a valid regular expression: {error}",
                     {"error": str(exc)},
                 ) from None
         if self.format is VarFormat.PREFIX and not self.prefix:
@@ -67,7 +68,8 @@ class EnvCatalogSpec(Section):
         for name in self.vars:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise PydanticCustomError(
-                    "env_name", 'variable name "{name}" must be letters, digits and "_"',
+                    "env_name",
+                    'variable name "{name}" must be letters, digits and "_"',
                     {"name": name},
                 )
         return self

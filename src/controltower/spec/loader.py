@@ -40,10 +40,16 @@ def find_spec_file(start: Path | None = None) -> Path:
         candidate = folder / DEFAULT_SPEC_FILE
         if candidate.is_file():
             return candidate
-    raise SpecError([SpecIssue(
-        str(here / DEFAULT_SPEC_FILE), 0, "",
-        "no tower.toml here or in any parent folder; run `tower init` to write one",
-    )])
+    raise SpecError(
+        [
+            SpecIssue(
+                str(here / DEFAULT_SPEC_FILE),
+                0,
+                "",
+                "no tower.toml here or in any parent folder; run `tower init` to write one",
+            )
+        ]
+    )
 
 
 def load_spec(
@@ -57,9 +63,9 @@ def load_spec(
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([SpecIssue(
-            str(file), 0, "", "file not found; run `tower init` to write one"
-        )]) from None
+        raise SpecError(
+            [SpecIssue(str(file), 0, "", "file not found; run `tower init` to write one")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(str(file), 0, "", f"cannot be read: {exc}")]) from None
     return parse_spec(text, source=str(file), env=env, environ=environ)
@@ -160,16 +166,22 @@ class _Loader:
                 return "$"
             name, default = match.group(1), match.group(2)
             if name is None:
-                self.issue(path, f'"{whole}" is not a valid variable reference; '
-                                 "write ${NAME} or ${NAME:-default}")
+                self.issue(
+                    path,
+                    f'"{whole}" is not a valid variable reference; '
+                    "write ${NAME} or ${NAME:-default}",
+                )
                 return ""
             self.expanded[path] = value
             if name in self.environ:
                 return self.environ[name]
             if default is not None:
                 return default
-            self.issue(path, f"environment variable {name} is not set "
-                             f"(set it, or give a default: ${{{name}:-default}})")
+            self.issue(
+                path,
+                f"environment variable {name} is not set "
+                f"(set it, or give a default: ${{{name}:-default}})",
+            )
             return ""
 
         return _VAR.sub(substitute, value)
@@ -177,21 +189,23 @@ class _Loader:
     def overlay(self, data: dict[str, Any], env: str) -> dict[str, Any]:
         environments = data.get("environments")
         if not isinstance(environments, dict) or env not in environments:
-            known = sorted(environments) if isinstance(environments, dict) else []
+            known = list(environments) if isinstance(environments, dict) else []
             hint = _suggest(env, known)
             listed = ", ".join(known) if known else "none defined"
             self.issue(("environments",), f'no environment "{env}" ({listed}){hint}')
             return data
-        overrides = environments[env].get("overrides", {}) if isinstance(
-            environments[env], dict) else {}
+        overrides = (
+            environments[env].get("overrides", {}) if isinstance(environments[env], dict) else {}
+        )
         if not isinstance(overrides, dict):
             return data
         merged = copy.deepcopy(data)
         self._merge(merged, overrides, (), ("environments", env, "overrides"))
         return merged
 
-    def _merge(self, base: dict[str, Any], top: dict[str, Any], path: KeyPath,
-               origin: KeyPath) -> None:
+    def _merge(
+        self, base: dict[str, Any], top: dict[str, Any], path: KeyPath, origin: KeyPath
+    ) -> None:
         for key, value in top.items():
             here, there = (*path, key), (*origin, key)
             if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -250,7 +264,10 @@ def _dedupe(issues: list[SpecIssue]) -> list[SpecIssue]:
 
 
 def _suggest(word: str, choices: typing.Iterable[str]) -> str:
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = list(choices)
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not matches and len(word) >= 3:
+        matches = [c for c in options if c.startswith(word) or word.startswith(c)][:1]
     return f' (did you mean "{matches[0]}"?)' if matches else ""
 
 
@@ -261,10 +278,9 @@ def _clean_path(loc: tuple[Any, ...], data: Any) -> tuple[KeyPath, Any]:
     missing = object()
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
-        if isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
             path.append(part)
             current = current[part]
         elif last and isinstance(current, dict) and isinstance(part, str):

@@ -68,24 +68,30 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
     for index, monitor in enumerate(spec.monitors):
         for dependency in monitor.depends_on:
             if dependency not in seen:
-                problems.append((
-                    ("monitors", index, "depends_on"),
-                    f'"{dependency}" is not a monitor (monitors: {", ".join(sorted(seen)) or "none"})',
-                ))
+                problems.append(
+                    (
+                        ("monitors", index, "depends_on"),
+                        f'"{dependency}" is not a monitor (monitors: {", ".join(sorted(seen)) or "none"})',
+                    )
+                )
     channels = set(spec.alerts.channels)
     defined = ", ".join(sorted(channels)) or "none"
     for index, route in enumerate(spec.alerts.routes):
         for key, names in (("channels", route.channels), ("escalate_to", route.escalate_to)):
             for channel in names:
                 if channel not in channels:
-                    problems.append((
-                        ("alerts", "routes", index, key),
-                        f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
-                    ))
+                    problems.append(
+                        (
+                            ("alerts", "routes", index, key),
+                            f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
+                        )
+                    )
     for channel in spec.alerts.default_channels:
         if channel not in channels:
-            problems.append((
-                ("alerts", "default_channels"),
-                f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
-            ))
+            problems.append(
+                (
+                    ("alerts", "default_channels"),
+                    f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
+                )
+            )
     return problems

@@ -11,7 +11,9 @@ from controltower.units import Duration
 class SecuritySpec(Section):
     """``[security]``: the headers and grade the app must reach."""
 
-    min_grade: Literal["A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "F"] = "B"
+    min_grade: Literal["A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "F"] = (
+        "B"
+    )
     hsts_max_age: Duration = 63072000.0
     csp: str = ""
     csp_report_only: bool = False

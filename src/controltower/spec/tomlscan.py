@@ -142,7 +142,9 @@ class _Scanner:
                 keys = tuple(parts)
                 if double:
                     arrays[keys] = arrays.get(keys, -1) + 1
-                    for nested in [k for k in arrays if len(k) > len(keys) and k[: len(keys)] == keys]:
+                    for nested in [
+                        k for k in arrays if len(k) > len(keys) and k[: len(keys)] == keys
+                    ]:
                         del arrays[nested]
                 table = self._resolve(keys, arrays)
                 self.record(table, start)

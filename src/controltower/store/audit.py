@@ -42,7 +42,13 @@ def record_audit(
     subject: str = "",
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    event = AuditEvent(at=utcnow(), actor=actor, action=action, service_id=service,
-                       subject=subject, detail=detail or {})
+    event = AuditEvent(
+        at=utcnow(),
+        actor=actor,
+        action=action,
+        service_id=service,
+        subject=subject,
+        detail=detail or {},
+    )
     session.add(event)
     return event

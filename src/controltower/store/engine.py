@@ -32,8 +32,9 @@ DEFAULT_FILE = "tower.db"
 _MIGRATIONS = str(Path(__file__).with_name("migrations"))
 
 
-def resolve_url(url: str | None = None, *, root: Path | None = None,
-                environ: dict[str, str] | None = None) -> str:
+def resolve_url(
+    url: str | None = None, *, root: Path | None = None, environ: dict[str, str] | None = None
+) -> str:
     """The store URL: ``url``, else ``$TOWER_DATABASE_URL``, else SQLite under ``root/.tower``."""
     env = os.environ if environ is None else environ
     chosen = url or env.get(ENV_URL) or ""
@@ -90,7 +91,10 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         elif self.dialect == "postgresql":
             self.engine = create_engine(
-                url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2,
+                url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size * 2,
                 pool_pre_ping=True,
             )
         else:
@@ -101,8 +105,9 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str | None = None, *, root: Path | None = None,
-             migrate: bool = True) -> Store:
+    def open(
+        cls, url: str | None = None, *, root: Path | None = None, migrate: bool = True
+    ) -> Store:
         """Open (and by default migrate) the store named by ``url`` or the defaults."""
         store = cls(resolve_url(url, root=root))
         if migrate:
@@ -139,11 +144,24 @@ class Store:
             with self.engine.connect() as connection:
                 return set(MigrationContext.configure(connection).get_current_heads())
         except OperationalError as exc:
-            raise StoreError(f"cannot open the store at {redact_url(self.url)}: {exc.orig}") from None
+            raise StoreError(
+                f"cannot open the store at {redact_url(self.url)}: {exc.orig}"
+            ) from None
+
+    def applied(self) -> set[str]:
+        """Every revision the database has, including those reached through dependencies."""
+        current = self.current()
+        if not current:
+            return set()
+        script = ScriptDirectory.from_config(self._config())
+        return {rev.revision for rev in script.iterate_revisions(tuple(current), "base")}
+
+    def is_current(self) -> bool:
+        return self.heads() <= self.applied()
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision of every branch, if it is not there."""
-        if self.current() == self.heads():
+        if self.is_current():
             return
         try:
             with self._migration_lock(), self.engine.begin() as connection:
@@ -151,7 +169,9 @@ class Store:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "heads")
         except SQLAlchemyError as exc:
-            raise StoreError(f"migrating the store at {redact_url(self.url)} failed: {exc}") from None
+            raise StoreError(
+                f"migrating the store at {redact_url(self.url)} failed: {exc}"
+            ) from None
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:

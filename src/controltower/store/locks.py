@@ -43,8 +43,9 @@ class Locks:
         self.store = store
         self.clock = clock
 
-    def acquire(self, name: str, owner: str, *, ttl: float,
-                detail: dict[str, Any] | None = None) -> bool:
+    def acquire(
+        self, name: str, owner: str, *, ttl: float, detail: dict[str, Any] | None = None
+    ) -> bool:
         """Take ``name`` for ``owner`` for ``ttl`` seconds; False if someone else holds it."""
         now = self.clock.now()
         expires = now + timedelta(seconds=ttl)
@@ -59,26 +60,39 @@ class Locks:
                 return True
         try:
             with self.store.session() as session:
-                session.add(Lock(name=name, owner=owner, acquired_at=now, expires_at=expires,
-                                 detail=detail or {}))
+                session.add(
+                    Lock(
+                        name=name,
+                        owner=owner,
+                        acquired_at=now,
+                        expires_at=expires,
+                        detail=detail or {},
+                    )
+                )
             return True
         except IntegrityError:
             return False
 
-    def acquire_or_raise(self, name: str, owner: str, *, ttl: float,
-                         detail: dict[str, Any] | None = None) -> None:
+    def acquire_or_raise(
+        self, name: str, owner: str, *, ttl: float, detail: dict[str, Any] | None = None
+    ) -> None:
         if not self.acquire(name, owner, ttl=ttl, detail=detail):
             info = self.info(name)
             holder = info.owner if info else "someone else"
-            raise LockHeld(name, holder, hint="wait for it to finish, or, if that process is "
-                           "gone, the lock frees itself when it expires")
+            raise LockHeld(
+                name,
+                holder,
+                hint="wait for it to finish, or, if that process is "
+                "gone, the lock frees itself when it expires",
+            )
 
     def renew(self, name: str, owner: str, *, ttl: float) -> bool:
         """Extend a lock ``owner`` holds; False if it was lost (expired and taken)."""
         expires = self.clock.now() + timedelta(seconds=ttl)
         with self.store.session() as session:
             result = session.execute(
-                update(Lock).where(Lock.name == name, Lock.owner == owner)
+                update(Lock)
+                .where(Lock.name == name, Lock.owner == owner)
                 .values(expires_at=expires)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -17,8 +17,9 @@ def render(preset: str, found: Detected) -> str:
     env_files = ", ".join(f'"{name}"' for name in (found.env_files or [".env"]))
     values = {
         "name": found.name,
-        "stack": found.stack if found.stack != "other" else (
-            "nextjs" if preset == "nextjs-fly" else "python-asgi"),
+        "stack": found.stack
+        if found.stack != "other"
+        else ("nextjs" if preset == "nextjs-fly" else "python-asgi"),
         "target": found.target if preset == "python-asgi" else "fly",
         "port": str(found.port),
         "memory": found.memory or ("1gb" if preset == "nextjs-fly" else "512mb"),

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from controltower.store.models.core import AuditEvent, Lock, Service
+from controltower.store.models.notify import OutboxMessage
 
-__all__ = ["AuditEvent", "Lock", "Service"]
+__all__ = ["AuditEvent", "Lock", "OutboxMessage", "Service"]

@@ -34,9 +34,11 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("action", sa.String(100), nullable=False),
         sa.Column(
-            "service_id", sa.Integer(),
-            sa.ForeignKey("services.id", ondelete="CASCADE",
-                          name="fk_audit_events_service_id_services"),
+            "service_id",
+            sa.Integer(),
+            sa.ForeignKey(
+                "services.id", ondelete="CASCADE", name="fk_audit_events_service_id_services"
+            ),
             nullable=True,
         ),
         sa.Column("subject", sa.String(200), nullable=False),

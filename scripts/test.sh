@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: dependencies, PostgreSQL, Chromium, lint, types, tests.
+# PostgreSQL and browser tests are required here: they fail, not skip, if they cannot run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== setup"
+bash scripts/setup.sh
+TOWER_TEST_POSTGRES_URL="$(bash scripts/postgres.sh | tail -1)"
+export TOWER_TEST_POSTGRES_URL TOWER_REQUIRE_POSTGRES=1
+TOWER_CHROMIUM="$(bash scripts/chromium.sh | tail -1)"
+export TOWER_CHROMIUM TOWER_REQUIRE_BROWSER=1
+echo "== lint"
+.venv/bin/ruff check src tests examples benchmarks
+.venv/bin/ruff format --check src tests examples benchmarks
+echo "== types"
+.venv/bin/mypy
+echo "== tests"
+.venv/bin/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup "$@"

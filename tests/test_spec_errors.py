@@ -1,0 +1,211 @@
+"""A table of bad tower.toml files, each with the exact message it must produce."""
+
+from __future__ import annotations
+
+import pytest
+
+from controltower.exceptions import SpecError
+from controltower.spec import parse_spec
+
+BASE = '[service]\nname = "shop"\n'
+
+CASES: list[tuple[str, str, str]] = [
+    (
+        "unknown strategy",
+        BASE + '\n[deploy]\nstrategy = "blue-green"\n',
+        "tower.toml:5: deploy.strategy: must be one of immediate, rolling, bluegreen, canary "
+        '(got "blue-green")',
+    ),
+    (
+        "unknown key with suggestion",
+        BASE + 'memroy = "512mb"\n',
+        'tower.toml:3: service.memroy: unknown key (did you mean "memory"?)',
+    ),
+    (
+        "unknown top-level table",
+        BASE + '[deplo]\nstrategy = "canary"\n',
+        'tower.toml:3: deplo: unknown key (did you mean "deploy"?)',
+    ),
+    (
+        "missing service name",
+        "[service]\nport = 3000\n",
+        "tower.toml:1: service.name: required key is missing",
+    ),
+    (
+        "missing service table",
+        '[health]\nreadiness = "/api/health"\n',
+        "tower.toml:1: service: required key is missing",
+    ),
+    (
+        "bad duration",
+        BASE + '[deploy.health]\ndeadline = "5 minutes"\n',
+        "tower.toml:4: deploy.health.deadline: must be a duration like 30s, 5m or 1h "
+        '(got "5 minutes")',
+    ),
+    (
+        "bad size",
+        BASE + 'memory = "lots"\n',
+        'tower.toml:3: service.memory: must be a size like 512mb or 2gb (got "lots")',
+    ),
+    (
+        "bad percentage",
+        BASE + '[[deploy.steps]]\nweight = "150%"\n',
+        "tower.toml:4: deploy.steps[0].weight: must be a percentage between 0% and 100% "
+        "(got '150%')",
+    ),
+    (
+        "port out of range",
+        BASE + "port = 70000\n",
+        "tower.toml:3: service.port: must be at most 65535 (got 70000)",
+    ),
+    (
+        "port not a number",
+        BASE + 'port = "http"\n',
+        'tower.toml:3: service.port: must be a whole number (got "http")',
+    ),
+    (
+        "health path without slash",
+        BASE + '[health]\nreadiness = "api/health"\n',
+        'tower.toml:4: health.readiness: must be a path starting with "/" (got "api/health")',
+    ),
+    (
+        "environment url not http",
+        BASE + '[environments.production]\nurl = "shop.example.com"\n',
+        "tower.toml:4: environments.production.url: must be an http:// or https:// URL "
+        '(got "shop.example.com")',
+    ),
+    (
+        "bad condition operator",
+        BASE + '[[monitors]]\nname = "api"\nurl = "http://x"\nconditions = ["status = 200"]\n',
+        'tower.toml:6: monitors[0].conditions[0]: invalid condition "status = 200": '
+        "unexpected '=' at column 8 (use == to compare)",
+    ),
+    (
+        "monitor type",
+        BASE + '[[monitors]]\nname = "api"\ntype = "ping"\n',
+        "tower.toml:5: monitors[0].type: must be one of http, tcp, tls, keyword, heartbeat, "
+        'prometheus, machine (got "ping")',
+    ),
+    (
+        "second monitor missing name",
+        BASE + '[[monitors]]\nname = "a"\n[[monitors]]\nurl = "http://x"\n',
+        "tower.toml:5: monitors[1].name: required key is missing",
+    ),
+    (
+        "duplicate monitor names",
+        BASE + '[[monitors]]\nname = "a"\n[[monitors]]\nname = "a"\n',
+        'tower.toml:6: monitors[1].name: "a" is already the name of a monitor',
+    ),
+    (
+        "unknown dependency",
+        BASE + '[[monitors]]\nname = "app"\ndepends_on = ["db"]\n',
+        'tower.toml:5: monitors[0].depends_on: "db" is not a monitor (monitors: app)',
+    ),
+    (
+        "route names unknown channel",
+        BASE + '[alerts.channels.ops]\ntype = "slack"\n[[alerts.routes]]\nchannels = ["pager"]\n',
+        'tower.toml:6: alerts.routes[0].channels: "pager" is not a channel in [alerts.channels] '
+        "(defined: ops)",
+    ),
+    (
+        "channel type",
+        BASE + '[alerts.channels.ops]\ntype = "sms"\n',
+        "tower.toml:4: alerts.channels.ops.type: must be one of slack, resend, smtp, webhook, "
+        'apprise (got "sms")',
+    ),
+    (
+        "secret field of the wrong type is not echoed",
+        BASE + '[alerts.channels.ops]\ntype = "slack"\nurl = 12345\n',
+        "tower.toml:5: alerts.channels.ops.url: must be a string",
+    ),
+    (
+        "unset variable",
+        BASE + '[environments.production]\nurl = "${SHOP_URL}"\n',
+        "tower.toml:4: environments.production.url: environment variable SHOP_URL is not set "
+        "(set it, or give a default: ${SHOP_URL:-default})",
+    ),
+    (
+        "malformed variable reference",
+        BASE + 'description = "${not valid}"\n',
+        'tower.toml:3: service.description: "${not valid}" is not a valid variable reference; '
+        "write ${NAME} or ${NAME:-default}",
+    ),
+    (
+        "invalid TOML",
+        BASE + "port = = 3\n",
+        "tower.toml:3: invalid TOML: Invalid value (column 8)",
+    ),
+    (
+        "env var enum without values",
+        BASE + '[env.vars.MODE]\nformat = "enum"\n',
+        'tower.toml:3: env.vars.MODE: format "enum" needs values = [...]',
+    ),
+    (
+        "waiver without expiry",
+        BASE + '[[waivers]]\ncheck = "docker.healthcheck"\nreason = "fly ignores it"\n',
+        "tower.toml:3: waivers[0].expires: required key is missing",
+    ),
+    (
+        "waiver with a bad date",
+        BASE + '[[waivers]]\ncheck = "x"\nreason = "because"\nexpires = "soon"\n',
+        'tower.toml:6: waivers[0].expires: must be a date like 2026-12-31 (got "soon")',
+    ),
+    (
+        "gate out of range",
+        BASE + "[deploy]\ngates = [1, 4]\n",
+        "tower.toml:4: deploy.gates[1]: must be one of 1, 2, 3 (got 4)",
+    ),
+    (
+        "instances below one",
+        BASE + "[deploy]\ninstances = 0\n",
+        "tower.toml:4: deploy.instances: must be at least 1 (got 0)",
+    ),
+    (
+        "table where a value belongs",
+        BASE + "[deploy.strategy]\nname = 1\n",
+        "tower.toml:3: deploy.strategy: must be one of immediate, rolling, bluegreen, canary "
+        "(got a table)",
+    ),
+    (
+        "boolean expected",
+        BASE + '[budgets]\nabort_on_fail = "yes please"\n',
+        'tower.toml:4: budgets.abort_on_fail: must be true or false (got "yes please")',
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_bad_spec_gives_exact_message(case: str, text: str, expected: str) -> None:
+    """Each kind of mistake yields one issue whose text names file, line, key and what is allowed."""
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, environ={})
+    messages = [str(issue) for issue in caught.value.issues]
+    assert expected in messages, "\n".join(messages)
+
+
+def test_every_error_at_once() -> None:
+    """Several mistakes in one file are all reported, sorted by line."""
+    text = BASE + 'port = "x"\nmemroy = 1\n[deploy]\nstrategy = "fast"\n'
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, environ={})
+    lines = [issue.line for issue in caught.value.issues]
+    assert lines == [3, 4, 6]
+    assert str(caught.value).startswith("3 errors in the spec:")
+
+
+def test_expanded_value_is_never_echoed() -> None:
+    """A bad value that came from the environment is named by its variable, not shown."""
+    text = BASE + 'port = 1\n[deploy.health]\ndeadline = "${DEADLINE}"\n'
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, environ={"DEADLINE": "hunter2-secret"})
+    message = str(caught.value)
+    assert "hunter2-secret" not in message
+    assert "(got the value of ${DEADLINE})" in message
+
+
+def test_secret_from_environment_never_in_errors() -> None:
+    """Secrets in secret fields do not appear in any error, even beside other errors."""
+    text = BASE + 'port = "bad"\n[alerts.channels.ops]\ntype = "slack"\nurl = "${SLACK_URL}"\n'
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, environ={"SLACK_URL": "https://hooks.slack.com/services/T0/B0/SECRET"})
+    assert "SECRET" not in str(caught.value)

@@ -30,7 +30,7 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 def short_reason(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
     """One line saying why ``exc`` happened, without secrets or a stack trace."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    detail = redact(lines[-1] if lines else "", secrets)
+    detail = redact(lines[0] if lines else "", secrets)
     if len(detail) > 200:
         detail = detail[:197] + "..."
     kind = type(exc).__name__

@@ -26,7 +26,13 @@ def serve_asgi(app: Any) -> Iterator[str]:
 
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, server_header=False, lifespan="off"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -136,7 +142,13 @@ class _ApiHandler(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/rest/v1/"):
             if self.headers.get("apikey") != self.server.supabase_key:
-                self._json(401, {"message": "Invalid API key", "hint": "Double check your Supabase `anon` or `service_role` API key."})
+                self._json(
+                    401,
+                    {
+                        "message": "Invalid API key",
+                        "hint": "Double check your Supabase `anon` or `service_role` API key.",
+                    },
+                )
                 return
             self._json(200, {"swagger": "2.0", "info": {"title": "PostgREST API"}, "paths": {}})
             return
@@ -149,7 +161,11 @@ class _ApiHandler(BaseHTTPRequestHandler):
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, stripe_key: str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc", supabase_key: str = "eyJhbGciOiJIUzI1NiJ9.anon.sig") -> None:
+    def __init__(
+        self,
+        stripe_key: str = "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        supabase_key: str = "eyJhbGciOiJIUzI1NiJ9.anon.sig",
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _ApiHandler)
         self.stripe_key = stripe_key
         self.supabase_key = supabase_key
@@ -177,7 +193,19 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
             yield f"redis://127.0.0.1:{port}/0"
         return
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

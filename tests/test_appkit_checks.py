@@ -97,7 +97,9 @@ class TestDisk:
         """Disk free is reported in %; thresholds above the real free share warn or fail."""
         entry = await one(checks.disk(str(tmp_path), min_free=0.0, warn_free=0.0))
         assert entry["status"] == "pass" and entry["observedUnit"] == "%"
-        assert (await one(checks.disk(str(tmp_path), min_free=0.0, warn_free=1.01)))["status"] == "warn"
+        assert (await one(checks.disk(str(tmp_path), min_free=0.0, warn_free=1.01)))[
+            "status"
+        ] == "warn"
         entry = await one(checks.disk(str(tmp_path), min_free=1.01))
         assert entry["status"] == "fail" and "free on" in str(entry["output"])
 
@@ -136,7 +138,11 @@ class TestMemory:
         entry = await one(checks.memory(cgroup_root=str(tmp_path)))
         assert entry["status"] == "fail" and "99.0% of the 1000 byte limit" in str(entry["output"])
         entry = await one(checks.memory(cgroup_root=str(tmp_path), limit=10_000))
-        assert (entry["status"], entry["observedValue"], entry["observedUnit"]) == ("pass", 9.9, "%")
+        assert (entry["status"], entry["observedValue"], entry["observedUnit"]) == (
+            "pass",
+            9.9,
+            "%",
+        )
 
     async def test_process_rss_without_cgroup(self, tmp_path: Path) -> None:
         """Without a cgroup, this process's RSS is measured against the configured limit."""

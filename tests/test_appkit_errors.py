@@ -28,7 +28,9 @@ from controltower.appkit import (
 from controltower.exceptions import IngestError
 
 
-def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], dict[str, Any]]]]:
+def parse_envelope(
+    body: bytes,
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], dict[str, Any]]]]:
     """Parse an envelope as a Sentry-compatible ingest endpoint does: header line, then items."""
     header_line, rest = body.split(b"\n", 1)
     items = []
@@ -79,14 +81,19 @@ class _IngestHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         auth = self.headers.get("X-Sentry-Auth", "")
-        if self.path != f"/api/{server.project}/envelope/" or f"sentry_key={server.key}" not in auth:
+        if (
+            self.path != f"/api/{server.project}/envelope/"
+            or f"sentry_key={server.key}" not in auth
+        ):
             server.rejected += 1
             self.send_response(401)
             self.end_headers()
             return
         header, items = parse_envelope(body)
         with server.received:
-            server.headers_seen.append({"auth": auth, "type": self.headers["Content-Type"], **header})
+            server.headers_seen.append(
+                {"auth": auth, "type": self.headers["Content-Type"], **header}
+            )
             server.events.extend(payload for item, payload in items if item["type"] == "event")
             server.received.notify_all()
         self.send_response(200)
@@ -149,18 +156,26 @@ class TestDsn:
 
     def test_envelope_shape(self) -> None:
         """An envelope is a header line, an item header with the byte length, and the event."""
-        event = ErrorEvent("boom", code="E42", context={"order": 7}, release="1.2.3", environment="staging")
+        event = ErrorEvent(
+            "boom", code="E42", context={"order": 7}, release="1.2.3", environment="staging"
+        )
         header, items = parse_envelope(envelope(event))
         assert header["event_id"] == event.event_id and "sent_at" in header
         ((item, payload),) = items
         assert item["type"] == "event" and item["content_type"] == "application/json"
         assert payload["platform"] == "python" and payload["level"] == "error"
         assert payload["tags"] == {"code": "E42"} and payload["extra"] == {"order": 7}
-        assert (payload["release"], payload["environment"], payload["message"]) == ("1.2.3", "staging", "boom")
+        assert (payload["release"], payload["environment"], payload["message"]) == (
+            "1.2.3",
+            "staging",
+            "boom",
+        )
 
 
 class TestDelivery:
-    def test_logged_exception_reaches_the_ingest_endpoint(self, ingest: Ingest, logger: logging.Logger) -> None:
+    def test_logged_exception_reaches_the_ingest_endpoint(
+        self, ingest: Ingest, logger: logging.Logger
+    ) -> None:
         """logger.exception sends one event with level, code, context, stack frames and no secrets."""
         reporter = ErrorReporter(DsnSink(ingest.dsn), environment="production", release="1.4.2")
         logger.addHandler(reporter.handler())
@@ -168,7 +183,10 @@ class TestDelivery:
         try:
             fail_somewhere(secret)
         except ValueError:
-            logger.exception("checkout failed", extra={"code": "checkout_failed", "order_id": 17, "api_token": "tok_live_x"})
+            logger.exception(
+                "checkout failed",
+                extra={"code": "checkout_failed", "order_id": 17, "api_token": "tok_live_x"},
+            )
         logger.info("not an error")
         assert reporter.flush(10)
         (event,) = ingest.wait_for(1)
@@ -230,7 +248,9 @@ class TestDelivery:
 
     def test_jsonl_sink(self, tmp_path: Path, logger: logging.Logger) -> None:
         """The JSONL sink writes one record per event with timestamp, environment, severity, code, stack."""
-        reporter = capture_errors(sink=JsonlSink(tmp_path / "errors.jsonl"), logger=logger, environment="staging")
+        reporter = capture_errors(
+            sink=JsonlSink(tmp_path / "errors.jsonl"), logger=logger, environment="staging"
+        )
         try:
             1 / 0  # noqa: B018
         except ZeroDivisionError:
@@ -238,8 +258,15 @@ class TestDelivery:
         assert reporter.flush(10)
         (line,) = (tmp_path / "errors.jsonl").read_text().splitlines()
         record = json.loads(line)
-        assert (record["severity"], record["code"], record["environment"]) == ("fatal", "div0", "staging")
-        assert record["stack"].endswith("ZeroDivisionError: division by zero") and "test_jsonl_sink" in record["stack"]
+        assert (record["severity"], record["code"], record["environment"]) == (
+            "fatal",
+            "div0",
+            "staging",
+        )
+        assert (
+            record["stack"].endswith("ZeroDivisionError: division by zero")
+            and "test_jsonl_sink" in record["stack"]
+        )
         assert record["timestamp"].endswith("Z")
 
 
@@ -287,7 +314,9 @@ class TestNeverBlocksNeverCrashes:
         """An endpoint that is down makes events fail (counted) without raising into the app."""
         from tests.conftest import free_port
 
-        reporter = ErrorReporter(DsnSink(f"http://k@127.0.0.1:{free_port()}/1", retry_delay=0.01, timeout=1))
+        reporter = ErrorReporter(
+            DsnSink(f"http://k@127.0.0.1:{free_port()}/1", retry_delay=0.01, timeout=1)
+        )
         logger.addHandler(reporter.handler())
         logger.error("lost")
         assert reporter.flush(10)

@@ -7,25 +7,38 @@ import re
 import httpx
 import pytest
 
-from controltower.appkit import HeaderPolicy, SecurityHeaders, SecurityHeadersWSGI, csp_nonce, secure
+from controltower.appkit import (
+    HeaderPolicy,
+    SecurityHeaders,
+    SecurityHeadersWSGI,
+    csp_nonce,
+    secure,
+)
 from tests.appkit_support import serve_asgi, serve_wsgi
 
 
 def directives(value: str) -> dict[str, str]:
-    return {part.split(" ", 1)[0]: part.split(" ", 1)[1] if " " in part else "" for part in value.split("; ")}
+    return {
+        part.split(" ", 1)[0]: part.split(" ", 1)[1] if " " in part else ""
+        for part in value.split("; ")
+    }
 
 
 class TestPolicy:
     def test_defaults(self) -> None:
         """The default policy is strict: HSTS two years, nosniff, frame-ancestors 'none', nonce on scripts."""
         headers = dict(HeaderPolicy().headers("abc"))
-        assert headers["strict-transport-security"] == "max-age=63072000; includeSubDomains; preload"
+        assert (
+            headers["strict-transport-security"] == "max-age=63072000; includeSubDomains; preload"
+        )
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
         assert headers["permissions-policy"] == "camera=(), microphone=(), geolocation=()"
         assert headers["cross-origin-resource-policy"] == "same-origin"
         csp = directives(headers["content-security-policy"])
-        assert csp["script-src"] == "'self' 'nonce-abc'" and csp["style-src"] == "'self' 'nonce-abc'"
+        assert (
+            csp["script-src"] == "'self' 'nonce-abc'" and csp["style-src"] == "'self' 'nonce-abc'"
+        )
         assert csp["frame-ancestors"] == "'none'" and csp["object-src"] == "'none'"
         assert "server" not in headers and "require-trusted-types-for" not in csp
 
@@ -45,7 +58,9 @@ class TestPolicy:
         assert csp["script-src"] == "'self' https://js.stripe.com"
         assert "font-src" not in csp and csp["frame-ancestors"] == "'self'"
         assert csp["require-trusted-types-for"] == "'script'"
-        assert csp["report-uri"] == "https://tower.example.com/api/csp" and csp["report-to"] == "csp"
+        assert (
+            csp["report-uri"] == "https://tower.example.com/api/csp" and csp["report-to"] == "csp"
+        )
         assert headers["reporting-endpoints"] == 'csp="https://tower.example.com/api/csp"'
 
     def test_policy_or_options_not_both(self) -> None:
@@ -66,7 +81,8 @@ class TestAsgi:
             nonce = request.state.csp_nonce
             assert csp_nonce(request) == nonce
             return HTMLResponse(
-                f'<script nonce="{nonce}">1</script>', headers={"server": "uvicorn/0.1", "x-powered-by": "Starlette"}
+                f'<script nonce="{nonce}">1</script>',
+                headers={"server": "uvicorn/0.1", "x-powered-by": "Starlette"},
             )
 
         app = Starlette(routes=[Route("/", page)])
@@ -75,7 +91,9 @@ class TestAsgi:
             seen = []
             for _ in range(3):
                 response = client.get(url)
-                header_nonce = re.search(r"'nonce-([^']+)'", response.headers["content-security-policy"])
+                header_nonce = re.search(
+                    r"'nonce-([^']+)'", response.headers["content-security-policy"]
+                )
                 assert header_nonce is not None
                 assert f'nonce="{header_nonce.group(1)}"' in response.text
                 assert "server" not in response.headers and "x-powered-by" not in response.headers

@@ -26,7 +26,9 @@ from tests.appkit_support import ApiServer, BlackHole, closed_port, serve_asgi, 
 class Counting(Check):
     """A check that counts its runs and can be told to hang, fail or be slow."""
 
-    def __init__(self, name: str = "dep", *, delay: float = 0.0, fail: bool = False, **options: object) -> None:
+    def __init__(
+        self, name: str = "dep", *, delay: float = 0.0, fail: bool = False, **options: object
+    ) -> None:
         super().__init__(name, **options)  # type: ignore[arg-type]
         self.delay = delay
         self.fail = fail
@@ -85,7 +87,12 @@ class TestRunning:
 
         body = (await Health(queue).run()).as_ietf()
         entry = body["checks"]["queue:responseTime"][0]
-        assert (entry["observedValue"], entry["observedUnit"], entry["status"], entry["output"]) == (
+        assert (
+            entry["observedValue"],
+            entry["observedUnit"],
+            entry["status"],
+            entry["output"],
+        ) == (
             120,
             "jobs",
             "warn",
@@ -107,7 +114,9 @@ class TestRunning:
         async def raises() -> None:
             raise RuntimeError("boom")
 
-        report = await Health(check("a")(sync_ok), check("b")(returns_false), check("c")(raises)).run()
+        report = await Health(
+            check("a")(sync_ok), check("b")(returns_false), check("c")(raises)
+        ).run()
         statuses = [r.status for r in report.results]
         assert statuses == ["pass", "fail", "fail"]
         assert thread_names and thread_names[0] != threading.main_thread().name
@@ -183,7 +192,9 @@ class TestBodies:
         health = Health(Counting("db"), version="1.4.2", service_id="shop", clock=clock)
         clock.advance(5)
         body = (await health.run()).as_ietf(service_id="shop")
-        assert body["status"] == "pass" and body["version"] == "1.4.2" and body["releaseId"] == "1.4.2"
+        assert (
+            body["status"] == "pass" and body["version"] == "1.4.2" and body["releaseId"] == "1.4.2"
+        )
         assert body["serviceId"] == "shop"
         assert body["timestamp"] == "2026-01-01T00:00:05.000Z" and body["uptime"] == 5.0
         entry = body["checks"]["db:responseTime"][0]
@@ -193,7 +204,11 @@ class TestBodies:
     async def test_simple_body(self) -> None:
         """The simple style says healthy or unhealthy, with timestamp and version."""
         report = await Health(Counting("db", fail=True), version="2").run()
-        assert report.as_simple() == {"status": "unhealthy", "timestamp": report.as_simple()["timestamp"], "version": "2"}
+        assert report.as_simple() == {
+            "status": "unhealthy",
+            "timestamp": report.as_simple()["timestamp"],
+            "version": "2",
+        }
         report = await Health(Counting("db"), version="2").run()
         assert report.as_simple()["status"] == "healthy"
 
@@ -208,24 +223,43 @@ class TestRealDependencies:
     async def test_down_postgres_gives_503_with_secret_free_output(self) -> None:
         """A refused connection fails readiness with an output naming the cause, not the password."""
         url = f"postgresql://app:s3cr3t-pw@127.0.0.1:{closed_port()}/shop"
-        health = Health(checks.postgres(url), checks.stripe("sk_live_abcdefgh12345678", api_base="http://127.0.0.1:1"))
+        health = Health(
+            checks.postgres(url),
+            checks.stripe("sk_live_abcdefgh12345678", api_base="http://127.0.0.1:1"),
+        )
         report = await health.run()
         status, body, _ = health.render(report)
         assert status == 503
         text = body.decode()
-        assert "s3cr3t-pw" not in text and "sk_live_abcdefgh12345678" not in text and "Traceback" not in text
+        assert (
+            "s3cr3t-pw" not in text
+            and "sk_live_abcdefgh12345678" not in text
+            and "Traceback" not in text
+        )
         output = report.as_ietf()["checks"]["postgres:responseTime"][0]["output"]
         assert output.startswith("postgres unreachable: ") and "refused" in output.lower()
 
     @pytest.mark.slow
     @pytest.mark.xdist_group("appkit-heavy")
-    def test_hanging_dependencies_over_http_stay_bounded(self, postgres_url: str, black_hole: BlackHole) -> None:
+    def test_hanging_dependencies_over_http_stay_bounded(
+        self, postgres_url: str, black_hole: BlackHole
+    ) -> None:
         """Over real HTTP, readiness with a hanging Postgres and a hanging HTTP dependency answers
         503 within the largest timeout + 20 ms (best of three, measured in the server), and the
         real database still reports pass."""
-        hanging_pg = checks.postgres(f"postgresql://app:pw@127.0.0.1:{black_hole.port}/x", name="replica", timeout=0.3)
-        hanging_http = checks.http(f"http://127.0.0.1:{black_hole.port}/status", name="billing", timeout=0.25)
-        health = Health(checks.postgres(postgres_url, timeout=2), hanging_pg, hanging_http, success_ttl=0, failure_ttl=0)
+        hanging_pg = checks.postgres(
+            f"postgresql://app:pw@127.0.0.1:{black_hole.port}/x", name="replica", timeout=0.3
+        )
+        hanging_http = checks.http(
+            f"http://127.0.0.1:{black_hole.port}/status", name="billing", timeout=0.25
+        )
+        health = Health(
+            checks.postgres(postgres_url, timeout=2),
+            hanging_pg,
+            hanging_http,
+            success_ttl=0,
+            failure_ttl=0,
+        )
         durations: list[float] = []
 
         async def timed_endpoint(scope: object, receive: object, send: object) -> None:
@@ -240,8 +274,14 @@ class TestRealDependencies:
         assert {r.status_code for r in responses} == {503}
         body = responses[-1].json()
         assert body["checks"]["postgres:responseTime"][0]["status"] == "pass"
-        assert body["checks"]["replica:responseTime"][0]["output"] == "replica did not answer within 300 ms"
-        assert body["checks"]["billing:responseTime"][0]["output"] == "billing did not answer within 250 ms"
+        assert (
+            body["checks"]["replica:responseTime"][0]["output"]
+            == "replica did not answer within 300 ms"
+        )
+        assert (
+            body["checks"]["billing:responseTime"][0]["output"]
+            == "billing did not answer within 250 ms"
+        )
         assert min(durations) < 0.3 + 0.020, durations
         assert max(r.elapsed.total_seconds() for r in responses) < 1.5
 
@@ -286,12 +326,17 @@ class TestEndpoints:
         from flask import Flask
 
         db = Counting("db", delay=0.1)
-        health = Health(db, checks.tcp("127.0.0.1", closed_port(), name="cache", critical=False), success_ttl=0)
+        health = Health(
+            db, checks.tcp("127.0.0.1", closed_port(), name="cache", critical=False), success_ttl=0
+        )
         app = Flask(__name__)
         health.mount(app)
         with serve_wsgi(app) as url, httpx.Client() as client:
             results: list[httpx.Response] = []
-            threads = [threading.Thread(target=lambda: results.append(client.get(f"{url}/api/health"))) for _ in range(8)]
+            threads = [
+                threading.Thread(target=lambda: results.append(client.get(f"{url}/api/health")))
+                for _ in range(8)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -299,7 +344,9 @@ class TestEndpoints:
             assert {r.status_code for r in results} == {200}
             body = results[0].json()
             assert body["status"] == "warn"
-            assert body["checks"]["cache:responseTime"][0]["output"].startswith("cache unreachable: ")
+            assert body["checks"]["cache:responseTime"][0]["output"].startswith(
+                "cache unreachable: "
+            )
             assert db.runs < 8
             assert client.get(f"{url}/api/health/live").status_code == 200
 

@@ -80,7 +80,10 @@ class TestAsgi:
             client.get(f"{url}/items/1")
             text = client.get(f"{url}/metrics").text
         found = samples(text)
-        count = ("http_request_duration_seconds_count", (("method", "GET"), ("route", "/items/{item_id}"), ("status", "2xx")))
+        count = (
+            "http_request_duration_seconds_count",
+            (("method", "GET"), ("route", "/items/{item_id}"), ("status", "2xx")),
+        )
         assert found[count] == 1
         assert found[("http_requests_in_progress", (("method", "GET"),))] == 0
         assert found[("process_resident_memory_bytes", ())] > 0
@@ -143,8 +146,15 @@ class TestMultiprocess:
         )
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
         for count in (3, 4):
-            subprocess.run([sys.executable, "-c", script, str(count), "quiet"], env=env, check=True, timeout=60)
+            subprocess.run(
+                [sys.executable, "-c", script, str(count), "quiet"], env=env, check=True, timeout=60
+            )
         out = subprocess.run(
-            [sys.executable, "-c", script, "0", "print"], env=env, check=True, timeout=60, capture_output=True, text=True
+            [sys.executable, "-c", script, "0", "print"],
+            env=env,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
         ).stdout
         assert requests_total(out, "/items/{id}") == 7

@@ -10,7 +10,13 @@ from __future__ import annotations
 from controltower.appkit import checks
 from controltower.appkit._asgi import HealthMiddleware
 from controltower.appkit._check import Check, CheckFailed, FunctionCheck, Observation, Status, check
-from controltower.appkit._errors import ErrorEvent, ErrorHandler, ErrorReporter, capture_errors
+from controltower.appkit._errors import (
+    ErrorCaptureMiddleware,
+    ErrorEvent,
+    ErrorHandler,
+    ErrorReporter,
+    capture_errors,
+)
 from controltower.appkit._frameworks import secure
 from controltower.appkit._headers import (
     HeaderPolicy,
@@ -30,6 +36,7 @@ __all__ = [
     "CheckFailed",
     "CheckResult",
     "DsnSink",
+    "ErrorCaptureMiddleware",
     "ErrorEvent",
     "ErrorHandler",
     "ErrorReporter",

@@ -196,6 +196,7 @@ class ErrorReporter:
         self._worker: threading.Thread | None = None
         self._worker_pid = 0
         self._closed = False
+        self._attached: list[tuple[logging.Logger, logging.Handler]] = []
         self.captured = self.sent = self.dropped = self.failed = 0
 
     # -- capturing -------------------------------------------------------
@@ -253,6 +254,16 @@ class ErrorReporter:
     def handler(self, level: int = logging.ERROR) -> ErrorHandler:
         """A logging handler capturing records at ``level`` and above."""
         return ErrorHandler(self, level)
+
+    def attach(
+        self, logger: logging.Logger | None = None, level: int = logging.ERROR
+    ) -> ErrorHandler:
+        """Add a handler to ``logger`` (default: root); ``close`` removes it again."""
+        handler = self.handler(level)
+        target = logger or logging.getLogger()
+        target.addHandler(handler)
+        self._attached.append((target, handler))
+        return handler
 
     def structlog_processor(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
@@ -336,6 +347,9 @@ class ErrorReporter:
         """Flush, then refuse new events and close the sink."""
         done = self.flush(timeout)
         self._closed = True
+        for logger, handler in self._attached:
+            logger.removeHandler(handler)
+        self._attached.clear()
         self.sink.close()
         return done
 
@@ -396,12 +410,14 @@ class ErrorHandler(logging.Handler):
 def capture_errors(
     dsn: str | None = None,
     *,
+    app: Any = None,
     sink: Sink | None = None,
     logger: logging.Logger | None = None,
     level: int = logging.ERROR,
     **options: Any,
 ) -> ErrorReporter:
-    """Send ``logger``'s (default: root) error records to ``dsn`` (or ``sink``); returns the reporter."""
+    """Send error records of ``logger`` (default: root) and, given a Starlette/FastAPI ``app``,
+    its unhandled exceptions to ``dsn`` (default ``$TOWER_DSN`` or ``$SENTRY_DSN``) or ``sink``."""
     from controltower.appkit._sinks import DsnSink
 
     if sink is None:
@@ -415,5 +431,38 @@ def capture_errors(
             )
         sink = DsnSink(dsn)
     reporter = ErrorReporter(sink, **options)
-    (logger or logging.getLogger()).addHandler(reporter.handler(level))
+    reporter.attach(logger, level)
+    if app is not None and hasattr(app, "add_middleware"):
+        app.add_middleware(ErrorCaptureMiddleware, reporter=reporter)
     return reporter
+
+
+class ErrorCaptureMiddleware:
+    """ASGI middleware reporting unhandled exceptions (then re-raising them).
+
+    Servers log those on their own loggers (``uvicorn.error``), which do not
+    reach the root logger; this catches them where they happen, with the route.
+    """
+
+    def __init__(self, app: Any, *, reporter: ErrorReporter) -> None:
+        self.app = app
+        self.reporter = reporter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if scope["type"] in ("http", "websocket"):
+                route = getattr(scope.get("route"), "path", None)
+                context = {"method": scope.get("method"), "path": scope.get("path"), "route": route}
+                reporter = self.reporter
+                reporter.capture(
+                    reporter.event(
+                        f"unhandled {type(exc).__name__}: {exc}",
+                        code="unhandled_exception",
+                        exc=exc,
+                        context=context,
+                        logger="asgi",
+                    )
+                )
+            raise

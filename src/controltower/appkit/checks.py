@@ -172,7 +172,7 @@ class HttpCheck(_HttpBase):
 
 
 class StripeCheck(_HttpBase):
-    """An authenticated ``GET /v1/balance`` against the Stripe API (or ``api_base``)."""
+    """An authenticated ``GET /v1/balance`` against ``api_base`` (default ``$STRIPE_API_BASE`` or Stripe)."""
 
     default_name = "stripe"
 
@@ -358,7 +358,12 @@ class EventLoopLagCheck(Check):
     measurement = "lag"
 
     def __init__(
-        self, *, warn_ms: float = 100.0, fail_ms: float = 500.0, interval: float = 0.01, **options: Any
+        self,
+        *,
+        warn_ms: float = 100.0,
+        fail_ms: float = 500.0,
+        interval: float = 0.01,
+        **options: Any,
     ) -> None:
         options.setdefault("critical", False)
         super().__init__(**options)

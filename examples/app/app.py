@@ -10,64 +10,51 @@ told through environment variables to misbehave the way a bad release does:
     APP_ERROR_RATE     fraction of non-health requests answered with 500, e.g. 0.2
     APP_LATENCY_MS     latency added to every non-health request, e.g. 50
     APP_SEED           seed for the error and latency choices (tests)
+    TOWER_DSN          optional: send logged errors to tower serve (or Sentry) at this DSN
+
+Health, metrics and security headers come from ``controltower.appkit``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import sqlite3
 import sys
-import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from controltower.appkit import (
+    Check,
+    CheckFailed,
+    Health,
+    Metrics,
+    capture_errors,
+    check,
+    checks,
+    secure,
+)
 
 VERSION = os.environ.get("APP_VERSION", "dev")
 DATABASE = os.environ.get("APP_DATABASE", os.path.join(os.path.dirname(__file__), "example.db"))
 ERROR_RATE = float(os.environ.get("APP_ERROR_RATE", "0") or 0)
 LATENCY = float(os.environ.get("APP_LATENCY_MS", "0") or 0) / 1000.0
 FAIL_HEALTH = os.environ.get("APP_FAIL_HEALTH", "") not in ("", "0", "false")
-STARTED = time.time()
+ON_POSTGRES = DATABASE.startswith(("postgres://", "postgresql://"))
 _random = random.Random(os.environ.get("APP_SEED"))
-
-registry = CollectorRegistry()
-REQUESTS = Counter(
-    "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry
-)
-LATENCY_SECONDS = Histogram(
-    "http_request_duration_seconds", "Request latency", ["route"], registry=registry
-)
-
-SECURITY_HEADERS = {
-    "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "strict-origin-when-cross-origin",
-    "permissions-policy": "camera=(), microphone=(), geolocation=()",
-    "cross-origin-resource-policy": "same-origin",
-}
+log = logging.getLogger("example")
 
 
 def _query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    if DATABASE.startswith(("postgres://", "postgresql://")):
+    if ON_POSTGRES:
         import psycopg
 
         with psycopg.connect(DATABASE, connect_timeout=2) as conn:
@@ -78,17 +65,40 @@ def _query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 def _setup() -> None:
-    key = "SERIAL" if DATABASE.startswith(("postgres://", "postgresql://")) else "INTEGER"
+    key = "SERIAL" if ON_POSTGRES else "INTEGER"
     _query(f"CREATE TABLE IF NOT EXISTS items (id {key} PRIMARY KEY, name TEXT, price INTEGER)")
     if not _query("SELECT id FROM items LIMIT 1"):
         for name, price in (("tea", 400), ("coffee", 350), ("cake", 500)):
             _query("INSERT INTO items (name, price) VALUES (?, ?)", (name, price))
 
 
+def _database_check() -> Check:
+    if ON_POSTGRES:
+        return checks.postgres(DATABASE, name="database")
+    return check("database", component_type="datastore")(lambda: _query("SELECT 1"))
+
+
+@check("release")
+def _injected() -> None:
+    if FAIL_HEALTH:
+        raise CheckFailed("health failure injected by APP_FAIL_HEALTH")
+
+
+health = Health(
+    _database_check(),
+    _injected,
+    version=VERSION,
+    simple_path="/api/simple-health",
+    success_ttl=1.0,
+    failure_ttl=0.5,
+)
+
+
 async def misbehave() -> Response | None:
     if LATENCY:
         await asyncio.sleep(LATENCY)
     if ERROR_RATE and _random.random() < ERROR_RATE:
+        log.error("injected failure", extra={"code": "injected_failure"})
         return JSONResponse({"error": "injected failure"}, status_code=500)
     return None
 
@@ -109,91 +119,8 @@ async def items(request: Request) -> Response:
     return JSONResponse([{"id": r[0], "name": r[1], "price": r[2]} for r in rows])
 
 
-async def live(request: Request) -> Response:
-    return JSONResponse(
-        {"status": "pass", "version": VERSION}, media_type="application/health+json"
-    )
-
-
-async def health(request: Request) -> Response:
-    started = time.perf_counter()
-    status, output = "pass", ""
-    if FAIL_HEALTH:
-        status, output = "fail", "health failure injected by APP_FAIL_HEALTH"
-    else:
-        try:
-            await asyncio.wait_for(asyncio.to_thread(_query, "SELECT 1"), timeout=1.0)
-        except Exception as exc:  # report the kind, never the connection string
-            status, output = "fail", f"database unreachable ({type(exc).__name__})"
-    elapsed = (time.perf_counter() - started) * 1000
-    body = {
-        "status": status,
-        "version": VERSION,
-        "releaseId": VERSION,
-        "uptime": round(time.time() - STARTED, 3),
-        "checks": {
-            "database:responseTime": [
-                {
-                    "componentType": "datastore",
-                    "observedValue": round(elapsed, 3),
-                    "observedUnit": "ms",
-                    "status": status,
-                    **({"output": output} if output else {}),
-                }
-            ]
-        },
-    }
-    return JSONResponse(
-        body, status_code=200 if status == "pass" else 503, media_type="application/health+json"
-    )
-
-
-async def simple_health(request: Request) -> Response:
-    ok = not FAIL_HEALTH
-    return JSONResponse(
-        {"status": "healthy" if ok else "unhealthy", "version": VERSION, "timestamp": time.time()},
-        status_code=200 if ok else 503,
-    )
-
-
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class Observe:
-    """Security headers and request metrics, as a plain ASGI middleware."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapped(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapped)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "other")
-            if template not in ("/metrics", "/api/health", "/api/health/live"):
-                REQUESTS.labels(scope["method"], template, f"{status // 100}xx").inc()
-                LATENCY_SECONDS.labels(template).observe(time.perf_counter() - started)
-
-
 @asynccontextmanager
-async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
     if os.environ.get("APP_FAIL_START", "") not in ("", "0", "false"):
         print("startup failure injected by APP_FAIL_START", file=sys.stderr, flush=True)
         raise SystemExit(3)
@@ -204,12 +131,9 @@ async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
     yield
 
 
-routes = [
-    Route("/", home),
-    Route("/api/items", items),
-    Route("/api/health", health),
-    Route("/api/health/live", live),
-    Route("/api/simple-health", simple_health),
-    Route("/metrics", metrics),
-]
-app = Observe(Starlette(routes=routes, lifespan=lifespan))
+app = Starlette(routes=[Route("/", home), Route("/api/items", items)], lifespan=lifespan)
+health.mount(app)  # /api/health, /api/health/live, /api/simple-health
+Metrics().mount(app)  # request metrics and /metrics
+secure(app)  # HSTS, CSP with nonce, frame-ancestors 'none', no server header
+if os.environ.get("TOWER_DSN"):
+    capture_errors(os.environ["TOWER_DSN"], release=VERSION)

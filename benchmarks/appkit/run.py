@@ -1,0 +1,257 @@
+"""Benchmark appkit readiness against a bare endpoint, fastapi-health and py-healthcheck.
+
+    python -m benchmarks.appkit.run [--duration 5] [--rounds 2] [--pg URL]
+
+One run, one machine, one uvicorn setup (1 worker, no access log): a FastAPI app
+(benchmarks/appkit/server.py) serves a bare JSON endpoint and the same three
+checks (TCP connect, HTTP GET to a local dependency, PostgreSQL SELECT 1)
+through each library. wrk drives each endpoint in turn.
+
+1. Throughput with healthy dependencies: requests/s, and the ratio to the bare endpoint.
+2. A hanging dependency: the HTTP dependency accepts connections and never answers.
+   Latency under load shows which endpoint stays bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ENDPOINTS = {
+    "bare": "/bare",
+    "appkit": "/appkit",
+    "fastapi-health": "/fastapi-health",
+    "py-healthcheck": "/py-healthcheck",
+}
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50: float
+    p99: float
+    max: float
+    timeouts: int
+    non_2xx: int
+    requests: int
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def wrk(url: str, duration: float, connections: int, timeout: float = 10.0) -> WrkResult:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{round(duration)}s",
+            f"--timeout={round(timeout)}s",
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    timeouts = re.search(r"timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
+    return WrkResult(
+        rps=rps,
+        p50=_seconds(p50.group(1)) if p50 else float("nan"),
+        p99=_seconds(p99.group(1)) if p99 else float("nan"),
+        max=_seconds(latency.group(3)) if latency else float("nan"),
+        timeouts=int(timeouts.group(1)) if timeouts else 0,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        requests=int(requests.group(1)) if requests else 0,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, deadline: float = 20.0) -> None:
+    end, delay = time.monotonic() + deadline, 0.02
+    while time.monotonic() < end:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def start_dependency() -> int:
+    """A local HTTP/1.1 dependency answering 200 with keep-alive, in a background thread."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(
+                    b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port, backlog=512))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    return port
+
+
+def start_black_hole() -> int:
+    """A listener that accepts connections and never answers: a hanging dependency."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            held.append(sock.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    return int(sock.getsockname()[1])
+
+
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.appkit.server:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--no-server-header",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def warm(url: str) -> None:
+    import httpx
+
+    for path in ENDPOINTS.values():
+        httpx.get(url + path, timeout=15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="seconds per wrk run (default 5)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds; the best is kept (default 2)"
+    )
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "TOWER_TEST_POSTGRES_URL", "postgresql://tower:tower@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+
+    dependency = start_dependency()
+    env = {
+        "BENCH_TCP_PORT": str(dependency),
+        "BENCH_HTTP_URL": f"http://127.0.0.1:{dependency}/status",
+        "BENCH_PG_URL": args.pg,
+    }
+
+    print(
+        f"== healthy dependencies: wrk -t1 -c{args.connections} -d{round(args.duration)}s, best of {args.rounds} rounds"
+    )
+    process, url = start_server(env)
+    best: dict[str, WrkResult] = {}
+    try:
+        warm(url)
+        for _ in range(args.rounds):
+            for name, path in ENDPOINTS.items():
+                result = wrk(url + path, args.duration, args.connections)
+                if name not in best or result.rps > best[name].rps:
+                    best[name] = result
+    finally:
+        stop(process)
+    bare = best["bare"].rps
+    print(f"{'endpoint':<16}{'req/s':>10}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    for name, result in best.items():
+        print(
+            f"{name:<16}{result.rps:>10.0f}{result.rps / bare:>8.2f}{result.p50 * 1000:>9.2f}"
+            f"{result.p99 * 1000:>9.2f}{result.non_2xx:>9}"
+        )
+
+    hole = start_black_hole()
+    hang_env = {**env, "BENCH_HTTP_URL": f"http://127.0.0.1:{hole}/status"}
+    duration = max(args.duration, 8.0)
+    print(
+        f"\n== hanging HTTP dependency: wrk -t1 -c{args.connections} -d{round(duration)}s --timeout 10s"
+    )
+    print("   (appkit timeout 1 s; the peers rely on the check's own client, httpx default 5 s)")
+    process, url = start_server(hang_env)
+    try:
+        print(
+            f"{'endpoint':<16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'timeouts':>9}{'503s':>7}"
+        )
+        for name in ("appkit", "fastapi-health", "py-healthcheck"):
+            result = wrk(url + ENDPOINTS[name], duration, args.connections)
+            print(
+                f"{name:<16}{result.rps:>10.1f}{result.p50 * 1000:>9.0f}{result.p99 * 1000:>9.0f}"
+                f"{result.max * 1000:>9.0f}{result.timeouts:>9}{result.non_2xx:>7}"
+            )
+    finally:
+        stop(process)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ import html
 from collections.abc import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from controltower.checks.model import Category, Finding, Status
@@ -36,16 +37,17 @@ def problems(run: CheckRun) -> list[Finding]:
 
 def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> None:
     where = f" [{run.environment}]" if run.environment else ""
-    console.print(f"[bold]tower check[/bold] {run.service}{where} on {run.target}" + (f" at {run.url}" if run.url else " (static only)"))
+    head = f"{run.service}{where} on {run.target}" + (f" at {run.url}" if run.url else " (static only)")
+    console.print(f"[bold]tower check[/bold] {escape(head)}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("", "check", "gate", "category", "result"):
         table.add_column(column)
     shown = run.findings if verbose else [f for f in run.findings if f.status is not Status.SKIP]
     for finding in sorted(shown, key=lambda f: (int(f.gate), ORDER.index(f.status), f.id)):
         icon, style = ICONS[finding.status]
-        message = finding.message
+        message = escape(finding.message)
         if finding.status is Status.ADVICE:
-            message += f" [dim](advice: {html.escape(finding.advice_reason, quote=False)})[/dim]"
+            message += f" [dim](advice: {escape(finding.advice_reason)})[/dim]"
         table.add_row(f"[{style}]{icon}[/{style}]", finding.id, str(int(finding.gate)), finding.category.value, message)
     console.print(table)
     fixes = [f for f in problems(run) if f.fix is not None and f.status in (Status.FAIL, Status.ERROR, Status.WARN)]
@@ -55,17 +57,17 @@ def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> No
             assert finding.fix is not None
             where = f" ({finding.location or finding.fix.file})" if (finding.location or finding.fix.file) else ""
             hadolint = f" [dim]hadolint {finding.hadolint}[/dim]" if finding.hadolint else ""
-            console.print(f"[bold]{finding.id}[/bold]{where}{hadolint}: {finding.fix.summary}", soft_wrap=True)
+            console.print(f"[bold]{finding.id}[/bold]{escape(where)}{hadolint}: {escape(finding.fix.summary)}", soft_wrap=True)
             if finding.fix.lines:
                 for line in finding.fix.lines.splitlines():
-                    console.print(f"    [green]{line}[/green]", markup=True, highlight=False, soft_wrap=True)
+                    console.print(f"    [green]{escape(line)}[/green]", highlight=False, soft_wrap=True)
     console.print()
     categories = "  ".join(f"{name} {_pct(value)}" for name, value in run.score.categories.items() if value is not None)
     console.print(f"[bold]Readiness {_pct(run.score.overall)}[/bold]   {categories}")
     for gate, verdict in run.gates.items():
         mark = "[green]GO[/green]" if verdict.passed else "[red]NO-GO[/red]"
         failing = f"  failing: {', '.join(verdict.failing)}" if verdict.failing else ""
-        console.print(f"gate {gate} {verdict.name}: {mark}{failing}", soft_wrap=True)
+        console.print(f"gate {gate} {verdict.name}: {mark}{escape(failing)}", soft_wrap=True)
 
 
 def render_markdown(run: CheckRun) -> str:

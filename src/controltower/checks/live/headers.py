@@ -8,7 +8,7 @@ import httpx
 
 from controltower.checks.base import Check, CheckContext, register
 from controltower.checks.live import observatory
-from controltower.checks.model import Category, Fix, Gate, Outcome, Severity, failed, passed, warned
+from controltower.checks.model import Category, Fix, Gate, Outcome, Severity, Status, failed, passed, warned
 from controltower.spec.service import Target
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -103,11 +103,12 @@ class SecurityHeaders(Check):
         graded = observatory.grade(result)
         minimum = ctx.spec.security.min_grade
         details = [f"{t.name}: {t.result} ({t.modifier:+d})" for t in graded.tests]
+        details += [f"{t.name}: {t.result} (reported, not scored)" for t in graded.extra]
         data = {"score": graded.score, "grade": graded.grade, "note": note, "tests": {t.name: t.result for t in graded.tests}}
         message = f"grade {graded.grade} (score {graded.score}; minimum {minimum})" + (f"; {note}" if note else "")
         if not observatory.at_least(graded.grade, minimum):
             return failed(message, Fix("Send these response headers", "", header_fixes(ctx, graded)), details=details, **data)
-        return Outcome(passed("").status, message, details=tuple(details), data=data)
+        return Outcome(Status.PASS, message, details=tuple(details), data=data)
 
 
 @register

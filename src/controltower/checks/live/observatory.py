@@ -1,7 +1,11 @@
 """Security headers graded the way the MDN HTTP Observatory grades them.
 
-A faithful port of the published algorithm (mdn/mdn-http-observatory:
-src/analyzer/tests/*.js, src/grader/charts.js, src/scanner/index.js): each test
+A faithful port of the published algorithm (the released
+@mdn/mdn-http-observatory 1.4.8: src/analyzer/tests/*.js, src/grader/charts.js,
+src/scanner/index.js), over its ten tests: CSP, cookies, CORS, redirection,
+Referrer-Policy, HSTS, SRI, X-Content-Type-Options, X-Frame-Options and CORP.
+Cross-Origin-Opener/Embedder-Policy (scored only by unreleased versions) are
+reported beside the grade, not in it. Each test
 picks one result, each result has a modifier; the score starts at 100, takes
 every negative modifier, and takes the positive ones (bonus) only when the
 penalty-only score is at least 90. The grade is read from the chart in steps
@@ -79,7 +83,7 @@ MODIFIERS: dict[str, int] = {
     "x-content-type-options-not-implemented": -5,
     "x-content-type-options-header-invalid": -5,
     "x-frame-options-implemented-via-csp": 5,
-    "x-frame-options-sameorigin-or-deny": 5,
+    "x-frame-options-sameorigin-or-deny": 0,
     "x-frame-options-allow-from-origin": 0,
     "x-frame-options-not-implemented": -20,
     "x-frame-options-header-invalid": -20,
@@ -157,6 +161,7 @@ class Grade:
     score: int
     grade: str
     tests: tuple[TestResult, ...]
+    extra: tuple[TestResult, ...] = ()
 
     def result(self, name: str) -> TestResult:
         return next(t for t in self.tests if t.name == name)
@@ -688,8 +693,6 @@ def grade(scan: Scan) -> Grade:
     results = {
         "content-security-policy": csp_result,
         "cookies": cookies_test(scan),
-        "cross-origin-embedder-policy": coep_test(scan),
-        "cross-origin-opener-policy": coop_test(scan),
         "cross-origin-resource-sharing": cors_test(scan),
         "redirection": redirection_test(scan),
         "referrer-policy": referrer_test(scan),
@@ -706,4 +709,8 @@ def grade(scan: Scan) -> Grade:
     penalties_only = 100 + sum(t.modifier for t in tests if t.modifier < 0)
     score = with_bonus if penalties_only >= EXTRA_CREDIT_MINIMUM else penalties_only
     score = max(score, 0)
-    return Grade(score, grade_for(score), tests)
+    extra = tuple(
+        TestResult(name, result, result in PASSING[name], 0)
+        for name, result in (("cross-origin-opener-policy", coop_test(scan)), ("cross-origin-embedder-policy", coep_test(scan)))
+    )
+    return Grade(score, grade_for(score), tests, extra)

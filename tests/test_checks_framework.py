@@ -62,7 +62,13 @@ def probe() -> Iterator[type[Probe]]:
     unregister(Probe.id)
 
 
-def finding(check_id: str, status: Status, gate: Gate = Gate.CORE, severity: Severity = Severity.MEDIUM, category: Category = Category.CONFIG) -> Finding:
+def finding(
+    check_id: str,
+    status: Status,
+    gate: Gate = Gate.CORE,
+    severity: Severity = Severity.MEDIUM,
+    category: Category = Category.CONFIG,
+) -> Finding:
     return Finding(check_id, check_id, category, gate, severity, status, "")
 
 
@@ -87,7 +93,9 @@ class TestRegistry:
         checks = registered()
         assert len(checks) >= 40
         for check_id, cls in checks.items():
-            assert cls.id == check_id and cls.title and cls.category in Category and cls.gate in Gate
+            assert (
+                cls.id == check_id and cls.title and cls.category in Category and cls.gate in Gate
+            )
 
 
 class TestRunner:
@@ -137,7 +145,10 @@ class TestRunner:
         run = asyncio.run(run_checks(context(), [FlyOnly(), Advice()]))
         found = {f.id: f for f in run.findings}
         assert found["t.fly"].status is Status.SKIP
-        assert found["t.advice"].status is Status.ADVICE and found["t.advice"].advice_reason == "does not matter locally"
+        assert (
+            found["t.advice"].status is Status.ADVICE
+            and found["t.advice"].advice_reason == "does not matter locally"
+        )
         assert run.gates[1].passed
 
     def test_live_checks_skip_without_url(self) -> None:
@@ -157,9 +168,14 @@ class TestWaivers:
         """A waiver before its expiry turns a failure into waived; the gate passes."""
         clock = FakeClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
         probe = type("P", (Probe,), {"outcome": failed("bad")})()
-        run = asyncio.run(run_checks(context(self.WAIVER.format(date="2026-12-01"), clock), [probe]))
+        run = asyncio.run(
+            run_checks(context(self.WAIVER.format(date="2026-12-01"), clock), [probe])
+        )
         found = {f.id: f for f in run.findings}
-        assert found["test.probe"].status is Status.WAIVED and "accepted" in found["test.probe"].message
+        assert (
+            found["test.probe"].status is Status.WAIVED
+            and "accepted" in found["test.probe"].message
+        )
         assert found["waivers.expired"].status is Status.PASS
         assert run.gates[1].passed
 
@@ -167,10 +183,15 @@ class TestWaivers:
         """An expired waiver waives nothing and fails gate 1 on its own."""
         clock = FakeClock(dt.datetime(2027, 1, 2, tzinfo=dt.UTC))
         probe = type("P", (Probe,), {"outcome": failed("bad")})()
-        run = asyncio.run(run_checks(context(self.WAIVER.format(date="2026-12-01"), clock), [probe]))
+        run = asyncio.run(
+            run_checks(context(self.WAIVER.format(date="2026-12-01"), clock), [probe])
+        )
         found = {f.id: f for f in run.findings}
         assert found["test.probe"].status is Status.FAIL
-        assert found["waivers.expired"].status is Status.FAIL and "2026-12-01" in found["waivers.expired"].details[0]
+        assert (
+            found["waivers.expired"].status is Status.FAIL
+            and "2026-12-01" in found["waivers.expired"].details[0]
+        )
         assert set(run.gates[1].failing) == {"test.probe", "waivers.expired"}
 
     def test_waiver_needs_reason_and_expiry(self) -> None:
@@ -202,7 +223,11 @@ class TestScoring:
     def test_gates(self) -> None:
         """A gate fails on failures and errors of its own checks, not on warnings."""
         verdicts = gate_verdicts(
-            [finding("a", Status.WARN, Gate.CORE), finding("b", Status.ERROR, Gate.PRODUCTION), finding("c", Status.FAIL, Gate.DEPLOY)]
+            [
+                finding("a", Status.WARN, Gate.CORE),
+                finding("b", Status.ERROR, Gate.PRODUCTION),
+                finding("c", Status.FAIL, Gate.DEPLOY),
+            ]
         )
         assert [verdicts[g].passed for g in (1, 2, 3)] == [True, False, False]
         assert verdicts[2].failing == ("b",)

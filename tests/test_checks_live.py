@@ -17,7 +17,9 @@ from controltower.spec import load_spec, parse_spec
 from tests.conftest import EXAMPLE_APP
 
 
-async def _run(spec_path: Path | None, url: str, spec_text: str | None = None, env: str | None = None) -> CheckRun:
+async def _run(
+    spec_path: Path | None, url: str, spec_text: str | None = None, env: str | None = None
+) -> CheckRun:
     spec = load_spec(spec_path, env=env) if spec_path else parse_spec(spec_text or "", env=env)
     root = spec_path.parent if spec_path else Path(".")
     async with httpx.AsyncClient(timeout=10) as client:
@@ -40,7 +42,9 @@ class TestExampleApp:
         assert found["health.readiness"].status is Status.PASS
         assert found["observability.metrics"].status is Status.PASS
         assert found["https.redirect"].status is Status.ADVICE
-        assert found["fly.config"].status is Status.SKIP and found["docker.user"].status is Status.SKIP
+        assert (
+            found["fly.config"].status is Status.SKIP and found["docker.user"].status is Status.SKIP
+        )
         # p95 over 20 samples on a loaded 2-core machine can exceed 100 ms; anything else must pass.
         if found["health.latency"].status is Status.FAIL:
             assert "p95" in found["health.latency"].message
@@ -52,10 +56,15 @@ class TestExampleApp:
         url = example_app(APP_FAIL_HEALTH="1")
         run = asyncio.run(_run(EXAMPLE_APP / "tower.toml", url, env="local"))
         found = {f.id: f for f in run.findings}
-        assert found["health.readiness"].status is Status.FAIL and "503" in found["health.readiness"].message
+        assert (
+            found["health.readiness"].status is Status.FAIL
+            and "503" in found["health.readiness"].message
+        )
         assert not run.gates[1].passed
 
-    def test_cli_gate_and_history(self, example_app: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_cli_gate_and_history(
+        self, example_app: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """`tower check --gate 1` exits 0 on the example app, stores the run, and --history shows it."""
         from controltower.cli.main import app
 
@@ -63,7 +72,9 @@ class TestExampleApp:
         url = example_app()
         runner = CliRunner()
         spec = ["--spec", str(EXAMPLE_APP / "tower.toml")]
-        result = runner.invoke(app, ["check", *spec, "--url", url, "--gate", "1", "--format", "json"])
+        result = runner.invoke(
+            app, ["check", *spec, "--url", url, "--gate", "1", "--format", "json"]
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.output)
         assert report["gates"]["1"]["passed"] and report["url"] == url
@@ -87,19 +98,32 @@ min_grade = "B"
 
 @pytest.fixture
 def leaky(httpserver: HTTPServer) -> str:
-    html = '<html><head><script src="/static/app.js"></script></head><body>' + "x" * 3000 + "</body></html>"
+    html = (
+        '<html><head><script src="/static/app.js"></script></head><body>'
+        + "x" * 3000
+        + "</body></html>"
+    )
     httpserver.expect_request("/").respond_with_data(
-        html, content_type="text/html", headers={"X-Powered-By": "Express", "Server": "nginx/1.18.0"}
+        html,
+        content_type="text/html",
+        headers={"X-Powered-By": "Express", "Server": "nginx/1.18.0"},
     )
     httpserver.expect_request("/live").respond_with_data("OK", content_type="text/plain")
     httpserver.expect_request("/ready").respond_with_json({"status": "pass"})
-    httpserver.expect_request("/static/app.js").respond_with_data("console.log(1)", content_type="text/javascript")
+    httpserver.expect_request("/static/app.js").respond_with_data(
+        "console.log(1)", content_type="text/javascript"
+    )
     httpserver.expect_request("/static/app.js.map").respond_with_json({"version": 3})
     httpserver.expect_request("/.env").respond_with_data("SECRET_KEY=abc\n")
-    httpserver.expect_request("/.git/config").respond_with_data("[core]\n\trepositoryformatversion = 0\n")
-    httpserver.expect_request("/metrics").respond_with_data("this is { not prometheus", content_type="text/plain")
+    httpserver.expect_request("/.git/config").respond_with_data(
+        "[core]\n\trepositoryformatversion = 0\n"
+    )
+    httpserver.expect_request("/metrics").respond_with_data(
+        "this is { not prometheus", content_type="text/plain"
+    )
     httpserver.expect_request("/tower-check-does-not-exist").respond_with_data(
-        'Traceback (most recent call last):\n  File "/app/main.py", line 12, in handler\nKeyError', status=500
+        'Traceback (most recent call last):\n  File "/app/main.py", line 12, in handler\nKeyError',
+        status=500,
     )
     return httpserver.url_for("/").rstrip("/")
 
@@ -142,7 +166,10 @@ class TestLeakyServer:
             return Response('{"status": "pass"}', content_type="application/json")
 
         httpserver.expect_request("/ready").respond_with_handler(slow)
-        spec = LEAKY_SPEC.replace('required_fields = ["status", "version"]', 'latency_budget = "20ms"\nsamples = 5\nrequired_fields = ["status"]')
+        spec = LEAKY_SPEC.replace(
+            'required_fields = ["status", "version"]',
+            'latency_budget = "20ms"\nsamples = 5\nrequired_fields = ["status"]',
+        )
         url = httpserver.url_for("/").rstrip("/")
 
         async def go() -> CheckRun:

@@ -43,7 +43,10 @@ class TestSarif:
         assert release["level"] == "error"
         assert rules[release["ruleIndex"]] == "fly.release_command"
         location = release["locations"][0]["physicalLocation"]
-        assert location["artifactLocation"]["uri"] == "fly.toml" and location["region"]["startLine"] == 7
+        assert (
+            location["artifactLocation"]["uri"] == "fly.toml"
+            and location["region"]["startLine"] == 7
+        )
         assert "release_command" in release["message"]["text"]
         assert results["docker.init"]["level"] == "note"
 
@@ -53,12 +56,18 @@ class TestJunit:
         """JUnit XML loads in junitparser with one suite per gate and the right counts."""
         xml = JUnitXml.fromstring(render(run, ReportFormat.JUNIT))
         suites = list(xml)
-        assert [s.name for s in suites] == ["gate 1: core infrastructure", "gate 2: production readiness", "gate 3: deploy ready"]
+        assert [s.name for s in suites] == [
+            "gate 1: core infrastructure",
+            "gate 2: production readiness",
+            "gate 3: deploy ready",
+        ]
         failures = sum(s.failures for s in suites)
         assert failures == sum(1 for f in run.findings if f.status.value == "fail")
         assert xml.tests == len(run.findings)
         cases = {case.name: case for suite in suites for case in suite}
-        assert cases["docker.user"].result and cases["docker.user"].result[0].message.startswith("no USER")
+        assert cases["docker.user"].result and cases["docker.user"].result[0].message.startswith(
+            "no USER"
+        )
 
 
 class TestHumanReports:

@@ -89,7 +89,9 @@ STRIPE_SECRET_KEY=sk_test_fixture0000000000000000
 """
 
 
-def run_static(root: Path, env: str | None = None, environ: dict[str, str] | None = None) -> CheckRun:
+def run_static(
+    root: Path, env: str | None = None, environ: dict[str, str] | None = None
+) -> CheckRun:
     spec = load_spec(root / "tower.toml", env=env)
     ctx = CheckContext(spec=spec, root=root, environment=env, environ=environ or {})
     return asyncio.run(run_checks(ctx, select(kinds=("static",))))
@@ -161,7 +163,9 @@ class TestPlanMistakes:
 class TestReadyRepo:
     def test_ready_repo_passes_every_gate(self, ready_repo: Path) -> None:
         """A repository with the fixes applied passes gates 1-3 in production."""
-        (ready_repo / ".env.example").write_text("DATABASE_URL=\nNEXT_PUBLIC_POSTHOG_KEY=\nSTRIPE_SECRET_KEY=\n")
+        (ready_repo / ".env.example").write_text(
+            "DATABASE_URL=\nNEXT_PUBLIC_POSTHOG_KEY=\nSTRIPE_SECRET_KEY=\n"
+        )
         run = run_static(ready_repo, env="staging")
         blocking = [(f.id, f.message) for f in run.findings if f.status.blocks]
         assert blocking == []
@@ -169,7 +173,11 @@ class TestReadyRepo:
 
     def test_production_needs_two_machines_and_live_keys(self, ready_repo: Path) -> None:
         """In production a test Stripe key and auto-stopped machines fail."""
-        (ready_repo / "fly.toml").write_text(GOOD_FLY.replace('"off"', '"stop"').replace("min_machines_running = 2", "min_machines_running = 1"))
+        (ready_repo / "fly.toml").write_text(
+            GOOD_FLY.replace('"off"', '"stop"').replace(
+                "min_machines_running = 2", "min_machines_running = 1"
+            )
+        )
         findings = by_id(run_static(ready_repo, env="production"))
         assert findings["env.key_shapes"].status is Status.FAIL  # type: ignore[attr-defined]
         assert findings["fly.auto_stop"].status is Status.FAIL  # type: ignore[attr-defined]
@@ -177,9 +185,13 @@ class TestReadyRepo:
 
     def test_docker_target_fails_without_tini(self, ready_repo: Path) -> None:
         """On a plain Docker target, a missing init process is a failure, not advice."""
-        text = (ready_repo / "tower.toml").read_text().replace('target = "fly"', 'target = "docker"')
+        text = (
+            (ready_repo / "tower.toml").read_text().replace('target = "fly"', 'target = "docker"')
+        )
         (ready_repo / "tower.toml").write_text(text)
-        (ready_repo / "Dockerfile").write_text(GOOD_DOCKERFILE.replace('ENTRYPOINT ["/usr/bin/tini", "--"]\n', ""))
+        (ready_repo / "Dockerfile").write_text(
+            GOOD_DOCKERFILE.replace('ENTRYPOINT ["/usr/bin/tini", "--"]\n', "")
+        )
         findings = by_id(run_static(ready_repo))
         assert findings["docker.init"].status is Status.FAIL  # type: ignore[attr-defined]
         assert findings["fly.config"].status is Status.SKIP  # type: ignore[attr-defined]
@@ -192,13 +204,24 @@ class TestFlySchema:
             {
                 "app": "x",
                 "kill_signal": "SIGFOO",
-                "http_service": {"internal_port": "80", "concurrency": {"type": "sessions"}, "autostop": True},
+                "http_service": {
+                    "internal_port": "80",
+                    "concurrency": {"type": "sessions"},
+                    "autostop": True,
+                },
                 "deploy": {"strategy": "yolo"},
                 "vm": [{"memory": "lots"}],
             }
         )
         joined = "\n".join(problems)
-        for needle in ("kill_signal", "http_service.internal_port", "http_service.concurrency.type", "http_service.autostop: not a fly.toml key", "deploy.strategy", "vm[0].memory"):
+        for needle in (
+            "kill_signal",
+            "http_service.internal_port",
+            "http_service.concurrency.type",
+            "http_service.autostop: not a fly.toml key",
+            "deploy.strategy",
+            "vm[0].memory",
+        ):
             assert needle in joined, needle
 
     def test_vm_memory(self) -> None:
@@ -226,7 +249,11 @@ class TestDockerfile:
 
     def test_secrets_in_env(self, ready_repo: Path) -> None:
         """A secret-named ENV or ARG fails docker.secrets at its line."""
-        (ready_repo / "Dockerfile").write_text(GOOD_DOCKERFILE.replace("WORKDIR /app\nCOPY .", "ARG NPM_TOKEN\nWORKDIR /app\nCOPY .", 1))
+        (ready_repo / "Dockerfile").write_text(
+            GOOD_DOCKERFILE.replace(
+                "WORKDIR /app\nCOPY .", "ARG NPM_TOKEN\nWORKDIR /app\nCOPY .", 1
+            )
+        )
         finding = by_id(run_static(ready_repo))["docker.secrets"]
         assert finding.status is Status.FAIL and "NPM_TOKEN" in finding.message  # type: ignore[attr-defined]
         assert finding.location.line == 3  # type: ignore[attr-defined]

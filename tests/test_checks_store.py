@@ -58,7 +58,10 @@ class TestCli:
         result = runner.invoke(app, ["check", *spec, "--static"])
         assert result.exit_code == 0, result.output
         out = tmp_path / "report.sarif"
-        result = runner.invoke(app, ["check", *spec, "--static", "--format", "sarif", "--output", str(out), "--no-store"])
+        result = runner.invoke(
+            app,
+            ["check", *spec, "--static", "--format", "sarif", "--output", str(out), "--no-store"],
+        )
         assert json.loads(out.read_text())["version"] == "2.1.0"
         result = runner.invoke(app, ["check", *spec, "--history", "--format", "json"])
         assert len(json.loads(result.output)) == 2

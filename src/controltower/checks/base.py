@@ -136,14 +136,18 @@ def registered() -> dict[str, type[Check]]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def select(ids: Iterable[str] | None = None, *, kinds: Iterable[str] = ("static", "live")) -> list[Check]:
+def select(
+    ids: Iterable[str] | None = None, *, kinds: Iterable[str] = ("static", "live")
+) -> list[Check]:
     """Instances of the registered checks; ``ids`` filters by id or id prefix (``fly.``)."""
     wanted = list(ids or [])
     chosen = []
     for check_id, cls in registered().items():
         if cls.kind not in kinds:
             continue
-        if wanted and not any(check_id == w or check_id.startswith(w.rstrip(".") + ".") for w in wanted):
+        if wanted and not any(
+            check_id == w or check_id.startswith(w.rstrip(".") + ".") for w in wanted
+        ):
             continue
         chosen.append(cls())
     return chosen

@@ -72,7 +72,9 @@ class HistoryEntry:
         }
 
 
-def history(store: Store, service: str, environment: str | None = None, limit: int = 20) -> list[HistoryEntry]:
+def history(
+    store: Store, service: str, environment: str | None = None, limit: int = 20
+) -> list[HistoryEntry]:
     """The latest ``limit`` runs of ``service``, oldest first."""
     with store.session() as session:
         query = select(CheckRunRow).where(CheckRunRow.service == service)
@@ -80,15 +82,29 @@ def history(store: Store, service: str, environment: str | None = None, limit: i
             query = query.where(CheckRunRow.environment == environment)
         rows = session.scalars(query.order_by(CheckRunRow.started_at.desc()).limit(limit)).all()
         entries = [
-            HistoryEntry(r.id, r.started_at, r.environment, r.overall, r.categories, r.gates, r.counts) for r in rows
+            HistoryEntry(
+                r.id, r.started_at, r.environment, r.overall, r.categories, r.gates, r.counts
+            )
+            for r in rows
         ]
     return list(reversed(entries))
 
 
 def findings_of(store: Store, run_id: str) -> list[dict[str, Any]]:
     with store.session() as session:
-        rows = session.scalars(select(CheckFindingRow).where(CheckFindingRow.run_id == run_id).order_by(CheckFindingRow.id)).all()
+        rows = session.scalars(
+            select(CheckFindingRow)
+            .where(CheckFindingRow.run_id == run_id)
+            .order_by(CheckFindingRow.id)
+        ).all()
         return [
-            {"id": r.check_id, "category": r.category, "gate": r.gate, "severity": r.severity, "status": r.status, "message": r.message}
+            {
+                "id": r.check_id,
+                "category": r.category,
+                "gate": r.gate,
+                "severity": r.severity,
+                "status": r.status,
+                "message": r.message,
+            }
             for r in rows
         ]

@@ -70,7 +70,9 @@ class CheckRun:
         }
 
 
-def finding_for(check: Check, outcome: Outcome, ctx: CheckContext, duration: float = 0.0) -> Finding:
+def finding_for(
+    check: Check, outcome: Outcome, ctx: CheckContext, duration: float = 0.0
+) -> Finding:
     """Turn an outcome into a finding, applying the check's platform rules."""
     status, advice = outcome.status, str(outcome.data.get("advice_reason", ""))
     if status.blocks and ctx.target in check.advice_on:
@@ -124,10 +126,16 @@ def apply_waivers(
         if waiver.environments and (ctx.environment or "") not in waiver.environments:
             continue
         if waiver.expires < today:
-            expired.append(f"{waiver.check}: expired {waiver.expires.isoformat()} ({waiver.reason})")
+            expired.append(
+                f"{waiver.check}: expired {waiver.expires.isoformat()} ({waiver.reason})"
+            )
             continue
         for index, finding in enumerate(result):
-            if finding.id == waiver.check and finding.status in (Status.FAIL, Status.WARN, Status.ERROR):
+            if finding.id == waiver.check and finding.status in (
+                Status.FAIL,
+                Status.WARN,
+                Status.ERROR,
+            ):
                 result[index] = replace(
                     finding,
                     status=Status.WAIVED,

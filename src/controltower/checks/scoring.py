@@ -34,7 +34,12 @@ class GateVerdict:
     failing: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gate": self.gate, "name": self.name, "passed": self.passed, "failing": list(self.failing)}
+        return {
+            "gate": self.gate,
+            "name": self.name,
+            "passed": self.passed,
+            "failing": list(self.failing),
+        }
 
 
 def _percent(findings: list[Finding]) -> float | None:

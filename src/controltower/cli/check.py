@@ -16,7 +16,16 @@ from rich.table import Table
 from controltower.checks import CheckContext, Finding, run_checks, select
 from controltower.checks.history import history, save_run
 from controltower.checks.runner import CheckRun
-from controltower.cli.common import EXIT_FAILED, EXIT_OK, EnvOption, SpecOption, console, emit_json, epilog, err_console
+from controltower.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EnvOption,
+    SpecOption,
+    console,
+    emit_json,
+    epilog,
+    err_console,
+)
 from controltower.exceptions import StoreError, UsageError
 from controltower.report import ReportFormat, render, render_text
 from controltower.spec import Spec, find_spec_file, load_spec
@@ -33,7 +42,9 @@ def service_root(path: Path, spec: Spec) -> Path:
     return (path.resolve().parent / spec.service.root).resolve()
 
 
-def build_context(path: Path, spec: Spec, url: str | None, client: httpx.AsyncClient | None) -> CheckContext:
+def build_context(
+    path: Path, spec: Spec, url: str | None, client: httpx.AsyncClient | None
+) -> CheckContext:
     return CheckContext(
         spec=spec,
         root=service_root(path, spec),
@@ -45,17 +56,34 @@ def build_context(path: Path, spec: Spec, url: str | None, client: httpx.AsyncCl
 
 
 async def execute(
-    path: Path, spec: Spec, url: str | None, *, only: list[str] | None, static: bool, gate: int | None, show_progress: bool
+    path: Path,
+    spec: Spec,
+    url: str | None,
+    *,
+    only: list[str] | None,
+    static: bool,
+    gate: int | None,
+    show_progress: bool,
 ) -> CheckRun:
     checks = select(only, kinds=("static",) if static or not url else ("static", "live"))
     if not checks:
-        raise UsageError(f"no check matches {', '.join(only or [])}", hint="tower check --list shows every id")
+        raise UsageError(
+            f"no check matches {', '.join(only or [])}", hint="tower check --list shows every id"
+        )
     timeout = httpx.Timeout(max(spec.health.timeout * 5, 10.0))
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, headers={"user-agent": "controltower-check"}) as client:
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, headers={"user-agent": "controltower-check"}
+    ) as client:
         ctx = build_context(path, spec, url if not static else None, client)
         if not show_progress:
             return await run_checks(ctx, checks, requested_gate=gate)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("checking", total=len(checks))
 
             def advance(finding: Finding) -> None:
@@ -79,9 +107,16 @@ def show_history(spec: Spec, root: Path, format: ReportFormat, limit: int) -> No
     previous: float | None = None
     for entry in entries:
         overall = entry.overall
-        trend = "" if previous is None or overall is None else ("▲" if overall > previous else "▼" if overall < previous else "=")
+        trend = (
+            ""
+            if previous is None or overall is None
+            else ("▲" if overall > previous else "▼" if overall < previous else "=")
+        )
         previous = overall if overall is not None else previous
-        gates = [("GO" if entry.gates.get(str(g), {}).get("passed") else "[red]NO-GO[/red]") for g in (1, 2, 3)]
+        gates = [
+            ("GO" if entry.gates.get(str(g), {}).get("passed") else "[red]NO-GO[/red]")
+            for g in (1, 2, 3)
+        ]
         table.add_row(
             entry.started_at.strftime("%Y-%m-%d %H:%M"),
             entry.environment or "-",
@@ -97,17 +132,42 @@ def show_history(spec: Spec, root: Path, format: ReportFormat, limit: int) -> No
 def check(
     spec: SpecOption = None,
     env: EnvOption = None,
-    url: Annotated[str | None, typer.Option("--url", "-u", help="Base URL for live checks (default: the environment's url).")] = None,
-    gate: Annotated[int | None, typer.Option("--gate", "-g", min=1, max=3, help="Fail (exit 1) unless gates 1..N pass.")] = None,
-    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="text, json, junit, sarif, markdown or html.")] = ReportFormat.TEXT,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file instead of stdout.")] = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these check ids or prefixes (fly., env.).")] = None,
-    static: Annotated[bool, typer.Option("--static", help="Static checks only, even with a URL.")] = False,
-    history_: Annotated[bool, typer.Option("--history", help="Show stored runs and the trend, then exit.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", "-u", help="Base URL for live checks (default: the environment's url)."
+        ),
+    ] = None,
+    gate: Annotated[
+        int | None,
+        typer.Option("--gate", "-g", min=1, max=3, help="Fail (exit 1) unless gates 1..N pass."),
+    ] = None,
+    format: Annotated[
+        ReportFormat,
+        typer.Option("--format", "-f", help="text, json, junit, sarif, markdown or html."),
+    ] = ReportFormat.TEXT,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only these check ids or prefixes (fly., env.)."),
+    ] = None,
+    static: Annotated[
+        bool, typer.Option("--static", help="Static checks only, even with a URL.")
+    ] = False,
+    history_: Annotated[
+        bool, typer.Option("--history", help="Show stored runs and the trend, then exit.")
+    ] = False,
     limit: Annotated[int, typer.Option("--limit", help="Runs shown by --history.")] = 20,
-    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record this run in the store.")] = False,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not record this run in the store.")
+    ] = False,
     list_: Annotated[bool, typer.Option("--list", help="List every check id and exit.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show skipped checks too.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show skipped checks too.")
+    ] = False,
 ) -> None:
     """Run the readiness checks: static ones on the repository, live ones on --url; score and gate them."""
     if list_:
@@ -120,9 +180,15 @@ def check(
         show_history(loaded, root, format, limit)
         return
     chosen_url = url or loaded.url
-    requested = gate if gate is not None else (max(loaded.deploy.gates) if loaded.deploy.gates else None)
+    requested = (
+        gate if gate is not None else (max(loaded.deploy.gates) if loaded.deploy.gates else None)
+    )
     show = format is ReportFormat.TEXT and output is None and err_console.is_terminal
-    run = asyncio.run(execute(path, loaded, chosen_url, only=only, static=static, gate=requested, show_progress=show))
+    run = asyncio.run(
+        execute(
+            path, loaded, chosen_url, only=only, static=static, gate=requested, show_progress=show
+        )
+    )
     if not no_store:
         try:
             with Store.open(root=root) as store:
@@ -156,8 +222,17 @@ def _list(format: ReportFormat) -> None:
     if format is ReportFormat.JSON:
         emit_json(
             [
-                {"id": c.id, "title": c.title, "category": c.category.value, "gate": int(c.gate), "severity": c.severity.value, "kind": c.kind,
-                 "targets": sorted(t.value for t in c.targets), "advice_on": sorted(t.value for t in c.advice_on), "hadolint": c.hadolint}
+                {
+                    "id": c.id,
+                    "title": c.title,
+                    "category": c.category.value,
+                    "gate": int(c.gate),
+                    "severity": c.severity.value,
+                    "kind": c.kind,
+                    "targets": sorted(t.value for t in c.targets),
+                    "advice_on": sorted(t.value for t in c.advice_on),
+                    "hadolint": c.hadolint,
+                }
                 for c in checks.values()
             ]
         )

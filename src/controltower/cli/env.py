@@ -9,13 +9,25 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from controltower.cli.common import EXIT_FAILED, EnvOption, Format, FormatOption, SpecOption, console, emit_json, epilog
+from controltower.cli.common import (
+    EXIT_FAILED,
+    EnvOption,
+    Format,
+    FormatOption,
+    SpecOption,
+    console,
+    emit_json,
+    epilog,
+)
 from controltower.envcheck import collect, diff, example, lint
 from controltower.envcheck.rules import check_all
 from controltower.envcheck.sources import env_files
 from controltower.spec import Spec, find_spec_file, load_spec
 
-env_app = typer.Typer(help="The env catalog from [env] in tower.toml: check, diff, example, lint.", no_args_is_help=True)
+env_app = typer.Typer(
+    help="The env catalog from [env] in tower.toml: check, diff, example, lint.",
+    no_args_is_help=True,
+)
 
 
 def _load(spec: Path | None, env: str | None) -> tuple[Spec, Path]:
@@ -27,11 +39,17 @@ def _load(spec: Path | None, env: str | None) -> tuple[Spec, Path]:
 @env_app.command(
     "check",
     epilog=epilog(
-        ["tower env check", "tower env check --env production", "tower env check --env production --format json"],
+        [
+            "tower env check",
+            "tower env check --env production",
+            "tower env check --env production --format json",
+        ],
         "Exit codes: 0 every rule holds; 1 a variable is missing, malformed, a placeholder, client-exposed or of the wrong key shape; 2 bad usage or spec.",
     ),
 )
-def env_check(spec: SpecOption = None, env: EnvOption = None, format: FormatOption = Format.TEXT) -> None:
+def env_check(
+    spec: SpecOption = None, env: EnvOption = None, format: FormatOption = Format.TEXT
+) -> None:
     """Check the variables of an environment against the catalog (process env, .env files, fly secrets)."""
     loaded, root = _load(spec, env)
     values = collect(loaded, root, env, dict(os.environ))
@@ -43,17 +61,25 @@ def env_check(spec: SpecOption = None, env: EnvOption = None, format: FormatOpti
                 "environment": env,
                 "ok": total == 0,
                 "sources": sorted({v.source for v in values.values()}),
-                "problems": [{"rule": p.rule, "name": p.name, "message": p.message, "where": p.where} for ps in results.values() for p in ps],
+                "problems": [
+                    {"rule": p.rule, "name": p.name, "message": p.message, "where": p.where}
+                    for ps in results.values()
+                    for p in ps
+                ],
             }
         )
     else:
         for rule, problems in results.items():
             mark = "[green]✓[/green]" if not problems else "[red]✗[/red]"
-            console.print(f"{mark} {rule}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+            console.print(
+                f"{mark} {rule}: {'ok' if not problems else f'{len(problems)} problem(s)'}"
+            )
             for problem in problems:
                 console.print(f"    {problem}", markup=False, soft_wrap=True)
         where = f" for {env}" if env else ""
-        console.print(f"{len(loaded.env.vars)} variables in the catalog, {len(values)} found{where}; {total} problem{'s' if total != 1 else ''}")
+        console.print(
+            f"{len(loaded.env.vars)} variables in the catalog, {len(values)} found{where}; {total} problem{'s' if total != 1 else ''}"
+        )
     if total:
         raise typer.Exit(EXIT_FAILED)
 
@@ -77,28 +103,53 @@ def env_diff(
     right = collect(loaded, root, b, None, include_process=False)
     differences = diff(left, right)
     if format is Format.JSON:
-        emit_json({"a": a, "b": b, "same": not differences, "differences": [d.to_dict() for d in differences]})
+        emit_json(
+            {
+                "a": a,
+                "b": b,
+                "same": not differences,
+                "differences": [d.to_dict() for d in differences],
+            }
+        )
     else:
         table = Table(box=None)
         for column in ("variable", "difference", a, b):
             table.add_column(column)
-        words = {"only_in_a": f"only in {a}", "only_in_b": f"only in {b}", "format": "different format"}
+        words = {
+            "only_in_a": f"only in {a}",
+            "only_in_b": f"only in {b}",
+            "format": "different format",
+        }
         for d in differences:
             table.add_row(d.name, words[d.kind], d.a, d.b)
         if differences:
             console.print(table)
-        console.print(f"{a}: {len(left)} variables ({', '.join(env_files(loaded, a))}); {b}: {len(right)}; {len(differences)} difference{'s' if len(differences) != 1 else ''}")
+        console.print(
+            f"{a}: {len(left)} variables ({', '.join(env_files(loaded, a))}); {b}: {len(right)}; {len(differences)} difference{'s' if len(differences) != 1 else ''}"
+        )
     if differences:
         raise typer.Exit(EXIT_FAILED)
 
 
 @env_app.command(
     "example",
-    epilog=epilog(["tower env example", "tower env example --output config/.env.example", "tower env example --stdout"], "Exit codes: 0 written; 2 bad usage or spec."),
+    epilog=epilog(
+        [
+            "tower env example",
+            "tower env example --output config/.env.example",
+            "tower env example --stdout",
+        ],
+        "Exit codes: 0 written; 2 bad usage or spec.",
+    ),
 )
 def env_example(
     spec: SpecOption = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: .env.example next to tower.toml).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="File to write (default: .env.example next to tower.toml)."
+        ),
+    ] = None,
     stdout: Annotated[bool, typer.Option("--stdout", help="Print instead of writing.")] = False,
 ) -> None:
     """Write .env.example from the catalog: every variable, its purpose, no secret value."""
@@ -114,10 +165,16 @@ def env_example(
 
 @env_app.command(
     "lint",
-    epilog=epilog(["tower env lint", "tower env lint .env .env.production"], "Exit codes: 0 no problems (warnings allowed); 1 problems found; 2 bad usage."),
+    epilog=epilog(
+        ["tower env lint", "tower env lint .env .env.production"],
+        "Exit codes: 0 no problems (warnings allowed); 1 problems found; 2 bad usage.",
+    ),
 )
 def env_lint(
-    files: Annotated[list[Path] | None, typer.Argument(help="Files to lint (default: the .env* files of the service).")] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files to lint (default: the .env* files of the service)."),
+    ] = None,
     spec: SpecOption = None,
     format: FormatOption = Format.TEXT,
 ) -> None:
@@ -127,15 +184,21 @@ def env_lint(
     else:
         _, root = _load(spec, None)
         chosen = sorted(p for p in root.glob(".env*") if p.is_file() and p.name != ".env.example")
-    problems = [p for f in chosen for p in lint(f.read_text(encoding="utf-8", errors="replace"), str(f))]
+    problems = [
+        p for f in chosen for p in lint(f.read_text(encoding="utf-8", errors="replace"), str(f))
+    ]
     errors = [p for p in problems if not p.warning]
     if format is Format.JSON:
-        emit_json({"files": [str(f) for f in chosen], "problems": [{**p.__dict__} for p in problems]})
+        emit_json(
+            {"files": [str(f) for f in chosen], "problems": [{**p.__dict__} for p in problems]}
+        )
     else:
         for problem in problems:
             style = "yellow" if problem.warning else "red"
             console.print(f"[{style}]{problem}[/{style}]", soft_wrap=True)
-        console.print(f"{len(chosen)} file{'s' if len(chosen) != 1 else ''}: {len(errors)} problem{'s' if len(errors) != 1 else ''}, {len(problems) - len(errors)} warning{'s' if len(problems) - len(errors) != 1 else ''}")
+        console.print(
+            f"{len(chosen)} file{'s' if len(chosen) != 1 else ''}: {len(errors)} problem{'s' if len(errors) != 1 else ''}, {len(problems) - len(errors)} warning{'s' if len(problems) - len(errors) != 1 else ''}"
+        )
     if errors:
         raise typer.Exit(EXIT_FAILED)
 

@@ -100,7 +100,11 @@ def lint(text: str, file: str) -> list[LintProblem]:
         if raw_key and not (raw_key[0].isalpha() or raw_key[0] == "_"):
             add(number, "LeadingCharacter", f"{key} must start with a letter or '_'")
         elif key and not _KEY.fullmatch(key):
-            add(number, "IncorrectDelimiter", f"{key} has characters other than letters, digits and '_'")
+            add(
+                number,
+                "IncorrectDelimiter",
+                f"{key} has characters other than letters, digits and '_'",
+            )
         if key != key.upper():
             add(number, "LowercaseKey", f"{key} should be in uppercase")
         if key in seen:

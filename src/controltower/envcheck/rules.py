@@ -14,7 +14,9 @@ PLACEHOLDERS = re.compile(
     r"your[-_ ].*|placeholder|example|dummy|secret|password|none|null|undefined)$",
     re.IGNORECASE,
 )
-SECRET_NAME = re.compile(r"SECRET|PRIVATE|PASSWORD|PASSWD|SERVICE_ROLE|WEBHOOK_SIGNING|_TOKEN$|API_KEY$")
+SECRET_NAME = re.compile(
+    r"SECRET|PRIVATE|PASSWORD|PASSWD|SERVICE_ROLE|WEBHOOK_SIGNING|_TOKEN$|API_KEY$"
+)
 SERVER_KEY_SHAPES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_", "phx_")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s/]+", re.IGNORECASE)
@@ -70,7 +72,14 @@ def format_problem(name: str, var: EnvVarSpec, value: str) -> str | None:
         return "is not an email address"
     if fmt is VarFormat.INT and not re.fullmatch(r"-?\d+", value.strip()):
         return "is not an integer"
-    if fmt is VarFormat.BOOL and value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+    if fmt is VarFormat.BOOL and value.strip().lower() not in (
+        "true",
+        "false",
+        "1",
+        "0",
+        "yes",
+        "no",
+    ):
         return "is not a boolean (true/false/1/0/yes/no)"
     if fmt is VarFormat.ENUM and value not in var.values:
         return f"is not one of {', '.join(var.values)}"
@@ -99,7 +108,9 @@ def formats(spec: Spec, values: dict[str, Value]) -> list[Problem]:
             continue
         reason = format_problem(name, var, found.value)
         if reason:
-            problems.append(Problem("format", name, f"{reason} (format {var.format.value})", found.where))
+            problems.append(
+                Problem("format", name, f"{reason} (format {var.format.value})", found.where)
+            )
     return problems
 
 
@@ -141,7 +152,9 @@ def client_secrets(spec: Spec, values: dict[str, Value]) -> list[Problem]:
         if reason:
             where = found.where if found else "tower.toml [env.vars]"
             problems.append(
-                Problem("client_secret", name, f"{reason} but {prefix} exposes it to the browser", where)
+                Problem(
+                    "client_secret", name, f"{reason} but {prefix} exposes it to the browser", where
+                )
             )
     return problems
 
@@ -154,23 +167,40 @@ def key_shapes(values: dict[str, Value], production: bool) -> list[Problem]:
         if value is None or is_placeholder(value):
             continue
         upper = name.upper()
-        for live, test in (("sk_live_", "sk_test_"), ("pk_live_", "pk_test_"), ("rk_live_", "rk_test_")):
+        for live, test in (
+            ("sk_live_", "sk_test_"),
+            ("pk_live_", "pk_test_"),
+            ("rk_live_", "rk_test_"),
+        ):
             if production and value.startswith(test):
-                problems.append(Problem("key_shape", name, f"a {test}… key in production", found.where))
+                problems.append(
+                    Problem("key_shape", name, f"a {test}… key in production", found.where)
+                )
             if not production and value.startswith(live):
-                problems.append(Problem("key_shape", name, f"a {live}… key outside production", found.where))
+                problems.append(
+                    Problem("key_shape", name, f"a {live}… key outside production", found.where)
+                )
         if "STRIPE" in upper and "SECRET" in upper and not value.startswith(("sk_", "rk_")):
-            problems.append(Problem("key_shape", name, "is not a Stripe secret key (sk_…)", found.where))
+            problems.append(
+                Problem("key_shape", name, "is not a Stripe secret key (sk_…)", found.where)
+            )
         if "STRIPE" in upper and "WEBHOOK" in upper and not value.startswith("whsec_"):
-            problems.append(Problem("key_shape", name, "is not a Stripe webhook secret (whsec_…)", found.where))
+            problems.append(
+                Problem("key_shape", name, "is not a Stripe webhook secret (whsec_…)", found.where)
+            )
         if "POSTHOG" in upper and "KEY" in upper and not value.startswith(("phc_", "phx_")):
-            problems.append(Problem("key_shape", name, "is not a PostHog project key (phc_…)", found.where))
+            problems.append(
+                Problem("key_shape", name, "is not a PostHog project key (phc_…)", found.where)
+            )
         if "SUPABASE" in upper and upper.endswith("URL"):
             ok = _SUPABASE.match(value) or (not production and _SUPABASE_LOCAL.match(value))
             if not ok:
                 problems.append(
                     Problem(
-                        "key_shape", name, "is not a Supabase URL (https://<project-ref>.supabase.co)", found.where
+                        "key_shape",
+                        name,
+                        "is not a Supabase URL (https://<project-ref>.supabase.co)",
+                        found.where,
                     )
                 )
     return problems

@@ -71,10 +71,17 @@ def from_fly(spec: Spec, root: Path, environment: str | None) -> dict[str, Value
             return {}
         return parse_fly_secrets(path.read_text(encoding="utf-8"), name)
     if spec.env.fly_secrets_command:
-        command = spec.env.fly_secrets_command.replace("{app}", app).replace("{env}", environment or "")
+        command = spec.env.fly_secrets_command.replace("{app}", app).replace(
+            "{env}", environment or ""
+        )
         try:
             done = subprocess.run(
-                shlex.split(command), cwd=root, capture_output=True, text=True, timeout=60, check=False
+                shlex.split(command),
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CheckError(f"fly_secrets_command {command!r} could not run: {exc}") from None

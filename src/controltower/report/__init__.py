@@ -32,4 +32,13 @@ def render(run: CheckRun, format: ReportFormat) -> str:
     return renderers[format](run)
 
 
-__all__ = ["ReportFormat", "render", "render_html", "render_markdown", "render_text", "to_json", "to_junit", "to_sarif"]
+__all__ = [
+    "ReportFormat",
+    "render",
+    "render_html",
+    "render_markdown",
+    "render_text",
+    "to_json",
+    "to_junit",
+    "to_sarif",
+]

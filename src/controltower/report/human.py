@@ -21,7 +21,15 @@ ICONS = {
     Status.WAIVED: ("w", "magenta"),
     Status.SKIP: ("-", "dim"),
 }
-ORDER = [Status.FAIL, Status.ERROR, Status.WARN, Status.ADVICE, Status.WAIVED, Status.PASS, Status.SKIP]
+ORDER = [
+    Status.FAIL,
+    Status.ERROR,
+    Status.WARN,
+    Status.ADVICE,
+    Status.WAIVED,
+    Status.PASS,
+    Status.SKIP,
+]
 
 
 def _pct(value: float | None) -> str:
@@ -30,14 +38,20 @@ def _pct(value: float | None) -> str:
 
 def problems(run: CheckRun) -> list[Finding]:
     return sorted(
-        (f for f in run.findings if f.status in (Status.FAIL, Status.ERROR, Status.WARN, Status.ADVICE)),
+        (
+            f
+            for f in run.findings
+            if f.status in (Status.FAIL, Status.ERROR, Status.WARN, Status.ADVICE)
+        ),
         key=lambda f: (ORDER.index(f.status), int(f.gate), f.id),
     )
 
 
 def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> None:
     where = f" [{run.environment}]" if run.environment else ""
-    head = f"{run.service}{where} on {run.target}" + (f" at {run.url}" if run.url else " (static only)")
+    head = f"{run.service}{where} on {run.target}" + (
+        f" at {run.url}" if run.url else " (static only)"
+    )
     console.print(f"[bold]tower check[/bold] {escape(head)}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("", "check", "gate", "category", "result"):
@@ -48,21 +62,42 @@ def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> No
         message = escape(finding.message)
         if finding.status is Status.ADVICE:
             message += f" [dim](advice: {escape(finding.advice_reason)})[/dim]"
-        table.add_row(f"[{style}]{icon}[/{style}]", finding.id, str(int(finding.gate)), finding.category.value, message)
+        table.add_row(
+            f"[{style}]{icon}[/{style}]",
+            finding.id,
+            str(int(finding.gate)),
+            finding.category.value,
+            message,
+        )
     console.print(table)
-    fixes = [f for f in problems(run) if f.fix is not None and f.status in (Status.FAIL, Status.ERROR, Status.WARN)]
+    fixes = [
+        f
+        for f in problems(run)
+        if f.fix is not None and f.status in (Status.FAIL, Status.ERROR, Status.WARN)
+    ]
     if fixes:
         console.print("\n[bold]Fixes[/bold]")
         for finding in fixes:
             assert finding.fix is not None
-            where = f" ({finding.location or finding.fix.file})" if (finding.location or finding.fix.file) else ""
+            where = (
+                f" ({finding.location or finding.fix.file})"
+                if (finding.location or finding.fix.file)
+                else ""
+            )
             hadolint = f" [dim]hadolint {finding.hadolint}[/dim]" if finding.hadolint else ""
-            console.print(f"[bold]{finding.id}[/bold]{escape(where)}{hadolint}: {escape(finding.fix.summary)}", soft_wrap=True)
+            console.print(
+                f"[bold]{finding.id}[/bold]{escape(where)}{hadolint}: {escape(finding.fix.summary)}",
+                soft_wrap=True,
+            )
             if finding.fix.lines:
                 for line in finding.fix.lines.splitlines():
-                    console.print(f"    [green]{escape(line)}[/green]", highlight=False, soft_wrap=True)
+                    console.print(
+                        f"    [green]{escape(line)}[/green]", highlight=False, soft_wrap=True
+                    )
     console.print()
-    categories = "  ".join(f"{name} {_pct(value)}" for name, value in run.score.categories.items() if value is not None)
+    categories = "  ".join(
+        f"{name} {_pct(value)}" for name, value in run.score.categories.items() if value is not None
+    )
     console.print(f"[bold]Readiness {_pct(run.score.overall)}[/bold]   {categories}")
     for gate, verdict in run.gates.items():
         mark = "[green]GO[/green]" if verdict.passed else "[red]NO-GO[/red]"
@@ -71,21 +106,38 @@ def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> No
 
 
 def render_markdown(run: CheckRun) -> str:
-    lines = [f"# Readiness of {run.service}" + (f" ({run.environment})" if run.environment else ""), ""]
-    lines += [f"Overall readiness **{_pct(run.score.overall)}** on `{run.target}`" + (f", {run.url}" if run.url else ""), ""]
+    lines = [
+        f"# Readiness of {run.service}" + (f" ({run.environment})" if run.environment else ""),
+        "",
+    ]
+    lines += [
+        f"Overall readiness **{_pct(run.score.overall)}** on `{run.target}`"
+        + (f", {run.url}" if run.url else ""),
+        "",
+    ]
     lines += ["| gate | name | verdict | failing |", "| --- | --- | --- | --- |"]
     for gate, verdict in run.gates.items():
-        lines.append(f"| {gate} | {verdict.name} | {'GO' if verdict.passed else 'NO-GO'} | {', '.join(verdict.failing)} |")
+        lines.append(
+            f"| {gate} | {verdict.name} | {'GO' if verdict.passed else 'NO-GO'} | {', '.join(verdict.failing)} |"
+        )
     lines += ["", "| category | readiness |", "| --- | --- |"]
     lines += [f"| {name} | {_pct(value)} |" for name, value in run.score.categories.items()]
-    lines += ["", "## Findings", "", "| status | check | gate | message |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Findings",
+        "",
+        "| status | check | gate | message |",
+        "| --- | --- | --- | --- |",
+    ]
     for finding in sorted(run.findings, key=lambda f: (ORDER.index(f.status), int(f.gate), f.id)):
         if finding.status is Status.SKIP:
             continue
         message = finding.message.replace("|", "\\|")
         if finding.advice_reason:
             message += f" (advice: {finding.advice_reason})"
-        lines.append(f"| {finding.status.value} | `{finding.id}` | {int(finding.gate)} | {message} |")
+        lines.append(
+            f"| {finding.status.value} | `{finding.id}` | {int(finding.gate)} | {message} |"
+        )
     fixes = [f for f in problems(run) if f.fix is not None]
     if fixes:
         lines += ["", "## Fixes", ""]
@@ -123,7 +175,7 @@ def _e(text: object) -> str:
 
 def _finding_html(finding: Finding) -> str:
     parts = [
-        f'<details{" open" if finding.status in (Status.FAIL, Status.ERROR) else ""}><summary>'
+        f"<details{' open' if finding.status in (Status.FAIL, Status.ERROR) else ''}><summary>"
         f'<span class="tag {finding.status.value}">{_e(finding.status.value)}</span>{_e(finding.id)} '
         f'<span class="meta">· gate {int(finding.gate)} · {_e(finding.severity.value)}</span></summary>',
         f"<p>{_e(finding.title)}: {_e(finding.message)}</p>",
@@ -135,7 +187,9 @@ def _finding_html(finding: Finding) -> str:
     if finding.hadolint:
         parts.append(f"<p>hadolint {_e(finding.hadolint)}</p>")
     if finding.details:
-        parts.append("<ul>" + "".join(f"<li><code>{_e(d)}</code></li>" for d in finding.details) + "</ul>")
+        parts.append(
+            "<ul>" + "".join(f"<li><code>{_e(d)}</code></li>" for d in finding.details) + "</ul>"
+        )
     if finding.fix:
         where = f" in <code>{_e(finding.fix.file)}</code>" if finding.fix.file else ""
         parts.append(f"<p><b>Fix{where}:</b> {_e(finding.fix.summary)}</p>")
@@ -146,27 +200,39 @@ def _finding_html(finding: Finding) -> str:
 
 
 def _group(findings: Iterable[Finding], category: Category) -> list[Finding]:
-    return sorted((f for f in findings if f.category is category), key=lambda f: (ORDER.index(f.status), int(f.gate), f.id))
+    return sorted(
+        (f for f in findings if f.category is category),
+        key=lambda f: (ORDER.index(f.status), int(f.gate), f.id),
+    )
 
 
 def render_html(run: CheckRun) -> str:
     cards = [f'<div class="card">Readiness<b>{_pct(run.score.overall)}</b></div>']
     for gate, verdict in run.gates.items():
         klass, word = ("go", "GO") if verdict.passed else ("nogo", "NO-GO")
-        cards.append(f'<div class="card">Gate {gate}: {_e(verdict.name)}<b class="{klass}">{word}</b></div>')
+        cards.append(
+            f'<div class="card">Gate {gate}: {_e(verdict.name)}<b class="{klass}">{word}</b></div>'
+        )
     rows = []
     for name, value in run.score.categories.items():
         width = 0 if value is None else value
-        rows.append(f'<tr><td>{_e(name)}</td><td style="width:60%"><div class="bar"><i style="width:{width:.0f}%"></i></div></td><td>{_pct(value)}</td></tr>')
+        rows.append(
+            f'<tr><td>{_e(name)}</td><td style="width:60%"><div class="bar"><i style="width:{width:.0f}%"></i></div></td><td>{_pct(value)}</td></tr>'
+        )
     sections = []
     for category in Category:
         group = [f for f in _group(run.findings, category) if f.status is not Status.SKIP]
         if group:
-            sections.append(f"<h2>{_e(category.value.title())}</h2>" + "\n".join(_finding_html(f) for f in group))
+            sections.append(
+                f"<h2>{_e(category.value.title())}</h2>"
+                + "\n".join(_finding_html(f) for f in group)
+            )
     skipped = [f for f in run.findings if f.status is Status.SKIP]
     if skipped:
         items = "".join(f"<li><code>{_e(f.id)}</code>: {_e(f.message)}</li>" for f in skipped)
-        sections.append(f"<h2>Not applicable</h2><details><summary>{len(skipped)} checks skipped</summary><ul>{items}</ul></details>")
+        sections.append(
+            f"<h2>Not applicable</h2><details><summary>{len(skipped)} checks skipped</summary><ul>{items}</ul></details>"
+        )
     where = f" ({_e(run.environment)})" if run.environment else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

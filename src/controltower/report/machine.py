@@ -11,8 +11,16 @@ from controltower.checks.base import registered
 from controltower.checks.model import Finding, Status
 from controltower.checks.runner import CheckRun
 
-SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
-_LEVEL = {Status.FAIL: "error", Status.ERROR: "error", Status.WARN: "warning", Status.ADVICE: "note", Status.WAIVED: "warning"}
+SARIF_SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
+_LEVEL = {
+    Status.FAIL: "error",
+    Status.ERROR: "error",
+    Status.WARN: "warning",
+    Status.ADVICE: "note",
+    Status.WAIVED: "warning",
+}
 
 
 def to_json(run: CheckRun) -> str:
@@ -33,16 +41,27 @@ def to_junit(run: CheckRun) -> str:
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for gate, verdict in run.gates.items():
         findings = [f for f in run.findings if int(f.gate) == gate]
-        suite = ET.SubElement(root, "testsuite", name=f"gate {gate}: {verdict.name}", timestamp=run.started_at.isoformat())
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"gate {gate}: {verdict.name}",
+            timestamp=run.started_at.isoformat(),
+        )
         counts = {"tests": len(findings), "failures": 0, "errors": 0, "skipped": 0}
         for finding in findings:
             case = ET.SubElement(
-                suite, "testcase", classname=f"tower.{finding.category.value}", name=finding.id, time=f"{finding.duration:.3f}"
+                suite,
+                "testcase",
+                classname=f"tower.{finding.category.value}",
+                name=finding.id,
+                time=f"{finding.duration:.3f}",
             )
             body = "\n".join(filter(None, [finding.message, *finding.details, _fix_text(finding)]))
             if finding.status is Status.FAIL:
                 counts["failures"] += 1
-                element = ET.SubElement(case, "failure", message=finding.message, type=finding.severity.value)
+                element = ET.SubElement(
+                    case, "failure", message=finding.message, type=finding.severity.value
+                )
                 element.text = body
             elif finding.status is Status.ERROR:
                 counts["errors"] += 1
@@ -67,7 +86,8 @@ def to_junit(run: CheckRun) -> str:
 
 def to_sarif(run: CheckRun) -> str:
     known = registered()
-    rules, index = [], {}
+    rules: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
     for finding in run.findings:
         if finding.id in index:
             continue
@@ -77,7 +97,9 @@ def to_sarif(run: CheckRun) -> str:
             "id": finding.id,
             "name": "".join(part.title() for part in finding.id.replace("_", ".").split(".")),
             "shortDescription": {"text": finding.title},
-            "defaultConfiguration": {"level": "error" if finding.severity.value in ("critical", "high") else "warning"},
+            "defaultConfiguration": {
+                "level": "error" if finding.severity.value in ("critical", "high") else "warning"
+            },
             "properties": {
                 "category": finding.category.value,
                 "gate": int(finding.gate),
@@ -111,7 +133,9 @@ def to_sarif(run: CheckRun) -> str:
             result["suppressions"] = [{"kind": "external", "justification": finding.message}]
         if finding.location is not None:
             region = {"startLine": finding.location.line} if finding.location.line else None
-            physical: dict[str, Any] = {"artifactLocation": {"uri": finding.location.file, "uriBaseId": "SRCROOT"}}
+            physical: dict[str, Any] = {
+                "artifactLocation": {"uri": finding.location.file, "uriBaseId": "SRCROOT"}
+            }
             if region:
                 physical["region"] = region
             result["locations"] = [{"physicalLocation": physical}]
@@ -140,7 +164,10 @@ def to_sarif(run: CheckRun) -> str:
                     }
                 ],
                 "results": results,
-                "properties": {"score": run.score.to_dict(), "gates": {str(g): v.to_dict() for g, v in run.gates.items()}},
+                "properties": {
+                    "score": run.score.to_dict(),
+                    "gates": {str(g): v.to_dict() for g, v in run.gates.items()},
+                },
             }
         ],
     }

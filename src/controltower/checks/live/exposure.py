@@ -8,7 +8,17 @@ from html.parser import HTMLParser
 from prometheus_client.parser import text_string_to_metric_families
 
 from controltower.checks.base import Check, CheckContext, register
-from controltower.checks.model import Category, Fix, Gate, Outcome, Severity, failed, passed, skipped, warned
+from controltower.checks.model import (
+    Category,
+    Fix,
+    Gate,
+    Outcome,
+    Severity,
+    failed,
+    passed,
+    skipped,
+    warned,
+)
 
 STACK_TRACE = re.compile(
     r"Traceback \(most recent call last\)|^\s+at [\w.<>$]+ \(.*:\d+:\d+\)|File \"[^\"]+\", line \d+|"
@@ -52,7 +62,11 @@ class Metrics(Check):
 
     async def run(self, ctx: CheckContext) -> Outcome:
         response = await ctx.get("/metrics")
-        fix = Fix("Expose Prometheus metrics at /metrics (prom-client for Node, prometheus_client or appkit for Python)", "", "GET /metrics -> text/plain; version=0.0.4")
+        fix = Fix(
+            "Expose Prometheus metrics at /metrics (prom-client for Node, prometheus_client or appkit for Python)",
+            "",
+            "GET /metrics -> text/plain; version=0.0.4",
+        )
         if response.status_code != 200:
             return failed(f"/metrics answered {response.status_code}", fix)
         try:
@@ -76,7 +90,10 @@ class PoweredBy(Check):
     async def run(self, ctx: CheckContext) -> Outcome:
         value = (await ctx.get("/")).headers.get("x-powered-by")
         if value:
-            return failed(f"X-Powered-By: {value}", Fix("Stop sending it", "next.config.js", "poweredByHeader: false,"))
+            return failed(
+                f"X-Powered-By: {value}",
+                Fix("Stop sending it", "next.config.js", "poweredByHeader: false,"),
+            )
         return passed("no X-Powered-By")
 
 
@@ -92,7 +109,14 @@ class ServerVersion(Check):
     async def run(self, ctx: CheckContext) -> Outcome:
         value = (await ctx.get("/")).headers.get("server", "")
         if re.search(r"\d+\.\d+", value):
-            return failed(f"Server: {value}", Fix("Hide the version (uvicorn --no-server-header; nginx server_tokens off;)", "", "server_tokens off;"))
+            return failed(
+                f"Server: {value}",
+                Fix(
+                    "Hide the version (uvicorn --no-server-header; nginx server_tokens off;)",
+                    "",
+                    "server_tokens off;",
+                ),
+            )
         return passed(f"Server: {value}" if value else "no Server header")
 
 
@@ -109,11 +133,19 @@ class SourceMapsLeak(Check):
         scripts = [a for a in await assets(ctx) if a.split("?")[0].endswith(".js")][:5]
         if not scripts:
             return passed("no same-origin scripts on /")
-        exposed = [f"{s}.map" for s in scripts if (await ctx.get(s.split("?")[0] + ".map")).status_code == 200]
+        exposed = [
+            f"{s}.map"
+            for s in scripts
+            if (await ctx.get(s.split("?")[0] + ".map")).status_code == 200
+        ]
         if exposed:
             return failed(
                 f"source maps served: {', '.join(exposed)}",
-                Fix("Do not ship browser source maps; upload them to the error tracker", "next.config.js", "productionBrowserSourceMaps: false,"),
+                Fix(
+                    "Do not ship browser source maps; upload them to the error tracker",
+                    "next.config.js",
+                    "productionBrowserSourceMaps: false,",
+                ),
                 details=exposed,
             )
         return passed(f"no maps for {len(scripts)} scripts")
@@ -139,7 +171,9 @@ class ExposedFiles(Check):
         if exposed:
             return failed(
                 f"served to anyone: {', '.join(exposed)}; rotate every secret in them",
-                Fix("Keep them out of the image and the static root", ".dockerignore", ".env*\n.git"),
+                Fix(
+                    "Keep them out of the image and the static root", ".dockerignore", ".env*\n.git"
+                ),
                 details=exposed,
             )
         return passed("neither is served")
@@ -161,7 +195,11 @@ class StackTraces(Check):
             if response.status_code >= 400 and STACK_TRACE.search(response.text[:20000]):
                 return failed(
                     f"{path} answered {response.status_code} with a stack trace",
-                    Fix("Turn off debug mode in production and render generic error pages", "", "DEBUG=false"),
+                    Fix(
+                        "Turn off debug mode in production and render generic error pages",
+                        "",
+                        "DEBUG=false",
+                    ),
                 )
         return passed("error pages show no stack traces")
 
@@ -190,7 +228,11 @@ class Compression(Check):
         if uncompressed:
             return failed(
                 f"not compressed: {', '.join(uncompressed)}",
-                Fix("Compress text responses (Fly proxy: http_options.compress; Next.js compresses by default)", "fly.toml", "[http_service.http_options]\n  compress = true"),
+                Fix(
+                    "Compress text responses (Fly proxy: http_options.compress; Next.js compresses by default)",
+                    "fly.toml",
+                    "[http_service.http_options]\n  compress = true",
+                ),
             )
         return passed(f"{checked} responses compressed")
 
@@ -214,11 +256,17 @@ class Caching(Check):
             value = response.headers.get("cache-control", "")
             match = re.search(r"max-age=(\d+)", value)
             if response.status_code == 200 and (not match or int(match.group(1)) < 86400):
-                problems.append(f"{path} is cached for less than a day ({value or 'no Cache-Control'})")
+                problems.append(
+                    f"{path} is cached for less than a day ({value or 'no Cache-Control'})"
+                )
         if problems:
             return warned(
                 "; ".join(problems),
-                Fix("Cache hashed assets for a year, revalidate HTML", "", "Cache-Control: public, max-age=31536000, immutable   # hashed assets\nCache-Control: no-cache                               # HTML"),
+                Fix(
+                    "Cache hashed assets for a year, revalidate HTML",
+                    "",
+                    "Cache-Control: public, max-age=31536000, immutable   # hashed assets\nCache-Control: no-cache                               # HTML",
+                ),
                 details=problems,
             )
         return passed("Cache-Control set")

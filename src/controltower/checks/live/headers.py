@@ -8,7 +8,17 @@ import httpx
 
 from controltower.checks.base import Check, CheckContext, register
 from controltower.checks.live import observatory
-from controltower.checks.model import Category, Fix, Gate, Outcome, Severity, Status, failed, passed, warned
+from controltower.checks.model import (
+    Category,
+    Fix,
+    Gate,
+    Outcome,
+    Severity,
+    Status,
+    failed,
+    passed,
+    warned,
+)
 from controltower.spec.service import Target
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -16,14 +26,22 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 def to_response(response: httpx.Response, verified: bool = True) -> observatory.Response:
     body = response.text if "html" in response.headers.get("content-type", "") else ""
-    return observatory.Response(str(response.url), response.status_code, list(response.headers.multi_items()), body, verified)
+    return observatory.Response(
+        str(response.url),
+        response.status_code,
+        list(response.headers.multi_items()),
+        body,
+        verified,
+    )
 
 
 def is_local(url: str) -> bool:
     return (urlsplit(url).hostname or "") in LOCAL_HOSTS
 
 
-async def _route(client: httpx.AsyncClient, url: str, limit: int = 10) -> list[observatory.Response]:
+async def _route(
+    client: httpx.AsyncClient, url: str, limit: int = 10
+) -> list[observatory.Response]:
     route = []
     for _ in range(limit):
         response = await client.get(url)
@@ -43,7 +61,8 @@ async def scan(ctx: CheckContext) -> tuple[observatory.Scan, str]:
         auto_route = await _route(client, url)
         auto = auto_route[-1]
         cors_response = await client.options(
-            auto.url, headers={"Origin": observatory.CORS_ORIGIN, "Access-Control-Request-Method": "GET"}
+            auto.url,
+            headers={"Origin": observatory.CORS_ORIGIN, "Access-Control-Request-Method": "GET"},
         )
         cors = to_response(cors_response)
         parts = urlsplit(url)
@@ -61,7 +80,9 @@ async def scan(ctx: CheckContext) -> tuple[observatory.Scan, str]:
         except httpx.HTTPError:
             https = None
         http = http_route[-1] if http_route else None
-        return observatory.Scan(auto=auto, http=http, http_route=http_route, https=https, cors=cors), ""
+        return observatory.Scan(
+            auto=auto, http=http, http_route=http_route, https=https, cors=cors
+        ), ""
 
     result: tuple[observatory.Scan, str] = await ctx.once("observatory.scan", make)
     return result
@@ -85,7 +106,12 @@ def header_fixes(ctx: CheckContext, graded: observatory.Grade) -> str:
         "cross-origin-resource-sharing": "Access-Control-Allow-Origin: <one trusted origin> (never reflect Origin with credentials)",
         "subresource-integrity": '<script src="https://cdn.example/x.js" integrity="sha384-..." crossorigin="anonymous">',
     }
-    lines = [wanted[t.name] for t in graded.tests if (t.modifier < 0 or (t.name == "cross-origin-resource-policy" and t.modifier == 0)) and t.name in wanted]
+    lines = [
+        wanted[t.name]
+        for t in graded.tests
+        if (t.modifier < 0 or (t.name == "cross-origin-resource-policy" and t.modifier == 0))
+        and t.name in wanted
+    ]
     return "\n".join(lines)
 
 
@@ -104,10 +130,18 @@ class SecurityHeaders(Check):
         minimum = ctx.spec.security.min_grade
         details = [f"{t.name}: {t.result} ({t.modifier:+d})" for t in graded.tests]
         details += [f"{t.name}: {t.result} (reported, not scored)" for t in graded.extra]
-        data = {"score": graded.score, "grade": graded.grade, "note": note, "tests": {t.name: t.result for t in graded.tests}}
-        message = f"grade {graded.grade} (score {graded.score}; minimum {minimum})" + (f"; {note}" if note else "")
+        data = {
+            "score": graded.score,
+            "grade": graded.grade,
+            "note": note,
+            "tests": {t.name: t.result for t in graded.tests},
+        }
+        message = f"grade {graded.grade} (score {graded.score}; minimum {minimum})" + (
+            f"; {note}" if note else ""
+        )
         if not observatory.at_least(graded.grade, minimum):
-            return failed(message, Fix("Send these response headers", "", header_fixes(ctx, graded)), details=details, **data)
+            fix = Fix("Send these response headers", "", header_fixes(ctx, graded))
+            return Outcome(Status.FAIL, message, fix, details=tuple(details), data=data)
         return Outcome(Status.PASS, message, details=tuple(details), data=data)
 
 
@@ -124,7 +158,10 @@ class PermissionsPolicy(Check):
         result, _ = await scan(ctx)
         if result.auto.get("permissions-policy"):
             return passed("Permissions-Policy set")
-        return warned("no Permissions-Policy", Fix("Send it", "", f"Permissions-Policy: {ctx.spec.security.permissions_policy}"))
+        return warned(
+            "no Permissions-Policy",
+            Fix("Send it", "", f"Permissions-Policy: {ctx.spec.security.permissions_policy}"),
+        )
 
 
 @register
@@ -141,7 +178,11 @@ class TrustedTypes(Check):
         csp = (result.auto.get("content-security-policy") or "").lower()
         if "require-trusted-types-for 'script'" in csp:
             return passed("require-trusted-types-for 'script'")
-        fix = Fix("Add to the CSP", "", "Content-Security-Policy: ...; require-trusted-types-for 'script'; trusted-types default")
+        fix = Fix(
+            "Add to the CSP",
+            "",
+            "Content-Security-Policy: ...; require-trusted-types-for 'script'; trusted-types default",
+        )
         if ctx.spec.security.trusted_types:
             return failed("[security] trusted_types = true but the CSP does not require them", fix)
         return warned("Trusted Types not required (reported; not graded by the Observatory)", fix)

@@ -16,7 +16,9 @@ FIX_LIVE = Fix(
 )
 
 
-async def _probe(ctx: CheckContext, path: str, required: list[str]) -> tuple[Outcome | None, dict[str, Any]]:
+async def _probe(
+    ctx: CheckContext, path: str, required: list[str]
+) -> tuple[Outcome | None, dict[str, Any]]:
     response = await ctx.get(path)
     if response.status_code != 200:
         return failed(f"{path} answered {response.status_code}, not 200", FIX_LIVE), {}
@@ -33,7 +35,11 @@ async def _probe(ctx: CheckContext, path: str, required: list[str]) -> tuple[Out
     if missing:
         return failed(
             f"{path} lacks {', '.join(missing)}",
-            Fix("Add the fields the spec requires ([health] required_fields)", "", '{"status": "pass", "version": "<release>"}'),
+            Fix(
+                "Add the fields the spec requires ([health] required_fields)",
+                "",
+                '{"status": "pass", "version": "<release>"}',
+            ),
         ), body
     return None, body
 
@@ -71,13 +77,17 @@ class Readiness(Check):
     kind = "live"
 
     async def run(self, ctx: CheckContext) -> Outcome:
-        problem, body = await _probe(ctx, ctx.spec.health.readiness, ctx.spec.health.required_fields)
+        problem, body = await _probe(
+            ctx, ctx.spec.health.readiness, ctx.spec.health.required_fields
+        )
         if problem:
             return problem
         status = body.get("status")
         if isinstance(status, str) and status.lower() in ("fail", "down", "unhealthy", "error"):
             return failed(f"{ctx.spec.health.readiness} reports status {status!r}", FIX_LIVE)
-        return passed(f"{ctx.spec.health.readiness} is ready ({', '.join(ctx.spec.health.required_fields)})")
+        return passed(
+            f"{ctx.spec.health.readiness} is ready ({', '.join(ctx.spec.health.required_fields)})"
+        )
 
 
 def p95(samples: list[float]) -> float:
@@ -105,11 +115,15 @@ class Latency(Check):
             samples.append(time.perf_counter() - started)
         value = p95(samples)
         budget = health.latency_budget
-        message = f"p95 {value * 1000:.1f} ms over {len(samples)} samples (budget {budget * 1000:.0f} ms)"
+        message = (
+            f"p95 {value * 1000:.1f} ms over {len(samples)} samples (budget {budget * 1000:.0f} ms)"
+        )
         if value > budget:
             return failed(
                 message,
-                Fix("Keep readiness cheap: time-box each dependency check and cache results for a few seconds"),
+                Fix(
+                    "Keep readiness cheap: time-box each dependency check and cache results for a few seconds"
+                ),
                 p95_ms=round(value * 1000, 2),
             )
         return passed(message, p95_ms=round(value * 1000, 2))

@@ -188,7 +188,9 @@ class _Html(HTMLParser):
         if tag == "script":
             self.scripts.append(found)
         elif tag == "meta" and found.get("http-equiv") and found.get("content") is not None:
-            self.equiv.setdefault(str(found["http-equiv"]).lower(), []).append(str(found["content"]))
+            self.equiv.setdefault(str(found["http-equiv"]).lower(), []).append(
+                str(found["content"])
+            )
 
 
 def _html(response: Response) -> _Html:
@@ -276,7 +278,10 @@ def _split_policies(values: Iterable[str]) -> list[str]:
 
 def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
     response = scan.auto
-    header = _split_policies([response.get("content-security-policy")] if response.get("content-security-policy") else [])
+    header = _split_policies(
+        response.all("content-security-policy")[:1]
+        and [response.get("content-security-policy") or ""]
+    )
     meta = _split_policies(_html(response).equiv.get("content-security-policy", []))
     try:
         csp = parse_csp(header + meta)
@@ -312,9 +317,15 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
     elif "'strict-dynamic'" in script_src:
         result = "csp-header-invalid"
     https = urlsplit(response.url).scheme == "https"
-    active = [s for d, v in sets.items() if d not in ("img-src", "media-src", "script-src") for s in v]
+    active = [
+        s for d, v in sets.items() if d not in ("img-src", "media-src", "script-src") for s in v
+    ]
     active += list(script_src)
-    passive = [s for d in ("img-src", "media-src") for s in (sets.get(d) or sets.get("default-src") or set())]
+    passive = [
+        s
+        for d in ("img-src", "media-src")
+        for s in (sets.get(d) or sets.get("default-src") or set())
+    ]
 
     def first(candidate: str) -> None:
         nonlocal result
@@ -343,7 +354,9 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
     }
     if result in passing and DUPLICATES in csp:
         result = "csp-implemented-but-duplicate-directives"
-    return result, {d: v for d, v in sets.items() if d != DUPLICATES}
+    return result or "csp-implemented-with-no-unsafe", {
+        d: v for d, v in sets.items() if d != DUPLICATES
+    }
 
 
 # -- the other tests -----------------------------------------------------------
@@ -370,7 +383,11 @@ def hsts_test(scan: Scan) -> str:
                 return "hsts-header-invalid"
     if max_age is None:
         return "hsts-header-invalid"
-    return "hsts-implemented-max-age-less-than-six-months" if max_age < SIX_MONTHS else "hsts-implemented-max-age-at-least-six-months"
+    return (
+        "hsts-implemented-max-age-less-than-six-months"
+        if max_age < SIX_MONTHS
+        else "hsts-implemented-max-age-at-least-six-months"
+    )
 
 
 @dataclass
@@ -386,7 +403,9 @@ def _cookies(header: str) -> _Cookie | None:
     name, sep, _ = parts[0].partition("=")
     if not sep or not name.strip():
         return None
-    attrs = {p.partition("=")[0].strip().lower(): p.partition("=")[2].strip() for p in parts[1:] if p}
+    attrs = {
+        p.partition("=")[0].strip().lower(): p.partition("=")[2].strip() for p in parts[1:] if p
+    }
     same = attrs.get("samesite")
     same_site = same.lower() if same and same.lower() in ("strict", "lax", "none") else None
     return _Cookie(name.strip(), "secure" in attrs, "httponly" in attrs, same_site)
@@ -395,7 +414,9 @@ def _cookies(header: str) -> _Cookie | None:
 def _invalid_samesite(raw: str) -> bool:
     for part in raw.strip().split(";"):
         key, _, value = part.strip().partition("=")
-        if key.strip().lower() == "samesite" and (not value or value.strip().lower() not in ("lax", "strict", "none")):
+        if key.strip().lower() == "samesite" and (
+            not value or value.strip().lower() not in ("lax", "strict", "none")
+        ):
             return True
     return False
 
@@ -438,22 +459,38 @@ def cookies_test(scan: Scan) -> str:
         if not cookie.secure and cookie.same_site == "none":
             worse("cookies-samesite-flag-invalid")
         if not cookie.secure:
-            worse("cookies-without-secure-flag-but-protected-by-hsts" if hsts else "cookies-without-secure-flag")
+            worse(
+                "cookies-without-secure-flag-but-protected-by-hsts"
+                if hsts
+                else "cookies-without-secure-flag"
+            )
         if anticsrf and not cookie.same_site:
             worse("cookies-anticsrf-without-samesite-flag")
         if session and not cookie.secure:
-            worse("cookies-session-without-secure-flag-but-protected-by-hsts" if hsts else "cookies-session-without-secure-flag")
+            worse(
+                "cookies-session-without-secure-flag-but-protected-by-hsts"
+                if hsts
+                else "cookies-session-without-secure-flag"
+            )
         if session and not cookie.http_only:
             worse("cookies-session-without-httponly-flag")
         missing_same_site = missing_same_site or not cookie.same_site
     if result is None:
-        return "cookies-secure-with-httponly-sessions" if missing_same_site else "cookies-secure-with-httponly-sessions-and-samesite"
+        return (
+            "cookies-secure-with-httponly-sessions"
+            if missing_same_site
+            else "cookies-secure-with-httponly-sessions-and-samesite"
+        )
     return result
 
 
 def cors_test(scan: Scan) -> str:
     response = scan.cors
-    acao = response.all("access-control-allow-origin")[0] if response and response.all("access-control-allow-origin") else None
+    acao = (
+        response.all("access-control-allow-origin")[0]
+        if response and response.all("access-control-allow-origin")
+        else None
+    )
     if response is None or not acao:
         return "cross-origin-resource-sharing-not-implemented"
     credentials = response.all("access-control-allow-credentials")
@@ -563,7 +600,11 @@ def sri_test(scan: Scan) -> str:
     if not scripts:
         return "sri-not-implemented-but-no-scripts-loaded"
     if result is None:
-        return "sri-implemented-and-external-scripts-loaded-securely" if foreign else "sri-not-implemented-but-all-scripts-loaded-from-secure-origin"
+        return (
+            "sri-implemented-and-external-scripts-loaded-securely"
+            if foreign
+            else "sri-not-implemented-but-all-scripts-loaded-from-secure-origin"
+        )
     return result
 
 
@@ -572,7 +613,11 @@ def xcto_test(scan: Scan) -> str:
     if not values:
         return "x-content-type-options-not-implemented"
     header = scan.auto.get("x-content-type-options") or ""
-    return "x-content-type-options-nosniff" if header[:256].strip().lower() == "nosniff" else "x-content-type-options-header-invalid"
+    return (
+        "x-content-type-options-nosniff"
+        if header[:256].strip().lower() == "nosniff"
+        else "x-content-type-options-header-invalid"
+    )
 
 
 def xfo_test(scan: Scan, csp: dict[str, set[str]] | None) -> str:
@@ -595,7 +640,11 @@ def xfo_test(scan: Scan, csp: dict[str, set[str]] | None) -> str:
 def corp_test(scan: Scan) -> str:
     header = scan.auto.get("cross-origin-resource-policy")
     equiv = _html(scan.auto).equiv.get("cross-origin-resource-policy", [])
-    value = header[:256].strip().lower() if header else (equiv[-1][:256].strip().lower() if equiv else "")
+    value = (
+        header[:256].strip().lower()
+        if header
+        else (equiv[-1][:256].strip().lower() if equiv else "")
+    )
     if not value:
         return "corp-not-implemented"
     return {
@@ -606,7 +655,9 @@ def corp_test(scan: Scan) -> str:
 
 
 _TOKEN = re.compile(r"^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
-_PARAMS = re.compile(r'^(;\s*[a-z*][a-z0-9_.*-]*(=([A-Za-z*][!#$%&\'*+\-.^_`|~0-9A-Za-z:/]*|"[^"]*"|-?\d+(\.\d+)?|\?[01]))?)*$')
+_PARAMS = re.compile(
+    r'^(;\s*[a-z*][a-z0-9_.*-]*(=([A-Za-z*][!#$%&\'*+\-.^_`|~0-9A-Za-z:/]*|"[^"]*"|-?\d+(\.\d+)?|\?[01]))?)*$'
+)
 
 
 def sf_token(value: str) -> str | None:
@@ -663,13 +714,21 @@ PASSING = {
         "csp-implemented-with-insecure-scheme-in-passive-content-only",
         "csp-implemented-but-duplicate-directives",
     },
-    "cookies": {"cookies-not-found", "cookies-secure-with-httponly-sessions-and-samesite", "cookies-secure-with-httponly-sessions"},
+    "cookies": {
+        "cookies-not-found",
+        "cookies-secure-with-httponly-sessions-and-samesite",
+        "cookies-secure-with-httponly-sessions",
+    },
     "cross-origin-resource-sharing": {
         "cross-origin-resource-sharing-not-implemented",
         "cross-origin-resource-sharing-implemented-with-public-access",
         "cross-origin-resource-sharing-implemented-with-restricted-access",
     },
-    "redirection": {"redirection-to-https", "redirection-not-needed-no-http", "redirection-all-redirects-preloaded"},
+    "redirection": {
+        "redirection-to-https",
+        "redirection-not-needed-no-http",
+        "redirection-all-redirects-preloaded",
+    },
     "referrer-policy": {"referrer-policy-private", "referrer-policy-not-implemented"},
     "strict-transport-security": {"hsts-implemented-max-age-at-least-six-months", "hsts-preloaded"},
     "subresource-integrity": {
@@ -680,10 +739,30 @@ PASSING = {
         "sri-not-implemented-but-no-scripts-loaded",
     },
     "x-content-type-options": {"x-content-type-options-nosniff"},
-    "x-frame-options": {"x-frame-options-sameorigin-or-deny", "x-frame-options-allow-from-origin", "x-frame-options-implemented-via-csp"},
-    "cross-origin-resource-policy": {"corp-not-implemented", "corp-implemented-with-same-site", "corp-implemented-with-same-origin", "corp-implemented-with-cross-origin"},
-    "cross-origin-opener-policy": {"coop-not-implemented", "coop-implemented-with-same-origin", "coop-implemented-with-same-origin-allow-popups", "coop-implemented-with-noopener-allow-popups", "coop-implemented-with-unsafe-none"},
-    "cross-origin-embedder-policy": {"coep-not-implemented", "coep-implemented-with-require-corp", "coep-implemented-with-credentialless", "coep-implemented-with-unsafe-none"},
+    "x-frame-options": {
+        "x-frame-options-sameorigin-or-deny",
+        "x-frame-options-allow-from-origin",
+        "x-frame-options-implemented-via-csp",
+    },
+    "cross-origin-resource-policy": {
+        "corp-not-implemented",
+        "corp-implemented-with-same-site",
+        "corp-implemented-with-same-origin",
+        "corp-implemented-with-cross-origin",
+    },
+    "cross-origin-opener-policy": {
+        "coop-not-implemented",
+        "coop-implemented-with-same-origin",
+        "coop-implemented-with-same-origin-allow-popups",
+        "coop-implemented-with-noopener-allow-popups",
+        "coop-implemented-with-unsafe-none",
+    },
+    "cross-origin-embedder-policy": {
+        "coep-not-implemented",
+        "coep-implemented-with-require-corp",
+        "coep-implemented-with-credentialless",
+        "coep-implemented-with-unsafe-none",
+    },
 }
 
 
@@ -703,7 +782,8 @@ def grade(scan: Scan) -> Grade:
         "cross-origin-resource-policy": corp_test(scan),
     }
     tests = tuple(
-        TestResult(name, result, result in PASSING[name], MODIFIERS[result]) for name, result in results.items()
+        TestResult(name, result, result in PASSING[name], MODIFIERS[result])
+        for name, result in results.items()
     )
     with_bonus = 100 + sum(t.modifier for t in tests)
     penalties_only = 100 + sum(t.modifier for t in tests if t.modifier < 0)
@@ -711,6 +791,9 @@ def grade(scan: Scan) -> Grade:
     score = max(score, 0)
     extra = tuple(
         TestResult(name, result, result in PASSING[name], 0)
-        for name, result in (("cross-origin-opener-policy", coop_test(scan)), ("cross-origin-embedder-policy", coep_test(scan)))
+        for name, result in (
+            ("cross-origin-opener-policy", coop_test(scan)),
+            ("cross-origin-embedder-policy", coep_test(scan)),
+        )
     )
     return Grade(score, grade_for(score), tests, extra)

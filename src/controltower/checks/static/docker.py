@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tomllib
@@ -28,7 +29,9 @@ from controltower.spec.service import Stack, Target
 
 CONTAINERS = frozenset({Target.DOCKER, Target.KUBERNETES, Target.FLY})
 NODE = (Stack.NODE, Stack.NEXTJS)
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,13 @@ class NonRootUser(DockerCheck):
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         users = [i for i in self.final(instructions) if i.keyword == "USER"]
-        fix = Fix("Run as an unprivileged user", name, "USER node" if ctx.spec.service.stack in NODE else "RUN useradd --create-home app\nUSER app")
+        fix = Fix(
+            "Run as an unprivileged user",
+            name,
+            "USER node"
+            if ctx.spec.service.stack in NODE
+            else "RUN useradd --create-home app\nUSER app",
+        )
         if not users:
             return failed("no USER in the final stage: the app runs as root", fix)
         user = users[-1].args.split(":", 1)[0].strip()
@@ -150,7 +159,9 @@ class PinnedBase(DockerCheck):
                 continue
             tag = image.rsplit("/", 1)[-1].partition(":")[2]
             if not tag or tag == "latest":
-                bad.append(f"line {i.line}: {image} ({'DL3007 latest' if tag else 'DL3006 no tag'})")
+                bad.append(
+                    f"line {i.line}: {image} ({'DL3007 latest' if tag else 'DL3006 no tag'})"
+                )
                 first = first or i.line
         if bad:
             base = "node:22-slim" if ctx.spec.service.stack in NODE else "python:3.12-slim"
@@ -174,12 +185,18 @@ class InitProcess(DockerCheck):
     advice_reason = "Fly Machines run Fly's own init as PID 1"
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
-        text = " ".join(i.args for i in self.final(instructions) if i.keyword in ("ENTRYPOINT", "CMD", "RUN"))
+        text = " ".join(
+            i.args for i in self.final(instructions) if i.keyword in ("ENTRYPOINT", "CMD", "RUN")
+        )
         if re.search(r"\btini\b|dumb-init", text):
             return passed("init process in the image")
         return failed(
             "no tini or dumb-init: PID 1 ignores SIGTERM and leaves zombies",
-            Fix("Add tini as the entrypoint", name, 'RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*\nENTRYPOINT ["/usr/bin/tini", "--"]'),
+            Fix(
+                "Add tini as the entrypoint",
+                name,
+                'RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*\nENTRYPOINT ["/usr/bin/tini", "--"]',
+            ),
         )
 
 
@@ -194,12 +211,19 @@ class HealthCheck(DockerCheck):
     advice_reason = "the platform ignores HEALTHCHECK; checks live in fly.toml or the pod's probes"
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
-        if any(i.keyword == "HEALTHCHECK" and i.args.upper() != "NONE" for i in self.final(instructions)):
+        if any(
+            i.keyword == "HEALTHCHECK" and i.args.upper() != "NONE"
+            for i in self.final(instructions)
+        ):
             return passed("HEALTHCHECK present")
         port, path = ctx.spec.service.port, ctx.spec.health.liveness
         return failed(
             "no HEALTHCHECK",
-            Fix("Declare one", name, f'HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD ["wget", "-qO-", "http://127.0.0.1:{port}{path}"]'),
+            Fix(
+                "Declare one",
+                name,
+                f'HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD ["wget", "-qO-", "http://127.0.0.1:{port}{path}"]',
+            ),
         )
 
 
@@ -216,13 +240,21 @@ class NoSecrets(DockerCheck):
         for i in instructions:
             if i.keyword not in ("ENV", "ARG"):
                 continue
-            for key, _, value in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)(=(\"[^\"]*\"|'[^']*'|\S+))?", i.args):
-                if SECRET_NAME.search(key) or value.strip("=\"'").startswith(("sk_live_", "sk_test_", "whsec_")):
+            for key, _, value in re.findall(
+                r"([A-Za-z_][A-Za-z0-9_]*)(=(\"[^\"]*\"|'[^']*'|\S+))?", i.args
+            ):
+                if SECRET_NAME.search(key) or value.strip("=\"'").startswith(
+                    ("sk_live_", "sk_test_", "whsec_")
+                ):
                     bad.append(f"line {i.line}: {i.keyword} {key}")
         if bad:
             return failed(
                 "secrets baked into the image: " + "; ".join(bad),
-                Fix("Pass secrets at run time (fly secrets set / --secret mounts), never in ENV or ARG", name, "RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci"),
+                Fix(
+                    "Pass secrets at run time (fly secrets set / --secret mounts), never in ENV or ARG",
+                    name,
+                    "RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci",
+                ),
                 location=Location(name, int(bad[0].split()[1].rstrip(":"))),
                 details=bad,
             )
@@ -241,7 +273,10 @@ class JsonCmd(DockerCheck):
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         commands = [i for i in self.final(instructions) if i.keyword in ("CMD", "ENTRYPOINT")]
         if not commands:
-            return failed("no CMD or ENTRYPOINT in the final stage", Fix("Declare the command", name, 'CMD ["node", "server.js"]'))
+            return failed(
+                "no CMD or ENTRYPOINT in the final stage",
+                Fix("Declare the command", name, 'CMD ["node", "server.js"]'),
+            )
         for i in commands:
             try:
                 ok = isinstance(json.loads(i.args), list)
@@ -268,11 +303,21 @@ class NodeEnv(DockerCheck):
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if ctx.spec.service.stack not in NODE:
             return skipped("not a Node app")
-        if any(i.keyword == "ENV" and re.search(r"NODE_ENV[= ]\"?production", i.args) for i in self.final(instructions)):
+        if any(
+            i.keyword == "ENV" and re.search(r"NODE_ENV[= ]\"?production", i.args)
+            for i in self.final(instructions)
+        ):
             return passed("NODE_ENV=production")
         fix = Fix("Set it in the runtime stage", name, "ENV NODE_ENV=production")
         if ctx.spec.service.stack is Stack.NEXTJS:
-            return Outcome(Status.ADVICE, "NODE_ENV not set in the image", fix, data={"advice_reason": "Next.js (next start, standalone server.js) sets NODE_ENV=production itself"})
+            return Outcome(
+                Status.ADVICE,
+                "NODE_ENV not set in the image",
+                fix,
+                data={
+                    "advice_reason": "Next.js (next start, standalone server.js) sets NODE_ENV=production itself"
+                },
+            )
         return failed("NODE_ENV is not production: dependencies run in development mode", fix)
 
 
@@ -288,21 +333,40 @@ class NodeHeap(DockerCheck):
         if ctx.spec.service.stack not in NODE:
             return skipped("not a Node app")
         memory = ctx.spec.service.memory // (1024 * 1024)
-        fly_text = read_text(ctx.path(ctx.spec.service.fly_toml)) if ctx.target is Target.FLY else None
+        fly_text = (
+            read_text(ctx.path(ctx.spec.service.fly_toml)) if ctx.target is Target.FLY else None
+        )
         if fly_text:
-            try:
+            with contextlib.suppress(tomllib.TOMLDecodeError):
                 memory = vm_memory_mb(tomllib.loads(fly_text))
-            except tomllib.TOMLDecodeError:
-                pass
         heap = int(memory * 0.75)
-        fix = Fix(f"Cap the heap at about 75% of the VM's {memory} MB", name, f'ENV NODE_OPTIONS="--max-old-space-size={heap}"')
-        found = [(i, m) for i in instructions for m in re.findall(r"--max[-_]old[-_]space[-_]size[= ](\d+)", i.args)]
+        fix = Fix(
+            f"Cap the heap at about 75% of the VM's {memory} MB",
+            name,
+            f'ENV NODE_OPTIONS="--max-old-space-size={heap}"',
+        )
+        found = [
+            (i, m)
+            for i in instructions
+            for m in re.findall(r"--max[-_]old[-_]space[-_]size[= ](\d+)", i.args)
+        ]
         if not found:
-            return warned(f"no --max-old-space-size: Node may grow past the VM's {memory} MB and be OOM-killed", fix)
+            return warned(
+                f"no --max-old-space-size: Node may grow past the VM's {memory} MB and be OOM-killed",
+                fix,
+            )
         instruction, value = found[-1]
         size = int(value)
         if size > memory * 0.85:
-            return failed(f"--max-old-space-size={size} is above 85% of the VM's {memory} MB", fix, location=Location(name, instruction.line))
+            return failed(
+                f"--max-old-space-size={size} is above 85% of the VM's {memory} MB",
+                fix,
+                location=Location(name, instruction.line),
+            )
         if size < memory * 0.25:
-            return warned(f"--max-old-space-size={size} uses under a quarter of the VM's {memory} MB", fix, location=Location(name, instruction.line))
+            return warned(
+                f"--max-old-space-size={size} uses under a quarter of the VM's {memory} MB",
+                fix,
+                location=Location(name, instruction.line),
+            )
         return passed(f"heap {size} MB of {memory} MB")

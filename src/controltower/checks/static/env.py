@@ -6,7 +6,18 @@ from pathlib import Path
 from typing import ClassVar
 
 from controltower.checks.base import Check, CheckContext, register
-from controltower.checks.model import Category, Fix, Gate, Location, Outcome, Severity, failed, passed, skipped, warned
+from controltower.checks.model import (
+    Category,
+    Fix,
+    Gate,
+    Location,
+    Outcome,
+    Severity,
+    failed,
+    passed,
+    skipped,
+    warned,
+)
 from controltower.envcheck import dotenv, rules
 from controltower.envcheck.catalog import example
 from controltower.envcheck.sources import Value, collect, env_files
@@ -30,9 +41,12 @@ class RuleCheck(Check):
         if not problems:
             return passed(self.ok(ctx, found))
         first = next((p.where for p in problems if p.where and ":" in p.where), "")
-        location = Location(first.rsplit(":", 1)[0], int(first.rsplit(":", 1)[1])) if first else None
+        location = (
+            Location(first.rsplit(":", 1)[0], int(first.rsplit(":", 1)[1])) if first else None
+        )
         return failed(
-            "; ".join(str(p) for p in problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
+            "; ".join(str(p) for p in problems[:5])
+            + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
             self.fix,
             location=location,
             details=[str(p) for p in problems],
@@ -50,7 +64,11 @@ class Required(RuleCheck):
     gate = Gate.CORE
     severity = Severity.HIGH
     rule = "required"
-    fix = Fix("Set the missing variables (fly secrets set NAME=... or the .env file)", "", "fly secrets set NAME=value")
+    fix = Fix(
+        "Set the missing variables (fly secrets set NAME=... or the .env file)",
+        "",
+        "fly secrets set NAME=value",
+    )
 
     def ok(self, ctx: CheckContext, found: dict[str, Value]) -> str:
         return f"{sum(1 for v in ctx.spec.env.vars.values() if v.required)} required variables set"
@@ -75,7 +93,11 @@ class Placeholders(RuleCheck):
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     rule = "placeholder"
-    fix = Fix("Replace placeholders ([YOUR_KEY], changeme, xxx, empty) with real values", ".env", "STRIPE_SECRET_KEY=<the real key from the Stripe dashboard>")
+    fix = Fix(
+        "Replace placeholders ([YOUR_KEY], changeme, xxx, empty) with real values",
+        ".env",
+        "STRIPE_SECRET_KEY=<the real key from the Stripe dashboard>",
+    )
 
 
 @register
@@ -101,7 +123,9 @@ class KeyShapes(RuleCheck):
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     rule = "key_shape"
-    fix = Fix("Use sk_live_/pk_live_ keys in production only, sk_test_/pk_test_ elsewhere; phc_ for PostHog; https://<ref>.supabase.co for Supabase")
+    fix = Fix(
+        "Use sk_live_/pk_live_ keys in production only, sk_test_/pk_test_ elsewhere; phc_ for PostHog; https://<ref>.supabase.co for Supabase"
+    )
 
 
 def dotenv_files(ctx: CheckContext) -> list[str]:
@@ -122,7 +146,11 @@ class Lint(Check):
         files = dotenv_files(ctx)
         if not files:
             return skipped("no .env files")
-        problems = [p for f in files for p in dotenv.lint((ctx.root / f).read_text(encoding="utf-8", errors="replace"), f)]
+        problems = [
+            p
+            for f in files
+            for p in dotenv.lint((ctx.root / f).read_text(encoding="utf-8", errors="replace"), f)
+        ]
         if not problems:
             return passed(f"{len(files)} file{'s' if len(files) != 1 else ''} clean")
         errors = [p for p in problems if not p.warning]
@@ -154,5 +182,8 @@ class Example(Check):
         listed = {e.key for e in dotenv.parse(path.read_text(encoding="utf-8", errors="replace"))}
         missing = sorted(set(ctx.spec.env.vars) - listed)
         if missing:
-            return warned(f".env.example lacks {', '.join(missing)}", Fix("Regenerate it", ".env.example", example(ctx.spec)))
+            return warned(
+                f".env.example lacks {', '.join(missing)}",
+                Fix("Regenerate it", ".env.example", example(ctx.spec)),
+            )
         return passed(f"{len(listed)} variables listed")

@@ -23,8 +23,13 @@ from controltower.checks.static.flyschema import seconds, validate, vm_memory_mb
 from controltower.spec.service import Target
 
 FLY = frozenset({Target.FLY})
-BUILD_COMMAND = re.compile(r"\b(npm|pnpm|yarn|bun)\s+(run\s+)?build\b|\bnext\s+build\b|\bvite\s+build\b|\bmake\s+build\b")
-MIGRATION = re.compile(r"migrat|prisma\s+(migrate|db\s+push)|drizzle|alembic|knex|sequelize|flyway|liquibase|manage\.py\s+migrate|db:", re.IGNORECASE)
+BUILD_COMMAND = re.compile(
+    r"\b(npm|pnpm|yarn|bun)\s+(run\s+)?build\b|\bnext\s+build\b|\bvite\s+build\b|\bmake\s+build\b"
+)
+MIGRATION = re.compile(
+    r"migrat|prisma\s+(migrate|db\s+push)|drizzle|alembic|knex|sequelize|flyway|liquibase|manage\.py\s+migrate|db:",
+    re.IGNORECASE,
+)
 
 
 class FlyCheck(Check):
@@ -33,14 +38,24 @@ class FlyCheck(Check):
     async def run(self, ctx: CheckContext) -> Outcome:
         loaded = await fly_toml(ctx)
         if loaded is None:
-            return failed(
-                f"no {ctx.spec.service.fly_toml} in {ctx.root}",
-                Fix("Create it: `tower generate fly` or `fly launch --no-deploy`", ctx.spec.service.fly_toml),
-            ) if self.id == "fly.config" else skipped(f"no {ctx.spec.service.fly_toml}")
+            return (
+                failed(
+                    f"no {ctx.spec.service.fly_toml} in {ctx.root}",
+                    Fix(
+                        "Create it: `tower generate fly` or `fly launch --no-deploy`",
+                        ctx.spec.service.fly_toml,
+                    ),
+                )
+                if self.id == "fly.config"
+                else skipped(f"no {ctx.spec.service.fly_toml}")
+            )
         name, text, data = loaded
         if "__error__" in data:
             if self.id == "fly.config":
-                return failed(f"{name} is not valid TOML: {data['__error__']}", Fix("Fix the TOML syntax", name))
+                return failed(
+                    f"{name} is not valid TOML: {data['__error__']}",
+                    Fix("Fix the TOML syntax", name),
+                )
             return skipped(f"{name} does not parse")
         return self.judge(ctx, name, text, data)
 
@@ -75,7 +90,9 @@ class FlyConfig(FlyCheck):
             return failed(
                 f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {name}",
                 Fix("Remove unknown keys and fix the values listed", name),
-                location=Location(name, line_of(text, rf"^\s*{re.escape(first)}\s*=|\[+[^\]]*{re.escape(first)}")),
+                location=Location(
+                    name, line_of(text, rf"^\s*{re.escape(first)}\s*=|\[+[^\]]*{re.escape(first)}")
+                ),
                 details=problems,
             )
         return passed(f"{name} fits Fly's schema")
@@ -95,7 +112,11 @@ class FlyMemory(FlyCheck):
         if have < need:
             return failed(
                 f"the VM has {have} MB; the app needs at least {need} MB",
-                Fix(f"Give the VM {need} MB", name, f"[[vm]]\n  memory = '{need}mb'\n  cpu_kind = 'shared'\n  cpus = 1"),
+                Fix(
+                    f"Give the VM {need} MB",
+                    name,
+                    f"[[vm]]\n  memory = '{need}mb'\n  cpu_kind = 'shared'\n  cpus = 1",
+                ),
                 location=Location(name, line_of(text, r"^\[\[vm\]\]")),
                 memory_mb=have,
             )
@@ -152,7 +173,9 @@ class FlyConcurrency(FlyCheck):
         )
         problems = []
         if concurrency.get("type") != "requests":
-            problems.append(f"type is {concurrency.get('type', 'connections (default)')!s}, not requests")
+            problems.append(
+                f"type is {concurrency.get('type', 'connections (default)')!s}, not requests"
+            )
         soft, hard = concurrency.get("soft_limit"), concurrency.get("hard_limit")
         if soft is None:
             problems.append("no soft_limit")
@@ -164,7 +187,9 @@ class FlyConcurrency(FlyCheck):
             return failed(
                 "; ".join(problems),
                 fix,
-                location=Location(name, line_of(text, r"concurrency\]") or line_of(text, rf"^\[+{section}")),
+                location=Location(
+                    name, line_of(text, r"concurrency\]") or line_of(text, rf"^\[+{section}")
+                ),
             )
         return passed(f"requests, soft {soft}, hard {hard}")
 
@@ -184,7 +209,11 @@ class FlyMinMachines(FlyCheck):
             where = "in production " if ctx.is_production else ""
             return failed(
                 f"min_machines_running is {running}; {where}it must be at least {need}",
-                Fix(f"Keep {need} machine{'s' if need > 1 else ''} running", name, f"[http_service]\n  min_machines_running = {need}"),
+                Fix(
+                    f"Keep {need} machine{'s' if need > 1 else ''} running",
+                    name,
+                    f"[http_service]\n  min_machines_running = {need}",
+                ),
                 location=Location(name, line_of(text, r"min_machines_running")),
             )
         return passed(f"min_machines_running = {running}")
@@ -204,7 +233,11 @@ class FlyAutoStop(FlyCheck):
         if value not in (False, "off"):
             return failed(
                 f"auto_stop_machines = {value!r}: production machines stop when idle and cold-start on traffic",
-                Fix("Turn auto stop off in production", name, "[http_service]\n  auto_stop_machines = 'off'"),
+                Fix(
+                    "Turn auto stop off in production",
+                    name,
+                    "[http_service]\n  auto_stop_machines = 'off'",
+                ),
                 location=Location(name, line_of(text, r"auto_stop_machines")),
             )
         return passed("auto_stop_machines is off")
@@ -227,7 +260,9 @@ class FlyForceHttps(FlyCheck):
             return failed(
                 "force_https is not on",
                 Fix("Redirect HTTP to HTTPS", name, "[http_service]\n  force_https = true"),
-                location=Location(name, line_of(text, r"force_https") or line_of(text, r"^\[http_service\]")),
+                location=Location(
+                    name, line_of(text, r"force_https") or line_of(text, r"^\[http_service\]")
+                ),
             )
         return passed("force_https = true")
 
@@ -248,7 +283,10 @@ class FlyDeployStrategy(FlyCheck):
                 Fix("Choose a strategy", name, "[deploy]\n  strategy = 'rolling'"),
             )
         if strategy == "immediate" and ctx.is_production:
-            return warned("strategy 'immediate' replaces every machine at once", Fix("Use rolling, canary or bluegreen", name, "[deploy]\n  strategy = 'rolling'"))
+            return warned(
+                "strategy 'immediate' replaces every machine at once",
+                Fix("Use rolling, canary or bluegreen", name, "[deploy]\n  strategy = 'rolling'"),
+            )
         return passed(f"strategy = {strategy}")
 
 
@@ -268,7 +306,9 @@ class FlyReleaseCommand(FlyCheck):
             "[deploy]\n  release_command = 'npx prisma migrate deploy'",
         )
         if not command:
-            return warned("no release_command: how do migrations run before the new version serves?", fix)
+            return warned(
+                "no release_command: how do migrations run before the new version serves?", fix
+            )
         location = Location(name, line_of(text, r"release_command"))
         if BUILD_COMMAND.search(command):
             return failed(
@@ -277,7 +317,11 @@ class FlyReleaseCommand(FlyCheck):
                 location=location,
             )
         if not MIGRATION.search(command):
-            return warned(f"release_command {command!r} does not look like a migration", fix, location=location)
+            return warned(
+                f"release_command {command!r} does not look like a migration",
+                fix,
+                location=location,
+            )
         return passed(f"release_command = {command!r}")
 
 
@@ -293,7 +337,9 @@ class FlyKill(FlyCheck):
         signal, timeout = data.get("kill_signal"), seconds(data.get("kill_timeout"))
         fix = Fix("Stop gracefully", name, "kill_signal = 'SIGTERM'\nkill_timeout = '30s'")
         if not signal or timeout is None:
-            missing = [k for k, v in (("kill_signal", signal), ("kill_timeout", timeout)) if v is None]
+            missing = [
+                k for k, v in (("kill_signal", signal), ("kill_timeout", timeout)) if v is None
+            ]
             return failed(f"{' and '.join(missing)} not set (Fly sends SIGINT and waits 5s)", fix)
         if timeout < 5:
             return failed(f"kill_timeout {timeout:g}s is too short to drain requests", fix)
@@ -313,6 +359,10 @@ class FlyMetrics(FlyCheck):
         if not metrics:
             return failed(
                 "no [metrics] section",
-                Fix("Let Fly scrape the app", name, f"[metrics]\n  port = {ctx.spec.service.port}\n  path = '/metrics'"),
+                Fix(
+                    "Let Fly scrape the app",
+                    name,
+                    f"[metrics]\n  port = {ctx.spec.service.port}\n  path = '/metrics'",
+                ),
             )
         return passed("[metrics] set")

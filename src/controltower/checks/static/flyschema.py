@@ -135,10 +135,22 @@ SCHEMA: Schema = {
         }
     ],
     "metrics": "metrics",
-    "statics": [{"guest_path": "str", "url_prefix": "str", "tigris_bucket": "str", "index_document": "str"}],
+    "statics": [
+        {"guest_path": "str", "url_prefix": "str", "tigris_bucket": "str", "index_document": "str"}
+    ],
     "mounts": "mounts",
-    "files": [{"guest_path": "str", "local_path": "str", "raw_value": "str", "secret_name": "str", "processes": "list"}],
-    "restart": [{"policy": ("enum", "always", "never", "on-failure"), "retries": "int", "processes": "list"}],
+    "files": [
+        {
+            "guest_path": "str",
+            "local_path": "str",
+            "raw_value": "str",
+            "secret_name": "str",
+            "processes": "list",
+        }
+    ],
+    "restart": [
+        {"policy": ("enum", "always", "never", "on-failure"), "retries": "int", "processes": "list"}
+    ],
     "experimental": "table",
 }
 _METRICS: Schema = {"port": "int", "path": "str", "processes": "list", "https": "bool"}
@@ -198,7 +210,11 @@ def validate(data: dict[str, Any], schema: Schema = SCHEMA, prefix: str = "") ->
 def _value(path: str, rule: Any, value: Any) -> list[str]:
     if rule == "metrics":
         items = value if isinstance(value, list) else [value]
-        return [p for i, item in enumerate(items) for p in _value(f"{path}[{i}]" if isinstance(value, list) else path, _METRICS, item)]
+        return [
+            p
+            for i, item in enumerate(items)
+            for p in _value(f"{path}[{i}]" if isinstance(value, list) else path, _METRICS, item)
+        ]
     if rule == "mounts":
         items = value if isinstance(value, list) else [value]
         return [p for item in items for p in _value(path, _MOUNT, item)]
@@ -253,4 +269,6 @@ def seconds(value: Any) -> float | None:
     if not isinstance(value, str) or not DURATION.match(value):
         return None
     factors = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * factors[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", value))
+    return sum(
+        float(n) * factors[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    )

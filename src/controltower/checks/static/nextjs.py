@@ -6,13 +6,40 @@ import re
 from typing import ClassVar
 
 from controltower.checks.base import Check, CheckContext, register
-from controltower.checks.model import Category, Fix, Gate, Location, Outcome, Severity, failed, passed, skipped
+from controltower.checks.model import (
+    Category,
+    Fix,
+    Gate,
+    Location,
+    Outcome,
+    Severity,
+    failed,
+    passed,
+    skipped,
+)
 from controltower.checks.static.files import line_of, read_text
 from controltower.spec.service import Target
 
-CONFIG_NAMES = ("next.config.js", "next.config.mjs", "next.config.ts", "next.config.cjs", "next.config.mts")
-MIDDLEWARE = [f"{d}{n}.{e}" for d in ("", "src/") for n in ("middleware", "proxy") for e in ("ts", "js", "mjs")]
-HEADERS = ("content-security-policy", "strict-transport-security", "x-content-type-options", "x-frame-options", "referrer-policy")
+CONFIG_NAMES = (
+    "next.config.js",
+    "next.config.mjs",
+    "next.config.ts",
+    "next.config.cjs",
+    "next.config.mts",
+)
+MIDDLEWARE = [
+    f"{d}{n}.{e}"
+    for d in ("", "src/")
+    for n in ("middleware", "proxy")
+    for e in ("ts", "js", "mjs")
+]
+HEADERS = (
+    "content-security-policy",
+    "strict-transport-security",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+)
 
 
 class NextCheck(Check):
@@ -44,7 +71,11 @@ class PoweredBy(NextCheck):
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         if re.search(r"poweredByHeader\s*:\s*false", text):
             return passed("poweredByHeader: false")
-        return failed("X-Powered-By: Next.js is sent", Fix("Turn it off", name, "poweredByHeader: false,"), location=Location(name, line_of(text, r"poweredByHeader")))
+        return failed(
+            "X-Powered-By: Next.js is sent",
+            Fix("Turn it off", name, "poweredByHeader: false,"),
+            location=Location(name, line_of(text, r"poweredByHeader")),
+        )
 
 
 @register
@@ -58,7 +89,11 @@ class SourceMaps(NextCheck):
         if re.search(r"productionBrowserSourceMaps\s*:\s*true", text):
             return failed(
                 "productionBrowserSourceMaps: true publishes the app's source",
-                Fix("Turn it off (upload maps to the error tracker instead)", name, "productionBrowserSourceMaps: false,"),
+                Fix(
+                    "Turn it off (upload maps to the error tracker instead)",
+                    name,
+                    "productionBrowserSourceMaps: false,",
+                ),
                 location=Location(name, line_of(text, r"productionBrowserSourceMaps")),
             )
         return passed("no production browser source maps")
@@ -76,7 +111,10 @@ class Standalone(NextCheck):
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         if re.search(r"output\s*:\s*['\"]standalone['\"]", text):
             return passed("output: 'standalone'")
-        return failed("no standalone output: the image carries all of node_modules", Fix("Build a standalone server", name, "output: 'standalone',"))
+        return failed(
+            "no standalone output: the image carries all of node_modules",
+            Fix("Build a standalone server", name, "output: 'standalone',"),
+        )
 
 
 @register

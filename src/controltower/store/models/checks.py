@@ -37,7 +37,10 @@ class CheckFindingRow(Base):
     """One check's outcome in a run. Never holds a secret value."""
 
     __tablename__ = "check_findings"
-    __table_args__ = (Index("ix_check_findings_run", "run_id"), Index("ix_check_findings_check", "check_id"))
+    __table_args__ = (
+        Index("ix_check_findings_run", "run_id"),
+        Index("ix_check_findings_check", "check_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("check_runs.id", ondelete="CASCADE"))

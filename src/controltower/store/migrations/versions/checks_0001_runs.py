@@ -25,7 +25,9 @@ def upgrade() -> None:
         sa.Column(
             "service_id",
             sa.Integer(),
-            sa.ForeignKey("services.id", ondelete="CASCADE", name="fk_check_runs_service_id_services"),
+            sa.ForeignKey(
+                "services.id", ondelete="CASCADE", name="fk_check_runs_service_id_services"
+            ),
             nullable=False,
         ),
         sa.Column("service", sa.String(100), nullable=False),
@@ -47,7 +49,9 @@ def upgrade() -> None:
         sa.Column(
             "run_id",
             sa.String(32),
-            sa.ForeignKey("check_runs.id", ondelete="CASCADE", name="fk_check_findings_run_id_check_runs"),
+            sa.ForeignKey(
+                "check_runs.id", ondelete="CASCADE", name="fk_check_findings_run_id_check_runs"
+            ),
             nullable=False,
         ),
         sa.Column("check_id", sa.String(100), nullable=False),

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from controltower import __version__
+from controltower.cli import check as check_cmd
+from controltower.cli import env as env_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
@@ -48,6 +50,8 @@ def root(
 
 
 init_cmd.register(app)
+check_cmd.register(app)
+env_cmd.register(app)
 validate_cmd.register(app)
 
 

@@ -1,0 +1,8 @@
+"""Importing this module registers every built-in check."""
+
+from __future__ import annotations
+
+from controltower.checks.live import exposure, headers, health, transport
+from controltower.checks.static import docker, env, fly, nextjs
+
+__all__ = ["docker", "env", "exposure", "fly", "headers", "health", "nextjs", "transport"]

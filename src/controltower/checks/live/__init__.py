@@ -1,0 +1,1 @@
+"""Checks that talk to the running service."""

@@ -1,0 +1,78 @@
+"""Check runs in the store, on SQLite and PostgreSQL, and `tower check` end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from controltower.checks import CheckContext, run_checks, select
+from controltower.checks.history import findings_of, history, save_run
+from controltower.cli.main import app
+from controltower.exceptions import TowerError
+from controltower.spec import load_spec
+from controltower.store import Store
+from controltower.testing import FakeClock
+
+FIXTURE = Path(__file__).parent / "fixtures" / "plan_mistakes"
+
+
+class TestHistory:
+    def test_save_and_trend(self, store: Store) -> None:
+        """Runs are stored with scores, gates and findings, and read back oldest first."""
+        spec = load_spec(FIXTURE / "tower.toml", env="production")
+        clock = FakeClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+        ids = []
+        for _ in range(3):
+            ctx = CheckContext(spec=spec, root=FIXTURE, environment="production", clock=clock)
+            run = asyncio.run(run_checks(ctx, select(kinds=("static",))))
+            save_run(store, run)
+            ids.append(run.id)
+            clock.advance(3600)
+        entries = history(store, "shop", "production")
+        assert [e.id for e in entries] == ids
+        assert entries[0].overall == run.score.overall and entries[0].gates["1"]["passed"] is False
+        assert entries[0].started_at.tzinfo is not None
+        stored = findings_of(store, ids[0])
+        assert {f["id"] for f in stored} >= {"fly.release_command", "env.client_secret"}
+        assert "sk_test_fixture" not in repr(stored)
+        assert history(store, "shop", "production", limit=2)[0].id == ids[1]
+
+
+class TestCli:
+    def test_exit_codes_and_formats(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """--gate 2 exits 1 on the plan mistakes; without --gate it reports and exits 0; bad spec exits 2."""
+        repo = tmp_path / "repo"
+        shutil.copytree(FIXTURE, repo)
+        monkeypatch.setenv("TOWER_DATABASE_URL", f"sqlite:///{tmp_path / 'tower.db'}")
+        runner = CliRunner()
+        spec = ["--spec", str(repo / "tower.toml")]
+        result = runner.invoke(app, ["check", *spec, "--static", "--gate", "2"])
+        assert result.exit_code == 1, result.output
+        assert "gate 2 production readiness: NO-GO" in result.output
+        result = runner.invoke(app, ["check", *spec, "--static"])
+        assert result.exit_code == 0, result.output
+        out = tmp_path / "report.sarif"
+        result = runner.invoke(
+            app,
+            ["check", *spec, "--static", "--format", "sarif", "--output", str(out), "--no-store"],
+        )
+        assert json.loads(out.read_text())["version"] == "2.1.0"
+        result = runner.invoke(app, ["check", *spec, "--history", "--format", "json"])
+        assert len(json.loads(result.output)) == 2
+        result = runner.invoke(app, ["check", *spec, "--only", "nothing.here"])
+        assert isinstance(result.exception, TowerError) and result.exception.exit_code == 2
+        (repo / "tower.toml").write_text("[service]\nname = 'x'\nbogus = 1\n")
+        result = runner.invoke(app, ["check", *spec])
+        assert isinstance(result.exception, TowerError) and result.exception.exit_code == 2
+
+    def test_list(self) -> None:
+        """--list prints every check with its gate and targets."""
+        result = CliRunner().invoke(app, ["check", "--list", "--format", "json"])
+        rows = {r["id"]: r for r in json.loads(result.output)}
+        assert rows["docker.init"]["advice_on"] == ["fly"] and rows["fly.memory"]["gate"] == 1

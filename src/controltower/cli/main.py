@@ -9,6 +9,7 @@ import typer
 
 from controltower import __version__
 from controltower.cli import init as init_cmd
+from controltower.cli import load as load_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -48,6 +49,7 @@ def root(
 
 
 init_cmd.register(app)
+load_cmd.register(app)
 validate_cmd.register(app)
 
 

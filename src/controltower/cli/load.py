@@ -63,7 +63,9 @@ def _store(spec: Spec) -> Store:
 def load_command(
     url: Annotated[
         str | None,
-        typer.Option("--url", "-u", help="Base URL to load (default: the --env environment's url)."),
+        typer.Option(
+            "--url", "-u", help="Base URL to load (default: the --env environment's url)."
+        ),
     ] = None,
     rate: Annotated[
         float | None,
@@ -201,7 +203,10 @@ def load_command(
 
 def _stored_summary(outcome: LoadOutcome) -> dict[str, object]:
     data = outcome.to_dict()
-    return {key: data[key] for key in ("summary", "scenarios", "budgets", "generator", "elapsed", "description")}
+    return {
+        key: data[key]
+        for key in ("summary", "scenarios", "budgets", "generator", "elapsed", "description")
+    }
 
 
 def _run(plan: Plan, *, live: bool) -> LoadOutcome:

@@ -62,9 +62,7 @@ def evaluate(
     ]
     for name, texts in scenario_conditions.items():
         local = scenarios[name].summary(elapsed)
-        results.extend(
-            BudgetResult(name, parse_condition(text).evaluate(local)) for text in texts
-        )
+        results.extend(BudgetResult(name, parse_condition(text).evaluate(local)) for text in texts)
     return results
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
-__all__ = ["Connection", "ConnectError", "ProtocolError", "Response", "Target", "build_request"]
+__all__ = ["ConnectError", "Connection", "ProtocolError", "Response", "Target", "build_request"]
 
 
 class ConnectError(Exception):
@@ -103,7 +103,11 @@ def _parse(buffer: bytearray, head_only: bool) -> tuple[Response, int, bool] | N
         length = int(lowered[at + 17 : stop if stop >= 0 else None])
         if len(buffer) - start < length:
             return None
-        return Response(status, head, bytes(buffer[start : start + length])), start + length, keep_alive
+        return (
+            Response(status, head, bytes(buffer[start : start + length])),
+            start + length,
+            keep_alive,
+        )
     if b"\r\ntransfer-encoding: chunked" in lowered:
         body = bytearray()
         pos = start
@@ -179,7 +183,9 @@ class _Protocol(asyncio.Protocol):
 class Connection:
     """One keep-alive connection; ``request`` reconnects when the server closed it."""
 
-    def __init__(self, target: Target, *, timeout: float, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, target: Target, *, timeout: float, ssl_context: ssl.SSLContext | None
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self.ssl_context = ssl_context
@@ -199,7 +205,7 @@ class Connection:
                 ),
                 self.timeout,
             )
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             raise ConnectError(str(exc) or type(exc).__name__) from None
         self._protocol = protocol
 

@@ -23,9 +23,7 @@ def progress_line(progress: Progress) -> Text:
     line = Text()
     line.append(f"{progress.elapsed:5.1f}s/{progress.duration:g}s  ", style="bold")
     line.append(f"{progress.rate:,.0f} req/s  ")
-    line.append(
-        f"p50 {_ms(progress.p50)}  p95 {_ms(progress.p95)}  p99 {_ms(progress.p99)}  "
-    )
+    line.append(f"p50 {_ms(progress.p50)}  p95 {_ms(progress.p95)}  p99 {_ms(progress.p99)}  ")
     line.append(
         f"{progress.requests:,} requests, {progress.errors:,} errors",
         style="red" if progress.errors else "",
@@ -41,9 +39,7 @@ def summary_renderable(report: dict[str, Any]) -> RenderableType:
         title=report["description"], title_justify="left", box=None, padding=(0, 1), pad_edge=False
     )
     for column in ("scenario", "requests", "req/s", "errors"):
-        table.add_column(
-            column, justify="left" if column == "scenario" else "right", no_wrap=True
-        )
+        table.add_column(column, justify="left" if column == "scenario" else "right", no_wrap=True)
     for column in ("p50", "p90", "p95", "p99", "p99.9", "max"):
         table.add_column(column, justify="right", no_wrap=True)
     rows = [("all", report["summary"]), *report["scenarios"].items()]
@@ -60,11 +56,19 @@ def summary_renderable(report: dict[str, Any]) -> RenderableType:
     parts: list[RenderableType] = [table]
     kinds = report["summary"]["errors_by_kind"]
     if kinds:
-        parts.append(Text("errors: " + ", ".join(f"{kind} {count}" for kind, count in kinds.items()), style="red"))
+        parts.append(
+            Text(
+                "errors: " + ", ".join(f"{kind} {count}" for kind, count in kinds.items()),
+                style="red",
+            )
+        )
     for item in report["budgets"]:
         mark = "pass" if item["ok"] else "FAIL"
         parts.append(
-            Text(f"{mark}  [{item['scope']}] {item['message']}", style="green" if item["ok"] else "red")
+            Text(
+                f"{mark}  [{item['scope']}] {item['message']}",
+                style="green" if item["ok"] else "red",
+            )
         )
     for note in report["notes"]:
         parts.append(Text(note, style="yellow"))

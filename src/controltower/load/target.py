@@ -8,13 +8,15 @@ Every request waits as ``--latency`` says (``none``, ``fixed:20ms``,
 ``--stall-for`` seconds, that long after the first request. Paths:
 ``/login`` answers ``{"token": ...}``, ``/private`` wants ``Authorization: Bearer
 <that token>`` (else 401), ``/status/<code>`` answers that status, ``/chunked``
-answers with a chunked body; everything else answers 200 ``ok``.
+answers with a chunked body, ``/__delays`` lists the delays actually applied (seconds);
+everything else answers 200 ``ok``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -54,6 +56,7 @@ class Server:
         self.stall_at = stall_at
         self.stall_for = stall_for
         self.first: float | None = None
+        self.delays: list[float] = []
 
     def delay(self) -> float:
         now = time.monotonic()
@@ -68,6 +71,8 @@ class Server:
         return wait
 
     def respond(self, method: str, path: str, headers: dict[str, str]) -> bytes:
+        if path == "/__delays":
+            return _response(200, json.dumps(self.delays).encode(), "application/json")
         if path == "/login":
             return _response(200, json.dumps({"token": TOKEN}).encode(), "application/json")
         if path == "/private":
@@ -93,7 +98,7 @@ class _Protocol(asyncio.Protocol):
         self.server = server
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
-        self.queue: asyncio.Queue[tuple[bytes, float]] | None = None
+        self.queue: asyncio.Queue[tuple[bytes, float, float]] | None = None
         self.writer: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,6 +122,11 @@ class _Protocol(asyncio.Protocol):
             self.buffer = self.buffer[end + 4 + length :]
             method, path = lines[0].split(" ")[:2]
             response = self.server.respond(method, path, headers)
+            if path == "/__delays":
+                assert self.transport is not None
+                self.transport.write(response)
+                continue
+            arrived = time.monotonic()
             wait = self.server.delay()
             if wait <= 0 and self.queue is None:
                 assert self.transport is not None
@@ -125,16 +135,17 @@ class _Protocol(asyncio.Protocol):
             if self.queue is None:
                 self.queue = asyncio.Queue()
                 self.writer = asyncio.get_running_loop().create_task(self._write())
-            self.queue.put_nowait((response, time.monotonic() + wait))
+            self.queue.put_nowait((response, arrived, arrived + wait))
 
     async def _write(self) -> None:
         assert self.queue is not None and self.transport is not None
         while True:
-            response, due = await self.queue.get()
+            response, arrived, due = await self.queue.get()
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             if self.transport.is_closing():
                 return
             self.transport.write(response)
+            self.server.delays.append(time.monotonic() - arrived)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.writer is not None:
@@ -170,10 +181,8 @@ def main(argv: list[str] | None = None) -> None:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     server = Server(Latency(args.latency), args.stall_at, args.stall_for)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, server))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

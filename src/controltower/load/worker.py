@@ -21,7 +21,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from controltower.load.client import Connection, ConnectError, ProtocolError, Target, build_request
+from controltower.load.client import ConnectError, Connection, ProtocolError, Target, build_request
 from controltower.load.plan import Plan, Scenario, Schedule, Step, resolve_capture, substitute
 
 __all__ = ["HIGHEST_US", "SAMPLE_SIZE", "new_histogram", "run_worker"]
@@ -216,9 +216,7 @@ class _Worker:
                     if pending:
                         due, scenario = pending.popleft()
                     else:
-                        waiter: asyncio.Future[tuple[float, Scenario] | None] = (
-                            loop.create_future()
-                        )
+                        waiter: asyncio.Future[tuple[float, Scenario] | None] = loop.create_future()
                         idle.append(waiter)
                         item = await waiter
                         if item is None:

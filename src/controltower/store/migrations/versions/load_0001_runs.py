@@ -25,7 +25,9 @@ def upgrade() -> None:
         sa.Column(
             "service_id",
             sa.Integer(),
-            sa.ForeignKey("services.id", ondelete="CASCADE", name="fk_load_runs_service_id_services"),
+            sa.ForeignKey(
+                "services.id", ondelete="CASCADE", name="fk_load_runs_service_id_services"
+            ),
             nullable=False,
         ),
         sa.Column("started_at", UTCDateTime(), nullable=False),

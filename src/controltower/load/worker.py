@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import ssl
@@ -296,6 +297,9 @@ class _Worker:
 
 
 def _install_loop() -> None:
+    """uvloop when installed (measured faster, docs/load.md); ``TOWER_LOAD_UVLOOP=0`` opts out."""
+    if os.environ.get("TOWER_LOAD_UVLOOP", "1") in ("0", "false", "no"):
+        return
     try:
         import uvloop
     except ImportError:

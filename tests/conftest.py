@@ -150,3 +150,28 @@ def example_app(tmp_path: Path) -> Iterator[object]:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def load_target() -> Iterator[object]:
+    """Start the load test target (controltower.load.target); ``start(*args)`` returns its URL."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> str:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "controltower.load.target", "--port", str(port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        wait_for_port(port)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()

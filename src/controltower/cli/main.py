@@ -11,6 +11,7 @@ from controltower import __version__
 from controltower.cli import check as check_cmd
 from controltower.cli import env as env_cmd
 from controltower.cli import init as init_cmd
+from controltower.cli import load as load_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -52,6 +53,7 @@ def root(
 init_cmd.register(app)
 check_cmd.register(app)
 env_cmd.register(app)
+load_cmd.register(app)
 validate_cmd.register(app)
 
 

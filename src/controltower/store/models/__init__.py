@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from controltower.store.models.checks import CheckFindingRow, CheckRunRow
 from controltower.store.models.core import AuditEvent, Lock, Service
+from controltower.store.models.load import LoadRun
 from controltower.store.models.notify import OutboxMessage
 
 __all__ = ["AuditEvent", "CheckFindingRow", "CheckRunRow", "Lock", "OutboxMessage", "Service"]
+__all__ = ["AuditEvent", "LoadRun", "Lock", "OutboxMessage", "Service"]

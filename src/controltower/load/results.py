@@ -1,0 +1,218 @@
+"""Merging what the workers report into one result: histograms, errors, timeline, samples."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from controltower.load.worker import SAMPLE_SIZE, new_histogram
+
+__all__ = ["PERCENTILES", "Aggregate", "LatencyStats", "LoadResult", "Second"]
+
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
+LAG_LIMIT = 0.010
+CPU_LIMIT = 0.90
+
+
+@dataclass
+class LatencyStats:
+    """Counts, errors by kind and a latency histogram (microseconds) for one scenario or all."""
+
+    histogram: HdrHistogram = field(default_factory=new_histogram)
+    requests: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, encoded: bytes, count: int, errors: dict[str, int]) -> None:
+        if encoded:
+            self.histogram.decode_and_add(encoded)
+        self.requests += count
+        for kind, number in errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + number
+
+    def merge(self, other: LatencyStats) -> None:
+        self.histogram.add(other.histogram)
+        self.requests += other.requests
+        for kind, number in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + number
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def error_rate(self) -> float:
+        return self.error_count / self.requests if self.requests else 0.0
+
+    def percentile(self, percent: float) -> float:
+        """Seconds at ``percent`` (0 when nothing was recorded)."""
+        if not self.histogram.get_total_count():
+            return 0.0
+        return float(self.histogram.get_value_at_percentile(percent)) / 1e6
+
+    def count_above(self, seconds: float) -> int:
+        threshold = int(seconds * 1e6)
+        total = self.histogram.get_total_count()
+        if not total:
+            return 0
+        below = 0
+        for item in self.histogram.get_recorded_iterator():
+            if self.histogram.get_highest_equivalent_value(item.value_iterated_to) <= threshold:
+                below += item.count_at_value_iterated_to
+        return int(total - below)
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        recorded = self.histogram.get_total_count()
+        out: dict[str, Any] = {
+            "requests": self.requests,
+            "errors": self.error_count,
+            "error_rate": self.error_rate,
+            "rps": self.requests / elapsed if elapsed > 0 else 0.0,
+            "errors_by_kind": dict(sorted(self.errors.items())),
+        }
+        for name, percent in PERCENTILES:
+            out[name] = self.percentile(percent)
+        out["p999"] = out["p99_9"]
+        out["max"] = self.histogram.get_max_value() / 1e6 if recorded else 0.0
+        out["min"] = self.histogram.get_min_value() / 1e6 if recorded else 0.0
+        out["mean"] = self.histogram.get_mean_value() / 1e6 if recorded else 0.0
+        out["latency"] = out["p95"]
+        return out
+
+    def spectrum(self) -> list[tuple[float, float]]:
+        """(percentile, seconds) points for a latency distribution plot."""
+        if not self.histogram.get_total_count():
+            return []
+        points = []
+        for percent in (0, 10, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.9, 99.95, 99.99, 100):
+            points.append((float(percent), self.percentile(percent)))
+        return points
+
+
+@dataclass
+class Second:
+    """One second of the run, all workers together."""
+
+    stats: LatencyStats = field(default_factory=LatencyStats)
+    lag_max: float = 0.0
+    queued_max: int = 0
+    cpu: dict[int, float] = field(default_factory=dict)
+
+
+class Aggregate:
+    """Folds worker messages into totals and a per-second timeline as they arrive."""
+
+    def __init__(self, scenarios: list[str], workers: int) -> None:
+        self.workers = workers
+        self.scenarios = {name: LatencyStats() for name in scenarios}
+        self.timeline: dict[int, Second] = {}
+        self.samples: list[tuple[list[int], int]] = []
+        self.cpu_total: dict[int, float] = {}
+        self.failures: list[str] = []
+
+    def fold(self, message: dict[str, Any]) -> None:
+        second = self.timeline.setdefault(int(message["second"]), Second())
+        for name, part in message["scenarios"].items():
+            self.scenarios[name].add(part["hist"], part["count"], part["errors"])
+            second.stats.add(part["hist"], part["count"], part["errors"])
+        second.lag_max = max(second.lag_max, float(message["lag_max"]))
+        second.queued_max = max(second.queued_max, int(message["queued_max"]))
+        worker = int(message["worker"])
+        second.cpu[worker] = second.cpu.get(worker, 0.0) + float(message["cpu"])
+        self.cpu_total[worker] = self.cpu_total.get(worker, 0.0) + float(message["cpu"])
+        if message["kind"] == "final":
+            self.samples.append((list(message["sample"]), int(message["seen"])))
+
+    def total(self) -> LatencyStats:
+        total = LatencyStats()
+        for stats in self.scenarios.values():
+            total.merge(stats)
+        return total
+
+    def sample(self, size: int = SAMPLE_SIZE, seed: int = 1) -> list[int]:
+        """A bounded sample of latencies (µs) drawn from each worker in proportion to its count."""
+        seen = sum(count for _, count in self.samples)
+        if seen == 0:
+            return []
+        chooser = random.Random(seed)
+        out: list[int] = []
+        for values, count in self.samples:
+            take = min(len(values), round(size * count / seen))
+            out.extend(chooser.sample(values, take))
+        return out
+
+
+@dataclass
+class LoadResult:
+    """A finished (or interrupted) run: everything the reports and budgets need."""
+
+    plan: dict[str, Any]
+    started_at: str
+    elapsed: float
+    total: LatencyStats
+    scenarios: dict[str, LatencyStats]
+    timeline: list[tuple[int, Second]]
+    sample: list[int]
+    interrupted: bool = False
+    aborted: str = ""
+    worker_cpu: dict[int, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def generator(self) -> dict[str, Any]:
+        """Whether the generator, not the target, limited the run, and the evidence."""
+        lags = sorted(second.lag_max for _, second in self.timeline)
+        lag = lags[int(0.9 * (len(lags) - 1))] if lags else 0.0
+        busy = (
+            max(cpu / self.elapsed for cpu in self.worker_cpu.values())
+            if self.worker_cpu and self.elapsed > 0
+            else 0.0
+        )
+        queued = max((second.queued_max for _, second in self.timeline), default=0)
+        reasons = []
+        if lag > LAG_LIMIT:
+            reasons.append(
+                f"requests left the generator up to {lag * 1000:.0f}ms after they were due"
+            )
+        if busy > CPU_LIMIT:
+            reasons.append(f"a worker process used {busy:.0%} of a core")
+        return {
+            "bound": bool(reasons),
+            "reasons": reasons,
+            "dispatch_lag_p90": lag,
+            "worker_cpu_max": busy,
+            "queued_max": queued,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return self.total.summary(self.elapsed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan,
+            "started_at": self.started_at,
+            "elapsed": self.elapsed,
+            "interrupted": self.interrupted,
+            "aborted": self.aborted,
+            "summary": self.summary(),
+            "scenarios": {
+                name: stats.summary(self.elapsed) for name, stats in self.scenarios.items()
+            },
+            "generator": self.generator,
+            "timeline": [
+                {
+                    "second": index,
+                    "requests": second.stats.requests,
+                    "errors": second.stats.error_count,
+                    "p50": second.stats.percentile(50),
+                    "p95": second.stats.percentile(95),
+                    "p99": second.stats.percentile(99),
+                    "max": second.stats.histogram.get_max_value() / 1e6,
+                }
+                for index, second in self.timeline
+            ],
+            "distribution": self.total.spectrum(),
+            "failures": self.failures,
+        }

@@ -1,0 +1,215 @@
+"""Start the worker processes, fold their reports, watch the budgets, stop cleanly."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from controltower.exceptions import LoadTestError
+from controltower.load.budgets import lost
+from controltower.load.plan import Plan
+from controltower.load.results import Aggregate, LatencyStats, LoadResult
+from controltower.load.worker import run_worker
+
+__all__ = ["Progress", "run_load"]
+
+STARTUP_DEADLINE = 60.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the live display shows once a second."""
+
+    elapsed: float
+    duration: float
+    requests: int
+    errors: int
+    rate: float
+    p50: float
+    p95: float
+    p99: float
+    lost: tuple[str, ...] = ()
+
+
+def _plan_dict(plan: Plan) -> dict[str, Any]:
+    data = asdict(plan)
+    data["scenarios"] = [
+        {"name": scenario.name, "weight": scenario.weight, "steps": len(scenario.steps)}
+        for scenario in plan.scenarios
+    ]
+    return data
+
+
+def run_load(
+    plan: Plan,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> LoadResult:
+    """Run ``plan`` to the end, to a lost budget (``abort_on_fail``) or to Ctrl-C.
+
+    An interrupted or aborted run still returns what was measured so far.
+    """
+    context = multiprocessing.get_context("spawn")
+    messages: Any = context.Queue()
+    go = context.Event()
+    stop = context.Event()
+    start = context.Value("d", 0.0)
+    processes = [
+        context.Process(
+            target=run_worker,
+            args=(plan, index, messages, go, start, stop),
+            name=f"tower-load-{index}",
+            daemon=True,
+        )
+        for index in range(plan.workers)
+    ]
+    aggregate = Aggregate([scenario.name for scenario in plan.scenarios], plan.workers)
+    interrupted = False
+    aborted = ""
+    started_at = datetime.now(UTC)
+    t0 = time.monotonic()
+    try:
+        for process in processes:
+            process.start()
+        _wait_ready(messages, processes)
+        t0 = time.monotonic() + 0.05
+        start.value = t0
+        started_at = datetime.now(UTC)
+        go.set()
+        finished: set[int] = set()
+        deadline_after_end = plan.timeout + 10.0
+        last_shown = -1
+        while len(finished) < plan.workers:
+            try:
+                message = messages.get(timeout=0.2)
+            except queue_module.Empty:
+                message = None
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+                continue
+            now = time.monotonic()
+            if message is not None:
+                if message["kind"] == "failed":
+                    aggregate.failures.append(f"worker {message['worker']}: {message['error']}")
+                    finished.add(int(message["worker"]))
+                    stop.set()
+                    continue
+                aggregate.fold(message)
+                if message["kind"] == "final":
+                    finished.add(int(message["worker"]))
+                    continue
+                second = int(message["second"])
+                if second > last_shown:
+                    last_shown = second
+                    status = _progress(plan, aggregate, second, now - t0)
+                    if plan.abort_on_fail and not aborted and status.lost:
+                        aborted = "; ".join(status.lost)
+                        stop.set()
+                    if on_progress is not None:
+                        on_progress(status)
+            if now - t0 > plan.duration + deadline_after_end:
+                aggregate.failures.append("workers did not finish in time and were stopped")
+                break
+            if not any(process.is_alive() for process in processes) and messages.empty():
+                missing = set(range(plan.workers)) - finished
+                if missing:
+                    aggregate.failures.append(f"workers {sorted(missing)} exited without a report")
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+    finally:
+        for process in processes:
+            if process.pid is None:
+                continue
+            process.join(timeout=3)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=2)
+        messages.close()
+    elapsed = max(1e-9, min(time.monotonic() - t0, _measured(plan, aggregate)))
+    total = aggregate.total()
+    return LoadResult(
+        plan=_plan_dict(plan),
+        started_at=started_at.isoformat(),
+        elapsed=elapsed,
+        total=total,
+        scenarios=aggregate.scenarios,
+        timeline=sorted(aggregate.timeline.items()),
+        sample=aggregate.sample(),
+        interrupted=interrupted,
+        aborted=aborted,
+        worker_cpu=dict(aggregate.cpu_total),
+        failures=aggregate.failures,
+    )
+
+
+def _measured(plan: Plan, aggregate: Aggregate) -> float:
+    """The time the load ran: the plan's duration, or less when stopped early."""
+    if not aggregate.timeline:
+        return plan.duration
+    last = max(aggregate.timeline)
+    return min(plan.duration, float(last + 1))
+
+
+def _wait_ready(messages: Any, processes: list[Any]) -> None:
+    ready: set[int] = set()
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while len(ready) < len(processes):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LoadTestError(
+                f"{len(processes) - len(ready)} load worker(s) did not start in {STARTUP_DEADLINE:g}s",
+                hint="the machine may be overloaded; try fewer --workers",
+            )
+        try:
+            message = messages.get(timeout=min(remaining, 0.5))
+        except queue_module.Empty:
+            if not all(process.is_alive() for process in processes):
+                raise LoadTestError("a load worker exited while starting") from None
+            continue
+        if message["kind"] == "ready":
+            ready.add(int(message["worker"]))
+
+
+def _progress(plan: Plan, aggregate: Aggregate, second: int, elapsed: float) -> Progress:
+    latest = aggregate.timeline.get(second)
+    current = latest.stats if latest is not None else LatencyStats()
+    total = aggregate.total()
+    names = [scenario.name for scenario in plan.scenarios]
+    weights = sum(scenario.weight for scenario in plan.scenarios)
+    fractions = {scenario.name: scenario.weight / weights for scenario in plan.scenarios}
+    if plan.model == "open":
+        expected = plan.expected_requests() * _steps_per_arrival(plan)
+    else:
+        expected = total.requests / max(elapsed, 1e-3) * plan.duration
+    dead = lost(
+        plan.conditions,
+        {scenario.name: scenario.conditions for scenario in plan.scenarios if scenario.conditions},
+        total,
+        {name: aggregate.scenarios[name] for name in names},
+        fractions,
+        expected,
+    )
+    return Progress(
+        elapsed=min(elapsed, plan.duration),
+        duration=plan.duration,
+        requests=total.requests,
+        errors=total.error_count,
+        rate=float(current.requests),
+        p50=current.percentile(50),
+        p95=current.percentile(95),
+        p99=current.percentile(99),
+        lost=tuple(dead),
+    )
+
+
+def _steps_per_arrival(plan: Plan) -> float:
+    weights = sum(scenario.weight for scenario in plan.scenarios)
+    return sum(scenario.weight * len(scenario.steps) for scenario in plan.scenarios) / weights

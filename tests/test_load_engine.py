@@ -1,0 +1,172 @@
+"""The load engine against real local servers with injected latency."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from controltower.load.plan import Plan, Scenario, Step
+from controltower.load.runner import Progress, run_load
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load-heavy")]
+
+Start = Callable[..., str]
+
+
+def _plan(url: str, **changes: object) -> Plan:
+    base = Plan(url=url, scenarios=(Scenario("default", (Step(),)),), duration=3.0, workers=1)
+    return base.with_changes(**changes)
+
+
+def _applied_delays(url: str) -> list[float]:
+    with urllib.request.urlopen(f"{url}/__delays", timeout=5) as response:
+        return sorted(json.loads(response.read()))
+
+
+def _quantile(ordered: list[float], percent: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(percent / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+class TestAccuracy:
+    def test_percentiles_match_the_injected_distribution(self, load_target: Start) -> None:
+        """Against uniform 10-30 ms, p50/p90/p95/p99 match what the server applied within 1 ms + 2%."""
+        url = load_target("--latency", "uniform:10ms:30ms")
+        result = run_load(_plan(url, rate=150.0, duration=4.0))
+        applied = _applied_delays(url)
+        assert result.total.requests == pytest.approx(600, abs=3)
+        assert result.total.error_count == 0
+        for percent in (50, 90, 95, 99):
+            measured = result.total.percentile(percent)
+            injected = _quantile(applied, percent)
+            assert abs(measured - injected) <= 0.001 + 0.02 * injected, (
+                percent,
+                measured,
+                injected,
+            )
+        # and the applied delays are the distribution asked for
+        assert applied[0] >= 0.0095 and _quantile(applied, 50) == pytest.approx(0.020, abs=0.002)
+
+    def test_two_workers_share_the_schedule(self, load_target: Start) -> None:
+        """Two worker processes send the whole rate between them and their histograms merge."""
+        url = load_target("--latency", "fixed:5ms")
+        result = run_load(_plan(url, rate=200.0, duration=2.0, workers=2))
+        assert result.total.requests == pytest.approx(400, abs=4)
+        assert set(result.worker_cpu) == {0, 1}
+        assert 0.004 <= result.total.percentile(50) <= 0.030
+        assert len(result.sample) == pytest.approx(400, abs=4)
+
+
+class TestCoordinatedOmission:
+    def test_a_stall_shows_in_p99_and_max_in_the_open_model(self, load_target: Start) -> None:
+        """The server stalls 1 s: requests due during the stall count their wait, so p99 and max show it."""
+        url = load_target("--latency", "fixed:10ms", "--stall-at", "1.0", "--stall-for", "1.0")
+        result = run_load(_plan(url, rate=100.0, duration=4.0, connections=8))
+        summary = result.summary()
+        assert summary["max"] >= 0.9
+        assert summary["p99"] >= 0.7
+        assert summary["p90"] >= 0.2  # a quarter of the arrivals were due during the stall
+        assert result.total.requests == pytest.approx(400, abs=3)
+
+    def test_the_closed_model_hides_the_same_stall_in_p99(self, load_target: Start) -> None:
+        """Closed-model users stop sending during the stall, so only max sees it, not p99."""
+        url = load_target("--latency", "fixed:10ms", "--stall-at", "1.0", "--stall-for", "1.0")
+        result = run_load(_plan(url, model="closed", users=8, duration=4.0))
+        summary = result.summary()
+        assert summary["max"] >= 0.9
+        assert summary["p99"] < 0.2
+
+
+class TestBehaviour:
+    def test_flows_carry_values_from_one_response_to_the_next(self, load_target: Start) -> None:
+        """A login step captures body.token; the next step sends it and gets 200, not 401."""
+        url = load_target()
+        flow = Scenario(
+            "login",
+            (
+                Step(method="POST", path="/login", capture=(("token", "body.token"),)),
+                Step(path="/private", headers=(("Authorization", "Bearer {{token}}"),)),
+            ),
+        )
+        result = run_load(_plan(url, scenarios=(flow,), rate=50.0, duration=1.0))
+        stats = result.scenarios["login"]
+        assert stats.requests == pytest.approx(100, abs=2)
+        assert stats.errors == {}
+
+    def test_a_flow_without_the_captured_value_fails_with_401(self, load_target: Start) -> None:
+        """Without a capture the private step is refused, counted as a 4xx error."""
+        url = load_target()
+        flow = Scenario(
+            "login",
+            (
+                Step(method="POST", path="/login"),
+                Step(path="/private", headers=(("Authorization", "Bearer {{token}}"),)),
+            ),
+        )
+        result = run_load(_plan(url, scenarios=(flow,), rate=50.0, duration=1.0))
+        assert result.scenarios["login"].errors == {"status_4xx": pytest.approx(50, abs=1)}
+
+    def test_weighted_scenarios_split_the_load(self, load_target: Start) -> None:
+        """Weights 3:1 split arrivals about 3:1; chunked and 5xx answers are parsed and counted."""
+        url = load_target()
+        scenarios = (
+            Scenario("chunked", (Step(path="/chunked"),), weight=3),
+            Scenario("broken", (Step(path="/status/503"),), weight=1),
+        )
+        result = run_load(_plan(url, scenarios=scenarios, rate=200.0, duration=2.0))
+        chunked, broken = result.scenarios["chunked"], result.scenarios["broken"]
+        assert chunked.requests + broken.requests == pytest.approx(400, abs=4)
+        assert chunked.requests / broken.requests == pytest.approx(3, rel=0.25)
+        assert chunked.errors == {}
+        assert broken.errors == {"status_5xx": broken.requests}
+        assert result.total.error_rate == pytest.approx(0.25, abs=0.06)
+
+    def test_timeouts_and_refused_connections_are_errors_by_kind(self, load_target: Start) -> None:
+        """A stalled server gives timeouts; a closed port gives connect errors."""
+        url = load_target("--latency", "fixed:2s")
+        result = run_load(_plan(url, rate=20.0, duration=1.0, timeout=0.3))
+        assert result.total.errors == {"timeout": pytest.approx(20, abs=1)}
+        assert result.total.percentile(50) >= 0.3
+        from tests.conftest import free_port
+
+        refused = run_load(_plan(f"http://127.0.0.1:{free_port()}", rate=20.0, duration=1.0))
+        assert refused.total.errors == {"connect": pytest.approx(20, abs=1)}
+
+    def test_ramp_up_rises_linearly(self, load_target: Start) -> None:
+        """With a 2 s ramp to 200 req/s the first second carries a quarter of a full second's load."""
+        url = load_target()
+        seconds: list[Progress] = []
+        result = run_load(
+            _plan(url, rate=200.0, duration=3.0, ramp_up=2.0), on_progress=seconds.append
+        )
+        by_second = [second.stats.requests for _, second in result.timeline]
+        assert sum(by_second) == pytest.approx(200 * 1 + 200 * 2 / 2, abs=4)
+        assert by_second[0] == pytest.approx(50, abs=6)
+        assert by_second[2] == pytest.approx(200, abs=10)
+        assert seconds and seconds[-1].requests > 0
+
+    def test_abort_on_fail_stops_when_a_budget_is_already_lost(self, load_target: Start) -> None:
+        """error_rate < 1% is lost once 1% of all planned requests failed: the run stops early."""
+        url = load_target()
+        plan = _plan(
+            url,
+            scenarios=(Scenario("broken", (Step(path="/status/500"),)),),
+            rate=50.0,
+            duration=20.0,
+            conditions=("error_rate < 1%",),
+            abort_on_fail=True,
+        )
+        result = run_load(plan)
+        assert result.aborted == "error_rate < 1%"
+        assert result.elapsed < 10
+
+    def test_a_generator_that_falls_behind_says_so(self, load_target: Start) -> None:
+        """A rate one worker cannot send on time is reported as generator-bound, not as target latency."""
+        url = load_target()
+        result = run_load(_plan(url, rate=200_000.0, duration=2.0, connections=64))
+        generator = result.generator
+        assert generator["bound"]
+        assert generator["reasons"]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from controltower import __version__
+from controltower.cli import deploy as deploy_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
@@ -48,6 +49,7 @@ def root(
 
 
 init_cmd.register(app)
+deploy_cmd.register(app)
 validate_cmd.register(app)
 
 

@@ -87,10 +87,15 @@ class FlyDriverSpec(Section):
 
 
 class ExecDriverSpec(Section):
+    """Shell commands for any other platform. Each gets ``TOWER_*`` variables in its environment."""
+
     deploy: str = ""
     switch: str = ""
     rollback: str = ""
     status: str = ""
+    stop: str = ""
+    timeout: Duration = 600.0
+    state_file: str = ".tower/exec-state.json"
 
 
 class DeploySpec(Section):

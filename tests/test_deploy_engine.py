@@ -203,7 +203,7 @@ class TestDeploy:
     def test_hook_failure_aborts(self, store: Store, tmp_path: Path) -> None:
         """A pre-deploy hook exiting non-zero rolls back and quotes its exit code."""
         extra = '\n[deploy.hooks]\npre_deploy = ["echo checking $TOWER_VERSION; exit 3"]\non_rollback = ["echo $TOWER_RELEASE_ID > rolled.txt"]\n'
-        engine, driver = make(store, tmp_path, extra=extra)
+        engine, _driver = make(store, tmp_path, extra=extra)
         release = engine.deploy(version="1.0")
         assert release.status == "failed"
         assert "pre_deploy hook" in release.reason and "exited 3" in release.reason
@@ -312,7 +312,7 @@ class TestLockAndRecovery:
 
     def test_interrupted_before_commit_rolls_back(self, store: Store, tmp_path: Path) -> None:
         """A deploy that died mid-canary is rolled back by the next command."""
-        engine, driver, first, second = self._interrupt(store, tmp_path, "route:50%")
+        _engine, driver, first, second = self._interrupt(store, tmp_path, "route:50%")
         fresh, _ = make(store, tmp_path, driver=driver)
         recovered = fresh.recover()
         assert [r.id for r in recovered] == [second]
@@ -322,7 +322,7 @@ class TestLockAndRecovery:
 
     def test_interrupted_after_smoke_is_finished(self, store: Store, tmp_path: Path) -> None:
         """A deploy that died after its smoke checks passed is resumed to success."""
-        engine, driver, first, second = self._interrupt(store, tmp_path, "stop_old:all")
+        _engine, driver, first, second = self._interrupt(store, tmp_path, "stop_old:all")
         fresh, _ = make(store, tmp_path, driver=driver)
         fresh.recover()
         assert fresh.show(second).status == "succeeded"
@@ -331,7 +331,7 @@ class TestLockAndRecovery:
 
     def test_recover_leaves_a_live_deploy_alone(self, store: Store, tmp_path: Path) -> None:
         """Recovery does nothing while the lock's holder is alive."""
-        engine, driver, first, second = self._interrupt(store, tmp_path, "route:50%")
+        _engine, driver, _first, second = self._interrupt(store, tmp_path, "route:50%")
         DeployLock(
             store, lock_name("shop", "default"), owner=f"x@{socket.gethostname()}:{os.getpid()}"
         ).acquire()

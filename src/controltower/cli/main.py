@@ -10,6 +10,7 @@ import typer
 from controltower import __version__
 from controltower.cli import check as check_cmd
 from controltower.cli import env as env_cmd
+from controltower.cli import deploy as deploy_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import load as load_cmd
 from controltower.cli import validate as validate_cmd
@@ -54,6 +55,7 @@ init_cmd.register(app)
 check_cmd.register(app)
 env_cmd.register(app)
 load_cmd.register(app)
+deploy_cmd.register(app)
 validate_cmd.register(app)
 
 

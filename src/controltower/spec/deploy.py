@@ -79,18 +79,28 @@ class LocalDriverSpec(Section):
 
 
 class FlyDriverSpec(Section):
+    """The Fly Machines API. The token is read from ``token_env``, never from the spec."""
+
     app: str = ""
     image: str = ""
     api_url: str = "https://api.machines.dev"
     token_env: str = "FLY_API_TOKEN"
     region: str = ""
+    internal_port: int = Field(default=0, ge=0, le=65535)
+    wait_timeout: Duration = 60.0
+    lease_ttl: int = Field(default=60, ge=1, le=3600)
 
 
 class ExecDriverSpec(Section):
+    """Shell commands for any other platform. Each gets ``TOWER_*`` variables in its environment."""
+
     deploy: str = ""
     switch: str = ""
     rollback: str = ""
     status: str = ""
+    stop: str = ""
+    timeout: Duration = 600.0
+    state_file: str = ".tower/exec-state.json"
 
 
 class DeploySpec(Section):

@@ -9,3 +9,5 @@ from controltower.store.models.notify import OutboxMessage
 
 __all__ = ["AuditEvent", "CheckFindingRow", "CheckRunRow", "Lock", "OutboxMessage", "Service"]
 __all__ = ["AuditEvent", "LoadRun", "Lock", "OutboxMessage", "Service"]
+from controltower.store.models.deploy import Release, ReleaseStep
+__all__ = ["AuditEvent", "Lock", "OutboxMessage", "Release", "ReleaseStep", "Service"]

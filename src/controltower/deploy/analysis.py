@@ -1,0 +1,127 @@
+"""Analysis of live metrics: conditions on the new release, alone and against the stable one.
+
+The context a condition sees::
+
+    requests errors error_rate p50 p95 p99          the new release, over the window
+    stable.requests stable.error_rate stable.p95 ... the stable release, same window
+    error_rate_delta  p95_ratio                      new minus stable, new over stable
+    <name>                                           each [deploy.analysis.queries] result
+
+Too little traffic (fewer than ``min_requests``) makes the verdict
+inconclusive: the deploy waits rather than passes. Conditions on the stable
+release are left out while the stable release has too little traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from controltower.conditions import ConditionResult
+from controltower.deploy.drivers.base import TargetMetrics
+from controltower.spec.deploy import AnalysisSpec
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+_STABLE_SUBJECTS = ("stable", "error_rate_delta", "p95_ratio")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str
+    message: str
+    results: list[ConditionResult] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[ConditionResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def build_context(
+    new: TargetMetrics | None, stable: TargetMetrics | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    context: dict[str, Any] = dict(new.context()) if new else {}
+    if stable is not None:
+        context["stable"] = stable.context()
+        if new is not None:
+            context["error_rate_delta"] = new.error_rate - stable.error_rate
+            if new.p95 is not None and stable.p95:
+                context["p95_ratio"] = new.p95 / stable.p95
+    context.update(extra or {})
+    return context
+
+
+def prometheus_values(
+    spec: AnalysisSpec, variables: dict[str, str], *, client: httpx.Client | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Run each named PromQL query (``{release}``, ``{version}`` filled in); scalars by name."""
+    if not spec.prometheus_url or not spec.queries:
+        return {}, []
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    http = client or httpx.Client(timeout=5.0)
+    try:
+        for name, query in spec.queries.items():
+            text = query
+            for key, value in variables.items():
+                text = text.replace("{" + key + "}", value)
+            try:
+                response = http.get(
+                    spec.prometheus_url.rstrip("/") + "/api/v1/query", params={"query": text}
+                )
+                data = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                problems.append(f"query {name}: {type(exc).__name__}")
+                continue
+            result = (
+                data.get("data", {}).get("result", []) if data.get("status") == "success" else []
+            )
+            if not result:
+                problems.append(f"query {name}: no data")
+                continue
+            try:
+                values[name] = float(result[0]["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                problems.append(f"query {name}: not a number")
+    finally:
+        if client is None:
+            http.close()
+    return values, problems
+
+
+def evaluate(spec: AnalysisSpec, context: dict[str, Any]) -> Verdict:
+    """Pass, fail or inconclusive, with a message that names each failed condition."""
+    if not spec.conditions:
+        return Verdict(PASS, "no analysis conditions", [], context)
+    requests = context.get("requests")
+    if requests is not None and int(requests) < spec.min_requests:
+        return Verdict(
+            INCONCLUSIVE,
+            f"inconclusive: {requests} requests reached the new release "
+            f"(at least {spec.min_requests} needed)",
+            [],
+            context,
+        )
+    stable_ok = int(context.get("stable", {}).get("requests", 0)) >= max(spec.min_requests, 1)
+    results: list[ConditionResult] = []
+    missing: list[str] = []
+    for condition in spec.conditions:
+        subject = condition.subject
+        if subject.startswith(_STABLE_SUBJECTS) and not stable_ok:
+            continue
+        result = condition.evaluate(context)
+        if result.observed is None and not result.ok:
+            missing.append(subject)
+            continue
+        results.append(result)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        return Verdict(FAIL, "; ".join(r.message for r in failed), results, context)
+    if missing:
+        return Verdict(
+            INCONCLUSIVE, "inconclusive: no value yet for " + ", ".join(missing), results, context
+        )
+    shown = "; ".join(r.message for r in results)
+    return Verdict(PASS, shown or "passed", results, context)

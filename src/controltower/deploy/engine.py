@@ -1,0 +1,1002 @@
+"""The deploy engine: a release moves through persisted states, one step at a time.
+
+Every step is written to the store before it acts, so whatever kills ``tower``
+leaves a row that says where it was. The next ``tower`` command calls
+``recover``: a deploy stopped after its smoke checks passed is finished, any
+other is rolled back. Traffic is only ever moved by one atomic ``route`` call.
+
+Release status: ``running`` -> ``succeeded`` | ``rolling_back`` -> ``rolled_back`` | ``failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controltower.clock import system_clock
+from controltower.deploy import analysis
+from controltower.deploy.drivers.base import Driver, ReleaseInfo
+from controltower.deploy.gates import run_gates
+from controltower.deploy.hooks import run_hook
+from controltower.deploy.lock import DeployLock, lock_name
+from controltower.deploy.smoke import run_smoke
+from controltower.deploy.strategies import Step, build_plan, commit_index, rollback
+from controltower.exceptions import DeployError
+from controltower.notify import Notification, enqueue
+from controltower.notify.routing import channels_for
+from controltower.spec import Spec
+from controltower.spec.deploy import Strategy
+from controltower.store import Store, default_owner, record_audit, service_id
+from controltower.store.models.deploy import Release, ReleaseStep
+from controltower.typing import Clock
+
+ACTIVE = ("running", "rolling_back")
+KILL_ENV = "TOWER_DEPLOY_KILL_AT"
+_EVENTS = {
+    "started": ("deploy.started", "info"),
+    "succeeded": ("deploy.succeeded", "info"),
+    "rolled_back": ("deploy.rolled_back", "warning"),
+    "failed": ("deploy.failed", "critical"),
+}
+
+
+class GateFailed(DeployError):
+    """A gate failed; the message names the condition and what was observed."""
+
+
+class Aborted(DeployError):
+    pass
+
+
+@dataclass(frozen=True)
+class StepLine:
+    at: datetime
+    state: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """A release as commands show it."""
+
+    id: str
+    kind: str
+    version: str
+    image: str
+    status: str
+    state: str
+    strategy: str
+    driver: str
+    actor: str
+    git_commit: str
+    previous_id: str
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None
+    config_hash: str
+    committed_at: datetime | None = None
+    steps: list[StepLine] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.created_at).total_seconds()
+
+    def to_dict(self, *, steps: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "version": self.version,
+            "image": self.image,
+            "status": self.status,
+            "state": self.state,
+            "strategy": self.strategy,
+            "driver": self.driver,
+            "actor": self.actor,
+            "git_commit": self.git_commit,
+            "previous_id": self.previous_id,
+            "reason": self.reason,
+            "created_at": self.created_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration": self.duration,
+            "config_hash": self.config_hash,
+            "committed_at": self.committed_at.isoformat() if self.committed_at else None,
+        }
+        if steps:
+            data["steps"] = [
+                {"at": s.at.isoformat(), "state": s.state, "message": s.message, "detail": s.detail}
+                for s in self.steps
+            ]
+        return data
+
+
+def view(release: Release, steps: list[ReleaseStep] | None = None) -> ReleaseView:
+    return ReleaseView(
+        id=release.id,
+        kind=release.kind,
+        version=release.version,
+        image=release.image,
+        status=release.status,
+        state=release.state,
+        strategy=release.strategy,
+        driver=release.driver,
+        actor=release.actor,
+        git_commit=release.git_commit,
+        previous_id=release.previous_id,
+        reason=release.reason,
+        created_at=release.created_at,
+        finished_at=release.finished_at,
+        config_hash=release.config_hash,
+        committed_at=release.committed_at,
+        steps=[StepLine(s.at, s.state, s.message, s.detail) for s in steps or []],
+    )
+
+
+def git_info(root: Path) -> tuple[str, datetime | None]:
+    """The commit checked out at ``root`` and when it was committed, if this is a git tree."""
+    try:
+        done = subprocess.run(
+            ["git", "log", "-1", "--format=%H %ct"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "", None
+    if done.returncode != 0 or not done.stdout.strip():
+        return "", None
+    commit, _, stamp = done.stdout.strip().partition(" ")
+    return commit, datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else None
+
+
+def runs_as(release: Release) -> str:
+    """The key instances and routes of this release go by (a rollback may reuse another's)."""
+    return str(release.config.get("runs_as") or release.id)
+
+
+class Engine:
+    """Deploys, rollbacks and recovery for one service in one environment."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        store: Store,
+        driver: Driver,
+        *,
+        root: Path,
+        clock: Clock = system_clock,
+        actor: str | None = None,
+        on_step: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.driver = driver
+        self.root = root
+        self.clock = clock
+        self.actor = actor or default_owner()
+        self.environment = spec.environment or "default"
+        self.on_step = on_step or (lambda state, message: None)
+        self.lock = DeployLock(store, lock_name(spec.service.name, self.environment), clock=clock)
+        with store.session() as session:
+            self.service_id = service_id(session, spec.service.name, self.environment)
+        self._prepared = False
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def releases(self, limit: int = 50) -> list[ReleaseView]:
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(Release)
+                .where(Release.service_id == self.service_id)
+                .order_by(Release.created_at.desc(), Release.id.desc())
+                .limit(limit)
+            ).all()
+            return [view(r) for r in rows]
+
+    def show(self, release_id: str) -> ReleaseView:
+        with self.store.session() as session:
+            release = self._find(session, release_id)
+            steps = session.scalars(
+                select(ReleaseStep)
+                .where(ReleaseStep.release_id == release.id)
+                .order_by(ReleaseStep.id)
+            ).all()
+            return view(release, list(steps))
+
+    def current(self) -> ReleaseView | None:
+        """The release that serves traffic: the newest that succeeded."""
+        with self.store.session() as session:
+            row = self._current(session)
+            return view(row) if row else None
+
+    def active(self) -> ReleaseView | None:
+        with self.store.session() as session:
+            row = session.scalar(
+                select(Release)
+                .where(Release.service_id == self.service_id, Release.status.in_(ACTIVE))
+                .order_by(Release.created_at.desc())
+            )
+            return view(row) if row else None
+
+    def _current(self, session: Session, before: datetime | None = None) -> Release | None:
+        query = select(Release).where(
+            Release.service_id == self.service_id, Release.status == "succeeded"
+        )
+        if before is not None:
+            query = query.where(Release.created_at < before)
+        return session.scalar(query.order_by(Release.created_at.desc(), Release.id.desc()))
+
+    def _find(self, session: Session, release_id: str) -> Release:
+        rows = session.scalars(
+            select(Release).where(
+                Release.service_id == self.service_id, Release.id.startswith(release_id)
+            )
+        ).all()
+        if len(rows) != 1:
+            what = "matches no release" if not rows else f"matches {len(rows)} releases"
+            raise DeployError(
+                f"release id {release_id!r} {what} of {self.spec.service.name}",
+                hint="see `tower releases` for ids",
+            )
+        return rows[0]
+
+    # ---- commands ------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        *,
+        version: str = "",
+        image: str = "",
+        env: dict[str, str] | None = None,
+        strategy: Strategy | None = None,
+        git_commit: str | None = None,
+    ) -> ReleaseView:
+        """Create a release and run its plan; returns it in its final state."""
+        chosen = strategy or self.spec.deploy.strategy
+        self._prepare()
+        self.lock.acquire({"command": "deploy"})
+        try:
+            self._recover_locked(resume_paused=False)
+            commit, committed_at = git_info(self.root)
+            if git_commit is not None:
+                commit, committed_at = git_commit, committed_at if git_commit == commit else None
+            with self.store.session() as session:
+                previous = self._current(session)
+                serving = previous is not None and any(
+                    i.state == "running" for i in self.driver.instances(runs_as(previous))
+                )
+                plan = build_plan(self.spec.deploy, chosen, has_previous=serving)
+                release = self._create(
+                    session,
+                    kind="deploy",
+                    version=version or image or self.spec.service.version,
+                    image=image,
+                    env=env or {},
+                    strategy=chosen.value,
+                    plan=plan,
+                    previous=previous,
+                    commit=commit,
+                    committed_at=committed_at,
+                )
+                release_id = release.id
+            self._run(release_id)
+            return self.show(release_id)
+        finally:
+            self.lock.release()
+
+    def rollback(self, target_id: str | None = None) -> ReleaseView:
+        """Go back to ``target_id`` or to the good release before the current one."""
+        self._prepare()
+        self.lock.acquire({"command": "rollback"})
+        try:
+            self._recover_locked(resume_paused=False)
+            with self.store.session() as session:
+                current = self._current(session)
+                target: Release | None
+                if target_id:
+                    target = self._find(session, target_id)
+                    if target.status != "succeeded":
+                        raise DeployError(
+                            f"release {target.id} ended {target.status}; "
+                            "roll back to one that succeeded",
+                            hint="see `tower releases`",
+                        )
+                else:
+                    if current is None:
+                        raise DeployError(
+                            f"{self.spec.service.name} has no release yet; nothing to roll back"
+                        )
+                    target = self._current(session, before=current.created_at)
+                    if target is None:
+                        raise DeployError(
+                            f"no good release before {current.id} to roll back to",
+                            hint="name one: `tower rollback <release id>`",
+                        )
+                key = runs_as(target)
+                reuse = any(i.state == "running" for i in self.driver.instances(key))
+                plan = rollback(self.spec.deploy, reuse=reuse)
+                release = self._create(
+                    session,
+                    kind="rollback",
+                    version=target.version,
+                    image=target.image,
+                    env=dict(target.config.get("env", {})),
+                    strategy="rollback",
+                    plan=plan,
+                    previous=current,
+                    commit=target.git_commit,
+                    committed_at=target.committed_at,
+                    runs=key if reuse else "",
+                    target=target.id,
+                )
+                release_id = release.id
+            self._run(release_id)
+            return self.show(release_id)
+        finally:
+            self.lock.release()
+
+    def request(self, what: str) -> ReleaseView:
+        """``promote`` or ``abort`` the running deploy; finish it here if nobody runs it."""
+        self._prepare()
+        with self.store.session() as session:
+            release = session.scalar(
+                select(Release)
+                .where(Release.service_id == self.service_id, Release.status == "running")
+                .order_by(Release.created_at.desc())
+            )
+            if release is None:
+                raise DeployError(f"no deploy of {self.spec.service.name} is running")
+            release.request = what
+            self._log(session, release, f"request:{what}", f"{what} requested by {self.actor}")
+            record_audit(
+                session,
+                actor=self.actor,
+                action=f"deploy.{what}",
+                service=self.service_id,
+                subject=release.id,
+            )
+            release_id = release.id
+        if self.lock.holder() is not None:
+            return self.show(release_id)
+        self.lock.acquire({"command": what})
+        try:
+            if what == "abort":
+                self._rollback(release_id, f"aborted by {self.actor}")
+            else:
+                self._run(release_id)
+            return self.show(release_id)
+        finally:
+            self.lock.release()
+
+    def recover(self, *, resume_paused: bool = False) -> list[ReleaseView]:
+        """Finish or roll back a deploy whose ``tower`` process died. Safe to call any time."""
+        if self.active() is None and not self._warm_due():
+            return []
+        self._prepare()
+        if not self.lock.try_acquire({"command": "recover"}):
+            return []
+        try:
+            return self._recover_locked(resume_paused=resume_paused)
+        finally:
+            self.lock.release()
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        if not self._prepared:
+            self.driver.prepare()
+            self._prepared = True
+
+    def _warm_due(self) -> bool:
+        now = self.clock.now()
+        with self.store.session() as session:
+            return (
+                session.scalar(
+                    select(Release.id).where(
+                        Release.service_id == self.service_id,
+                        Release.warm_until.is_not(None),
+                        Release.warm_until <= now,
+                    )
+                )
+                is not None
+            )
+
+    def _recover_locked(self, *, resume_paused: bool) -> list[ReleaseView]:
+        recovered: list[str] = []
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(Release)
+                .where(Release.service_id == self.service_id, Release.status.in_(ACTIVE))
+                .order_by(Release.created_at)
+            ).all()
+            pending = [(r.id, r.status, r.state, r.step, r.config.get("plan", [])) for r in rows]
+        for release_id, status, state, index, raw_plan in pending:
+            plan = [Step.from_dict(s) for s in raw_plan]
+            if status == "rolling_back":
+                self._rollback(release_id, None)
+            elif state == "paused" and not resume_paused:
+                continue
+            elif index > commit_index(plan):
+                self._log_now(
+                    release_id, "recover", "resuming: the new release had passed its checks"
+                )
+                self._run(release_id)
+            else:
+                label = plan[index].label if index < len(plan) else state
+                self._rollback(
+                    release_id, f"interrupted at {label} (the deploying process stopped)"
+                )
+            recovered.append(release_id)
+        self._reap_warm()
+        return [self.show(r) for r in recovered]
+
+    def _reap_warm(self) -> None:
+        now = self.clock.now()
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(Release).where(
+                    Release.service_id == self.service_id,
+                    Release.warm_until.is_not(None),
+                    Release.warm_until <= now,
+                )
+            ).all()
+            keys = [runs_as(r) for r in rows]
+            for row in rows:
+                row.warm_until = None
+        routed = self._routes()
+        for key in keys:
+            if key not in routed:
+                self.driver.stop(key, drain=self.spec.deploy.drain_timeout)
+
+    def _routes(self) -> dict[str, float]:
+        try:
+            return self.driver.routes()
+        except DeployError:
+            return {}
+
+    def _create(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        version: str,
+        image: str,
+        env: dict[str, str],
+        strategy: str,
+        plan: list[Step],
+        previous: Release | None,
+        commit: str,
+        committed_at: datetime | None,
+        runs: str = "",
+        target: str = "",
+    ) -> Release:
+        config = {
+            "env": env,
+            "plan": [s.to_dict() for s in plan],
+            "runs_as": runs,
+            "previous_runs_as": runs_as(previous) if previous else "",
+            "target": target,
+            "deploy": self.spec.deploy.model_dump(mode="json", exclude={"hooks"}),
+        }
+        digest = hashlib.sha256(
+            json.dumps(
+                {"version": version, "image": image, "env": env, "deploy": config["deploy"]},
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
+        now = self.clock.now()
+        release = Release(
+            id=f"r{now.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            service_id=self.service_id,
+            kind=kind,
+            version=version,
+            image=image,
+            config_hash=digest,
+            config=config,
+            actor=self.actor,
+            strategy=strategy,
+            driver=self.driver.name,
+            git_commit=commit,
+            committed_at=committed_at,
+            previous_id=previous.id if previous else "",
+            status="running",
+            state="created",
+            step=0,
+            created_at=now,
+        )
+        session.add(release)
+        session.flush()
+        self._log(
+            session,
+            release,
+            "created",
+            f"{kind} of {version} ({strategy}, plan: {', '.join(s.label for s in plan)})",
+        )
+        self._event(session, release, "started")
+        return release
+
+    def _run(self, release_id: str) -> None:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            plan = [Step.from_dict(s) for s in release.config["plan"]]
+            start = release.step
+            if release.state == "paused":
+                start = release.step + 1 if release.request == "promote" else release.step
+        for index in range(start, len(plan)):
+            step = plan[index]
+            with self.store.session() as session:
+                release = session.get(Release, release_id)
+                assert release is not None
+                if release.request == "abort":
+                    release.request = ""
+                    session.commit()
+                    self._rollback(release_id, f"aborted by request at {step.label}")
+                    return
+                release.step = index
+                release.state = step.label
+                self._log(session, release, step.label, "started")
+            self._kill_point(step.label)
+            try:
+                self._execute(release_id, step)
+            except (GateFailed, Aborted) as exc:
+                self._rollback(release_id, f"{step.label}: {exc.message}")
+                return
+            except DeployError as exc:
+                self._rollback(release_id, f"{step.label}: {exc.message}")
+                return
+            self.lock.heartbeat()
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            release.status = "succeeded"
+            release.state = "done"
+            release.step = len(plan)
+            release.request = ""
+            release.finished_at = self.clock.now()
+            self._log(session, release, "succeeded", f"{release.version} serves all traffic")
+            self._event(session, release, "succeeded")
+        self._kill_point("done")
+
+    def _info(self, release: Release) -> ReleaseInfo:
+        return ReleaseInfo(
+            id=runs_as(release),
+            version=release.version,
+            image=release.image,
+            env=dict(release.config.get("env", {})),
+        )
+
+    def _execute(self, release_id: str, step: Step) -> None:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            info = self._info(release)
+            old = str(release.config.get("previous_runs_as") or "")
+            variables = self._variables(release)
+        deploy = self.spec.deploy
+        if step.kind == "gates":
+            outcome = run_gates(self.spec, root=self.root)
+            self._log_now(release_id, "gates", outcome.summary)
+            if not outcome.passed:
+                raise GateFailed(f"pre-deploy gates failed: {outcome.summary}")
+        elif step.kind == "hooks":
+            self._hooks(release_id, step.phase, variables, fatal=True)
+        elif step.kind == "start":
+            have = len(self.driver.instances(info.id))
+            wanted = sum(
+                s.count
+                for s in self._plan(release_id)[: self._index(release_id) + 1]
+                if s.kind == "start"
+            )
+            count = max(0, min(step.count, wanted - have))
+            if count:
+                started = self.driver.start(info, count)
+                self._log_now(
+                    release_id,
+                    "start",
+                    f"started {len(started)} instance(s): " + ", ".join(i.id for i in started),
+                )
+        elif step.kind == "health":
+            self._health(release_id, info.id)
+        elif step.kind == "route":
+            weights = {info.id: step.weight}
+            if step.weight < 1.0 and old:
+                weights[old] = round(1.0 - step.weight, 6)
+            self.driver.route(weights)
+            self._log_now(
+                release_id,
+                "route",
+                "traffic: " + ", ".join(f"{k} {v:.0%}" for k, v in weights.items()),
+            )
+        elif step.kind == "analyse":
+            self._analyse(release_id, info, old, step)
+        elif step.kind == "smoke":
+            self._smoke(release_id)
+        elif step.kind == "stop_old":
+            if old and old != info.id:
+                self.driver.stop(old, count=step.count, drain=deploy.drain_timeout)
+                self._log_now(
+                    release_id, "stop_old", f"drained and stopped {step.count or 'all'} of {old}"
+                )
+        elif step.kind == "retire":
+            if old and old != info.id:
+                self.driver.stop(old, drain=deploy.drain_timeout, after=deploy.warm_window)
+                with self.store.session() as session:
+                    release = session.get(Release, release_id)
+                    assert release is not None
+                    if release.previous_id:
+                        previous = session.get(Release, release.previous_id)
+                        if previous is not None:
+                            previous.warm_until = self.clock.now() + timedelta(
+                                seconds=deploy.warm_window
+                            )
+                self._log_now(
+                    release_id,
+                    "retire",
+                    f"{old} kept warm for {deploy.warm_window:g}s for instant rollback",
+                )
+        else:
+            raise DeployError(f"unknown step {step.kind!r}")
+
+    def _plan(self, release_id: str) -> list[Step]:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            return [Step.from_dict(s) for s in release.config["plan"]]
+
+    def _index(self, release_id: str) -> int:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            return release.step
+
+    def _variables(self, release: Release) -> dict[str, str]:
+        return {
+            "release_id": release.id,
+            "version": release.version,
+            "image": release.image,
+            "service": self.spec.service.name,
+            "environment": self.environment,
+            "strategy": release.strategy,
+            "previous_release_id": release.previous_id,
+            "git_commit": release.git_commit,
+            "actor": release.actor,
+        }
+
+    def _hooks(
+        self, release_id: str, phase: str, variables: dict[str, str], *, fatal: bool
+    ) -> None:
+        commands: list[str] = getattr(self.spec.deploy.hooks, phase)
+        if not commands:
+            self._log_now(release_id, f"hooks:{phase}", "skipped (no hooks)")
+            return
+        for command in commands:
+            result = run_hook(
+                command,
+                cwd=self.root,
+                variables={**variables, "phase": phase},
+                timeout=self.spec.deploy.hooks.timeout,
+            )
+            detail = {"command": command, "exit_code": result.exit_code, "output": result.output}
+            message = f"{command!r} exited {result.exit_code}"
+            self._log_now(release_id, f"hooks:{phase}", message, detail)
+            if not result.ok and fatal:
+                tail = result.output.splitlines()[-1] if result.output else ""
+                raise GateFailed(f"{phase} hook {message}" + (f": {tail}" if tail else ""))
+
+    def _wait(self, release_id: str, seconds: float) -> str:
+        """Sleep up to ``seconds``, waking for promote/abort requests; returns the request."""
+        end = self.clock.monotonic() + seconds
+        while True:
+            with self.store.session() as session:
+                request = session.scalar(select(Release.request).where(Release.id == release_id))
+            if request:
+                return str(request)
+            left = end - self.clock.monotonic()
+            if left <= 0:
+                return ""
+            self.lock.heartbeat()
+            self.clock.sleep(min(0.25, left))
+
+    def _health(self, release_id: str, key: str) -> None:
+        gate = self.spec.deploy.health
+        path = self.spec.health.readiness
+        instances = [i for i in self.driver.instances(key) if i.state != "stopped"]
+        if not instances:
+            raise GateFailed(f"no instance of {key} is running")
+        passes = {i.id: 0 for i in instances}
+        last = {i.id: "not probed" for i in instances}
+        deadline = self.clock.monotonic() + gate.deadline
+        delay = gate.interval
+        while True:
+            failed_round = False
+            for instance in instances:
+                if passes[instance.id] >= gate.consecutive:
+                    continue
+                probe = self.driver.probe(instance, path, self.spec.health.timeout)
+                last[instance.id] = probe.detail
+                if probe.ok:
+                    passes[instance.id] += 1
+                else:
+                    passes[instance.id] = 0
+                    failed_round = True
+                    if probe.fatal:
+                        raise GateFailed(f"health: instance {instance.id}: {probe.detail}")
+            if all(n >= gate.consecutive for n in passes.values()):
+                self._log_now(
+                    release_id,
+                    "health",
+                    f"{len(instances)} instance(s) passed readiness {path} "
+                    f"{gate.consecutive} times in a row",
+                )
+                return
+            if self.clock.monotonic() >= deadline:
+                worst = min(passes, key=lambda k: passes[k])
+                raise GateFailed(
+                    f"health: instance {worst} passed readiness {path} "
+                    f"{passes[worst]} of {gate.consecutive} times in a row within "
+                    f"{gate.deadline:g}s (last: {last[worst]})"
+                )
+            delay = min(delay * 1.5, 2.0) if failed_round else gate.interval
+            self.lock.heartbeat()
+            self.clock.sleep(min(delay, max(0.0, deadline - self.clock.monotonic())))
+
+    def _verdict(self, info: ReleaseInfo, old: str, window: float) -> analysis.Verdict:
+        spec = self.spec.deploy.analysis
+        new_metrics = self.driver.metrics(info.id, window)
+        stable = self.driver.metrics(old, window) if old and old != info.id else None
+        extra, problems = analysis.prometheus_values(
+            spec, {"release": info.id, "version": info.version}
+        )
+        verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
+        if problems and verdict.outcome == analysis.PASS:
+            return analysis.Verdict(
+                analysis.INCONCLUSIVE, "; ".join(problems), verdict.results, verdict.context
+            )
+        return verdict
+
+    def _analyse(self, release_id: str, info: ReleaseInfo, old: str, step: Step) -> None:
+        spec = self.spec.deploy.analysis
+        started = self.clock.monotonic()
+        failures = 0
+        paused = False
+        verdict: analysis.Verdict | None = None
+        last_eval = started
+        while True:
+            now = self.clock.monotonic()
+            until_pause = None if step.pause is None else started + step.pause - now
+            if spec.conditions:
+                wait = last_eval + spec.interval - now
+                if until_pause is not None and not paused:
+                    wait = min(wait, until_pause)
+            else:
+                wait = until_pause if until_pause is not None and not paused else 3600.0
+            request = self._wait(release_id, max(0.0, wait))
+            if request == "abort":
+                self._clear_request(release_id)
+                raise Aborted("aborted by request")
+            if request == "promote":
+                self._clear_request(release_id)
+                self._log_now(release_id, "analyse", "promoted by request")
+                return
+            now = self.clock.monotonic()
+            if (
+                spec.conditions
+                and now - last_eval >= min(spec.interval, max(now - started, 0.5)) - 1e-3
+            ):
+                verdict = self._verdict(info, old, max(now - last_eval, 1.0))
+                last_eval = now
+                detail = {k: v for k, v in verdict.context.items()}
+                self._log_now(
+                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", detail
+                )
+                if verdict.outcome == analysis.FAIL:
+                    failures += 1
+                    if failures >= spec.failure_limit:
+                        raise GateFailed(
+                            f"analysis failed {failures} time(s) "
+                            f"(limit {spec.failure_limit}): {verdict.message}"
+                        )
+            pause_over = step.pause is not None and now - started >= step.pause - 1e-3
+            if pause_over and (
+                not spec.conditions or (verdict and verdict.outcome == analysis.PASS)
+            ):
+                return
+            if (pause_over or step.pause is None) and not paused:
+                paused = True
+                why = (
+                    "waiting for `tower deploy promote`"
+                    if step.pause is None
+                    else f"paused, {verdict.message if verdict else 'no verdict yet'}; "
+                    "waiting for traffic or `tower deploy promote`"
+                )
+                self._set_state(release_id, "paused", why)
+
+    def _clear_request(self, release_id: str) -> None:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            release.request = ""
+            if release.state == "paused":
+                release.state = Step.from_dict(release.config["plan"][release.step]).label
+
+    def _set_state(self, release_id: str, state: str, message: str) -> None:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            release.state = state
+            self._log(session, release, state, message)
+
+    def _smoke(self, release_id: str) -> None:
+        checks = self.spec.deploy.smoke
+        if not checks:
+            self._log_now(release_id, "smoke", "skipped (no smoke checks)")
+            return
+        base = self.driver.public_url() or self.spec.url
+        with httpx.Client(timeout=10.0, follow_redirects=True) as client:
+            for smoke in checks:
+                result = run_smoke(smoke, base, client)
+                self._log_now(release_id, "smoke", result.message)
+                if not result.ok:
+                    raise GateFailed(f"smoke check {result.message}")
+
+    def _rollback(self, release_id: str, reason: str | None) -> None:
+        """Put all traffic back on the previous release and stop the new one."""
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            if reason is not None:
+                release.reason = reason
+            release.status = "rolling_back"
+            release.state = "rolling_back"
+            release.request = ""
+            self._log(session, release, "rolling_back", release.reason)
+            record_audit(
+                session,
+                actor=self.actor,
+                action="deploy.rolling_back",
+                service=self.service_id,
+                subject=release.id,
+                detail={"reason": release.reason},
+            )
+            info = self._info(release)
+            old = str(release.config.get("previous_runs_as") or "")
+            previous = session.get(Release, release.previous_id) if release.previous_id else None
+            previous_info = self._info(previous) if previous else None
+            variables = self._variables(release)
+        self._kill_point("rolling_back")
+        outcome, note = "rolled_back", ""
+        try:
+            if previous_info is not None and old and old != info.id:
+                running = [i for i in self.driver.instances(old) if i.state == "running"]
+                self.driver.keep(old)
+                if not running:
+                    self._log_now(release_id, "rolling_back", f"starting {old} again")
+                    self.driver.start(previous_info, self.spec.deploy.instances)
+                    self._health(release_id, old)
+                self.driver.rollback_to(old)
+                self._log_now(release_id, "rolling_back", f"traffic: {old} 100%")
+            elif old == info.id:
+                outcome, note = "failed", "the release it would go back to is this one"
+            else:
+                self.driver.route({})
+                outcome, note = "failed", "no earlier release to go back to"
+            if old != info.id:
+                self.driver.stop(info.id, drain=self.spec.deploy.drain_timeout)
+        except DeployError as exc:
+            outcome, note = "failed", f"rollback could not finish: {exc.message}"
+            if info.id not in self._routes():
+                with contextlib.suppress(DeployError):
+                    self.driver.stop(info.id, drain=self.spec.deploy.drain_timeout)
+        with contextlib.suppress(DeployError):
+            self._hooks(release_id, "on_rollback", variables, fatal=False)
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            release.status = outcome
+            release.state = outcome
+            release.finished_at = self.clock.now()
+            if note:
+                release.reason = f"{release.reason} ({note})"
+            self._log(session, release, outcome, release.reason)
+            self._event(session, release, outcome)
+
+    def _kill_point(self, label: str) -> None:
+        """Fault injection for the crash tests: ``TOWER_DEPLOY_KILL_AT=<step label>``."""
+        if os.environ.get(KILL_ENV) == label:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _log(
+        self,
+        session: Session,
+        release: Release,
+        state: str,
+        message: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        session.add(
+            ReleaseStep(
+                release_id=release.id,
+                at=self.clock.now(),
+                state=state,
+                message=message,
+                detail=_jsonable(detail or {}),
+            )
+        )
+        self.on_step(state, message)
+
+    def _log_now(
+        self, release_id: str, state: str, message: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            self._log(session, release, state, message, detail)
+
+    def _event(self, session: Session, release: Release, event: str) -> None:
+        kind, severity = _EVENTS[event]
+        record_audit(
+            session,
+            actor=self.actor,
+            action=kind,
+            service=self.service_id,
+            subject=release.id,
+            detail={
+                "version": release.version,
+                "strategy": release.strategy,
+                "kind": release.kind,
+                "reason": release.reason,
+            },
+        )
+        labels = {"service": self.spec.service.name, "kind": "deploy"}
+        channels = channels_for(self.spec.alerts, severity=severity, labels=labels)
+        if not channels:
+            return
+        verb = {
+            "started": "started",
+            "succeeded": "succeeded",
+            "rolled_back": "was rolled back",
+            "failed": "failed",
+        }[event]
+        enqueue(
+            session,
+            Notification(
+                key=f"deploy:{release.id}:{event}",
+                kind=kind,
+                title=f"{self.spec.service.name}: {release.kind} of {release.version} {verb}",
+                text=release.reason,
+                severity=severity,
+                service=self.spec.service.name,
+                environment=self.environment,
+                fields={
+                    "release": release.id,
+                    "version": release.version,
+                    "strategy": release.strategy,
+                    "actor": release.actor,
+                },
+                labels=labels,
+            ),
+            channels,
+        )
+
+
+def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(detail, default=str))
+    return data

@@ -8,7 +8,10 @@ from typing import Annotated
 import typer
 
 from controltower import __version__
+from controltower.cli import incidents as incidents_cmd
 from controltower.cli import init as init_cmd
+from controltower.cli import monitor as monitor_cmd
+from controltower.cli import silence as silence_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -49,6 +52,9 @@ def root(
 
 init_cmd.register(app)
 validate_cmd.register(app)
+monitor_cmd.register(app)
+incidents_cmd.register(app)
+silence_cmd.register(app)
 
 
 def run() -> None:

@@ -49,9 +49,7 @@ class Target:
                 if target.delay:
                     time.sleep(target.delay)
                 payload = (
-                    target.body
-                    if isinstance(target.body, str)
-                    else json.dumps(target.body)
+                    target.body if isinstance(target.body, str) else json.dumps(target.body)
                 ).encode()
                 self.send_response(target.status)
                 self.send_header("content-type", target.content_type)
@@ -102,9 +100,7 @@ def fast_options(**changes: Any) -> RunnerOptions:
 
 
 @contextlib.asynccontextmanager
-async def running(
-    spec: Spec, store: Store, **options: Any
-) -> AsyncIterator[MonitorRunner]:
+async def running(spec: Spec, store: Store, **options: Any) -> AsyncIterator[MonitorRunner]:
     runner = MonitorRunner(spec, store, options=fast_options(**options))
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
@@ -116,9 +112,7 @@ async def running(
         await asyncio.wait_for(task, 15)
 
 
-async def eventually(
-    predicate: Callable[[], Any], *, within: float, step: float = 0.05
-) -> Any:
+async def eventually(predicate: Callable[[], Any], *, within: float, step: float = 0.05) -> Any:
     """Poll ``predicate`` in a thread until it is truthy or ``within`` seconds pass."""
     deadline = time.monotonic() + within
     while True:

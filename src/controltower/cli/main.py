@@ -13,6 +13,9 @@ from controltower.cli import env as env_cmd
 from controltower.cli import deploy as deploy_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import load as load_cmd
+from controltower.cli import incidents as incidents_cmd
+from controltower.cli import monitor as monitor_cmd
+from controltower.cli import silence as silence_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -57,6 +60,9 @@ env_cmd.register(app)
 load_cmd.register(app)
 deploy_cmd.register(app)
 validate_cmd.register(app)
+monitor_cmd.register(app)
+incidents_cmd.register(app)
+silence_cmd.register(app)
 
 
 def run() -> None:

@@ -25,7 +25,12 @@ class Severity(StrEnum):
 
 
 class MonitorSpec(Section):
-    """``[[monitors]]``: something to probe on a schedule, and when it counts as down."""
+    """``[[monitors]]``: something to probe on a schedule, and when it counts as down.
+
+    ``conditions`` failing make a check critical (or ``severity``); ``warning``
+    conditions failing make it a warning. ``metrics`` (prometheus monitors) names
+    expressions over the scraped metrics, usable in both lists.
+    """
 
     name: Name
     type: MonitorType = MonitorType.HTTP
@@ -39,6 +44,12 @@ class MonitorSpec(Section):
     interval: Duration = 30.0
     timeout: Duration = 10.0
     conditions: list[ConditionText] = Field(default_factory=list)
+    warning: list[ConditionText] = Field(default_factory=list)
+    metrics: dict[str, str] = Field(default_factory=dict)
+    verify: bool = True
+    ca_file: str = ""
+    follow_redirects: bool = True
+    keep_results: int = Field(default=100, ge=1)
     severity: Severity = Severity.CRITICAL
     failure_threshold: int = Field(default=3, ge=1)
     success_threshold: int = Field(default=1, ge=1)

@@ -11,3 +11,23 @@ __all__ = ["AuditEvent", "CheckFindingRow", "CheckRunRow", "Lock", "OutboxMessag
 __all__ = ["AuditEvent", "LoadRun", "Lock", "OutboxMessage", "Service"]
 from controltower.store.models.deploy import Release, ReleaseStep
 __all__ = ["AuditEvent", "Lock", "OutboxMessage", "Release", "ReleaseStep", "Service"]
+from controltower.store.models.monitor import (
+    Incident,
+    IncidentEvent,
+    MonitorResult,
+    MonitorRollup,
+    MonitorState,
+    Silence,
+)
+__all__ = [
+    "AuditEvent",
+    "Incident",
+    "IncidentEvent",
+    "Lock",
+    "MonitorResult",
+    "MonitorRollup",
+    "MonitorState",
+    "OutboxMessage",
+    "Service",
+    "Silence",
+]

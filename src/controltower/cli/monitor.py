@@ -1,0 +1,305 @@
+"""``tower monitor``: run the monitors; ``tower monitor test <name>`` runs one once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from controltower.cli.common import (
+    EXIT_FAILED,
+    EnvOption,
+    Format,
+    FormatOption,
+    SpecOption,
+    console,
+    emit_json,
+    epilog,
+    load,
+)
+from controltower.exceptions import UsageError
+from controltower.spec import Spec
+from controltower.store import Store, default_owner, redact_url
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL (default: [store] url, $TOWER_DATABASE_URL, or .tower/tower.db).",
+        show_default=False,
+    ),
+]
+
+
+def spec_root(spec: Spec) -> Path:
+    return Path(spec.source).resolve().parent
+
+
+def open_store(spec: Spec, url: str | None) -> Store:
+    chosen = url or (spec.store.url.get_secret_value() if spec.store.url else None)
+    return Store.open(chosen, root=spec_root(spec))
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(
+            f"--listen {value!r} is not host:port", hint="e.g. --listen 127.0.0.1:8601"
+        )
+    return host or "127.0.0.1", int(port)
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(
+    spec: Spec,
+    store: Store,
+    *,
+    listen: str,
+    owner: str,
+    lease_ttl: float,
+    concurrency: int,
+    duration: float | None,
+    quiet: bool,
+) -> dict[str, Any]:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from controltower.monitor import MonitorRunner, RunnerOptions, heartbeat_routes
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    stop = asyncio.Event()
+    runner = MonitorRunner(
+        spec,
+        store,
+        options=RunnerOptions(owner=owner, lease_ttl=lease_ttl, concurrency=concurrency),
+        root=spec_root(spec),
+    )
+    server: _Server | None = None
+    tasks: list[asyncio.Task[Any]] = []
+    with _signals(stop):
+        if listen:
+            host, port = parse_listen(listen)
+            routes = await asyncio.to_thread(heartbeat_routes, store, spec)
+            config = uvicorn.Config(
+                Starlette(routes=routes),
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+            )
+            server = _Server(config)
+            tasks.append(asyncio.create_task(server.serve()))
+        tasks.append(asyncio.create_task(runner.run(stop)))
+        if not quiet:
+            where = f", heartbeats on http://{listen}/ping/<monitor>" if listen else ""
+            console.print(
+                f"watching {len(spec.monitors)} monitors of {spec.service.name} as {owner} "
+                f"(store {redact_url(store.url)}){where}; Ctrl-C stops",
+                markup=False,
+                soft_wrap=True,
+            )
+        started = time.monotonic()
+        last_report = started
+        while not stop.is_set():
+            if duration is not None and time.monotonic() - started >= duration:
+                stop.set()
+                break
+            if tasks[-1].done():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            if not quiet and time.monotonic() - last_report >= 30:
+                last_report = time.monotonic()
+                stats = runner.stats()
+                console.print(
+                    f"{stats['monitors']} monitors held, {stats['checks']} checks, "
+                    f"drift p99 {stats['drift_p99'] * 1000:.0f}ms"
+                    + (", alerting leader" if stats["leader"] else ""),
+                    markup=False,
+                )
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+    return runner.stats()
+
+
+def monitor(
+    ctx: typer.Context,
+    spec: SpecOption = None,
+    env: EnvOption = None,
+    store: StoreOption = None,
+    listen: Annotated[
+        str,
+        typer.Option(help="Serve heartbeat pings on host:port; empty to not listen."),
+    ] = "127.0.0.1:8601",
+    owner: Annotated[
+        str | None, typer.Option(help="Worker name for leases (default user@host:pid).")
+    ] = None,
+    lease_ttl: Annotated[
+        float, typer.Option(help="Seconds a worker's monitor leases last without renewal.")
+    ] = 15.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Checks in flight at most.")] = 200,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds (default: run until stopped)."),
+    ] = None,
+    format: FormatOption = Format.TEXT,
+) -> None:
+    """Run the monitors of tower.toml: check, record, alert; share work with other workers."""
+    if ctx.invoked_subcommand is not None:
+        return
+    loaded = load(spec, env)
+    opened = open_store(loaded, store)
+    try:
+        stats = asyncio.run(
+            _serve(
+                loaded,
+                opened,
+                listen=listen,
+                owner=owner or default_owner(),
+                lease_ttl=lease_ttl,
+                concurrency=concurrency,
+                duration=duration,
+                quiet=format is Format.JSON,
+            )
+        )
+    finally:
+        opened.close()
+    if format is Format.JSON:
+        emit_json(stats)
+    else:
+        console.print(
+            f"stopped: {stats['checks']} checks run, {stats['written']} results written, "
+            f"drift p99 {stats['drift_p99'] * 1000:.0f}ms",
+            markup=False,
+        )
+
+
+def test(
+    name: Annotated[str, typer.Argument(help="The monitor to run once.")],
+    spec: SpecOption = None,
+    env: EnvOption = None,
+    store: StoreOption = None,
+    format: FormatOption = Format.TEXT,
+) -> None:
+    """Run one monitor once and show each condition with what it observed."""
+    from controltower.monitor import ProbeEnv, check
+    from controltower.monitor.heartbeat import last_ping
+    from controltower.monitor.registry import sync_monitors
+
+    loaded = load(spec, env)
+    monitors = {m.name: m for m in loaded.monitors}
+    if name not in monitors:
+        raise UsageError(
+            f"there is no monitor named {name!r}",
+            hint=f"monitors: {', '.join(sorted(monitors)) or 'none'}",
+        )
+    monitor_spec = monitors[name]
+    opened: Store | None = None
+    env_probe = ProbeEnv(deploy=loaded.deploy, root=spec_root(loaded))
+    if monitor_spec.type.value == "heartbeat":
+        opened = open_store(loaded, store)
+        _service, ids = sync_monitors(opened, loaded)
+        store_ref = opened
+        env_probe.last_ping = lambda monitor: last_ping(store_ref, ids[monitor])
+
+    async def once() -> Any:
+        try:
+            return await check(monitor_spec, env_probe)
+        finally:
+            await env_probe.aclose()
+
+    try:
+        outcome = asyncio.run(once())
+    finally:
+        if opened is not None:
+            opened.close()
+    rows = [("condition", r) for r in outcome.results] + [("warning", r) for r in outcome.warnings]
+    if format is Format.JSON:
+        emit_json(
+            {
+                "monitor": name,
+                "level": outcome.level,
+                "ok": outcome.ok,
+                "latency_ms": round(outcome.latency * 1000, 3),
+                "error": outcome.error,
+                "conditions": [
+                    {"kind": kind, "condition": r.condition, "ok": r.ok, "observed": r.observed}
+                    for kind, r in rows
+                ],
+            }
+        )
+    else:
+        table = Table(title=f"{name} ({monitor_spec.type.value})", show_lines=False)
+        table.add_column("kind")
+        table.add_column("condition")
+        table.add_column("observed")
+        table.add_column("result")
+        for kind, result in rows:
+            observed = result.message.split(": observed ", 1)[-1].rsplit(" (", 1)[0]
+            table.add_row(kind, result.condition, observed, "pass" if result.ok else "FAIL")
+        console.print(table)
+        if outcome.error:
+            console.print(f"error: {outcome.error}", markup=False)
+        console.print(f"{name}: {outcome.level} in {outcome.latency * 1000:.0f}ms", markup=False)
+    if not outcome.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        name="monitor",
+        invoke_without_command=True,
+        no_args_is_help=False,
+        help="Run the monitors of tower.toml, or test one.",
+        rich_markup_mode=None,
+    )
+    group.callback(
+        invoke_without_command=True,
+        epilog=epilog(
+            [
+                "tower monitor",
+                "tower monitor --env production --listen 0.0.0.0:8601",
+                "TOWER_DATABASE_URL=postgresql://... tower monitor   # run two: they share the work",
+                "tower monitor test api",
+            ],
+            "Exit codes: 0 stopped cleanly; 1 a failure stopped it; 2 bad usage or an invalid tower.toml.",
+        ),
+    )(monitor)
+    group.command(
+        "test",
+        epilog=epilog(
+            ["tower monitor test api", "tower monitor test api --format json"],
+            "Exit codes: 0 every condition passes; 1 the check failed or warned; 2 bad usage.",
+        ),
+    )(test)
+    app.add_typer(group)

@@ -1,0 +1,121 @@
+"""Sharing monitors between workers: row leases on ``monitor_state``.
+
+Each worker announces itself with a lock ``monitor-worker:<service>:<owner>``
+that it renews; the live workers split the monitors evenly. A worker renews
+the leases it holds, gives back what is above its share, and claims free or
+expired rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
+claim the same row). A worker that dies stops renewing; its rows expire and
+the others take them over. Only the holder of a row's lease checks it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+
+from controltower.clock import system_clock
+from controltower.store import Locks, Store
+from controltower.store.models.core import Lock
+from controltower.store.models.monitor import MonitorState
+from controltower.typing import Clock
+
+
+class MonitorLeases:
+    def __init__(
+        self,
+        store: Store,
+        service_id: int,
+        owner: str,
+        *,
+        ttl: float = 15.0,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.service_id = service_id
+        self.owner = owner
+        self.ttl = ttl
+        self.clock = clock
+        self.locks = Locks(store, clock=clock)
+        self.prefix = f"monitor-worker:{service_id}:"
+
+    def sync(self, ids: set[int]) -> set[int]:
+        """Renew, balance and claim; return the ids of the monitors this worker now holds."""
+        now = self.clock.now()
+        expires = now + timedelta(seconds=self.ttl)
+        self.locks.acquire(self.prefix + self.owner, self.owner, ttl=self.ttl)
+        with self.store.session() as session:
+            live = session.scalar(
+                select(func.count())
+                .select_from(Lock)
+                .where(Lock.name.startswith(self.prefix), Lock.expires_at > now)
+            )
+            share = math.ceil(len(ids) / max(int(live or 1), 1))
+            held = set(
+                session.scalars(
+                    select(MonitorState.id).where(
+                        MonitorState.service_id == self.service_id,
+                        MonitorState.lease_owner == self.owner,
+                        MonitorState.lease_expires_at > now,
+                    )
+                )
+            )
+            stale = held - ids
+            held &= ids
+            extras = sorted(held)[share:] if len(held) > share else []
+            give_back = stale | set(extras)
+            if give_back:
+                session.execute(
+                    update(MonitorState)
+                    .where(MonitorState.id.in_(give_back), MonitorState.lease_owner == self.owner)
+                    .values(lease_owner="", lease_expires_at=None)
+                )
+                held -= give_back
+            if held:
+                session.execute(
+                    update(MonitorState)
+                    .where(MonitorState.id.in_(held), MonitorState.lease_owner == self.owner)
+                    .values(lease_expires_at=expires)
+                )
+            need = share - len(held)
+            if need > 0:
+                free = or_(
+                    MonitorState.lease_expires_at.is_(None), MonitorState.lease_expires_at <= now
+                )
+                query = (
+                    select(MonitorState.id)
+                    .where(
+                        MonitorState.service_id == self.service_id, MonitorState.id.in_(ids), free
+                    )
+                    .order_by(MonitorState.id)
+                    .limit(need)
+                )
+                if self.store.is_postgres:
+                    query = query.with_for_update(skip_locked=True)
+                candidates = list(session.scalars(query))
+                if candidates:
+                    session.execute(
+                        update(MonitorState)
+                        .where(MonitorState.id.in_(candidates), free)
+                        .values(lease_owner=self.owner, lease_expires_at=expires)
+                    )
+            mine = set(
+                session.scalars(
+                    select(MonitorState.id).where(
+                        MonitorState.service_id == self.service_id,
+                        MonitorState.lease_owner == self.owner,
+                    )
+                )
+            )
+        return mine & ids
+
+    def release(self) -> None:
+        """Give everything back now (a clean shutdown), so others need not wait for expiry."""
+        with self.store.session() as session:
+            session.execute(
+                update(MonitorState)
+                .where(MonitorState.lease_owner == self.owner)
+                .values(lease_owner="", lease_expires_at=None)
+            )
+        self.locks.release(self.prefix + self.owner, self.owner)

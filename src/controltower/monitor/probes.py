@@ -1,0 +1,411 @@
+"""Probes: how each monitor type looks at its target, and how a check is judged.
+
+A probe returns a context (``status``, ``latency``, ``body``, ``cert_days``...)
+and ``judge`` evaluates the monitor's conditions on it: any failing condition
+makes the check ``critical`` (or the monitor's severity), any failing
+``warning`` condition a ``warning``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import ssl
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from controltower.conditions import Condition, ConditionResult, parse_condition
+from controltower.exceptions import MonitorError
+from controltower.monitor.metrics import CounterMemory, Expression, parse_samples
+from controltower.spec.deploy import DeploySpec, DriverName
+from controltower.spec.monitors import MonitorSpec, MonitorType
+
+OK, WARNING, CRITICAL = "ok", "warning", "critical"
+_BODY_LIMIT = 1024 * 1024
+
+DEFAULT_CONDITIONS: dict[MonitorType, tuple[str, ...]] = {
+    MonitorType.HTTP: ("status < 400",),
+    MonitorType.KEYWORD: ("status < 400", "keyword == true"),
+    MonitorType.TCP: ("connected == true",),
+    MonitorType.TLS: ("cert_days > 14",),
+    MonitorType.HEARTBEAT: ("alive == true",),
+    MonitorType.PROMETHEUS: ("status == 200",),
+    MonitorType.MACHINE: ("crashed == 0", "running >= 1"),
+}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check of one monitor: its level, what it saw and each condition's verdict."""
+
+    monitor: str
+    at: datetime
+    level: str
+    latency: float
+    context: dict[str, Any]
+    results: list[ConditionResult] = field(default_factory=list)
+    warnings: list[ConditionResult] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.level == OK
+
+    @property
+    def message(self) -> str:
+        if self.error:
+            return self.error
+        failed = [r.message for r in self.results if not r.ok]
+        failed += [r.message for r in self.warnings if not r.ok]
+        return "; ".join(failed) if failed else "all conditions pass"
+
+
+def conditions_of(monitor: MonitorSpec) -> list[Condition]:
+    if monitor.conditions:
+        return list(monitor.conditions)
+    return [parse_condition(text) for text in DEFAULT_CONDITIONS[monitor.type]]
+
+
+def judge(
+    monitor: MonitorSpec,
+    context: Mapping[str, Any],
+    *,
+    at: datetime,
+    latency: float,
+    error: str = "",
+) -> CheckOutcome:
+    """Evaluate the monitor's conditions on ``context``; an ``error`` is always critical."""
+    failing_level = monitor.severity.value
+    if error:
+        return CheckOutcome(monitor.name, at, failing_level, latency, dict(context), error=error)
+    results = [condition.evaluate(context) for condition in conditions_of(monitor)]
+    warnings = [condition.evaluate(context) for condition in monitor.warning]
+    if not all(result.ok for result in results):
+        level = failing_level
+    elif not all(result.ok for result in warnings):
+        level = WARNING
+    else:
+        level = OK
+    return CheckOutcome(monitor.name, at, level, latency, dict(context), results, warnings)
+
+
+@dataclass
+class ProbeEnv:
+    """What probes share: HTTP clients, the deploy settings, a clock, counter memories."""
+
+    deploy: DeploySpec = field(default_factory=DeploySpec)
+    root: Path = field(default_factory=Path.cwd)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    last_ping: Callable[[str], Any] | None = None
+    now: Callable[[], datetime] = field(default_factory=lambda: lambda: datetime.now(UTC))
+    max_connections: int = 1000
+    _clients: dict[tuple[bool, str], httpx.AsyncClient] = field(default_factory=dict)
+    _memories: dict[str, CounterMemory] = field(default_factory=dict)
+
+    def client(self, monitor: MonitorSpec) -> httpx.AsyncClient:
+        key = (monitor.verify, monitor.ca_file)
+        if key not in self._clients:
+            verify: bool | ssl.SSLContext = monitor.verify
+            if monitor.verify and monitor.ca_file:
+                verify = ssl.create_default_context(cafile=monitor.ca_file)
+            self._clients[key] = httpx.AsyncClient(
+                verify=verify,
+                limits=httpx.Limits(
+                    max_connections=self.max_connections,
+                    max_keepalive_connections=self.max_connections,
+                ),
+                headers={"user-agent": "controltower-monitor"},
+            )
+        return self._clients[key]
+
+    def memory(self, name: str) -> CounterMemory:
+        return self._memories.setdefault(name, CounterMemory())
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+class Probe(ABC):
+    """Looks at one kind of target and returns the context conditions run on."""
+
+    @abstractmethod
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]: ...
+
+
+def _cert_days(not_after: str, now: datetime) -> float:
+    expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+    return round((expires - now).total_seconds() / 86400, 3)
+
+
+def _decode_body(response: httpx.Response) -> Any:
+    content_type = response.headers.get("content-type", "")
+    text = response.content[:_BODY_LIMIT].decode(response.encoding or "utf-8", "replace")
+    if "json" in content_type or text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+class HttpProbe(Probe):
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        client = env.client(monitor)
+        started = time.perf_counter()
+        response = await client.request(
+            monitor.method,
+            monitor.url,
+            headers=monitor.headers or None,
+            content=monitor.body.encode() if monitor.body else None,
+            timeout=monitor.timeout,
+            follow_redirects=monitor.follow_redirects,
+        )
+        latency = time.perf_counter() - started
+        context: dict[str, Any] = {
+            "status": response.status_code,
+            "latency": latency,
+            "body": _decode_body(response),
+            "header": dict(response.headers),
+            "url": str(response.url),
+        }
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        if ssl_object is not None:
+            cert = ssl_object.getpeercert()
+            if cert and cert.get("notAfter"):
+                context["cert_days"] = _cert_days(str(cert["notAfter"]), env.now())
+        if monitor.type is MonitorType.KEYWORD:
+            text = response.text
+            context["keyword"] = bool(monitor.keyword) and monitor.keyword in text
+        return context
+
+
+def _host_port(monitor: MonitorSpec, default_port: int) -> tuple[str, int]:
+    if monitor.host:
+        return monitor.host, monitor.port or default_port
+    parts = urlsplit(monitor.url if "://" in monitor.url else f"tcp://{monitor.url}")
+    if not parts.hostname:
+        raise MonitorError(
+            f"monitor {monitor.name!r} has no host", hint="set host and port, or url"
+        )
+    return parts.hostname, monitor.port or parts.port or default_port
+
+
+class TcpProbe(Probe):
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        host, port = _host_port(monitor, 80)
+        started = time.perf_counter()
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), monitor.timeout
+        )
+        latency = time.perf_counter() - started
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return {"connected": True, "latency": latency, "host": host, "port": port}
+
+
+class TlsProbe(Probe):
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        host, port = _host_port(monitor, 443)
+        context = ssl.create_default_context(cafile=monitor.ca_file or None)
+        if not monitor.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        started = time.perf_counter()
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host),
+            monitor.timeout,
+        )
+        latency = time.perf_counter() - started
+        ssl_object = writer.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert() if ssl_object is not None else None
+        if not cert and ssl_object is not None:
+            der = ssl_object.getpeercert(binary_form=True)
+            cert = _decode_der(der) if der else None
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+        result: dict[str, Any] = {"connected": True, "latency": latency}
+        if cert and cert.get("notAfter"):
+            result["cert_days"] = _cert_days(str(cert["notAfter"]), env.now())
+            result["cert_expires"] = str(cert["notAfter"])
+        return result
+
+
+def _decode_der(der: bytes) -> dict[str, Any] | None:
+    import tempfile
+
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as handle:
+        handle.write(pem)
+        handle.flush()
+        decoded: dict[str, Any] = ssl._ssl._test_decode_cert(handle.name)  # type: ignore[attr-defined]
+    return decoded
+
+
+class HeartbeatProbe(Probe):
+    """Alive while pings arrive every ``interval`` (plus ``grace``) and none says fail."""
+
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        if env.last_ping is None:
+            raise MonitorError("heartbeat monitors need the store")
+        last_at, last_status, since = await asyncio.to_thread(env.last_ping, monitor.name)
+        now = env.now()
+        reference = last_at or since
+        age = (now - reference).total_seconds() if reference else 0.0
+        overdue = age > monitor.interval + monitor.grace
+        alive = not overdue and last_status != "fail"
+        return {
+            "alive": alive,
+            "since_last_ping": age if last_at else None,
+            "last_status": last_status or "none",
+            "pinged": last_at is not None,
+        }
+
+
+class PrometheusProbe(Probe):
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        client = env.client(monitor)
+        started = time.perf_counter()
+        response = await client.request(
+            "GET", monitor.url, headers=monitor.headers or None, timeout=monitor.timeout
+        )
+        latency = time.perf_counter() - started
+        context: dict[str, Any] = {"status": response.status_code, "latency": latency}
+        if response.status_code != 200:
+            return context
+        samples = parse_samples(response.text)
+        memory = env.memory(monitor.name)
+        now = time.monotonic()
+        values: dict[str, Any] = {}
+        for name, text in monitor.metrics.items():
+            value = Expression(text).evaluate(samples, now=now, memory=memory)
+            if value is not None:
+                values[name] = value
+                context[name] = value
+        context["metrics"] = values
+        return context
+
+
+class MachineProbe(Probe):
+    """Instances reported by the deploy driver: the local driver's status file or Fly."""
+
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        if env.deploy.driver is DriverName.FLY:
+            instances = await self._fly(monitor, env)
+        else:
+            instances = await asyncio.to_thread(self._local, env)
+        return machine_context(instances)
+
+    def _local(self, env: ProbeEnv) -> list[dict[str, Any]]:
+        path = env.root / env.deploy.local.state_dir / "status.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MonitorError(
+                f"no machine status at {path}", hint="deploy the service with `tower deploy` first"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise MonitorError(f"cannot read machine status {path}: {exc}") from None
+        return list(data.get("instances", []))
+
+    async def _fly(self, monitor: MonitorSpec, env: ProbeEnv) -> list[dict[str, Any]]:
+        fly = env.deploy.fly
+        token = env.environ.get(fly.token_env, "")
+        if not token or not fly.app:
+            raise MonitorError(
+                "the fly machine monitor needs deploy.fly.app and a token",
+                hint=f"set [deploy.fly] app and export {fly.token_env}",
+            )
+        response = await env.client(monitor).get(
+            f"{fly.api_url.rstrip('/')}/v1/apps/{fly.app}/machines",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=monitor.timeout,
+        )
+        if response.status_code != 200:
+            raise MonitorError(f"Fly Machines API answered {response.status_code}")
+        instances = []
+        for machine in response.json():
+            checks = machine.get("checks") or []
+            state = machine.get("state", "")
+            instances.append(
+                {
+                    "id": machine.get("id", ""),
+                    "version": (machine.get("config") or {}).get("image", ""),
+                    "state": {"started": "running", "failed": "crashed"}.get(state, state),
+                    "healthy": bool(checks) and all(c.get("status") == "passing" for c in checks)
+                    if checks
+                    else state == "started",
+                }
+            )
+        return instances
+
+
+def machine_context(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    def count(state: str) -> int:
+        return sum(1 for item in instances if item.get("state") == state)
+
+    return {
+        "instances": instances,
+        "total": len(instances),
+        "running": count("running"),
+        "starting": count("starting"),
+        "stopped": count("stopped"),
+        "crashed": count("crashed"),
+        "healthy": sum(1 for item in instances if item.get("healthy")),
+        "versions": sorted({str(item.get("version", "")) for item in instances}),
+    }
+
+
+PROBES: dict[MonitorType, Probe] = {
+    MonitorType.HTTP: HttpProbe(),
+    MonitorType.KEYWORD: HttpProbe(),
+    MonitorType.TCP: TcpProbe(),
+    MonitorType.TLS: TlsProbe(),
+    MonitorType.HEARTBEAT: HeartbeatProbe(),
+    MonitorType.PROMETHEUS: PrometheusProbe(),
+    MonitorType.MACHINE: MachineProbe(),
+}
+
+
+def describe_error(exc: BaseException, monitor: MonitorSpec) -> str:
+    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
+        return f"timed out after {monitor.timeout:g}s"
+    if isinstance(exc, httpx.ConnectError | ConnectionError):
+        return f"cannot connect: {exc or type(exc).__name__}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, MonitorError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def check(monitor: MonitorSpec, env: ProbeEnv) -> CheckOutcome:
+    """Run one check of ``monitor`` and judge it; never raises for a failing target."""
+    at = env.now()
+    started = time.perf_counter()
+    try:
+        context = await PROBES[monitor.type].observe(monitor, env)
+    except Exception as exc:
+        return judge(
+            monitor,
+            {},
+            at=at,
+            latency=time.perf_counter() - started,
+            error=describe_error(exc, monitor),
+        )
+    latency = float(context.get("latency", time.perf_counter() - started))
+    return judge(monitor, context, at=at, latency=latency)

@@ -1,0 +1,243 @@
+"""``tower monitor``: the loop that checks, records, alerts and shares the work.
+
+Four concurrent parts on one event loop:
+
+- the scheduler runs each held monitor's checks on its beat (probes -> outcomes);
+- the writer flushes outcomes every ``flush_interval`` in one transaction
+  (results, counters, rollups), in a thread;
+- the lease loop renews this worker's monitors and claims free or expired ones;
+- the alerting loop, in the one worker holding the ``monitor-alerting`` lease,
+  turns counters into incidents and outbox rows, and prunes old results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+
+from controltower.clock import system_clock
+from controltower.monitor.alerting import Alerting
+from controltower.monitor.heartbeat import last_ping
+from controltower.monitor.leases import MonitorLeases
+from controltower.monitor.probes import ProbeEnv, check
+from controltower.monitor.registry import sync_monitors
+from controltower.monitor.results import Pending, ResultWriter, RetentionPolicy, prune
+from controltower.monitor.scheduler import Scheduler, jitter_offset, percentile
+from controltower.spec import Spec
+from controltower.spec.monitors import MonitorSpec
+from controltower.store import Locks, Store, default_owner
+from controltower.store.models.monitor import MonitorState
+from controltower.typing import Clock
+
+log = structlog.get_logger("controltower.monitor")
+
+
+@dataclass
+class RunnerOptions:
+    owner: str = field(default_factory=default_owner)
+    lease_ttl: float = 15.0
+    flush_interval: float = 0.25
+    alert_interval: float = 0.5
+    prune_interval: float = 3600.0
+    concurrency: int = 200
+    jitter: bool = True
+    retention: RetentionPolicy | None = None
+
+
+class MonitorRunner:
+    def __init__(
+        self,
+        spec: Spec,
+        store: Store,
+        *,
+        options: RunnerOptions | None = None,
+        clock: Clock = system_clock,
+        root: Path | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.options = options or RunnerOptions()
+        self.clock = clock
+        self.root = root or Path.cwd()
+        self.writer = ResultWriter(store, worker=self.options.owner)
+        self.monitors: dict[int, MonitorSpec] = {}
+        self.ids: dict[str, int] = {}
+        self.service_id = 0
+        self.scheduler: Scheduler | None = None
+        self.leader = False
+        self.passes = 0
+        self._last_prune = 0.0
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or forever), then flush and hand the monitors back."""
+        stop = stop or asyncio.Event()
+        self.service_id, self.ids = await asyncio.to_thread(sync_monitors, self.store, self.spec)
+        by_name = {m.name: m for m in self.spec.monitors}
+        self.monitors = {mid: by_name[name] for name, mid in self.ids.items()}
+        env = ProbeEnv(
+            deploy=self.spec.deploy,
+            root=self.root,
+            last_ping=lambda name: last_ping(self.store, self.ids[name]),
+            now=self.clock.now,
+            max_connections=max(self.options.concurrency, 10),
+        )
+        self.env = env
+        self.scheduler = Scheduler(self._check, concurrency=self.options.concurrency)
+        leases = MonitorLeases(
+            self.store,
+            self.service_id,
+            self.options.owner,
+            ttl=self.options.lease_ttl,
+            clock=self.clock,
+        )
+        alerting = Alerting(
+            self.store,
+            service_id=self.service_id,
+            service=self.spec.service.name,
+            environment=self.spec.environment or "default",
+            monitors=self.spec.monitors,
+            alerts=self.spec.alerts,
+        )
+        tasks = [
+            asyncio.create_task(self._lease_loop(leases, stop)),
+            asyncio.create_task(self._flush_loop(stop)),
+            asyncio.create_task(self._alert_loop(alerting, stop)),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            await self.scheduler.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.writer.flush)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(leases.release)
+            if self.leader:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(
+                        Locks(self.store).release, self._alert_lock, self.options.owner
+                    )
+            await env.aclose()
+
+    @property
+    def _alert_lock(self) -> str:
+        return f"monitor-alerting:{self.service_id}"
+
+    async def _check(self, key: int, due: float) -> None:
+        monitor = self.monitors[key]
+        outcome = await check(monitor, self.env)
+        loop = asyncio.get_running_loop()
+        next_due = self.clock.now() + timedelta(seconds=due + monitor.interval - loop.time())
+        self.writer.add(
+            key,
+            outcome,
+            next_due_at=next_due,
+            failure_threshold=monitor.failure_threshold,
+            success_threshold=monitor.success_threshold,
+        )
+
+    async def _lease_loop(self, leases: MonitorLeases, stop: asyncio.Event) -> None:
+        assert self.scheduler is not None
+        every = max(self.options.lease_ttl / 3, 0.05)
+        while not stop.is_set():
+            try:
+                held = await asyncio.to_thread(leases.sync, set(self.monitors))
+                self._reschedule(held, await asyncio.to_thread(self._due_times, held))
+                self.ready.set()
+            except Exception as exc:
+                log.warning("lease renewal failed", error=str(exc))
+            await _wait(stop, every)
+
+    def _due_times(self, held: set[int]) -> dict[int, datetime | None]:
+        assert self.scheduler is not None
+        new = held - self.scheduler.keys()
+        if not new:
+            return {}
+        with self.store.session() as session:
+            rows = session.execute(
+                select(MonitorState.id, MonitorState.next_due_at).where(MonitorState.id.in_(new))
+            ).all()
+        return {row[0]: row[1] for row in rows}
+
+    def _reschedule(self, held: set[int], due_at: dict[int, datetime | None]) -> None:
+        assert self.scheduler is not None
+        current = self.scheduler.keys()
+        for key in current - held:
+            self.scheduler.remove(key)
+        loop = asyncio.get_running_loop()
+        now_wall = self.clock.now()
+        for key in held - current:
+            monitor = self.monitors[key]
+            stored = due_at.get(key)
+            if stored is not None:
+                delay = max(0.0, (stored - now_wall).total_seconds())
+                delay = min(delay, monitor.interval)
+            elif self.options.jitter:
+                delay = jitter_offset(monitor.name, monitor.interval)
+            else:
+                delay = 0.0
+            self.scheduler.add(key, monitor.interval, loop.time() + delay)
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _wait(stop, self.options.flush_interval)
+            batch = self.writer.take()
+            if not batch:
+                continue
+            try:
+                await asyncio.to_thread(self.writer.flush, batch)
+            except Exception as exc:
+                log.warning("writing results failed; keeping them for the next try", error=str(exc))
+                self._requeue(batch)
+
+    def _requeue(self, batch: list[Pending]) -> None:
+        self.writer.pending[:0] = batch
+
+    async def _alert_loop(self, alerting: Alerting, stop: asyncio.Event) -> None:
+        locks = Locks(self.store, clock=self.clock)
+        policy = self.options.retention or RetentionPolicy.from_spec(self.spec.store)
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                self.leader = await asyncio.to_thread(
+                    locks.acquire,
+                    self._alert_lock,
+                    self.options.owner,
+                    ttl=self.options.lease_ttl,
+                )
+                if self.leader:
+                    await asyncio.to_thread(alerting.run_pass, self.clock.now())
+                    self.passes += 1
+                    if loop.time() - self._last_prune >= self.options.prune_interval:
+                        self._last_prune = loop.time()
+                        await asyncio.to_thread(prune, self.store, self.clock.now(), policy)
+            except Exception as exc:
+                log.warning("alerting pass failed; retrying", error=str(exc))
+            await _wait(stop, self.options.alert_interval)
+
+    def stats(self) -> dict[str, Any]:
+        drift = list(self.scheduler.drift) if self.scheduler else []
+        return {
+            "monitors": len(self.scheduler.keys()) if self.scheduler else 0,
+            "checks": self.scheduler.started if self.scheduler else 0,
+            "skipped": self.scheduler.skipped if self.scheduler else 0,
+            "written": self.writer.written,
+            "drift_p50": percentile(drift, 0.5),
+            "drift_p99": percentile(drift, 0.99),
+            "leader": self.leader,
+        }
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,406 @@
+"""Probes against real local targets: HTTP, keyword, TCP, TLS, heartbeat, Prometheus, machines."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controltower.clock import utcnow
+from controltower.exceptions import MonitorError
+from controltower.monitor import ProbeEnv, check, record_ping
+from controltower.monitor.heartbeat import last_ping
+from controltower.monitor.metrics import CounterMemory, Expression, parse_samples
+from controltower.monitor.registry import sync_monitors
+from controltower.spec import Spec
+from controltower.spec.monitors import MonitorSpec
+from controltower.store import Store
+from controltower.testing import FakeClock
+from tests.conftest import free_port
+from tests.monitor_support import Target, spec_from
+
+
+def monitor(**values: object) -> MonitorSpec:
+    return MonitorSpec.model_validate({"name": "m", **values})
+
+
+async def run(spec: MonitorSpec, env: ProbeEnv | None = None):  # type: ignore[no-untyped-def]
+    env = env or ProbeEnv()
+    try:
+        return await check(spec, env)
+    finally:
+        await env.aclose()
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    server = Target()
+    yield server
+    server.down()
+
+
+class TestHttp:
+    async def test_conditions_on_status_body_headers_latency(self, target: Target) -> None:
+        """Conditions see the status, JSON body paths, headers and latency."""
+        target.body = {"status": "pass", "checks": {"db": [{"status": "pass"}]}}
+        outcome = await run(
+            monitor(
+                url=target.url,
+                conditions=[
+                    "status == 200",
+                    'body.status == "pass"',
+                    'body.checks.db[0].status == "pass"',
+                    'header.content-type =~ "json"',
+                    "latency < 5s",
+                ],
+            )
+        )
+        assert outcome.ok, outcome.message
+        assert [r.ok for r in outcome.results] == [True] * 5
+
+    async def test_failing_condition_is_critical_with_message(self, target: Target) -> None:
+        """A failing condition makes the check critical and says what was observed."""
+        target.status = 503
+        outcome = await run(monitor(url=target.url, conditions=["status == 200"]))
+        assert outcome.level == "critical"
+        assert "observed 503" in outcome.message
+
+    async def test_warning_conditions(self, target: Target) -> None:
+        """A failing warning condition alone makes the check a warning."""
+        target.delay = 0.05
+        outcome = await run(monitor(url=target.url, warning=["latency < 1ms"]))
+        assert outcome.level == "warning"
+
+    async def test_method_headers_body_are_sent(self) -> None:
+        """The method, headers and body of the monitor reach the target."""
+        seen: dict[str, str] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                seen.update(
+                    method="PUT",
+                    token=self.headers.get("x-token", ""),
+                    body=self.rfile.read(length).decode(),
+                )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/"
+            outcome = await run(
+                monitor(
+                    url=url,
+                    method="PUT",
+                    headers={"x-token": "t1"},
+                    body='{"a":1}',
+                    conditions=["status == 204"],
+                )
+            )
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert outcome.ok
+        assert seen == {"method": "PUT", "token": "t1", "body": '{"a":1}'}
+
+    async def test_refused_and_timeout_are_errors(self, target: Target) -> None:
+        """Nothing listening, or too slow an answer, is a critical check with the reason."""
+        refused = await run(monitor(url=f"http://127.0.0.1:{free_port()}/"))
+        assert refused.level == "critical" and "cannot connect" in refused.message
+        target.delay = 0.5
+        slow = await run(monitor(url=target.url, timeout="100ms"))
+        assert slow.level == "critical" and "timed out" in slow.message
+
+    async def test_keyword(self, target: Target) -> None:
+        """A keyword monitor passes when the page contains the keyword, and fails when not."""
+        target.content_type = "text/html"
+        target.body = "<h1>Welcome to the shop</h1>"
+        found = await run(monitor(type="keyword", url=target.url, keyword="Welcome"))
+        missing = await run(monitor(type="keyword", url=target.url, keyword="Checkout"))
+        assert found.ok and not missing.ok
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "30",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls_target(certificate: tuple[Path, Path]) -> Iterator[int]:
+    cert, key = certificate
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+class TestTcpTls:
+    async def test_tcp(self, target: Target) -> None:
+        """A TCP monitor passes when the port accepts, fails when it refuses."""
+        assert (await run(monitor(type="tcp", host="127.0.0.1", port=target.port))).ok
+        closed = await run(monitor(type="tcp", host="127.0.0.1", port=free_port()))
+        assert not closed.ok
+
+    async def test_tls_certificate_days(
+        self, tls_target: int, certificate: tuple[Path, Path]
+    ) -> None:
+        """A TLS monitor reads the certificate's remaining days; cert_days > 14 passes, > 60 fails."""
+        cert, _ = certificate
+        common = {"type": "tls", "host": "127.0.0.1", "port": tls_target, "ca_file": str(cert)}
+        good = await run(monitor(**common))
+        assert good.ok, good.message
+        assert 29 < good.context["cert_days"] <= 30
+        bad = await run(monitor(**common, conditions=["cert_days > 60"]))
+        assert not bad.ok
+
+    async def test_untrusted_certificate_fails(self, tls_target: int) -> None:
+        """Without the CA, the self-signed certificate is refused."""
+        outcome = await run(monitor(type="tls", host="127.0.0.1", port=tls_target))
+        assert not outcome.ok and "TLS" in outcome.message
+
+    async def test_https_monitor_sees_cert_days(
+        self, tls_target: int, certificate: tuple[Path, Path]
+    ) -> None:
+        """An HTTPS monitor can put a condition on cert_days too."""
+        cert, _ = certificate
+        outcome = await run(
+            monitor(
+                url=f"https://127.0.0.1:{tls_target}/",
+                ca_file=str(cert),
+                conditions=["status == 200", "cert_days > 14"],
+            )
+        )
+        assert outcome.ok, outcome.message
+
+
+class TestPrometheus:
+    EXPOSITION = """# HELP process_resident_memory_bytes Resident memory.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes {rss}
+# TYPE http_requests_total counter
+http_requests_total{{status="200"}} {ok}
+http_requests_total{{status="500"}} {errors}
+"""
+
+    def test_expressions(self) -> None:
+        """Selectors sum matching samples; arithmetic, aggregates and label regexes work."""
+        samples = parse_samples(self.EXPOSITION.format(rss=268435456, ok=90, errors=10))
+        assert Expression("process_resident_memory_bytes / 536870912 * 100").evaluate(
+            samples, now=0
+        ) == pytest.approx(50.0)
+        rate = Expression('sum(http_requests_total{status=~"5.."}) / sum(http_requests_total)')
+        assert rate.evaluate(samples, now=0) == pytest.approx(0.1)
+        assert Expression("count(http_requests_total)").evaluate(samples, now=0) == 2
+        assert Expression("missing_metric").evaluate(samples, now=0) is None
+
+    def test_increase_between_scrapes(self) -> None:
+        """increase() and rate() compare with the previous scrape; the first gives 0."""
+        memory = CounterMemory()
+        errors = Expression('increase(http_requests_total{status="500"})')
+        first = parse_samples(self.EXPOSITION.format(rss=1, ok=90, errors=10))
+        second = parse_samples(self.EXPOSITION.format(rss=1, ok=95, errors=15))
+        assert errors.evaluate(first, now=0, memory=memory) == 0
+        assert errors.evaluate(second, now=10, memory=memory) == 5
+        per_second = Expression("rate(http_requests_total)")
+        per_second.evaluate(first, now=0, memory=memory)
+        assert per_second.evaluate(second, now=10, memory=memory) == pytest.approx(1.0)
+
+    def test_bad_expression_is_explained(self) -> None:
+        """A malformed expression raises MonitorError naming it."""
+        with pytest.raises(MonitorError, match="metric expression"):
+            Expression("sum(http_requests_total{status~5})")
+
+    async def test_memory_warning_then_critical(self, target: Target) -> None:
+        """Memory at 90% of the limit warns (85%), at 97% is critical (95%)."""
+        limit = 512 * 1024 * 1024
+        target.content_type = "text/plain; version=0.0.4"
+        spec = monitor(
+            type="prometheus",
+            url=f"{target.url}/metrics",
+            metrics={"memory_pct": f"process_resident_memory_bytes / {limit} * 100"},
+            warning=["memory_pct < 85"],
+            conditions=["memory_pct < 95"],
+        )
+        levels = []
+        for fraction in (0.5, 0.9, 0.97):
+            target.body = self.EXPOSITION.format(rss=int(limit * fraction), ok=1, errors=0)
+            outcome = await run(spec)
+            levels.append(outcome.level)
+        assert levels == ["ok", "warning", "critical"]
+
+
+class TestHeartbeat:
+    SPEC = '[service]\nname = "shop"\n[[monitors]]\nname = "backup"\ntype = "heartbeat"\ninterval = "1h"\ngrace = "5m"\n'
+
+    def _env(self, store: Store, spec: Spec, clock: FakeClock) -> ProbeEnv:
+        _service, ids = sync_monitors(store, spec)
+        return ProbeEnv(last_ping=lambda name: last_ping(store, ids[name]), now=clock.now)
+
+    async def test_missing_ping_is_a_failure(self, store: Store) -> None:
+        """No ping within interval + grace fails; a ping makes it pass; a fail ping fails."""
+        spec = spec_from(self.SPEC)
+        clock = FakeClock(utcnow())
+        env = self._env(store, spec, clock)
+        monitor_spec = spec.monitors[0]
+        assert (await check(monitor_spec, env)).ok
+        clock.advance(3600 + 301)
+        assert not (await check(monitor_spec, env)).ok
+        record_ping(store, "backup", clock=clock)
+        assert (await check(monitor_spec, env)).ok
+        record_ping(store, "backup", status="fail", clock=clock)
+        failed = await check(monitor_spec, env)
+        assert not failed.ok and failed.context["last_status"] == "fail"
+
+    def test_unknown_monitor(self, store: Store) -> None:
+        """A ping for a monitor that does not exist is refused."""
+        with pytest.raises(MonitorError, match="no heartbeat monitor"):
+            record_ping(store, "nope")
+
+    async def test_routes(self, store: Store) -> None:
+        """/ping/<monitor> and /ping/<monitor>/fail record pings; other names are 404."""
+        from starlette.applications import Starlette
+
+        from controltower.monitor import heartbeat_routes
+
+        spec = spec_from(self.SPEC)
+        app = Starlette(routes=heartbeat_routes(store, spec))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tower") as client:
+            assert (await client.post("/ping/backup")).json()["status"] == "up"
+            assert (await client.get("/ping/backup/fail")).json()["status"] == "fail"
+            assert (await client.get("/ping/other")).status_code == 404
+        _service, ids = sync_monitors(store, spec)
+        at, status, _created = last_ping(store, ids["backup"])
+        assert at is not None and status == "fail"
+
+
+class FlyApi:
+    """The documented Fly Machines endpoint GET /v1/apps/{app}/machines, locally."""
+
+    def __init__(self, machines: list[dict[str, object]]) -> None:
+        self.machines = machines
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.headers.get("authorization") != "Bearer fly-token":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                if self.path != "/v1/apps/shop/machines":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = json.dumps(api.machines).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestMachine:
+    async def test_local_status_file(self, tmp_path: Path) -> None:
+        """The local driver's status.json gives running, crashed and healthy counts."""
+        spec = spec_from(
+            '[service]\nname = "shop"\n[deploy]\ndriver = "local"\n[deploy.local]\nstate_dir = "state"\n'
+            '[[monitors]]\nname = "machines"\ntype = "machine"\n'
+            'conditions = ["running >= 2", "crashed == 0", "healthy == 2"]\n'
+        )
+        (tmp_path / "state").mkdir()
+        status = tmp_path / "state" / "status.json"
+        instances = [
+            {"id": "a", "version": "v2", "state": "running", "healthy": True, "port": 1, "pid": 2},
+            {"id": "b", "version": "v2", "state": "running", "healthy": True, "port": 3, "pid": 4},
+        ]
+        status.write_text(json.dumps({"service": "shop", "instances": instances}))
+        env = ProbeEnv(deploy=spec.deploy, root=tmp_path)
+        assert (await run(spec.monitors[0], env)).ok
+        instances[1]["state"] = "crashed"
+        instances[1]["healthy"] = False
+        status.write_text(json.dumps({"service": "shop", "instances": instances}))
+        outcome = await run(spec.monitors[0], ProbeEnv(deploy=spec.deploy, root=tmp_path))
+        assert not outcome.ok
+        assert outcome.context["crashed"] == 1 and outcome.context["running"] == 1
+
+    async def test_missing_status_file(self, tmp_path: Path) -> None:
+        """No status file yet is a failed check that says to deploy first."""
+        spec = spec_from('[service]\nname = "shop"\n[[monitors]]\nname = "m"\ntype = "machine"\n')
+        outcome = await run(spec.monitors[0], ProbeEnv(deploy=spec.deploy, root=tmp_path))
+        assert not outcome.ok
+        assert "no machine status" in outcome.message
+
+    async def test_fly_machines_api(self) -> None:
+        """On Fly, machine states and check statuses come from the Machines API with the token."""
+        fly = FlyApi(
+            [
+                {"id": "1", "state": "started", "config": {"image": "r:1"}, "checks": [{"name": "http", "status": "passing"}]},
+                {"id": "2", "state": "started", "config": {"image": "r:1"}, "checks": [{"name": "http", "status": "critical"}]},
+                {"id": "3", "state": "stopped", "config": {"image": "r:1"}},
+            ]
+        )  # fmt: skip
+        try:
+            spec = spec_from(
+                f'[service]\nname = "shop"\n[deploy]\ndriver = "fly"\n'
+                f'[deploy.fly]\napp = "shop"\napi_url = "{fly.url}"\n'
+                '[[monitors]]\nname = "machines"\ntype = "machine"\n'
+                'conditions = ["running >= 2", "healthy == running"]\n'
+            )
+            env = ProbeEnv(deploy=spec.deploy, environ={"FLY_API_TOKEN": "fly-token"})
+            outcome = await run(spec.monitors[0], env)
+            assert outcome.context["running"] == 2 and outcome.context["stopped"] == 1
+            assert outcome.context["healthy"] == 1
+            assert not outcome.ok
+            no_token = await run(spec.monitors[0], ProbeEnv(deploy=spec.deploy, environ={}))
+            assert "token" in no_token.message
+        finally:
+            fly.close()

@@ -151,7 +151,10 @@ class RateLimiter:
         delay = self.ready_in()
         if delay > 0:
             await self.clock.asleep(delay)
-        self.next_at = self.clock.monotonic() + self.interval
+
+    def done(self) -> None:
+        """Count the interval from when a send finished, as the receiver sees it."""
+        self.next_at = max(self.next_at, self.clock.monotonic() + self.interval)
 
     def pause(self, seconds: float) -> None:
         self.next_at = max(self.next_at, self.clock.monotonic() + seconds)
@@ -272,6 +275,7 @@ class Dispatcher:
                 lease_end = self.clock.monotonic() + self.lease
             await limiter.wait()
             outcome, next_at = await self._send_one(channel, row, http)
+            limiter.done()
             report.outcomes.append(outcome)
             if outcome.status == "failed" and next_at is not None:
                 # The receiver is failing: leave the rest for when this one is due again.

@@ -133,12 +133,15 @@ class HttpChannel(Channel):
             )
         except httpx.TimeoutException as exc:
             raise DeliveryFailed(
-                self.scrub(f"no answer within {self.spec.timeout:g}s ({type(exc).__name__})"),
+                self.scrub(
+                    f"{request.url}: no answer within {self.spec.timeout:g}s "
+                    f"({type(exc).__name__})"
+                ),
                 retryable=True,
             ) from None
         except httpx.HTTPError as exc:
             raise DeliveryFailed(
-                self.scrub(f"{type(exc).__name__}: {exc}"), retryable=True
+                self.scrub(f"{request.url}: {type(exc).__name__}: {exc}"), retryable=True
             ) from None
         return self.check_response(response)
 

@@ -102,6 +102,12 @@ class TestDelivery:
             assert row.sent_at is not None
         assert (await dispatcher.dispatch_once()).claimed == 0
 
+    async def test_claims_at_most_a_batch(self, store: Store, receiver: WebhookReceiver) -> None:
+        """One pass claims no more than ``batch`` rows (PostgreSQL must not re-run the claim)."""
+        add(store, 12)
+        dispatcher = Dispatcher(store, {"hook": webhook(receiver)}, batch=5)
+        assert [(await dispatcher.dispatch_once()).claimed for _ in range(4)] == [5, 5, 2, 0]
+
     async def test_failure_backs_off_then_succeeds(
         self, store: Store, receiver: WebhookReceiver
     ) -> None:

@@ -338,10 +338,17 @@ class Dispatcher:
         if keys is not None:
             chosen = chosen.where(OutboxMessage.key.in_(list(keys)))
         if self.store.is_postgres:
-            chosen = chosen.with_for_update(skip_locked=True)
+            # Materialized, so the planner cannot re-run the subquery per row and
+            # claim past the limit, skipping its own locks each time.
+            claimable = (
+                chosen.with_for_update(skip_locked=True).cte("claimable").prefix_with("MATERIALIZED")
+            )
+            ids = select(claimable.c.id).scalar_subquery()
+        else:
+            ids = chosen.scalar_subquery()
         statement = (
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(chosen.scalar_subquery()), due)
+            .where(OutboxMessage.id.in_(ids), due)
             .values(
                 status="sending",
                 lease_owner=self.owner,

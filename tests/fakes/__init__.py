@@ -1,0 +1,1 @@
+"""Local servers that implement outside services' documented HTTP contracts, for tests."""

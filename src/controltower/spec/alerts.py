@@ -17,7 +17,12 @@ class ChannelType(StrEnum):
 
 
 class ChannelSpec(Section):
-    """``[alerts.channels.<name>]``: where notifications go. URLs and keys are secrets."""
+    """``[alerts.channels.<name>]``: where notifications go. URLs and keys are secrets.
+
+    Which keys a type needs: slack ``url``; resend ``api_key``, ``from``, ``to``;
+    smtp ``host``, ``from``, ``to``; webhook ``url`` (and ``secret`` to sign);
+    apprise ``url`` (any Apprise URL).
+    """
 
     type: ChannelType
     url: SecretStr | None = None
@@ -31,6 +36,10 @@ class ChannelSpec(Section):
     username: str = ""
     password: SecretStr | None = None
     starttls: bool = True
+    tls: bool = False
+    subject_prefix: str = "[tower]"
+    timeout: Duration = 10.0
+    rate: float | None = Field(default=None, gt=0)
 
 
 class RouteSpec(Section):
@@ -58,6 +67,16 @@ class MaintenanceSpec(Section):
     match: dict[str, str] = Field(default_factory=dict)
 
 
+class DeliverySpec(Section):
+    """``[alerts.delivery]``: how the outbox retries a notification before giving up."""
+
+    max_attempts: int = Field(default=20, ge=1)
+    max_age: Duration = 86400.0
+    backoff: Duration = 2.0
+    backoff_max: Duration = 600.0
+    lease: Duration = 60.0
+
+
 class AlertsSpec(Section):
     """``[alerts]``: channels, routing and maintenance windows."""
 
@@ -65,3 +84,4 @@ class AlertsSpec(Section):
     routes: list[RouteSpec] = Field(default_factory=list)
     maintenance: list[MaintenanceSpec] = Field(default_factory=list)
     default_channels: list[str] = Field(default_factory=list)
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)

@@ -1,0 +1,184 @@
+"""What every channel is: a small abstract class, like httpx's ``BaseTransport``.
+
+A channel turns a ``Delivery`` into one send. HTTP channels split that in two:
+``build_request`` is pure (a ``Delivery`` and a time in, an ``HttpRequest`` out,
+tested by equality) and ``HttpChannel.deliver`` alone does I/O and reads the
+answer. A failed send raises ``DeliveryFailed``, which says whether trying again
+can help and how long the receiver asked us to wait.
+"""
+
+from __future__ import annotations
+
+import abc
+import email.utils
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+import httpx
+
+from controltower.clock import system_clock
+from controltower.exceptions import NotifyError
+from controltower.notify.message import Notification
+from controltower.notify.scrub import scrub
+from controltower.spec.alerts import ChannelSpec
+from controltower.typing import Clock
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_IDEMPOTENCY_KEY = 256
+USER_AGENT = "controltower-notify"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row on its way: the notification, for one channel, at one attempt."""
+
+    key: str
+    channel: str
+    notification: Notification
+    created_at: datetime
+    attempt: int = 1
+
+    @property
+    def idempotency_key(self) -> str:
+        """The outbox key, hashed when longer than receivers accept (Resend: 256)."""
+        if len(self.key) <= MAX_IDEMPOTENCY_KEY:
+            return self.key
+        return "sha256:" + hashlib.sha256(self.key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A request to make. The URL and headers may hold secrets, so repr leaves them out."""
+
+    method: str
+    url: str = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    content: bytes = b""
+
+
+class DeliveryFailed(NotifyError):
+    """A send did not go through. ``retryable`` says whether trying again can help."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Channel(abc.ABC):
+    """Delivers notifications to one configured destination."""
+
+    type: ClassVar[str]
+    default_rate: ClassVar[float | None] = None
+    required: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, spec: ChannelSpec, *, clock: Clock = system_clock) -> None:
+        self.name = name
+        self.spec = spec
+        self.clock = clock
+        missing = [_key(key) for key in self.required if not _has(spec, key)]
+        if missing:
+            keys = ", ".join(f"`{key}`" for key in missing)
+            raise NotifyError(
+                f"channel {name!r} ({self.type}) needs {keys} in [alerts.channels.{name}]",
+                hint="set it in tower.toml, e.g. from an environment variable: "
+                'url = "${SLACK_WEBHOOK_URL}"',
+            )
+
+    @property
+    def rate(self) -> float | None:
+        """At most this many messages a second from one dispatcher (None: no limit)."""
+        return self.spec.rate or self.default_rate
+
+    def secrets(self) -> list[str]:
+        """Every secret value this channel holds, to scrub from errors."""
+        values = [self.spec.url, self.spec.api_key, self.spec.secret, self.spec.password]
+        return [value.get_secret_value() for value in values if value is not None]
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self.secrets())
+
+    @abc.abstractmethod
+    async def deliver(self, delivery: Delivery, http: httpx.AsyncClient) -> str:
+        """Send ``delivery``; return a short receipt. Raise ``DeliveryFailed`` on failure."""
+
+
+class HttpChannel(Channel):
+    """A channel that is one HTTP request: a pure builder and one I/O method."""
+
+    @abc.abstractmethod
+    def build_request(self, delivery: Delivery, *, now: float) -> HttpRequest:
+        """The request that delivers ``delivery``, signed or dated at ``now``."""
+
+    def check_response(self, response: httpx.Response) -> str:
+        """Accept a 2xx; otherwise raise ``DeliveryFailed`` saying whether to retry."""
+        if response.is_success:
+            return f"HTTP {response.status_code}"
+        raise failure_from_response(response, self.describe_error(response), now=self.clock.time())
+
+    def describe_error(self, response: httpx.Response) -> str:
+        return response.text[:200].strip()
+
+    async def deliver(self, delivery: Delivery, http: httpx.AsyncClient) -> str:
+        request = self.build_request(delivery, now=self.clock.time())
+        try:
+            response = await http.request(
+                request.method,
+                request.url,
+                headers=list(request.headers),
+                content=request.content,
+                timeout=self.spec.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise DeliveryFailed(
+                self.scrub(
+                    f"{request.url}: no answer within {self.spec.timeout:g}s "
+                    f"({type(exc).__name__})"
+                ),
+                retryable=True,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(
+                self.scrub(f"{request.url}: {type(exc).__name__}: {exc}"), retryable=True
+            ) from None
+        return self.check_response(response)
+
+
+def failure_from_response(
+    response: httpx.Response, detail: str, *, now: float, retryable: bool | None = None
+) -> DeliveryFailed:
+    """A 429, 5xx, 408, 409 or 425 can pass if tried again; any other 4xx will not."""
+    status = response.status_code
+    message = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if retryable is None:
+        retryable = status in RETRYABLE_STATUS or status >= 500
+    wait = retry_after(response.headers.get("retry-after"), now=now)
+    return DeliveryFailed(message, retryable=retryable, retry_after=wait)
+
+
+def retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _has(spec: ChannelSpec, key: str) -> bool:
+    value = getattr(spec, key)
+    return value is not None and value != "" and value != []
+
+
+def _key(name: str) -> str:
+    alias = ChannelSpec.model_fields[name].alias
+    return alias or name

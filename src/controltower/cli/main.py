@@ -9,6 +9,8 @@ import typer
 
 from controltower import __version__
 from controltower.cli import init as init_cmd
+from controltower.cli import serve as serve_cmd
+from controltower.cli import token as token_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -49,6 +51,8 @@ def root(
 
 init_cmd.register(app)
 validate_cmd.register(app)
+serve_cmd.register(app)
+token_cmd.register(app)
 
 
 def run() -> None:

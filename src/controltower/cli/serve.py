@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -99,19 +101,28 @@ def serve(
             server_header=False,
         )
         return
-    app = create_app(context)
+    config = uvicorn.Config(
+        create_app(context),
+        host=bind_host,
+        port=bind_port,
+        log_level=log_level,
+        timeout_graceful_shutdown=timeout,
+        server_header=False,
+    )
     try:
-        uvicorn.run(
-            app,
-            host=bind_host,
-            port=bind_port,
-            log_level=log_level,
-            timeout_graceful_shutdown=timeout,
-            server_header=False,
-        )
+        _Server(config).run()
     finally:
         store.close()
     console.print("stopped; buffered events were flushed", markup=False)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but SIGTERM/SIGINT end in a clean exit (0) after the graceful stop."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
 
 
 def register(app: typer.Typer) -> None:

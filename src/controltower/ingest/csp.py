@@ -8,7 +8,6 @@ with camelCase keys. Both become ``Violation`` and group by directive and blocke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from controltower.ingest.envelope import loads
 from controltower.ingest.errors import Rejected
 from controltower.ingest.scrub import scrub, scrub_text
 from controltower.store import Store
@@ -64,8 +64,8 @@ def _violation(body: dict[str, Any]) -> Violation:
 def parse_csp(data: bytes) -> list[Violation]:
     """Violations in a report body of either format; ``Rejected`` if it is neither."""
     try:
-        payload = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        payload = loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Rejected("the CSP report is not valid JSON") from None
     if isinstance(payload, dict) and isinstance(payload.get("csp-report"), dict):
         return [_violation(payload["csp-report"])]

@@ -13,6 +13,15 @@ from typing import Any
 from controltower.ingest.errors import Rejected
 
 
+def _no_constant(name: str) -> None:
+    return None
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON as sent by SDKs; NaN and Infinity (which no store column takes) read as null."""
+    return json.loads(data, parse_constant=_no_constant)
+
+
 @dataclass(frozen=True)
 class Item:
     headers: dict[str, Any]
@@ -24,8 +33,8 @@ class Item:
 
     def json(self) -> dict[str, Any]:
         try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
+            value = loads(self.payload)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise Rejected(f"the {self.type or 'envelope'} item is not valid JSON") from None
         if not isinstance(value, dict):
             raise Rejected(f"the {self.type or 'envelope'} item is not a JSON object")
@@ -40,8 +49,8 @@ class Envelope:
 
 def _json_line(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data) if data.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+        value = loads(data) if data.strip() else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Rejected(f"the {what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise Rejected(f"the {what} is not a JSON object")

@@ -55,7 +55,8 @@ class ParsedEvent:
 def _text(value: Any, limit: int) -> str:
     if value is None:
         return ""
-    return (value if isinstance(value, str) else str(value))[:limit]
+    text = (value if isinstance(value, str) else str(value))[:limit]
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def normalize_event_id(value: Any) -> str:
@@ -201,7 +202,7 @@ def parse_event(
     context = {key: payload[key] for key in _CONTEXT_KEYS if key in payload}
     data: dict[str, Any] = {"exception": _stack(exceptions), **scrub(context)}
     if template and template != message:
-        data["template"] = template
+        data["template"] = scrub_text(template)
     return ParsedEvent(
         project_id=project_id,
         event_id=normalize_event_id(payload.get("event_id") or event_id),

@@ -13,7 +13,6 @@ is over its limit or the buffer is full.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from controltower.clock import system_clock
 from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.csp import parse_csp, store_violations
 from controltower.ingest.decode import decompress
-from controltower.ingest.envelope import parse_envelope
+from controltower.ingest.envelope import loads, parse_envelope
 from controltower.ingest.errors import AuthFailed, RateLimited, Rejected, TooLarge
 from controltower.ingest.event import ParsedEvent, parse_event
 from controltower.ingest.metrics import IngestMetrics
@@ -167,8 +166,8 @@ async def store_endpoint(request: Request) -> Response:
         project = await ingestion.project(_project_id(request), key)
         _event_size(ingestion, len(data))
         try:
-            payload: Any = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+            payload: Any = loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise Rejected("the event is not valid JSON") from None
         event = parse_event(payload, project_id=project.id, received_at=ingestion.clock.now())
         ingestion.limit(project, 1)

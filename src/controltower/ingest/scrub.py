@@ -57,7 +57,12 @@ def _secret(match: re.Match[str]) -> str:
 
 
 def scrub_text(text: str) -> str:
-    """``text`` with card numbers, tokens and credentials replaced by ``[Filtered]``."""
+    """``text`` with card numbers, tokens and credentials replaced by ``[Filtered]``.
+
+    NUL characters, which PostgreSQL text cannot hold, become U+FFFD.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
     if not _SUSPECT.search(text):
         return text
     text = _SECRET_TEXT.sub(_secret, text)
@@ -76,7 +81,7 @@ def scrub(value: Any, depth: int = 0) -> Any:
         return FILTERED
     if isinstance(value, dict):
         return {
-            key: FILTERED
+            scrub_text(str(key)): FILTERED
             if isinstance(key, str) and item not in (None, "") and is_sensitive(key)
             else scrub(item, depth + 1)
             for key, item in value.items()

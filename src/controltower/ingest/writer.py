@@ -19,6 +19,7 @@ from typing import cast
 from sqlalchemy import BindParameter, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from controltower.clock import system_clock
@@ -349,10 +350,15 @@ class IngestWriter:
         self.clock = clock
         self.stored = 0
         self.failures = 0
+        self.dropped = 0
+        self.dropped_in_last = 0
         self.metrics = metrics
         self.last_result = BatchResult()
 
     async def flush_once(self) -> int:
+        """Write one batch. A batch the store rejects for its data is written event by event
+        and the events that still fail are dropped (logged and counted); when the store
+        cannot be reached the batch goes back to the buffer and the error propagates."""
         batch = self.buffer.take(self.batch_size)
         if not batch:
             return 0
@@ -361,18 +367,40 @@ class IngestWriter:
             result = await asyncio.to_thread(
                 write_batch, self.store, batch, self.rules, clock=self.clock
             )
-        except Exception:
+        except (OperationalError, InterfaceError):
             self.failures += 1
             self.buffer.put_back(batch)
             log.exception("writing %d error events failed; they stay queued", len(batch))
             raise
-        self.stored += len(batch)
+        except Exception:
+            log.exception("a batch of %d error events was refused; writing one by one", len(batch))
+            result = await asyncio.to_thread(self._one_by_one, batch)
+        self.stored += len(batch) - self.dropped_in_last
         self.last_result = result
         if self.metrics is not None:
-            self.metrics.stored.inc(len(batch))
+            self.metrics.stored.inc(len(batch) - self.dropped_in_last)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.metrics.buffered.set(len(self.buffer))
+        self.dropped_in_last = 0
         return len(batch)
+
+    def _one_by_one(self, batch: list[ParsedEvent]) -> BatchResult:
+        total = BatchResult()
+        for event in batch:
+            try:
+                result = write_batch(self.store, [event], self.rules, clock=self.clock)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:
+                self.dropped += 1
+                self.dropped_in_last += 1
+                log.exception("error event %s could not be stored; dropped", event.event_id)
+                continue
+            total.stored += result.stored
+            total.new_issues += result.new_issues
+            total.regressed += result.regressed
+            total.spikes += result.spikes
+        return total
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = self.flush_interval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -78,6 +79,8 @@ def requires(scope: str) -> Callable[[Handler], Endpoint]:
                 token = await authenticate(request)
                 if not token.allows(scope):
                     raise ApiError(403, "forbidden", f"this token lacks the {scope!r} scope")
+                if "\x00" in str(request.query_params) or "%00" in request.url.query:
+                    raise ApiError(400, "invalid_parameter", "parameters must not contain NUL")
                 return await handler(request, token)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message)
@@ -110,8 +113,11 @@ def choice_param(request: Request, name: str, choices: tuple[str, ...]) -> str |
 
 
 async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if b"\\u0000" in raw or b"\x00" in raw:
+        raise ApiError(400, "invalid_body", "the body must not contain NUL characters")
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except ValueError:
         raise ApiError(400, "invalid_body", "the body must be a JSON object") from None
     if not isinstance(body, dict):

@@ -84,7 +84,7 @@ def list_issues(
         query = query.where(ErrorIssue.id < before)
     query = query.order_by(ErrorIssue.id.desc()).limit(limit + 1)
     with store.session() as session:
-        return [issue_json(issue, name) for issue, name in session.execute(query).tuples()]
+        return [issue_json(issue, name) for issue, name in session.execute(query)]
 
 
 def get_issue(store: Store, issue_id: int) -> dict[str, Any] | None:
@@ -108,7 +108,7 @@ def set_status(store: Store, issue_id: int, action: str, *, actor: str) -> dict[
         ).first()
         if row is None:
             return None
-        issue, project = row.tuple()
+        issue, project = row
         before = issue.status
         issue.status = status
         issue.resolved_at = utcnow() if status == "resolved" else None
@@ -150,7 +150,7 @@ def hourly_counts(store: Store, issue_id: int, *, hours: int = 24) -> list[dict[
             select(ErrorIssueHour.hour, ErrorIssueHour.count)
             .where(ErrorIssueHour.issue_id == issue_id, ErrorIssueHour.hour >= since)
             .order_by(ErrorIssueHour.hour)
-        ).tuples()
+        )
         return [{"hour": _iso(hour), "count": count} for hour, count in rows]
 
 
@@ -172,5 +172,5 @@ def list_csp(store: Store, *, project: str | None = None, limit: int = 100) -> l
                 "last_seen": _iso(report.last_seen),
                 "sample": report.sample,
             }
-            for report, name in session.execute(query).tuples()
+            for report, name in session.execute(query)
         ]

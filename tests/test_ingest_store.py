@@ -178,7 +178,7 @@ class TestWriter:
         """On stop the writer writes everything still queued before returning."""
         pid = project(store)
         buffer = IngestBuffer(10_000)
-        buffer.offer([error(pid, "E%d" % (n % 7)) for n in range(1200)])
+        buffer.offer([error(pid, f"E{n % 7}") for n in range(1200)])
         writer = IngestWriter(store, buffer, batch_size=250, flush_interval=60)
         stop = asyncio.Event()
         stop.set()

@@ -16,6 +16,8 @@ from controltower.cli import load as load_cmd
 from controltower.cli import incidents as incidents_cmd
 from controltower.cli import monitor as monitor_cmd
 from controltower.cli import silence as silence_cmd
+from controltower.cli import serve as serve_cmd
+from controltower.cli import token as token_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -63,6 +65,8 @@ validate_cmd.register(app)
 monitor_cmd.register(app)
 incidents_cmd.register(app)
 silence_cmd.register(app)
+serve_cmd.register(app)
+token_cmd.register(app)
 
 
 def run() -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from controltower.store.models.checks import CheckFindingRow, CheckRunRow
 from controltower.store.models.core import AuditEvent, Lock, Service
 from controltower.store.models.load import LoadRun
+from controltower.store.models.ingest import (
+    CspReport,
+    ErrorEvent,
+    ErrorIssue,
+    ErrorIssueHour,
+    Project,
+)
 from controltower.store.models.notify import OutboxMessage
+from controltower.store.models.server import ApiToken, DashboardSession
 
 __all__ = ["AuditEvent", "CheckFindingRow", "CheckRunRow", "Lock", "OutboxMessage", "Service"]
 __all__ = ["AuditEvent", "LoadRun", "Lock", "OutboxMessage", "Service"]
@@ -30,4 +38,11 @@ __all__ = [
     "OutboxMessage",
     "Service",
     "Silence",
+    "ApiToken",
+    "CspReport",
+    "DashboardSession",
+    "ErrorEvent",
+    "ErrorIssue",
+    "ErrorIssueHour",
+    "Project",
 ]

@@ -1,0 +1,202 @@
+"""The ingestion endpoints: Sentry ``envelope`` and ``store``, and CSP reports.
+
+``POST /api/<project id>/envelope/``  Sentry envelope (events; other items ignored)
+``POST /api/<project id>/store/``     one Sentry event as JSON
+``POST /api/<project id>/security/``  CSP reports, ``report-uri`` or Reporting API
+
+Each authenticates the project's DSN key, caps and decompresses the body,
+applies the project's rate limit, parses and scrubs, then queues the events:
+200 ``{"id": "<event id>"}`` once queued, 429 with Retry-After when the project
+is over its limit or the buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from controltower.clock import system_clock
+from controltower.ingest.buffer import IngestBuffer
+from controltower.ingest.csp import parse_csp, store_violations
+from controltower.ingest.decode import decompress
+from controltower.ingest.envelope import loads, parse_envelope
+from controltower.ingest.errors import AuthFailed, RateLimited, Rejected, TooLarge
+from controltower.ingest.event import ParsedEvent, parse_event
+from controltower.ingest.metrics import IngestMetrics
+from controltower.ingest.projects import ProjectInfo, load_projects
+from controltower.ingest.ratelimit import RateLimiter
+from controltower.ingest.sentry_auth import public_key
+from controltower.store import Store
+from controltower.typing import Clock
+
+EVENT_ITEMS = frozenset({"event"})
+_BUFFER_FULL_RETRY = 5
+
+
+@dataclass
+class Ingestion:
+    """What the endpoints share: the store, the buffer, limits and the project keys."""
+
+    store: Store
+    buffer: IngestBuffer
+    metrics: IngestMetrics
+    max_body_size: int = 1024 * 1024
+    max_event_size: int = 1024 * 1024
+    clock: Clock = system_clock
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
+    _reloaded: float = 0.0
+
+    def set_projects(self, projects: list[ProjectInfo]) -> None:
+        self._by_key = {project.public_key: project for project in projects}
+        self._reloaded = time.monotonic()
+
+    async def project(self, project_id: int, key: str) -> ProjectInfo:
+        if not key:
+            raise AuthFailed("no DSN key: send X-Sentry-Auth or ?sentry_key=")
+        project = self._by_key.get(key)
+        if project is None and time.monotonic() - self._reloaded > 5.0:
+            self.set_projects(await asyncio.to_thread(load_projects, self.store))
+            project = self._by_key.get(key)
+        if project is None or project.id != project_id:
+            raise AuthFailed(f"the DSN key is not valid for project {project_id}", status=403)
+        return project
+
+    async def body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_size:
+            raise TooLarge(f"the body exceeds {self.max_body_size} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_size:
+                raise TooLarge(f"the body exceeds {self.max_body_size} bytes")
+            chunks.append(chunk)
+        return decompress(
+            b"".join(chunks),
+            request.headers.get("content-encoding", ""),
+            limit=max(self.max_event_size, self.max_body_size),
+        )
+
+    def limit(self, project: ProjectInfo, count: int) -> None:
+        wait = self.limiter.allow(project.id, project.rate_limit, count)
+        if wait:
+            raise RateLimited(
+                f"project {project.name} is over its rate limit of {project.rate_limit}/min",
+                retry_after=wait,
+            )
+
+    def queue(self, project: ProjectInfo, events: list[ParsedEvent]) -> None:
+        if not self.buffer.offer(events):
+            raise RateLimited("the ingest buffer is full", retry_after=_BUFFER_FULL_RETRY)
+        self.metrics.accepted.labels(project.name).inc(len(events))
+        self.metrics.buffered.set(len(self.buffer))
+
+
+def _failure(exc: Rejected, metrics: IngestMetrics) -> Response:
+    reason = {401: "auth", 403: "auth", 413: "too_large", 429: "rate_limited"}.get(
+        exc.status, "invalid"
+    )
+    metrics.rejected.labels(reason).inc()
+    headers = {}
+    if exc.retry_after:
+        headers["Retry-After"] = str(exc.retry_after)
+        headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}::organization"
+    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+
+def _ingestion(request: Request) -> Ingestion:
+    ingestion: Ingestion = request.app.state.ingestion
+    return ingestion
+
+
+def _project_id(request: Request) -> int:
+    value: int = request.path_params["project_id"]
+    return value
+
+
+def _event_size(ingestion: Ingestion, size: int) -> None:
+    if size > ingestion.max_event_size:
+        raise TooLarge(f"an event exceeds {ingestion.max_event_size} bytes")
+
+
+async def envelope_endpoint(request: Request) -> Response:
+    ingestion = _ingestion(request)
+    try:
+        data = await ingestion.body(request)
+        envelope = parse_envelope(data)
+        dsn = envelope.headers.get("dsn")
+        key = public_key(request.headers, request.query_params, dsn if isinstance(dsn, str) else "")
+        project = await ingestion.project(_project_id(request), key)
+        now = ingestion.clock.now()
+        events: list[ParsedEvent] = []
+        for item in envelope.items:
+            if item.type not in EVENT_ITEMS:
+                continue
+            _event_size(ingestion, len(item.payload))
+            events.append(
+                parse_event(
+                    item.json(),
+                    project_id=project.id,
+                    received_at=now,
+                    event_id=envelope.headers.get("event_id"),
+                )
+            )
+        if events:
+            ingestion.limit(project, len(events))
+            ingestion.queue(project, events)
+    except Rejected as exc:
+        return _failure(exc, ingestion.metrics)
+    event_id = events[0].event_id if events else envelope.headers.get("event_id")
+    return JSONResponse({"id": event_id} if event_id else {})
+
+
+async def store_endpoint(request: Request) -> Response:
+    ingestion = _ingestion(request)
+    try:
+        data = await ingestion.body(request)
+        key = public_key(request.headers, request.query_params)
+        project = await ingestion.project(_project_id(request), key)
+        _event_size(ingestion, len(data))
+        try:
+            payload: Any = loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise Rejected("the event is not valid JSON") from None
+        event = parse_event(payload, project_id=project.id, received_at=ingestion.clock.now())
+        ingestion.limit(project, 1)
+        ingestion.queue(project, [event])
+    except Rejected as exc:
+        return _failure(exc, ingestion.metrics)
+    return JSONResponse({"id": event.event_id})
+
+
+async def security_endpoint(request: Request) -> Response:
+    ingestion = _ingestion(request)
+    try:
+        data = await ingestion.body(request)
+        key = public_key(request.headers, request.query_params)
+        project = await ingestion.project(_project_id(request), key)
+        violations = parse_csp(data)
+        if violations:
+            ingestion.limit(project, len(violations))
+            await asyncio.to_thread(
+                store_violations, ingestion.store, project.id, violations, ingestion.clock.now()
+            )
+            ingestion.metrics.csp_reports.inc(len(violations))
+    except Rejected as exc:
+        return _failure(exc, ingestion.metrics)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/{project_id:int}/envelope/", envelope_endpoint, methods=["POST"]),
+    Route("/api/{project_id:int}/store/", store_endpoint, methods=["POST"]),
+    Route("/api/{project_id:int}/security/", security_endpoint, methods=["POST"]),
+]

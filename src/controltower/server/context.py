@@ -1,0 +1,47 @@
+"""Everything a request handler or a service needs, built once per server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from controltower.clock import system_clock
+from controltower.ingest.alerts import ErrorAlertRules
+from controltower.ingest.buffer import IngestBuffer
+from controltower.ingest.metrics import IngestMetrics
+from controltower.ingest.routes import Ingestion
+from controltower.server.services import Service
+from controltower.spec import Spec
+from controltower.store import Store
+from controltower.typing import Clock
+
+
+@dataclass
+class ServerContext:
+    store: Store
+    spec: Spec | None = None
+    clock: Clock = system_clock
+    services: list[Service] = field(default_factory=list)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    ingestion: Ingestion | None = None
+    rules: ErrorAlertRules = field(default_factory=ErrorAlertRules)
+
+    @classmethod
+    def build(
+        cls, store: Store, spec: Spec | None = None, *, clock: Clock = system_clock
+    ) -> ServerContext:
+        context = cls(store=store, spec=spec, clock=clock)
+        server = spec.server if spec is not None else None
+        buffer = IngestBuffer(server.buffer_size if server else 20000)
+        context.ingestion = Ingestion(
+            store=store,
+            buffer=buffer,
+            metrics=IngestMetrics(context.registry),
+            max_body_size=server.max_body_size if server else 1024 * 1024,
+            max_event_size=server.max_event_size if server else 1024 * 1024,
+            clock=clock,
+        )
+        if spec is not None:
+            context.rules = ErrorAlertRules.from_spec(spec)
+        return context

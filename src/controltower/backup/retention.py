@@ -1,7 +1,7 @@
-"""Keep N hourly, daily and weekly backups; let the rest go.
+"""Keep the last N backups and N hourly, daily and weekly ones; let the rest go.
 
 ``keep`` is pure: it takes (name, time) pairs and returns the names to keep.
-In each granularity the newest backup of a bucket (an hour, a day, an ISO
+The newest ``last`` are kept as they are. In each granularity the newest backup of a bucket (an hour, a day, an ISO
 week) stands for it, newest buckets first, until N buckets are kept. The
 newest backup is always kept.
 """
@@ -29,11 +29,13 @@ _BUCKETS = (("hourly", "%Y-%m-%dT%H"), ("daily", "%Y-%m-%d"), ("weekly", "%G-W%V
 
 
 def keep(items: Iterable[tuple[str, datetime]], retention: RetentionSpec) -> dict[str, list[str]]:
-    """Which names to keep, each with the reasons (``hourly``, ``daily``, ``weekly``, ``newest``)."""
+    """Which names to keep, each with the reasons (``newest``, ``last``, ``hourly``, ...)."""
     ordered = sorted(items, key=lambda item: item[1], reverse=True)
     reasons: dict[str, list[str]] = {}
     if ordered:
         reasons[ordered[0][0]] = ["newest"]
+    for name, _ in ordered[: retention.last]:
+        reasons.setdefault(name, []).append("last")
     for label, pattern in _BUCKETS:
         limit = getattr(retention, label)
         seen: set[str] = set()

@@ -49,27 +49,31 @@ def _print_result(result: BackupResult) -> None:
             console.print(
                 f"configuration unchanged since version {result.version} ({result.name})",
                 markup=False,
+            soft_wrap=True,
             )
         else:
             console.print(
                 f"configuration version {result.version}: {result.name} "
                 f"({format_size(result.size)}) -> {result.location}",
                 markup=False,
+            soft_wrap=True,
             )
         return
     console.print(
         f"backup {result.name}: {format_size(result.size)} in "
         f"{format_duration(result.duration)}, sha256 {result.sha256[:16]}…",
         markup=False,
+        soft_wrap=True,
     )
-    console.print(f"  stored at {result.location}", markup=False)
+    console.print(f"  stored at {result.location}", markup=False, soft_wrap=True)
     console.print(
         f"  {len(result.tables)} tables, "
         f"{sum(t['rows'] for t in result.tables.values())} rows, server {result.server_version}",
         markup=False,
+        soft_wrap=True,
     )
     if result.heartbeat_error:
-        console.print(f"  warning: {result.heartbeat_error}", style="yellow", markup=False)
+        console.print(f"  warning: {result.heartbeat_error}", style="yellow", markup=False, soft_wrap=True)
 
 
 def run(
@@ -146,7 +150,7 @@ def list_(
             verified,
         )
     console.print(table)
-    console.print(f"{len(rows)} backup{'s' if len(rows) != 1 else ''}", markup=False)
+    console.print(f"{len(rows)} backup{'s' if len(rows) != 1 else ''}", markup=False, soft_wrap=True)
 
 
 def verify(
@@ -174,7 +178,7 @@ def verify(
     else:
         for finding in result.findings:
             mark = "ok  " if finding.ok else "FAIL"
-            console.print(f"  {mark} {finding.name}: {finding.message}", markup=False)
+            console.print(f"  {mark} {finding.name}: {finding.message}", markup=False, soft_wrap=True)
         verdict = "verified" if result.ok else "FAILED verification"
         console.print(
             f"backup {result.name} {verdict}: restored in "
@@ -182,6 +186,7 @@ def verify(
             f"scratch database {result.scratch} dropped",
             style=None if result.ok else "red",
             markup=False,
+            soft_wrap=True,
         )
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -225,6 +230,7 @@ def restore(
     console.print(
         f"restored {result.name} into {result.target} in {format_duration(result.seconds)}",
         markup=False,
+        soft_wrap=True,
     )
 
 
@@ -244,11 +250,11 @@ def prune_(
         emit_json(result.to_dict())
         return
     for name, reasons in result.kept.items():
-        console.print(f"  keep   {name} ({', '.join(reasons)})", markup=False)
+        console.print(f"  keep   {name} ({', '.join(reasons)})", markup=False, soft_wrap=True)
     for name in result.deleted:
-        console.print(f"  delete {name}", markup=False)
+        console.print(f"  delete {name}", markup=False, soft_wrap=True)
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"kept {len(result.kept)}, {verb} {len(result.deleted)}", markup=False)
+    console.print(f"kept {len(result.kept)}, {verb} {len(result.deleted)}", markup=False, soft_wrap=True)
 
 
 def status(
@@ -267,6 +273,7 @@ def status(
             ("ok: " if result.ok else "RPO BREACHED: ") + result.message,
             style=None if result.ok else "red",
             markup=False,
+            soft_wrap=True,
         )
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)

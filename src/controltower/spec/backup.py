@@ -29,6 +29,9 @@ class DestinationSpec(Section):
 
 
 class RetentionSpec(Section):
+    """``[backup.retention]``: the newest ``last`` backups, then one per hour, day and ISO week."""
+
+    last: int = Field(default=4, ge=0)
     hourly: int = Field(default=24, ge=0)
     daily: int = Field(default=7, ge=0)
     weekly: int = Field(default=4, ge=0)

@@ -9,6 +9,7 @@ import typer
 
 from controltower import __version__
 from controltower.cli import backup as backup_cmd
+from controltower.cli import generate as generate_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
@@ -51,6 +52,7 @@ def root(
 init_cmd.register(app)
 validate_cmd.register(app)
 backup_cmd.register(app)
+generate_cmd.register(app)
 
 
 def run() -> None:

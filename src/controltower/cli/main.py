@@ -9,6 +9,7 @@ import typer
 
 from controltower import __version__
 from controltower.cli import backup as backup_cmd
+from controltower.cli import cost as cost_cmd
 from controltower.cli import generate as generate_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import validate as validate_cmd
@@ -53,6 +54,7 @@ init_cmd.register(app)
 validate_cmd.register(app)
 backup_cmd.register(app)
 generate_cmd.register(app)
+cost_cmd.register(app)
 
 
 def run() -> None:

@@ -34,7 +34,7 @@ instances = 3
 
 class TestPriceTable:
     def test_rule_reproduces_the_published_table(self) -> None:
-        """The CPU + RAM rule lands within five cents of every published preset price."""
+        """The CPU + RAM rule lands within a tenth of a percent (and two cents) of every published preset price."""
         table = PriceTable.from_spec(parse_spec('[service]\nname = "x"\n[cost]\nram_gb_month = 5.0\n', environ={}))
         for key, published in PUBLISHED.items():
             preset, size = key.split(":")
@@ -42,7 +42,7 @@ class TestPriceTable:
             cpus = int(preset.rsplit("-", 1)[1].rstrip("x"))
             memory_mb = int(size[:-2]) * (1024 if size.endswith("gb") else 1)
             _, price, _ = table.machine(kind, cpus, memory_mb)
-            assert abs(price - published) <= 0.05, key
+            assert abs(price - published) <= 0.02 + published / 1000, key
 
     def test_overrides(self) -> None:
         """A preset price, the date and a region multiplier can be set in [cost]."""

@@ -11,6 +11,9 @@ from controltower import __version__
 from controltower.cli import check as check_cmd
 from controltower.cli import env as env_cmd
 from controltower.cli import deploy as deploy_cmd
+from controltower.cli import backup as backup_cmd
+from controltower.cli import cost as cost_cmd
+from controltower.cli import generate as generate_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import load as load_cmd
 from controltower.cli import incidents as incidents_cmd
@@ -67,6 +70,9 @@ incidents_cmd.register(app)
 silence_cmd.register(app)
 serve_cmd.register(app)
 token_cmd.register(app)
+backup_cmd.register(app)
+generate_cmd.register(app)
+cost_cmd.register(app)
 
 
 def run() -> None:

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from croniter import croniter
+from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
+from controltower.conditions import ConditionText
 from controltower.spec.base import Section
-from controltower.units import Duration
+from controltower.units import Duration, parse_duration
+
+_EVERY = re.compile(r"^@every\s+(\S+)$")
 
 
 class DestinationSpec(Section):
@@ -19,12 +25,28 @@ class DestinationSpec(Section):
     region: str = "us-east-1"
     access_key_env: str = "AWS_ACCESS_KEY_ID"
     secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    session_token_env: str = "AWS_SESSION_TOKEN"
 
 
 class RetentionSpec(Section):
+    """``[backup.retention]``: the newest ``last`` backups, then one per hour, day and ISO week."""
+
+    last: int = Field(default=4, ge=0)
     hourly: int = Field(default=24, ge=0)
     daily: int = Field(default=7, ge=0)
     weekly: int = Field(default=4, ge=0)
+
+
+class VerifyCheckSpec(Section):
+    """``[[backup.checks]]``: a query run on the restored copy, with conditions on its answer.
+
+    The conditions see ``rows`` (how many rows came back), ``value`` (the first
+    column of the first row) and ``row.<column>`` (the first row by column name).
+    """
+
+    name: str
+    query: str
+    conditions: list[ConditionText] = Field(default_factory=lambda: ["rows >= 1"])  # type: ignore[arg-type]
 
 
 class BackupSpec(Section):
@@ -38,6 +60,40 @@ class BackupSpec(Section):
     rpo: Duration = 900.0
     heartbeat: str = ""
     verify_queries: list[str] = Field(default_factory=list)
+    checks: list[VerifyCheckSpec] = Field(default_factory=list)
     config_files: list[str] = Field(
         default_factory=lambda: ["tower.toml", "fly.toml", "Dockerfile"]
     )
+    compress: int = Field(default=6, ge=0, le=9)
+    jobs: int = Field(default=1, ge=1, le=32)
+    pg_bin: str = ""
+    scratch_url: SecretStr | None = None
+    exact_count_limit: int = Field(default=1_000_000, ge=0)
+    timeout: Duration = 6 * 3600.0
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            return text
+        every = _EVERY.match(text)
+        if every:
+            try:
+                seconds = parse_duration(every.group(1))
+            except ValueError:
+                seconds = 0.0
+            if seconds <= 0:
+                raise PydanticCustomError(
+                    "schedule",
+                    'must be "@every <duration>" with a positive duration like 15m (got "{value}")',
+                    {"value": value},
+                )
+            return text
+        if not croniter.is_valid(text):
+            raise PydanticCustomError(
+                "schedule",
+                'must be a cron expression like "*/15 * * * *" or "@every 15m" (got "{value}")',
+                {"value": value},
+            )
+        return text

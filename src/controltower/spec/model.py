@@ -8,6 +8,7 @@ from controltower.spec.alerts import AlertsSpec
 from controltower.spec.backup import BackupSpec
 from controltower.spec.base import Section
 from controltower.spec.budgets import BudgetsSpec
+from controltower.spec.cost import CostSpec
 from controltower.spec.deploy import DeploySpec
 from controltower.spec.envcatalog import EnvCatalogSpec
 from controltower.spec.environments import EnvironmentSpec
@@ -33,6 +34,7 @@ class Spec(Section):
     monitors: list[MonitorSpec] = Field(default_factory=list)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     backup: BackupSpec = Field(default_factory=BackupSpec)
+    cost: CostSpec = Field(default_factory=CostSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
     waivers: list[WaiverSpec] = Field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controltower.store.models.checks import CheckFindingRow, CheckRunRow
+from controltower.store.models.backup import Backup, BackupIncident, BackupVerification
 from controltower.store.models.core import AuditEvent, Lock, Service
 from controltower.store.models.load import LoadRun
 from controltower.store.models.ingest import (
@@ -46,3 +47,7 @@ __all__ = [
     "ErrorIssueHour",
     "Project",
 ]
+    "Backup",
+    "BackupIncident",
+    "BackupVerification",
+    "Lock", "OutboxMessage", "Service"]

@@ -1,0 +1,96 @@
+"""Facts about the app that several generators need, taken from the spec and the folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from controltower.spec import Spec
+from controltower.spec.service import Stack
+
+NODE_IMAGE = "node:22.11.0-bookworm-slim"
+PYTHON_IMAGE = "python:3.12.7-slim-bookworm"
+POSTGRES_IMAGE = "postgres:16.4"
+
+
+@dataclass(frozen=True)
+class App:
+    """What the generators know about the app."""
+
+    name: str
+    fly_app: str
+    region: str
+    stack: Stack
+    port: int
+    memory_mb: int
+    cpus: int
+    cpu_kind: str
+    production: bool
+    package_manager: str
+    migration: str
+    python_entry: str
+
+    @property
+    def is_node(self) -> bool:
+        return self.stack in (Stack.NEXTJS, Stack.NODE)
+
+    @property
+    def heap_mb(self) -> int:
+        """Node's old-space limit: three quarters of the VM, leaving room for the rest."""
+        return max(128, self.memory_mb * 3 // 4)
+
+
+def package_manager(root: Path) -> str:
+    if (root / "pnpm-lock.yaml").exists():
+        return "pnpm"
+    if (root / "yarn.lock").exists():
+        return "yarn"
+    return "npm"
+
+
+def migration_command(root: Path, stack: Stack) -> str:
+    """The release command that migrates the database, if the app shows how it migrates."""
+    if (root / "prisma" / "schema.prisma").exists():
+        return "npx prisma migrate deploy"
+    if any((root / name).exists() for name in ("drizzle.config.ts", "drizzle.config.js")):
+        return "npx drizzle-kit migrate"
+    if (root / "alembic.ini").exists():
+        return "alembic upgrade head"
+    if (root / "manage.py").exists():
+        return "python manage.py migrate --noinput"
+    return ""
+
+
+def app_facts(
+    spec: Spec,
+    root: Path,
+    *,
+    production: bool | None = None,
+    migration: str | None = None,
+    python_entry: str = "app:app",
+) -> App:
+    service = spec.service
+    env = spec.environments.get(spec.environment or "")
+    production_env = spec.environments.get("production")
+    fly_app = (
+        spec.deploy.fly.app
+        or (env.fly_app if env else "")
+        or (production_env.fly_app if production_env else "")
+        or service.name
+    )
+    return App(
+        name=service.name,
+        fly_app=fly_app,
+        region=service.region or spec.deploy.fly.region or "iad",
+        stack=service.stack,
+        port=service.port,
+        memory_mb=max(256, service.memory // (1024 * 1024)),
+        cpus=service.cpus,
+        cpu_kind=service.cpu_kind.value,
+        production=(spec.is_production if spec.environment else True)
+        if production is None
+        else production,
+        package_manager=package_manager(root),
+        migration=migration_command(root, service.stack) if migration is None else migration,
+        python_entry=python_entry,
+    )

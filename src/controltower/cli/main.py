@@ -9,6 +9,7 @@ import typer
 
 from controltower import __version__
 from controltower.cli import init as init_cmd
+from controltower.cli import user as user_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -49,6 +50,7 @@ def root(
 
 init_cmd.register(app)
 validate_cmd.register(app)
+user_cmd.register(app)
 
 
 def run() -> None:

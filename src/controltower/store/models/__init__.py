@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controltower.store.models.core import AuditEvent, Lock, Service
+from controltower.store.models.dashboard import LoginSession, User
 from controltower.store.models.notify import OutboxMessage
 
-__all__ = ["AuditEvent", "Lock", "OutboxMessage", "Service"]
+__all__ = ["AuditEvent", "Lock", "LoginSession", "OutboxMessage", "Service", "User"]

@@ -91,6 +91,8 @@ def parse_percent(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """Render seconds the way a person writes them: ``250ms``, ``30s``, ``5m``, ``1h30m``."""
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms" if seconds * 1000 >= 1 else f"{seconds * 1000:.2f}ms"
     if seconds < 60:

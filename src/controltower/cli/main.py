@@ -21,6 +21,7 @@ from controltower.cli import monitor as monitor_cmd
 from controltower.cli import silence as silence_cmd
 from controltower.cli import serve as serve_cmd
 from controltower.cli import token as token_cmd
+from controltower.cli import user as user_cmd
 from controltower.cli import validate as validate_cmd
 from controltower.cli.common import err_console
 from controltower.exceptions import TowerError
@@ -73,6 +74,7 @@ token_cmd.register(app)
 backup_cmd.register(app)
 generate_cmd.register(app)
 cost_cmd.register(app)
+user_cmd.register(app)
 
 
 def run() -> None:

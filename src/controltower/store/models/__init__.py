@@ -13,6 +13,7 @@ from controltower.store.models.ingest import (
     ErrorIssueHour,
     Project,
 )
+from controltower.store.models.dashboard import LoginSession, User
 from controltower.store.models.notify import OutboxMessage
 from controltower.store.models.server import ApiToken, DashboardSession
 
@@ -51,3 +52,4 @@ __all__ = [
     "BackupIncident",
     "BackupVerification",
     "Lock", "OutboxMessage", "Service"]
+__all__ = ["AuditEvent", "Lock", "LoginSession", "OutboxMessage", "Service", "User"]

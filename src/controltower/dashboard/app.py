@@ -1,0 +1,334 @@
+"""The dashboard and the public status page, as Starlette routes.
+
+Pages are server-rendered Jinja2 and work without JavaScript. Everything but
+``/status``, ``/badge/...``, ``/login`` and the stylesheet needs a logged-in
+user; every POST carries the session's CSRF token and must come from this
+origin.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from controltower.clock import system_clock
+from controltower.dashboard import data
+from controltower.dashboard.auth import Accounts, SessionInfo, csrf_ok
+from controltower.dashboard.svg import badge
+from controltower.store import Store
+from controltower.typing import Clock
+
+COOKIE = "tower_session"
+LOGIN_COOKIE = "tower_login_csrf"
+HERE = Path(__file__).parent
+
+
+def _percent(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:.2f}%" if value < 0.9999 else "100%"
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+class Dashboard:
+    """Routes of the dashboard over one store. ``title`` names the status page."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        title: str = "tower",
+        clock: Clock = system_clock,
+        secure_cookies: bool = False,
+    ) -> None:
+        self.store = store
+        self.title = title
+        self.clock = clock
+        self.secure = secure_cookies
+        self.accounts = Accounts(store, clock=clock)
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+        )
+        self.templates.filters["percent"] = _percent
+        self.templates.filters["when"] = _when
+        self.templates.filters["ago"] = self._ago
+
+    def _ago(self, value: datetime | None) -> str:
+        if value is None:
+            return "-"
+        seconds = (self.clock.now() - value).total_seconds()
+        for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+            if seconds >= size:
+                return f"{int(seconds // size)}{unit} ago"
+        return f"{max(0, int(seconds))}s ago"
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.overview, name="dashboard_overview"),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/services/{name}", self.service),
+            Route("/incidents", self.incidents),
+            Route("/incidents/{id:int}/{action}", self.incident_action, methods=["POST"]),
+            Route("/deploys", self.deploys),
+            Route("/deploys/{id}", self.release),
+            Route("/errors", self.errors),
+            Route("/errors/{id:int}", self.error),
+            Route("/errors/{id:int}/resolve", self.error_resolve, methods=["POST"]),
+            Route("/readiness", self.readiness),
+            Route("/status", self.status),
+            Route("/badge/{service}/{kind}.svg", self.badge),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard_static"),
+        ]
+
+    # rendering and auth
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        page = self.templates.get_template(template)
+        html = page.render(
+            url_for=request.url_for, now=self.clock.now(), title=self.title, **context
+        )
+        response = HTMLResponse(html, status_code=status_code)
+        response.headers["cache-control"] = "no-store"
+        return response
+
+    def who(self, request: Request) -> SessionInfo | None:
+        return self.accounts.session(request.cookies.get(COOKIE))
+
+    def need_login(self, request: Request) -> Response:
+        target = request.url.path
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+    async def checked_post(self, request: Request) -> tuple[SessionInfo | None, dict[str, str]]:
+        """The session of a POST whose CSRF token and origin check out, and its form."""
+        info = self.who(request)
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if info is None or not csrf_ok(info.csrf_token, form.get("csrf")):
+            return None, form
+        if not self._same_origin(request):
+            return None, form
+        return info, form
+
+    @staticmethod
+    def _same_origin(request: Request) -> bool:
+        origin = request.headers.get("origin") or request.headers.get("referer")
+        if not origin:
+            return True
+        return urlsplit(origin).netloc == request.headers.get("host", "")
+
+    async def login(self, request: Request) -> Response:
+        next_path = request.query_params.get("next", "/")
+        if not next_path.startswith("/") or next_path.startswith("//"):
+            next_path = "/"
+        if request.method == "GET":
+            token = secrets.token_urlsafe(16)
+            response = self.render(
+                request, "login.html", login_csrf=token, next=next_path, error="", user=None
+            )
+            response.set_cookie(
+                LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=self.secure
+            )
+            return response
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
+            return Response("the login form expired; reload the page", status_code=403)
+        token = self.accounts.login(form.get("name", ""), form.get("password", ""))
+        if token is None:
+            fresh = secrets.token_urlsafe(16)
+            response = self.render(
+                request,
+                "login.html",
+                status_code=401,
+                login_csrf=fresh,
+                next=form.get("next", "/"),
+                error="Wrong name or password.",
+                user=None,
+            )
+            response.set_cookie(
+                LOGIN_COOKIE, fresh, httponly=True, samesite="strict", secure=self.secure
+            )
+            return response
+        target = form.get("next", "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="lax", secure=self.secure, max_age=12 * 3600
+        )
+        response.delete_cookie(LOGIN_COOKIE)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        info, _ = await self.checked_post(request)
+        if info is None:
+            return Response("forbidden", status_code=403)
+        self.accounts.logout(request.cookies.get(COOKIE, ""))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    # pages
+
+    async def overview(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        view = data.overview(self.store, now=self.clock.now())
+        return self.render(
+            request,
+            "overview.html",
+            user=info.user,
+            csrf=info.csrf_token,
+            active="Overview",
+            **view,
+        )
+
+    async def service(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        view = data.service_page(self.store, request.path_params["name"], now=self.clock.now())
+        if view is None:
+            return self.render(
+                request, "base.html", status_code=404, user=info.user, csrf=info.csrf_token
+            )
+        return self.render(
+            request, "service.html", user=info.user, csrf=info.csrf_token, active="Overview", **view
+        )
+
+    async def incidents(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        return self.render(
+            request,
+            "incidents.html",
+            user=info.user,
+            csrf=info.csrf_token,
+            active="Incidents",
+            incidents=data.incidents(self.store),
+        )
+
+    async def incident_action(self, request: Request) -> Response:
+        info, _ = await self.checked_post(request)
+        if info is None:
+            return Response("forbidden: log in again", status_code=403)
+        action = request.path_params["action"]
+        if action not in ("ack", "resolve"):
+            return Response("unknown action", status_code=404)
+        data.act_on_incident(self.store, request.path_params["id"], action, actor=info.user)
+        return RedirectResponse(f"/incidents#incident-{request.path_params['id']}", status_code=303)
+
+    async def deploys(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        return self.render(
+            request,
+            "deploys.html",
+            user=info.user,
+            csrf=info.csrf_token,
+            active="Deploys",
+            **data.deploys(self.store, now=self.clock.now()),
+        )
+
+    async def release(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        view = data.release(self.store, request.path_params["id"])
+        if view is None:
+            return Response("no such release", status_code=404)
+        return self.render(
+            request, "release.html", user=info.user, csrf=info.csrf_token, active="Deploys", **view
+        )
+
+    async def errors(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        return self.render(
+            request,
+            "errors.html",
+            user=info.user,
+            csrf=info.csrf_token,
+            active="Errors",
+            **data.errors(self.store, now=self.clock.now()),
+        )
+
+    async def error(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        view = data.error(self.store, request.path_params["id"], now=self.clock.now())
+        if view is None:
+            return Response("no such issue", status_code=404)
+        return self.render(
+            request, "error.html", user=info.user, csrf=info.csrf_token, active="Errors", **view
+        )
+
+    async def error_resolve(self, request: Request) -> Response:
+        info, _ = await self.checked_post(request)
+        if info is None:
+            return Response("forbidden: log in again", status_code=403)
+        data.resolve_error(self.store, request.path_params["id"], now=self.clock.now())
+        return RedirectResponse(f"/errors/{request.path_params['id']}", status_code=303)
+
+    async def readiness(self, request: Request) -> Response:
+        info = self.who(request)
+        if info is None:
+            return self.need_login(request)
+        return self.render(
+            request,
+            "readiness.html",
+            user=info.user,
+            csrf=info.csrf_token,
+            active="Readiness",
+            **data.readiness(self.store),
+        )
+
+    async def status(self, request: Request) -> Response:
+        view = data.status_page(self.store, now=self.clock.now())
+        response = self.render(request, "status.html", **view)
+        response.headers["cache-control"] = "public, max-age=30"
+        return response
+
+    async def badge(self, request: Request) -> Response:
+        service, kind = request.path_params["service"], request.path_params["kind"]
+        found = data.service_summary(self.store, service, now=self.clock.now())
+        if kind == "uptime":
+            value = found.uptime_30d if found else None
+            colour = (
+                "grey"
+                if value is None
+                else ("green" if value >= 0.999 else "yellow" if value >= 0.99 else "red")
+            )
+            svg = badge("uptime 30d", _percent(value), colour)
+        elif kind == "status":
+            status = found.status if found else "unknown"
+            colour = {"up": "green", "degraded": "yellow", "down": "red"}.get(status, "grey")
+            svg = badge(service, status, colour)
+        else:
+            return Response("badge kinds: status, uptime", status_code=404)
+        return Response(
+            svg, media_type="image/svg+xml", headers={"cache-control": "public, max-age=60"}
+        )
+
+
+def utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -57,9 +57,7 @@ def fingerprint(url: str) -> str:
     return str(row[0]) if row else ""
 
 
-def write_spec(
-    folder: Path, database_url: str, *, extra: str = "", destination: str = ""
-) -> Spec:
+def write_spec(folder: Path, database_url: str, *, extra: str = "", destination: str = "") -> Spec:
     backups = folder / "backups"
     text = f"""
 [service]

@@ -62,7 +62,5 @@ class TestKeep:
         assert len(kept) <= 1 + hourly + daily + weekly
         if items:
             newest = max(items, key=lambda item: item[1])
-            assert newest[0] in kept or any(
-                at == newest[1] for name, at in items if name in kept
-            )
+            assert newest[0] in kept or any(at == newest[1] for name, at in items if name in kept)
         assert set(kept) <= {name for name, _ in items}

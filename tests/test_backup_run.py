@@ -196,7 +196,9 @@ class TestFailuresAndHeartbeat:
     ) -> None:
         """A good backup GETs the heartbeat URL."""
         httpserver.expect_request("/ping/backup", method="GET").respond_with_data("ok")
-        spec = write_spec(tmp_path, source, extra=f'heartbeat = "{httpserver.url_for("/ping/backup")}"')
+        spec = write_spec(
+            tmp_path, source, extra=f'heartbeat = "{httpserver.url_for("/ping/backup")}"'
+        )
         result = run_backup(spec, store)
         assert result.heartbeat_error == ""
         assert [r.path for r, _ in httpserver.log] == ["/ping/backup"]
@@ -207,7 +209,9 @@ class TestFailuresAndHeartbeat:
         """A backup that cannot connect is a failed row, and the heartbeat hears /fail."""
         httpserver.expect_request("/ping/backup/fail").respond_with_data("ok")
         missing = source + "_missing"
-        spec = write_spec(tmp_path, missing, extra=f'heartbeat = "{httpserver.url_for("/ping/backup")}"')
+        spec = write_spec(
+            tmp_path, missing, extra=f'heartbeat = "{httpserver.url_for("/ping/backup")}"'
+        )
         with pytest.raises(BackupError, match="cannot connect"):
             run_backup(spec, store)
         with store.session() as session:
@@ -225,7 +229,12 @@ class TestSecrets:
             write_spec(tmp_path, url)
             spec_file = str(tmp_path / "tower.toml")
             outputs = []
-            for args in (["run"], ["list", "--kind", "all"], ["verify"], ["status", "--format", "json"]):
+            for args in (
+                ["run"],
+                ["list", "--kind", "all"],
+                ["verify"],
+                ["status", "--format", "json"],
+            ):
                 done = subprocess.run(
                     [sys.executable, "-m", "controltower", "backup", *args, "--spec", spec_file],
                     capture_output=True,
@@ -257,7 +266,10 @@ class TestSecrets:
             ).stdout
             if store_text:
                 assert password not in store_text
-            with Store.open(f"sqlite:///{tmp_path / '.tower' / 'tower.db'}") as store, store.session() as session:
+            with (
+                Store.open(f"sqlite:///{tmp_path / '.tower' / 'tower.db'}") as store,
+                store.session() as session,
+            ):
                 rows = session.scalars(select(Backup)).all()
                 events = session.scalars(select(AuditEvent)).all()
             assert len(rows) >= 3

@@ -44,7 +44,9 @@ class TestSigV4:
         assert _signature(headers) == (
             "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         )
-        assert "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date" in headers["authorization"]
+        assert (
+            "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date" in headers["authorization"]
+        )
 
     def test_put_object_example(self) -> None:
         """PUT /test$file.text encodes the $ in the path and signs the payload hash."""

@@ -118,9 +118,7 @@ class TestScheduler:
 
 @pytest.mark.slow
 class TestRpoInRealTime:
-    def test_stopping_the_schedule_breaches_the_rpo(
-        self, source: str, tmp_path: Path
-    ) -> None:
+    def test_stopping_the_schedule_breaches_the_rpo(self, source: str, tmp_path: Path) -> None:
         """With the real clock: scheduled backups keep `tower backup status` green; stopped, it exits 1."""
         spec = _spec(tmp_path, source, "@every 1s", "4s")
         spec_file = str(tmp_path / "tower.toml")

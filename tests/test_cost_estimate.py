@@ -35,7 +35,9 @@ instances = 3
 class TestPriceTable:
     def test_rule_reproduces_the_published_table(self) -> None:
         """The CPU + RAM rule lands within a tenth of a percent (and two cents) of every published preset price."""
-        table = PriceTable.from_spec(parse_spec('[service]\nname = "x"\n[cost]\nram_gb_month = 5.0\n', environ={}))
+        table = PriceTable.from_spec(
+            parse_spec('[service]\nname = "x"\n[cost]\nram_gb_month = 5.0\n', environ={})
+        )
         for key, published in PUBLISHED.items():
             preset, size = key.split(":")
             kind = "shared" if preset.startswith("shared") else "performance"

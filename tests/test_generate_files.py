@@ -113,7 +113,9 @@ class TestFlyToml:
 
 class TestDockerfile:
     @pytest.mark.parametrize("preset", ["nextjs", "python"])
-    def test_hadolint_finds_nothing(self, preset: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    def test_hadolint_finds_nothing(
+        self, preset: str, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> None:
         """The generated Dockerfiles pass hadolint with no warning, info or error."""
         spec: Spec = request.getfixturevalue(preset)
         path = tmp_path / "Dockerfile.generated"
@@ -131,7 +133,9 @@ class TestDockerfile:
         assert result.returncode != 0 and "DL3007" in result.stdout
 
     @pytest.mark.parametrize("preset", ["nextjs", "python"])
-    def test_readiness_rules(self, preset: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    def test_readiness_rules(
+        self, preset: str, request: pytest.FixtureRequest, tmp_path: Path
+    ) -> None:
         """Multi-stage, pinned, non-root, tini, HEALTHCHECK, JSON CMD, no secrets in ENV/ARG."""
         spec: Spec = request.getfixturevalue(preset)
         text = _one(spec, "dockerfile", tmp_path)
@@ -207,7 +211,7 @@ class TestNextjs:
         assert "application/health+json" in health
         for key in ("stripe:responseTime", "supabase:responseTime", "AbortController"):
             assert key in health
-        assert "status: status === \"fail\" ? 503 : 200" in health
+        assert 'status: status === "fail" ? 503 : 200' in health
         config = files["next.config.mjs"]
         for needle in (
             'output: "standalone"',
@@ -240,7 +244,15 @@ class TestCli:
 
         def tower(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "controltower", "generate", *args, "--spec", str(tmp_path / "tower.toml")],
+                [
+                    sys.executable,
+                    "-m",
+                    "controltower",
+                    "generate",
+                    *args,
+                    "--spec",
+                    str(tmp_path / "tower.toml"),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -255,7 +267,9 @@ class TestCli:
         assert again.returncode == 0, again.stdout
         states = {f["path"]: f["state"] for f in json.loads(again.stdout)["files"]}
         assert set(states.values()) == {"unchanged"}
-        assert {"fly.toml", "Dockerfile", ".github/workflows/tower.yml", ".env.example"} <= set(states)
+        assert {"fly.toml", "Dockerfile", ".github/workflows/tower.yml", ".env.example"} <= set(
+            states
+        )
 
 
 def test_python_stack_is_not_nextjs(python: Spec) -> None:

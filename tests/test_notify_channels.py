@@ -212,7 +212,12 @@ class Inbox:
         self.refuse: tuple[int, str] | None = None
 
     async def handle_RCPT(
-        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: list[str]
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
     ) -> str:
         if self.refuse:
             code, text = self.refuse
@@ -279,7 +284,9 @@ class TestSmtp:
         server_tls.load_cert_chain(cert, key)
         logins: list[tuple[bytes, bytes]] = []
 
-        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        def authenticate(
+            server: Any, session: Any, envelope: Any, mechanism: str, auth: Any
+        ) -> Any:
             from aiosmtpd.smtp import AuthResult
 
             logins.append((auth.login, auth.password))

@@ -270,9 +270,7 @@ class TestExactlyOnce:
             assert "ConnectError" in head.last_error
             assert statuses(store)["sent"] == 0
             receiver.start()
-            await asyncio.to_thread(
-                wait_until, lambda: statuses(store) == {"sent": 40}, 60
-            )
+            await asyncio.to_thread(wait_until, lambda: statuses(store) == {"sent": 40}, 60)
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
@@ -311,9 +309,7 @@ class TestExactlyOnce:
         def work() -> None:
             async def go() -> None:
                 with Store.open(store_url) as own:
-                    dispatcher = Dispatcher(
-                        own, {"hook": webhook(receiver)}, policy=FAST, batch=5
-                    )
+                    dispatcher = Dispatcher(own, {"hook": webhook(receiver)}, policy=FAST, batch=5)
                     sent = 0
                     end = time.monotonic() + 60
                     while time.monotonic() < end:
@@ -337,7 +333,9 @@ class TestExactlyOnce:
         assert Counter(receiver.keys()) == Counter(dict.fromkeys(keys, 1))
         assert statuses(store) == {"sent": 150}
 
-    def test_crash_mid_delivery(self, store: Store, store_url: str, receiver: WebhookReceiver) -> None:
+    def test_crash_mid_delivery(
+        self, store: Store, store_url: str, receiver: WebhookReceiver
+    ) -> None:
         """A dispatcher killed mid-request: the next one resends under the same key after
         the lease expires, and the receiver, deduplicating by Idempotency-Key, acts once."""
         [key] = add(store, 1)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from controltower.exceptions import NotifyError
 from controltower.notify import render
 from controltower.notify.channels import (
     HttpRequest,
@@ -24,7 +25,6 @@ from controltower.notify.channels.webhook import sign, verify
 from controltower.notify.dispatch import RetryPolicy
 from controltower.notify.message import Notification
 from controltower.notify.scrub import scrub
-from controltower.exceptions import NotifyError
 from controltower.spec import parse_spec
 from controltower.spec.alerts import ChannelSpec
 
@@ -41,7 +41,9 @@ NOTE = Notification(
     fields={"monitor": "health", "since": "12:00 UTC"},
     labels={"team": "web"},
 )
-DELIVERY = Delivery(key="incident:42:firing:ops", channel="ops", notification=NOTE, created_at=CREATED)
+DELIVERY = Delivery(
+    key="incident:42:firing:ops", channel="ops", notification=NOTE, created_at=CREATED
+)
 SLACK_URL = "https://hooks.slack.com/services/T0/B0/secrettoken123"
 
 
@@ -91,7 +93,9 @@ class TestSlackRequest:
     )
     def test_colour_by_severity(self, kind: str, severity: str, colour: str) -> None:
         """Good news is green; otherwise red, amber or blue by severity."""
-        assert render.colour(Notification(key="k", kind=kind, title="t", severity=severity)) == colour
+        assert (
+            render.colour(Notification(key="k", kind=kind, title="t", severity=severity)) == colour
+        )
 
     def test_mrkdwn_is_escaped(self) -> None:
         """Text with <, > and & cannot inject Slack links or mentions."""
@@ -155,9 +159,10 @@ class TestWebhookRequest:
         """A retry sends identical bytes, so idempotent receivers can compare bodies."""
         channel = WebhookChannel("hook", channel_spec(type="webhook", url="https://e.com/h"))
         later = Delivery(DELIVERY.key, "ops", NOTE, CREATED, attempt=5)
-        assert channel.build_request(DELIVERY, now=1).content == channel.build_request(
-            later, now=999
-        ).content
+        assert (
+            channel.build_request(DELIVERY, now=1).content
+            == channel.build_request(later, now=999).content
+        )
 
 
 class TestVerify:
@@ -251,7 +256,9 @@ class TestEmail:
 
     def test_html_escapes(self) -> None:
         """HTML email escapes what it shows and is coloured by severity."""
-        note = Notification(key="k", kind="error.new", title="<script>x</script>", severity="warning")
+        note = Notification(
+            key="k", kind="error.new", title="<script>x</script>", severity="warning"
+        )
         html = render.email_html(Delivery("k:m", "m", note, CREATED))
         assert "<script>x" not in html
         assert "&lt;script&gt;x&lt;/script&gt;" in html

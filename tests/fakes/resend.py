@@ -53,7 +53,9 @@ class FakeResend(FakeServer):
         if request.path != "/emails":
             return _error(404, "not_found", "The requested endpoint does not exist.")
         if request.method != "POST":
-            return _error(405, "method_not_allowed", "Method is not allowed for the requested path.")
+            return _error(
+                405, "method_not_allowed", "Method is not allowed for the requested path."
+            )
         authorization = request.header("Authorization")
         if not authorization.startswith("Bearer ") or not authorization[7:]:
             return _error(401, "missing_api_key", "Missing API key in the authorization header.")
@@ -71,9 +73,7 @@ class FakeResend(FakeServer):
             return problem
         key = request.header("Idempotency-Key")
         if "idempotency-key" in request.headers and not 1 <= len(key) <= 256:
-            return _error(
-                400, "invalid_idempotency_key", "The key must be between 1-256 chars."
-            )
+            return _error(400, "invalid_idempotency_key", "The key must be between 1-256 chars.")
         with self.lock:
             if key and key in self._idempotent:
                 first_body, email_id = self._idempotent[key]

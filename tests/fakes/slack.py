@@ -44,9 +44,7 @@ class FakeSlack(FakeServer):
         now = time.monotonic()
         with self.lock:
             if self.rate_limit and now - self._last < 1.0:
-                return Response(
-                    429, b"rate_limited", {"Retry-After": str(self.retry_after)}
-                )
+                return Response(429, b"rate_limited", {"Retry-After": str(self.retry_after)})
             self._last = now
             self.messages.append(payload)
             self.times.append(now)

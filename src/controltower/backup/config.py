@@ -112,9 +112,7 @@ def run_config_backup(
             version=last.version,
         )
     version = max((row.version for row in previous), default=0) + 1
-    dest = destination or open_destination(
-        spec.backup.destination, root=root, environ=environ
-    )
+    dest = destination or open_destination(spec.backup.destination, root=root, environ=environ)
     name = new_name(spec, clock, "config")
     key = f"{spec.service.name}/config/{name}.tar.gz"
     started = clock.now()
@@ -176,4 +174,3 @@ def read_bundle(data: bytes) -> dict[str, bytes]:
             if handle is not None:
                 out[member.name] = handle.read()
     return out
-

@@ -47,9 +47,7 @@ class Target:
         dbname = str(params.get("dbname") or params.get("user") or "postgres")
         params["dbname"] = dbname
         shown = make_conninfo(**params)
-        return cls(
-            conninfo=shown, password=password, dbname=dbname, display=_display(url, params)
-        )
+        return cls(conninfo=shown, password=password, dbname=dbname, display=_display(url, params))
 
     def with_dbname(self, dbname: str) -> Target:
         params = conninfo_to_dict(self.conninfo)

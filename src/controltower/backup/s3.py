@@ -140,9 +140,7 @@ class S3Client:
         self.http = httpx.Client(timeout=timeout)
 
     @classmethod
-    def from_spec(
-        cls, spec: DestinationSpec, environ: Mapping[str, str] | None = None
-    ) -> S3Client:
+    def from_spec(cls, spec: DestinationSpec, environ: Mapping[str, str] | None = None) -> S3Client:
         env = os.environ if environ is None else environ
         missing = [n for n in (spec.access_key_env, spec.secret_key_env) if not env.get(n)]
         if missing:

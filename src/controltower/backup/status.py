@@ -144,9 +144,7 @@ class RpoWatch:
             incident = session.get(BackupIncident, incident_id)
             assert incident is not None
             incident.resolved_at = self.clock.now()
-            enqueue(
-                session, self._notification(incident_id, "resolved", status), self._channels()
-            )
+            enqueue(session, self._notification(incident_id, "resolved", status), self._channels())
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -78,9 +78,7 @@ def locate(
         if good:
             name = good[0].name
         else:
-            sidecars = sorted(
-                o.key for o in dest.list(f"{service}/") if o.key.endswith(".json")
-            )
+            sidecars = sorted(o.key for o in dest.list(f"{service}/") if o.key.endswith(".json"))
             candidates = [k for k in sidecars if ("/config/" in k) == (kind == "config")]
             if not candidates:
                 raise BackupError(
@@ -193,9 +191,7 @@ def verify_backup(
             scratch=scratch_name,
         )
         result.findings.append(
-            Finding(
-                "checksum", True, f"sha256 {located.meta.sha256[:12]}… and size match"
-            )
+            Finding("checksum", True, f"sha256 {located.meta.sha256[:12]}… and size match")
         )
         within = seconds <= spec.backup.rto
         share = seconds / spec.backup.rto if spec.backup.rto else 0.0

@@ -49,14 +49,14 @@ def _print_result(result: BackupResult) -> None:
             console.print(
                 f"configuration unchanged since version {result.version} ({result.name})",
                 markup=False,
-            soft_wrap=True,
+                soft_wrap=True,
             )
         else:
             console.print(
                 f"configuration version {result.version}: {result.name} "
                 f"({format_size(result.size)}) -> {result.location}",
                 markup=False,
-            soft_wrap=True,
+                soft_wrap=True,
             )
         return
     console.print(
@@ -73,7 +73,9 @@ def _print_result(result: BackupResult) -> None:
         soft_wrap=True,
     )
     if result.heartbeat_error:
-        console.print(f"  warning: {result.heartbeat_error}", style="yellow", markup=False, soft_wrap=True)
+        console.print(
+            f"  warning: {result.heartbeat_error}", style="yellow", markup=False, soft_wrap=True
+        )
 
 
 def run(
@@ -118,9 +120,7 @@ def run(
 def list_(
     spec: SpecOption = None,
     env: EnvOption = None,
-    kind: Annotated[
-        str, typer.Option("--kind", help="database, config or all.")
-    ] = "database",
+    kind: Annotated[str, typer.Option("--kind", help="database, config or all.")] = "database",
     format: FormatOption = Format.TEXT,
 ) -> None:
     """List backups, newest first, with their size, checksum and last verification."""
@@ -150,7 +150,9 @@ def list_(
             verified,
         )
     console.print(table)
-    console.print(f"{len(rows)} backup{'s' if len(rows) != 1 else ''}", markup=False, soft_wrap=True)
+    console.print(
+        f"{len(rows)} backup{'s' if len(rows) != 1 else ''}", markup=False, soft_wrap=True
+    )
 
 
 def verify(
@@ -169,16 +171,21 @@ def verify(
     """Restore a backup into a scratch database, run sanity checks, time it against the RTO."""
     loaded = load(spec, env)
     scratch = _from_env(scratch_url_env) if scratch_url_env else None
-    with open_store(loaded) as store, console.status(
-        "restoring into a scratch database", spinner="dots"
-    ) if format is Format.TEXT else _null():
+    with (
+        open_store(loaded) as store,
+        console.status("restoring into a scratch database", spinner="dots")
+        if format is Format.TEXT
+        else _null(),
+    ):
         result = verify_backup(loaded, store, name, scratch_url=scratch, actor="tower backup")
     if format is Format.JSON:
         emit_json(result.to_dict())
     else:
         for finding in result.findings:
             mark = "ok  " if finding.ok else "FAIL"
-            console.print(f"  {mark} {finding.name}: {finding.message}", markup=False, soft_wrap=True)
+            console.print(
+                f"  {mark} {finding.name}: {finding.message}", markup=False, soft_wrap=True
+            )
         verdict = "verified" if result.ok else "FAILED verification"
         console.print(
             f"backup {result.name} {verdict}: restored in "
@@ -214,14 +221,17 @@ def restore(
 ) -> None:
     """Restore a backup into a database after proving its checksum."""
     if clean and not yes:
-        raise UsageError(
-            "--clean drops objects in the target database; add --yes to confirm"
-        )
+        raise UsageError("--clean drops objects in the target database; add --yes to confirm")
     loaded = load(spec, env)
     target = _from_env(to_env)
     with open_store(loaded) as store:
         result = restore_backup(
-            loaded, store, name, target_url=target, create=create, clean=clean,
+            loaded,
+            store,
+            name,
+            target_url=target,
+            create=create,
+            clean=clean,
             actor="tower backup",
         )
     if format is Format.JSON:
@@ -254,7 +264,9 @@ def prune_(
     for name in result.deleted:
         console.print(f"  delete {name}", markup=False, soft_wrap=True)
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"kept {len(result.kept)}, {verb} {len(result.deleted)}", markup=False, soft_wrap=True)
+    console.print(
+        f"kept {len(result.kept)}, {verb} {len(result.deleted)}", markup=False, soft_wrap=True
+    )
 
 
 def status(
@@ -301,7 +313,9 @@ def register(app: typer.Typer) -> None:
     )
     backup_app.command(
         "run",
-        epilog=epilog(["tower backup run", "tower backup run --env production --format json"], codes),
+        epilog=epilog(
+            ["tower backup run", "tower backup run --env production --format json"], codes
+        ),
     )(run)
     backup_app.command(
         "list", epilog=epilog(["tower backup list", "tower backup list --kind all"], codes)

@@ -8,18 +8,18 @@ from typing import Annotated
 import typer
 
 from controltower import __version__
-from controltower.cli import check as check_cmd
-from controltower.cli import env as env_cmd
-from controltower.cli import deploy as deploy_cmd
 from controltower.cli import backup as backup_cmd
+from controltower.cli import check as check_cmd
 from controltower.cli import cost as cost_cmd
+from controltower.cli import deploy as deploy_cmd
+from controltower.cli import env as env_cmd
 from controltower.cli import generate as generate_cmd
+from controltower.cli import incidents as incidents_cmd
 from controltower.cli import init as init_cmd
 from controltower.cli import load as load_cmd
-from controltower.cli import incidents as incidents_cmd
 from controltower.cli import monitor as monitor_cmd
-from controltower.cli import silence as silence_cmd
 from controltower.cli import serve as serve_cmd
+from controltower.cli import silence as silence_cmd
 from controltower.cli import token as token_cmd
 from controltower.cli import user as user_cmd
 from controltower.cli import validate as validate_cmd

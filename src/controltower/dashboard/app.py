@@ -132,7 +132,7 @@ class Dashboard:
         return urlsplit(origin).netloc == request.headers.get("host", "")
 
     async def login(self, request: Request) -> Response:
-        next_path = request.query_params.get("next", "/")
+        next_path = request.query_params.get("next") or "/"
         if not next_path.startswith("/") or next_path.startswith("//"):
             next_path = "/"
         if request.method == "GET":
@@ -147,8 +147,8 @@ class Dashboard:
         form = {k: str(v) for k, v in (await request.form()).items()}
         if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
             return Response("the login form expired; reload the page", status_code=403)
-        token = self.accounts.login(form.get("name", ""), form.get("password", ""))
-        if token is None:
+        session_token = self.accounts.login(form.get("name", ""), form.get("password", ""))
+        if session_token is None:
             fresh = secrets.token_urlsafe(16)
             response = self.render(
                 request,
@@ -166,12 +166,17 @@ class Dashboard:
         target = form.get("next", "/")
         if not target.startswith("/") or target.startswith("//"):
             target = "/"
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            COOKIE, token, httponly=True, samesite="lax", secure=self.secure, max_age=12 * 3600
+        redirect = RedirectResponse(target, status_code=303)
+        redirect.set_cookie(
+            COOKIE,
+            session_token,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            max_age=12 * 3600,
         )
-        response.delete_cookie(LOGIN_COOKIE)
-        return response
+        redirect.delete_cookie(LOGIN_COOKIE)
+        return redirect
 
     async def logout(self, request: Request) -> Response:
         info, _ = await self.checked_post(request)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from controltower.dashboard.svg import DayBar, Series, bar_chart, line_chart, sparkline, uptime_bars
 from controltower.store import Store
+from controltower.store.models.checks import CheckFindingRow, CheckRunRow
 from controltower.store.models.core import Service
 from controltower.store.models.deploy import Release, ReleaseStep
 from controltower.store.models.ingest import CspReport, ErrorEvent, ErrorIssue, ErrorIssueHour
@@ -74,31 +75,52 @@ def _uptime(session: Session, monitor_ids: list[int], since: datetime) -> float 
     if not monitor_ids:
         return None
     checks, failures = session.execute(
-        select(func.coalesce(func.sum(MonitorRollup.checks), 0),
-               func.coalesce(func.sum(MonitorRollup.failures), 0))
-        .where(MonitorRollup.monitor_id.in_(monitor_ids), MonitorRollup.bucket == "hour",
-               MonitorRollup.start >= since)
+        select(
+            func.coalesce(func.sum(MonitorRollup.checks), 0),
+            func.coalesce(func.sum(MonitorRollup.failures), 0),
+        ).where(
+            MonitorRollup.monitor_id.in_(monitor_ids),
+            MonitorRollup.bucket == "hour",
+            MonitorRollup.start >= since,
+        )
     ).one()
     if checks:
         return 1.0 - failures / checks
-    total = session.scalar(select(func.count()).where(
-        MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= since)) or 0
+    total = (
+        session.scalar(
+            select(func.count()).where(
+                MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= since
+            )
+        )
+        or 0
+    )
     if not total:
         return None
-    ok = session.scalar(select(func.count()).where(
-        MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= since,
-        MonitorResult.ok.is_(True))) or 0
+    ok = (
+        session.scalar(
+            select(func.count()).where(
+                MonitorResult.monitor_id.in_(monitor_ids),
+                MonitorResult.at >= since,
+                MonitorResult.ok.is_(True),
+            )
+        )
+        or 0
+    )
     return ok / total
 
 
-def _latency_series(session: Session, monitor_ids: list[int], since: datetime,
-                    now: datetime) -> tuple[list[float | None], list[str]]:
-    hours = [since + timedelta(hours=i) for i in range(int((now - since).total_seconds() // 3600) + 1)]
+def _latency_series(
+    session: Session, monitor_ids: list[int], since: datetime, now: datetime
+) -> tuple[list[float | None], list[str]]:
+    hours = [
+        since + timedelta(hours=i) for i in range(int((now - since).total_seconds() // 3600) + 1)
+    ]
     buckets: dict[datetime, list[float]] = defaultdict(list)
     if monitor_ids:
         rows = session.execute(
-            select(MonitorResult.at, MonitorResult.latency_ms)
-            .where(MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= since)
+            select(MonitorResult.at, MonitorResult.latency_ms).where(
+                MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= since
+            )
         )
         for at, latency in rows:
             buckets[at.replace(minute=0, second=0, microsecond=0)].append(latency / 1000.0)
@@ -111,18 +133,24 @@ def _latency_series(session: Session, monitor_ids: list[int], since: datetime,
 
 
 def _release_view(release: Release, service: str) -> ReleaseView:
-    return ReleaseView(release.id, service, release.version or release.image, release.strategy,
-                       release.status, release.actor, release.created_at, release.reason)
+    return ReleaseView(
+        release.id,
+        service,
+        release.version or release.image,
+        release.strategy,
+        release.status,
+        release.actor,
+        release.created_at,
+        release.reason,
+    )
 
 
 def _readiness(session: Session, service_id: int) -> float | None:
-    try:
-        from controltower.store.models.checks import CheckRun
-    except ImportError:
-        return None
     score = session.scalar(
-        select(CheckRun.score).where(CheckRun.service_id == service_id)
-        .order_by(CheckRun.created_at.desc()).limit(1)
+        select(CheckRunRow.overall)
+        .where(CheckRunRow.service_id == service_id)
+        .order_by(CheckRunRow.started_at.desc())
+        .limit(1)
     )
     return None if score is None else float(score)
 
@@ -131,9 +159,13 @@ def _summaries(session: Session, now: datetime) -> list[ServiceSummary]:
     out = []
     for service in session.scalars(select(Service).order_by(Service.name, Service.environment)):
         summary = ServiceSummary(service.id, service.name, service.environment)
-        monitors = list(session.scalars(
-            select(MonitorState).where(MonitorState.service_id == service.id)
-            .order_by(MonitorState.name)))
+        monitors = list(
+            session.scalars(
+                select(MonitorState)
+                .where(MonitorState.service_id == service.id)
+                .order_by(MonitorState.name)
+            )
+        )
         summary.monitors = monitors
         ids = [m.id for m in monitors]
         summary.status = _status([m.level for m in monitors])
@@ -143,13 +175,19 @@ def _summaries(session: Session, now: datetime) -> list[ServiceSummary]:
         values, _ = _latency_series(session, ids, now - timedelta(hours=23), now)
         summary.spark = sparkline(values, label=f"{service.name} response time, 24h")
         incident = session.scalars(
-            select(Incident).where(Incident.service_id == service.id, Incident.status.in_(OPEN))
-            .order_by(Incident.id.desc()).limit(1)).first()
+            select(Incident)
+            .where(Incident.service_id == service.id, Incident.status.in_(OPEN))
+            .order_by(Incident.id.desc())
+            .limit(1)
+        ).first()
         if incident is not None:
             summary.incident = IncidentRef(incident.id, incident.title, incident.status)
         release = session.scalars(
-            select(Release).where(Release.service_id == service.id)
-            .order_by(Release.created_at.desc()).limit(1)).first()
+            select(Release)
+            .where(Release.service_id == service.id)
+            .order_by(Release.created_at.desc())
+            .limit(1)
+        ).first()
         if release is not None:
             summary.release = _release_view(release, service.name)
         summary.readiness = _readiness(session, service.id)
@@ -162,12 +200,16 @@ def overview(store: Store, *, now: datetime) -> dict[str, Any]:
         services = _summaries(session, now)
         return {
             "services": services,
-            "open_incidents": session.scalar(
-                select(func.count()).where(Incident.status.in_(OPEN))) or 0,
+            "open_incidents": session.scalar(select(func.count()).where(Incident.status.in_(OPEN)))
+            or 0,
             "unresolved_errors": session.scalar(
-                select(func.count()).where(ErrorIssue.status.in_(("unresolved", "regressed")))) or 0,
+                select(func.count()).where(ErrorIssue.status.in_(("unresolved", "regressed")))
+            )
+            or 0,
             "deploys_week": session.scalar(
-                select(func.count()).where(Release.created_at >= now - timedelta(days=7))) or 0,
+                select(func.count()).where(Release.created_at >= now - timedelta(days=7))
+            )
+            or 0,
         }
 
 
@@ -179,16 +221,20 @@ def service_summary(store: Store, name: str, *, now: datetime) -> ServiceSummary
     return None
 
 
-def _day_bars(session: Session, monitor_ids: list[int], now: datetime, days: int = 90
-              ) -> list[DayBar]:
+def _day_bars(
+    session: Session, monitor_ids: list[int], now: datetime, days: int = 90
+) -> list[DayBar]:
     start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     if monitor_ids:
         for bucket in ("day", "hour"):
             rows = session.execute(
-                select(MonitorRollup.start, MonitorRollup.checks, MonitorRollup.failures)
-                .where(MonitorRollup.monitor_id.in_(monitor_ids), MonitorRollup.bucket == bucket,
-                       MonitorRollup.start >= start))
+                select(MonitorRollup.start, MonitorRollup.checks, MonitorRollup.failures).where(
+                    MonitorRollup.monitor_id.in_(monitor_ids),
+                    MonitorRollup.bucket == bucket,
+                    MonitorRollup.start >= start,
+                )
+            )
             found = False
             for at, checks, failures in rows:
                 found = True
@@ -199,8 +245,10 @@ def _day_bars(session: Session, monitor_ids: list[int], now: datetime, days: int
                 break
         if not totals:
             for at, ok in session.execute(
-                select(MonitorResult.at, MonitorResult.ok)
-                .where(MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= start)):
+                select(MonitorResult.at, MonitorResult.ok).where(
+                    MonitorResult.monitor_id.in_(monitor_ids), MonitorResult.at >= start
+                )
+            ):
                 day = at.strftime("%Y-%m-%d")
                 totals[day][0] += 1
                 totals[day][1] += 0 if ok else 1
@@ -220,15 +268,25 @@ def service_page(store: Store, name: str, *, now: datetime) -> dict[str, Any] | 
         summary = found[0]
         ids = [m.id for m in summary.monitors]
         values, labels = _latency_series(session, ids, now - timedelta(hours=23), now)
-        chart = line_chart([Series("mean response time", values)], labels,
-                           label=f"{name} response time")
+        chart = line_chart(
+            [Series("mean response time", values)], labels, label=f"{name} response time"
+        )
         monitors = [
-            {"name": m.name, "type": m.type, "status": _status([m.level]),
-             "last_check": m.last_check_at, "message": m.last_message}
+            {
+                "name": m.name,
+                "type": m.type,
+                "status": _status([m.level]),
+                "last_check": m.last_check_at,
+                "message": m.last_message,
+            }
             for m in summary.monitors
         ]
-        return {"service": summary, "latency_chart": chart,
-                "uptime": uptime_bars(_day_bars(session, ids, now)), "monitors": monitors}
+        return {
+            "service": summary,
+            "latency_chart": chart,
+            "uptime": uptime_bars(_day_bars(session, ids, now)),
+            "monitors": monitors,
+        }
 
 
 def incidents(store: Store) -> list[dict[str, Any]]:
@@ -241,7 +299,9 @@ def incidents(store: Store) -> list[dict[str, Any]]:
     for view in views:
         item = dict(view.__dict__)
         item["started"] = view.started_at
-        item["service"] = names.get(view.labels.get("service_id", -1), view.labels.get("service", ""))
+        item["service"] = names.get(
+            view.labels.get("service_id", -1), view.labels.get("service", "")
+        )
         out.append(item)
     return out
 
@@ -265,8 +325,9 @@ def act_on_incident(store: Store, incident_id: int, action: str, *, actor: str) 
 
 
 def _weeks(now: datetime, count: int = 8) -> list[datetime]:
-    monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0,
-                                                              microsecond=0)
+    monday = (now - timedelta(days=now.weekday())).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
     return [monday - timedelta(weeks=count - 1 - i) for i in range(count)]
 
 
@@ -291,23 +352,30 @@ def deploys(store: Store, *, now: datetime) -> dict[str, Any]:
         "releases": releases,
         "dora": dora,
         "weekly_chart": bar_chart(per_week, labels, label="deploys per week"),
-        "failed_chart": bar_chart(failed_week, labels, css="series-c", label="failed deploys per week"),
+        "failed_chart": bar_chart(
+            failed_week, labels, css="series-c", label="failed deploys per week"
+        ),
     }
 
 
 def _dora(rows: list[Release], now: datetime) -> dict[str, str]:
-    deploys_ = [r for r in rows if r.kind in ("deploy", "") and r.created_at >= now - timedelta(days=30)]
+    deploys_ = [
+        r for r in rows if r.kind in ("deploy", "") and r.created_at >= now - timedelta(days=30)
+    ]
     finished = [r for r in deploys_ if r.status in ("succeeded", "failed", "rolled_back")]
     failed = [r for r in finished if r.status in ("failed", "rolled_back")]
     restores = []
     ordered = sorted(finished, key=lambda r: r.created_at)
     for index, release in enumerate(ordered):
         if release.status in ("failed", "rolled_back"):
-            later = next((r for r in ordered[index + 1:] if r.status == "succeeded"), None)
+            later = next((r for r in ordered[index + 1 :] if r.status == "succeeded"), None)
             if later is not None and later.finished_at is not None:
                 restores.append((later.finished_at - release.created_at).total_seconds())
-    leads = [(r.finished_at - r.committed_at).total_seconds() for r in finished
-             if r.status == "succeeded" and r.finished_at and r.committed_at]
+    leads = [
+        (r.finished_at - r.committed_at).total_seconds()
+        for r in finished
+        if r.status == "succeeded" and r.finished_at and r.committed_at
+    ]
     return {
         "frequency": f"{len(deploys_) / (30 / 7):.1f}",
         "failure_rate": f"{len(failed) / len(finished) * 100:.0f}%" if finished else "-",
@@ -322,10 +390,17 @@ def release(store: Store, release_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         name = session.scalar(select(Service.name).where(Service.id == row.service_id)) or ""
-        steps = list(session.scalars(
-            select(ReleaseStep).where(ReleaseStep.release_id == release_id).order_by(ReleaseStep.id)))
-        return {"release": _release_view(row, name),
-                "steps": [{"at": s.at, "state": s.state, "message": s.message} for s in steps]}
+        steps = list(
+            session.scalars(
+                select(ReleaseStep)
+                .where(ReleaseStep.release_id == release_id)
+                .order_by(ReleaseStep.id)
+            )
+        )
+        return {
+            "release": _release_view(row, name),
+            "steps": [{"at": s.at, "state": s.state, "message": s.message} for s in steps],
+        }
 
 
 def _hourly(session: Session, issue_ids: list[int], now: datetime) -> dict[int, list[float | None]]:
@@ -333,8 +408,10 @@ def _hourly(session: Session, issue_ids: list[int], now: datetime) -> dict[int, 
     series: dict[int, list[float | None]] = {i: [0.0] * 24 for i in issue_ids}
     if issue_ids:
         for issue_id, hour, count in session.execute(
-            select(ErrorIssueHour.issue_id, ErrorIssueHour.hour, ErrorIssueHour.count)
-            .where(ErrorIssueHour.issue_id.in_(issue_ids), ErrorIssueHour.hour >= start)):
+            select(ErrorIssueHour.issue_id, ErrorIssueHour.hour, ErrorIssueHour.count).where(
+                ErrorIssueHour.issue_id.in_(issue_ids), ErrorIssueHour.hour >= start
+            )
+        ):
             index = int((hour - start).total_seconds() // 3600)
             if 0 <= index < 24:
                 series[issue_id][index] = float(count)
@@ -343,15 +420,23 @@ def _hourly(session: Session, issue_ids: list[int], now: datetime) -> dict[int, 
 
 def errors(store: Store, *, now: datetime) -> dict[str, Any]:
     with store.session() as session:
-        issues = list(session.scalars(
-            select(ErrorIssue).order_by(ErrorIssue.last_seen.desc()).limit(200)))
+        issues = list(
+            session.scalars(select(ErrorIssue).order_by(ErrorIssue.last_seen.desc()).limit(200))
+        )
         hourly = _hourly(session, [i.id for i in issues], now)
         csp = list(session.scalars(select(CspReport).order_by(CspReport.count.desc()).limit(50)))
     return {
         "issues": [
-            {"id": i.id, "title": i.title, "culprit": i.culprit, "level": i.level,
-             "status": i.status, "count": i.count, "last_seen": i.last_seen,
-             "spark": sparkline(hourly[i.id], label="events per hour")}
+            {
+                "id": i.id,
+                "title": i.title,
+                "culprit": i.culprit,
+                "level": i.level,
+                "status": i.status,
+                "count": i.count,
+                "last_seen": i.last_seen,
+                "spark": sparkline(hourly[i.id], label="events per hour"),
+            }
             for i in issues
         ],
         "csp": csp,
@@ -361,11 +446,16 @@ def errors(store: Store, *, now: datetime) -> dict[str, Any]:
 def _frames(exception: dict[str, Any]) -> list[dict[str, Any]]:
     frames = ((exception.get("stacktrace") or {}).get("frames") or [])[::-1]
     return [
-        {"filename": f.get("filename") or f.get("abs_path") or f.get("module") or "?",
-         "lineno": f.get("lineno", "?"), "function": f.get("function", "?"),
-         "pre": f.get("pre_context") or [], "line": f.get("context_line") or "",
-         "post": f.get("post_context") or []}
-        for f in frames if isinstance(f, dict)
+        {
+            "filename": f.get("filename") or f.get("abs_path") or f.get("module") or "?",
+            "lineno": f.get("lineno", "?"),
+            "function": f.get("function", "?"),
+            "pre": f.get("pre_context") or [],
+            "line": f.get("context_line") or "",
+            "post": f.get("post_context") or [],
+        }
+        for f in frames
+        if isinstance(f, dict)
     ]
 
 
@@ -375,20 +465,29 @@ def error(store: Store, issue_id: int, *, now: datetime) -> dict[str, Any] | Non
         if issue is None:
             return None
         event = session.scalars(
-            select(ErrorEvent).where(ErrorEvent.issue_id == issue_id)
-            .order_by(ErrorEvent.received_at.desc()).limit(1)).first()
+            select(ErrorEvent)
+            .where(ErrorEvent.issue_id == issue_id)
+            .order_by(ErrorEvent.received_at.desc())
+            .limit(1)
+        ).first()
         hourly = _hourly(session, [issue_id], now)[issue_id]
     view: dict[str, Any] | None = None
     if event is not None:
         data = event.data or {}
         exceptions = (data.get("exception") or {}).get("values") or []
-        context = {k: data[k] for k in ("contexts", "extra", "tags", "request", "user")
-                   if data.get(k)}
+        context = {
+            k: data[k] for k in ("contexts", "extra", "tags", "request", "user") if data.get(k)
+        }
         view = {
-            "environment": event.environment, "release": event.release, "code": event.code,
+            "environment": event.environment,
+            "release": event.release,
+            "code": event.code,
             "message": event.message,
-            "exceptions": [{"type": e.get("type", ""), "value": e.get("value", ""),
-                            "frames": _frames(e)} for e in exceptions if isinstance(e, dict)],
+            "exceptions": [
+                {"type": e.get("type", ""), "value": e.get("value", ""), "frames": _frames(e)}
+                for e in exceptions
+                if isinstance(e, dict)
+            ],
             "context": json.dumps(context, indent=2, default=str) if context else "",
         }
     labels = [f"{h:02d}" for h in range(24)]
@@ -404,52 +503,89 @@ def resolve_error(store: Store, issue_id: int, *, now: datetime) -> None:
             issue.resolved_at = now
 
 
+def _gate_passed(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value.get("passed", value.get("pass", False)))
+    return bool(value)
+
+
 def readiness(store: Store) -> dict[str, Any]:
-    try:
-        from controltower.store.models.checks import CheckRun
-    except ImportError:
-        return {"runs": [], "latest": None, "chart": ""}
     with store.session() as session:
-        names = dict(session.execute(select(Service.id, Service.name)).tuples().all())
-        rows = list(session.scalars(select(CheckRun).order_by(CheckRun.created_at.desc()).limit(100)))
-    runs = [{"when": r.created_at, "service": names.get(r.service_id, ""),
-             "environment": getattr(r, "environment", ""), "score": float(r.score)} for r in rows]
-    chronological = list(reversed(runs))
-    chart = line_chart([Series("readiness %", [r["score"] for r in chronological])],
-                       [r["when"].strftime("%m-%d %H:%M") for r in chronological], unit="%",
-                       label="readiness over time")
+        rows = list(
+            session.scalars(select(CheckRunRow).order_by(CheckRunRow.started_at.desc()).limit(100))
+        )
+        findings: list[CheckFindingRow] = []
+        if rows:
+            findings = list(
+                session.scalars(
+                    select(CheckFindingRow)
+                    .where(CheckFindingRow.run_id == rows[0].id)
+                    .order_by(CheckFindingRow.gate, CheckFindingRow.check_id)
+                )
+            )
+    runs: list[dict[str, Any]] = [
+        {
+            "when": r.started_at,
+            "service": r.service,
+            "environment": r.environment,
+            "score": float(r.overall or 0.0),
+        }
+        for r in rows
+    ]
+    chronological = list(reversed(rows))
+    chart = line_chart(
+        [Series("readiness %", [float(r.overall or 0.0) for r in chronological])],
+        [r.started_at.strftime("%m-%d %H:%M") for r in chronological],
+        unit="%",
+        label="readiness over time",
+    )
     latest = None
     if rows:
         top = rows[0]
         latest = {
-            "service": names.get(top.service_id, ""), "when": top.created_at,
-            "score": float(top.score), "categories": dict(getattr(top, "categories", {}) or {}),
-            "gates": dict(getattr(top, "gates", {}) or {}),
-            "findings": list(getattr(top, "findings", []) or []),
+            "service": top.service,
+            "when": top.started_at,
+            "score": float(top.overall or 0.0),
+            "categories": {k: float(v) for k, v in (top.categories or {}).items() if v is not None},
+            "gates": {k: _gate_passed(v) for k, v in sorted((top.gates or {}).items())},
+            "findings": [
+                {"id": f.check_id, "status": f.status, "message": f.message}
+                for f in findings
+                if f.status not in ("pass", "skip", "skipped")
+            ],
         }
     return {"runs": runs, "latest": latest, "chart": chart}
 
 
 def status_page(store: Store, *, now: datetime) -> dict[str, Any]:
-    components = []
+    components: list[dict[str, Any]] = []
     with store.session() as session:
         for summary in _summaries(session, now):
             for monitor in summary.monitors:
                 bars = _day_bars(session, [monitor.id], now)
                 measured = [b.uptime for b in bars if b.uptime is not None]
-                components.append({
-                    "name": f"{summary.name} · {monitor.name}",
-                    "status": _status([monitor.level]),
-                    "uptime_90d": sum(measured) / len(measured) if measured else None,
-                    "bars": uptime_bars(bars),
-                })
-        open_incidents = list(session.scalars(
-            select(Incident).where(Incident.status.in_(OPEN)).order_by(Incident.id.desc())))
-    overall = _status([c["status"] for c in components if c["status"] != "unknown"]) \
-        if components else "unknown"
+                components.append(
+                    {
+                        "name": f"{summary.name} · {monitor.name}",
+                        "status": _status([monitor.level]),
+                        "uptime_90d": sum(measured) / len(measured) if measured else None,
+                        "bars": uptime_bars(bars),
+                    }
+                )
+        open_incidents = list(
+            session.scalars(
+                select(Incident).where(Incident.status.in_(OPEN)).order_by(Incident.id.desc())
+            )
+        )
+    overall = (
+        _status([str(c["status"]) for c in components if c["status"] != "unknown"])
+        if components
+        else "unknown"
+    )
     return {
         "components": components,
-        "incidents": [{"title": i.title, "status": i.status, "started": i.started_at}
-                      for i in open_incidents],
+        "incidents": [
+            {"title": i.title, "status": i.status, "started": i.started_at} for i in open_incidents
+        ],
         "overall": overall,
     }

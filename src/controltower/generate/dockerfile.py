@@ -89,9 +89,7 @@ CMD ["node", "server.js"]
 def python_dockerfile(spec: Spec, app: App, root: Path) -> str:
     if (root / "requirements.txt").exists():
         deps = (
-            "COPY requirements.txt ./\n"
-            "RUN pip install --no-cache-dir -r requirements.txt\n"
-            "COPY . ."
+            "COPY requirements.txt ./\nRUN pip install --no-cache-dir -r requirements.txt\nCOPY . ."
         )
     else:
         deps = "COPY . .\nRUN pip install --no-cache-dir ."

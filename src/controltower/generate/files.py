@@ -60,9 +60,7 @@ def _merge(target: Container | Table | Any, source: Container | Table | Any) -> 
     for key, value in source.items():
         if isinstance(value, Table) and key in target and isinstance(target[key], Table):
             _merge(target[key], value)
-        elif isinstance(value, AoT) or not (key in target):
-            target[key] = value
-        elif target[key] != value:
+        elif isinstance(value, AoT) or key not in target or target[key] != value:
             target[key] = value
 
 

@@ -107,4 +107,6 @@ def fly_toml(spec: Spec, app: App) -> GeneratedFile:
     doc["vm"] = vm
 
     doc["metrics"] = _table(port=app.port, path=metrics_path(app))
-    return GeneratedFile(spec.service.fly_toml, tomlkit.dumps(doc), merge_toml=True, notes=tuple(notes))
+    return GeneratedFile(
+        spec.service.fly_toml, tomlkit.dumps(doc), merge_toml=True, notes=tuple(notes)
+    )

@@ -275,7 +275,7 @@ def nextjs_files(spec: Spec, *, app_dir: str = "app") -> list[GeneratedFile]:
         connect=connect,
         frame_ancestors=security.frame_ancestors,
         trusted_types=(
-            '\n    "require-trusted-types-for \'script\'",' if security.trusted_types else ""
+            "\n    \"require-trusted-types-for 'script'\"," if security.trusted_types else ""
         ),
         report=f'\n    "report-uri {security.report_uri}",' if security.report_uri else "",
         csp_header=(

@@ -51,7 +51,9 @@ def _test_steps(app: App) -> list[str]:
     ]
 
 
-def github_actions(spec: Spec, app: App, *, path: str = ".github/workflows/tower.yml") -> GeneratedFile:
+def github_actions(
+    spec: Spec, app: App, *, path: str = ".github/workflows/tower.yml"
+) -> GeneratedFile:
     environment = "production" if "production" in spec.environments else (spec.environment or "")
     env_flag = f" --env {environment}" if environment else ""
     fly = spec.deploy.driver is DriverName.FLY

@@ -341,7 +341,9 @@ class Dispatcher:
             # Materialized, so the planner cannot re-run the subquery per row and
             # claim past the limit, skipping its own locks each time.
             claimable = (
-                chosen.with_for_update(skip_locked=True).cte("claimable").prefix_with("MATERIALIZED")
+                chosen.with_for_update(skip_locked=True)
+                .cte("claimable")
+                .prefix_with("MATERIALIZED")
             )
             ids = select(claimable.c.id).scalar_subquery()
         else:

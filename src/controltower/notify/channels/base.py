@@ -134,8 +134,7 @@ class HttpChannel(Channel):
         except httpx.TimeoutException as exc:
             raise DeliveryFailed(
                 self.scrub(
-                    f"{request.url}: no answer within {self.spec.timeout:g}s "
-                    f"({type(exc).__name__})"
+                    f"{request.url}: no answer within {self.spec.timeout:g}s ({type(exc).__name__})"
                 ),
                 retryable=True,
             ) from None

@@ -82,9 +82,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", UTCDateTime(), nullable=True),
         sa.Column("detail", JSONType, nullable=False),
     )
-    op.create_index(
-        "ix_backup_incidents_service_kind", "backup_incidents", ["service_id", "kind"]
-    )
+    op.create_index("ix_backup_incidents_service_kind", "backup_incidents", ["service_id", "kind"])
 
 
 def downgrade() -> None:

@@ -9,6 +9,8 @@ TOWER_TEST_POSTGRES_URL="$(bash scripts/postgres.sh | tail -1)"
 export TOWER_TEST_POSTGRES_URL TOWER_REQUIRE_POSTGRES=1
 TOWER_CHROMIUM="$(bash scripts/chromium.sh | tail -1)"
 export TOWER_CHROMIUM TOWER_REQUIRE_BROWSER=1
+bash scripts/redis.sh >/dev/null
+export TOWER_REQUIRE_REDIS=1
 echo "== lint"
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/ruff format --check src tests examples benchmarks

@@ -3,8 +3,8 @@ Stripe and Supabase stand-ins implementing their documented answers, and redis-s
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import free_port, wait_for_port
 
@@ -185,13 +187,13 @@ class ApiServer(ThreadingHTTPServer):
 
 @contextmanager
 def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on a free port, or a tiny RESP speaker when it is not installed."""
+    """A real redis-server on a free port (scripts/redis.sh installs it for CI)."""
     binary = shutil.which("redis-server")
-    port = free_port()
     if binary is None:
-        with _fake_redis(port):
-            yield f"redis://127.0.0.1:{port}/0"
-        return
+        if os.environ.get("TOWER_REQUIRE_REDIS"):
+            pytest.fail("redis-server is not installed (scripts/redis.sh installs it)")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
     process = subprocess.Popen(
         [
             binary,
@@ -215,26 +217,6 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(5)
-
-
-@contextmanager
-def _fake_redis(port: int) -> Iterator[None]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(b"+PONG\r\n" if b"PING" in data.upper() else b"+OK\r\n")
-            await writer.drain()
-        writer.close()
-
-    loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(server.close)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(2)
 
 
 def timed(function: Any, *args: Any) -> tuple[Any, float]:

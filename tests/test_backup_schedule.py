@@ -40,7 +40,7 @@ def source(postgres_admin_url: str) -> Iterator[str]:
 
 
 def _spec(folder: Path, url: str, schedule: str, rpo: str) -> Spec:
-    spec = write_spec(folder, url, extra=f'schedule = "{schedule}"')
+    write_spec(folder, url, extra=f'schedule = "{schedule}"')
     text = (folder / "tower.toml").read_text().replace('rpo = "15m"', f'rpo = "{rpo}"')
     (folder / "tower.toml").write_text(text + ALERTS)
     from controltower.spec import load_spec

@@ -14,7 +14,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from controltower.exceptions import BackupError
@@ -46,21 +48,21 @@ class Target:
         password = str(params.pop("password", "") or "")
         dbname = str(params.get("dbname") or params.get("user") or "postgres")
         params["dbname"] = dbname
-        shown = make_conninfo(**params)
+        shown = make_conninfo("", **params)
         return cls(conninfo=shown, password=password, dbname=dbname, display=_display(url, params))
 
     def with_dbname(self, dbname: str) -> Target:
         params = conninfo_to_dict(self.conninfo)
         params["dbname"] = dbname
-        info = make_conninfo(**params)
+        info = make_conninfo("", **params)
         return Target(info, self.password, dbname, _display("", params))
 
-    def connect_kwargs(self) -> dict[str, str]:
-        """Keyword arguments for ``psycopg.connect``, password included."""
-        kwargs = {"conninfo": self.conninfo}
-        if self.password:
-            kwargs["password"] = self.password
-        return kwargs
+    def connect(self, *, autocommit: bool = False, timeout: int = 15) -> psycopg.Connection[Any]:
+        """Open a connection, password included (it never enters ``conninfo``)."""
+        extra: dict[str, Any] = {"password": self.password} if self.password else {}
+        return psycopg.connect(
+            self.conninfo, autocommit=autocommit, connect_timeout=timeout, **extra
+        )
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a child process: ``PGPASSWORD`` set, nothing else leaked."""

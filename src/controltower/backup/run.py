@@ -167,7 +167,7 @@ def _dump(
 ) -> tuple[str, dict[str, dict[str, Any]], str, int]:
     """Dump into ``out``; return the server version, table counts, sha256 and size."""
     try:
-        connection = psycopg.connect(**target.connect_kwargs(), connect_timeout=15)
+        connection = target.connect()
     except psycopg.Error as exc:
         raise BackupError(
             f"cannot connect to {target.display}: {target.scrub(str(exc)).strip()}",

@@ -122,7 +122,7 @@ def fetch_checked(dest: Destination, located: Located, stack: ExitStack) -> Path
 def _admin(target: Target) -> psycopg.Connection[Any]:
     admin = target.with_dbname("postgres")
     try:
-        return psycopg.connect(**admin.connect_kwargs(), autocommit=True, connect_timeout=15)
+        return admin.connect(autocommit=True)
     except psycopg.Error as exc:
         raise BackupError(
             f"cannot connect to {admin.display} to create a scratch database: "
@@ -203,7 +203,7 @@ def verify_backup(
                 f"{format_duration(spec.backup.rto)}",
             )
         )
-        with psycopg.connect(**scratch.connect_kwargs(), autocommit=True) as connection:
+        with scratch.connect(autocommit=True) as connection:
             result.findings.extend(_check_counts(connection, located.meta, result.tables))
             result.findings.extend(_run_checks(spec, connection))
         result.ok = all(f.ok for f in result.findings)
@@ -245,7 +245,7 @@ def _run_checks(spec: Spec, connection: psycopg.Connection[Any]) -> list[Finding
     checks += [(f"query {i + 1}", q, []) for i, q in enumerate(spec.backup.verify_queries)]
     for name, query, conditions in checks:
         try:
-            cursor = connection.execute(query)  # type: ignore[arg-type]
+            cursor = connection.execute(query)
             rows = cursor.fetchall() if cursor.description else []
             columns = [c.name for c in cursor.description or []]
         except psycopg.Error as exc:

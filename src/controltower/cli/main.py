@@ -11,6 +11,7 @@ from controltower import __version__
 from controltower.cli import backup as backup_cmd
 from controltower.cli import check as check_cmd
 from controltower.cli import cost as cost_cmd
+from controltower.cli import demo as demo_cmd
 from controltower.cli import deploy as deploy_cmd
 from controltower.cli import env as env_cmd
 from controltower.cli import generate as generate_cmd
@@ -60,6 +61,7 @@ def root(
     """controltower: readiness checks, progressive deploys, monitoring, all from tower.toml."""
 
 
+demo_cmd.register(app)
 init_cmd.register(app)
 check_cmd.register(app)
 env_cmd.register(app)

@@ -394,6 +394,16 @@ class Demo:
 
     def errors(self) -> None:
         started = time.monotonic()
+        try:
+            import sentry_sdk  # noqa: F401
+        except ImportError:
+            self._record(
+                "errors",
+                False,
+                "sentry-sdk is not installed: pip install 'controltower[demo]'",
+                started,
+            )
+            return
         with self._step("sending errors through sentry-sdk"):
             done = subprocess.run(
                 [sys.executable, "-m", "controltower.demo.errors", self.dsn, GOOD_VERSION],

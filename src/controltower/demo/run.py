@@ -209,6 +209,7 @@ class Demo:
         prepare(self.workspace, self.ports)
         self.receiver = Receiver(self.ports.receiver, self._notified).start()
         with self._step("starting tower serve"):
+            self._tower("env", "example", "--spec", str(self.spec_path), timeout=60)
             added = self._tower(
                 "user", "add", USER, "--password-stdin", input=self.password + "\n", timeout=60
             )

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 
-_DURATION_UNITS = {
+DURATION_UNITS: dict[str, float] = {
     "ms": 0.001,
     "s": 1.0,
     "m": 60.0,
@@ -24,9 +24,14 @@ _DURATION_UNITS = {
     "d": 86400.0,
     "w": 604800.0,
 }
+"""Seconds per duration unit."""
+
+SIZE_UNITS: dict[str, int] = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+"""Bytes per size unit (binary multiples)."""
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE_BY_LETTER = {"": 1, **{unit[0]: factor for unit, factor in SIZE_UNITS.items()}}
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -45,7 +50,7 @@ def parse_duration(value: object) -> float:
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
             break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        total += float(match.group(1)) * DURATION_UNITS[match.group(2)]
         pos = match.end()
         parts += 1
     if parts == 0 or pos != len(text):
@@ -71,7 +76,7 @@ def parse_size(value: object) -> int:
     if not match:
         raise ValueError(f'must be a size like 512mb or 2gb (got "{value}")')
     unit = (match.group(2) or "").lower()[:1]
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    return int(float(match.group(1)) * _SIZE_BY_LETTER[unit])
 
 
 def parse_percent(value: object) -> float:
@@ -87,6 +92,31 @@ def parse_percent(value: object) -> float:
     if not 0 <= number <= 100 or not math.isfinite(number):
         raise ValueError(f"must be a percentage between 0% and 100% (got {value!r})")
     return number / 100.0
+
+
+def scale(number: float, unit: str) -> float | None:
+    """``number`` written with ``unit`` in base units (seconds, bytes, a fraction); None if
+    ``unit`` is not a duration, size or ``%``. Conditions read their literals with this."""
+    unit = unit.lower()
+    if unit in DURATION_UNITS:
+        return number * DURATION_UNITS[unit]
+    if unit in SIZE_UNITS:
+        return number * SIZE_UNITS[unit]
+    if unit == "%":
+        return number / 100.0
+    return None
+
+
+def format_in(value: float, unit: str) -> str:
+    """Render ``value`` (base units) the way ``unit``'s kind is written: ``150ms``, ``2mb``, ``5%``."""
+    unit = unit.lower()
+    if unit in DURATION_UNITS:
+        return format_duration(value)
+    if unit in SIZE_UNITS:
+        return format_size(int(value))
+    if unit == "%":
+        return format_percent(value)
+    return f"{value:g}"
 
 
 def format_duration(seconds: float) -> str:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from controltower.exceptions import LockHeld, StoreError
+from controltower.spec import load_spec
 from controltower.store import Locks, Store, record_audit, redact_url, resolve_url, service_id
 from controltower.store.models import AuditEvent
 from controltower.testing import FakeClock
@@ -29,6 +30,37 @@ class TestOpen:
             None, root=tmp_path, environ={"TOWER_DATABASE_URL": "postgres://u:p@h/db"}
         )
         assert url == "postgresql+psycopg://u:p@h/db"
+
+    def test_spec_names_the_store(self, store_url: str, tmp_path: Path) -> None:
+        """A [store] url in tower.toml opens that database (SQLite or PostgreSQL), migrated."""
+        spec_file = tmp_path / "app" / "tower.toml"
+        spec_file.parent.mkdir()
+        spec_file.write_text(
+            '[service]\nname = "shop"\n[store]\nurl = "${STORE_URL}"\n', encoding="utf-8"
+        )
+        spec = load_spec(spec_file, environ={"STORE_URL": store_url})
+        with Store.for_spec(spec) as store:
+            assert store.url == resolve_url(store_url)
+            assert store.is_postgres == store_url.startswith("postgresql")
+            assert store.is_current()
+
+    def test_spec_without_store_uses_env_then_dot_tower(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without [store] url: $TOWER_DATABASE_URL, else .tower/tower.db beside the spec file."""
+        spec_file = tmp_path / "tower.toml"
+        spec_file.write_text('[service]\nname = "shop"\n', encoding="utf-8")
+        spec = load_spec(spec_file, environ={})
+        monkeypatch.delenv("TOWER_DATABASE_URL", raising=False)
+        monkeypatch.chdir(tmp_path.parent)
+        with Store.for_spec(spec) as store:
+            assert store.url == f"sqlite:///{tmp_path}/.tower/tower.db"
+        other = tmp_path / "elsewhere.db"
+        monkeypatch.setenv("TOWER_DATABASE_URL", f"sqlite:///{other}")
+        with Store.for_spec(spec, migrate=False) as store:
+            assert store.url == f"sqlite:///{other}"
+        with Store.for_spec(spec, url=f"sqlite:///{tmp_path}/arg.db", migrate=False) as store:
+            assert store.url.endswith("/arg.db"), "an explicit URL wins"
 
     def test_redacts_password(self) -> None:
         assert "hunter2" not in redact_url("postgresql://u:hunter2@h/db")

@@ -17,6 +17,7 @@ Start = Callable[..., str]
 
 class TestExampleApp:
     def test_health_is_deep_and_ietf_shaped(self, example_app: Start) -> None:
+        """Readiness checks the app's database and answers IETF health JSON with its version."""
         url = example_app(APP_VERSION="1.4.2")
         response = httpx.get(f"{url}/api/health")
         assert response.status_code == 200
@@ -26,6 +27,7 @@ class TestExampleApp:
         assert body["checks"]["database:responseTime"][0]["observedUnit"] == "ms"
 
     def test_simple_health_and_metrics(self, example_app: Start) -> None:
+        """The simple health endpoint says healthy; /metrics counts requests by route template."""
         url = example_app()
         assert httpx.get(f"{url}/api/simple-health").json()["status"] == "healthy"
         httpx.get(f"{url}/api/items")
@@ -33,6 +35,7 @@ class TestExampleApp:
         assert 'http_requests_total{method="GET",route="/api/items",status="2xx"} 1.0' in metrics
 
     def test_security_headers(self, example_app: Start) -> None:
+        """Responses carry HSTS, nosniff, a CSP with frame-ancestors 'none', and no Server header."""
         response = httpx.get(example_app())
         assert "max-age=63072000" in response.headers["strict-transport-security"]
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -40,6 +43,7 @@ class TestExampleApp:
         assert "server" not in response.headers
 
     def test_fail_health(self, example_app: Start) -> None:
+        """APP_FAIL_HEALTH makes readiness 503 while liveness stays 200."""
         url = example_app(APP_FAIL_HEALTH="1")
         response = httpx.get(f"{url}/api/health")
         assert response.status_code == 503
@@ -54,11 +58,13 @@ class TestExampleApp:
         assert 50 <= failures <= 130
 
     def test_latency(self, example_app: Start) -> None:
+        """APP_LATENCY_MS adds latency to every non-health request."""
         url = example_app(APP_LATENCY_MS="120")
         response = httpx.get(f"{url}/api/items")
         assert response.elapsed.total_seconds() >= 0.12
 
     def test_database_down_gives_503_without_secrets(self, example_app: Start) -> None:
+        """An unreachable database gives 503 with a useful output and no password."""
         url = example_app(APP_DATABASE="postgresql://app:hunter2@127.0.0.1:1/none")
         response = httpx.get(f"{url}/api/health", timeout=10)
         assert response.status_code == 503

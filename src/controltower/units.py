@@ -35,16 +35,31 @@ _SIZE_BY_LETTER = {"": 1, **{unit[0]: factor for unit, factor in SIZE_UNITS.item
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
+def _got(value: object) -> str:
+    """``value`` as tower.toml writes it, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
 def parse_duration(value: object) -> float:
     """Return seconds for ``value`` (``"30s"``, ``"1h30m"``, ``250``)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {value!r})")
+        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {_got(value)})")
     if isinstance(value, int | float):
         if value < 0 or not math.isfinite(value):
-            raise ValueError(f"must be a non-negative duration (got {value!r})")
+            raise ValueError(f"must be a non-negative duration (got {_got(value)})")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {type(value).__name__})")
+        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {_got(value)})")
     text = value.strip().lower()
     pos, total, parts = 0, 0.0, 0
     for match in _DURATION_PART.finditer(text):
@@ -54,27 +69,27 @@ def parse_duration(value: object) -> float:
         pos = match.end()
         parts += 1
     if parts == 0 or pos != len(text):
-        raise ValueError(f'must be a duration like 30s, 5m or 1h (got "{value}")')
+        raise ValueError(f"must be a duration like 30s, 5m or 1h (got {_got(value)})")
     return total
 
 
 def parse_size(value: object) -> int:
     """Return bytes for ``value`` (``"512mb"``, ``"2gb"``, ``1024``)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a size like 512mb or 2gb (got {value!r})")
+        raise ValueError(f"must be a size like 512mb or 2gb (got {_got(value)})")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"must be a non-negative size (got {value})")
+            raise ValueError(f"must be a non-negative size (got {_got(value)})")
         return value
     if isinstance(value, float):
         if value < 0 or not math.isfinite(value):
-            raise ValueError(f"must be a non-negative size (got {value})")
+            raise ValueError(f"must be a non-negative size (got {_got(value)})")
         return int(value)
     if not isinstance(value, str):
-        raise ValueError(f"must be a size like 512mb or 2gb (got {type(value).__name__})")
+        raise ValueError(f"must be a size like 512mb or 2gb (got {_got(value)})")
     match = _SIZE.match(value)
     if not match:
-        raise ValueError(f'must be a size like 512mb or 2gb (got "{value}")')
+        raise ValueError(f"must be a size like 512mb or 2gb (got {_got(value)})")
     unit = (match.group(2) or "").lower()[:1]
     return int(float(match.group(1)) * _SIZE_BY_LETTER[unit])
 
@@ -82,15 +97,15 @@ def parse_size(value: object) -> int:
 def parse_percent(value: object) -> float:
     """Return a fraction for ``value`` (``"5%"`` -> 0.05; a bare ``5`` is 5%)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a percentage like 5% or 0.1% (got {value!r})")
+        raise ValueError(f"must be a percentage like 5% or 0.1% (got {_got(value)})")
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str) and (match := _PERCENT.match(value)):
         number = float(match.group(1))
     else:
-        raise ValueError(f'must be a percentage like 5% or 0.1% (got "{value}")')
+        raise ValueError(f"must be a percentage like 5% or 0.1% (got {_got(value)})")
     if not 0 <= number <= 100 or not math.isfinite(number):
-        raise ValueError(f"must be a percentage between 0% and 100% (got {value!r})")
+        raise ValueError(f"must be a percentage between 0% and 100% (got {_got(value)})")
     return number / 100.0
 
 

@@ -51,10 +51,11 @@ class TestExampleApp:
         assert httpx.get(f"{url}/api/health/live").status_code == 200
 
     def test_error_rate(self, example_app: Start) -> None:
-        """APP_ERROR_RATE=0.3 fails about 30% of requests."""
+        """APP_ERROR_RATE=0.3 fails about 30% of requests; health endpoints are never failed."""
         url = example_app(APP_ERROR_RATE="0.3", APP_SEED="7")
         with httpx.Client() as client:
             failures = sum(client.get(f"{url}/api/items").status_code == 500 for _ in range(300))
+            assert {client.get(f"{url}/api/health").status_code for _ in range(20)} == {200}
         assert 50 <= failures <= 130
 
     def test_latency(self, example_app: Start) -> None:
@@ -87,10 +88,36 @@ class TestExampleApp:
         assert process.returncode != 0
         assert "startup failure injected" in process.stderr
 
+    def test_version_everywhere(self, example_app: Start) -> None:
+        """APP_VERSION is what liveness, readiness, the simple endpoint and the home page report."""
+        url = example_app(APP_VERSION="2.0.1")
+        assert httpx.get(f"{url}/api/health/live").json()["version"] == "2.0.1"
+        assert httpx.get(f"{url}/api/simple-health").json()["version"] == "2.0.1"
+        assert httpx.get(f"{url}/api/health").json()["releaseId"] == "2.0.1"
+        assert "version 2.0.1" in httpx.get(url).text
+
+    def test_injected_errors_reach_the_error_tracker(self, example_app: Start) -> None:
+        """With TOWER_DSN set, each injected 500 is logged and shipped as an error event."""
+        from tests.test_appkit_errors import Ingest
+
+        ingest = Ingest()
+        try:
+            url = example_app(APP_ERROR_RATE="1", TOWER_DSN=ingest.dsn, APP_VERSION="3.1.0")
+            assert httpx.get(f"{url}/api/items").status_code == 500
+            (event,) = ingest.wait_for(1)
+            assert event["tags"]["code"] == "injected_failure"
+            assert event["release"] == "3.1.0" and event["level"] == "error"
+        finally:
+            ingest.shutdown()
+            ingest.server_close()
+
 
 @pytest.mark.postgres
-def test_example_app_on_postgres(example_app: Start, postgres_url: str) -> None:
-    """The example app runs on PostgreSQL too, and its health checks that database."""
-    url = example_app(APP_DATABASE=postgres_url.replace("+psycopg", ""))
-    assert httpx.get(f"{url}/api/health").json()["status"] == "pass"
-    assert len(httpx.get(f"{url}/api/items").json()) == 3
+class TestExampleAppOnPostgres:
+    def test_health_checks_postgres(self, example_app: Start, postgres_url: str) -> None:
+        """The example app runs on PostgreSQL too, and its health checks that database."""
+        url = example_app(APP_DATABASE=postgres_url.replace("+psycopg", ""))
+        body = httpx.get(f"{url}/api/health").json()
+        assert body["status"] == "pass"
+        assert body["checks"]["database:responseTime"][0]["componentType"] == "datastore"
+        assert len(httpx.get(f"{url}/api/items").json()) == 3

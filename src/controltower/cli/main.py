@@ -24,11 +24,12 @@ from controltower.cli import silence as silence_cmd
 from controltower.cli import token as token_cmd
 from controltower.cli import user as user_cmd
 from controltower.cli import validate as validate_cmd
-from controltower.cli.common import err_console
+from controltower.cli.common import VerbGroup, err_console
 from controltower.exceptions import TowerError
 
 app = typer.Typer(
     name="tower",
+    cls=VerbGroup,
     help=(
         "controltower: make a web app production-ready and keep it there.\n\n"
         "check: readiness checks with go/no-go gates. ship: progressive deploys with "

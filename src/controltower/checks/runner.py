@@ -89,7 +89,7 @@ def finding_for(
         location=outcome.location,
         details=outcome.details,
         advice_reason=advice,
-        hadolint=check.hadolint,
+        hadolint=str(outcome.data.get("hadolint") or check.hadolint),
         kind=check.kind,
         data=outcome.data,
         duration=duration,

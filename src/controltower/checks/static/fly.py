@@ -19,7 +19,9 @@ from controltower.checks.model import (
     warned,
 )
 from controltower.checks.static.files import fly_toml, line_of
-from controltower.checks.static.flyschema import seconds, validate, vm_memory_mb
+from controltower.checks.static.flyconfig import normalize, tables, vm_memory_mb
+from controltower.checks.static.flyschema import dotted, seconds, validate
+from controltower.spec import tomlscan
 from controltower.spec.service import Target
 
 FLY = frozenset({Target.FLY})
@@ -57,17 +59,20 @@ class FlyCheck(Check):
                     Fix("Fix the TOML syntax", name),
                 )
             return skipped(f"{name} does not parse")
-        return self.judge(ctx, name, text, data)
+        return self.judge(ctx, name, text, data if self.raw else normalize(data))
+
+    raw: ClassVar[bool] = False
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         raise NotImplementedError
 
     @staticmethod
     def service(data: dict[str, Any]) -> dict[str, Any]:
+        """The service that takes HTTP traffic: [http_service], else the first [[services]]."""
         http = data.get("http_service")
         if isinstance(http, dict):
             return http
-        services = data.get("services") or []
+        services = tables(data.get("services") or [])
         return services[0] if services and isinstance(services[0], dict) else {}
 
 
@@ -79,23 +84,32 @@ class FlyConfig(FlyCheck):
     gate = Gate.CORE
     severity = Severity.HIGH
 
+    raw = True
+
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
-        problems = validate(data)
+        lines = tomlscan.key_lines(text)
+        found = validate(data)
         if not data.get("app"):
-            problems.insert(0, "app: missing (the Fly app name)")
+            found.insert(0, (("app",), "missing (the Fly app name)"))
         if not data.get("http_service") and not data.get("services"):
-            problems.append("http_service: missing: nothing routes traffic to the app")
-        if problems:
-            first = problems[0].split(":", 1)[0].split("[", 1)[0].split(".")[-1]
-            return failed(
-                f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {name}",
-                Fix("Remove unknown keys and fix the values listed", name),
-                location=Location(
-                    name, line_of(text, rf"^\s*{re.escape(first)}\s*=|\[+[^\]]*{re.escape(first)}")
-                ),
-                details=problems,
-            )
-        return passed(f"{name} fits Fly's schema")
+            found.append((("http_service",), "missing: nothing routes traffic to the app"))
+        if not found:
+            return passed(f"{name} fits Fly's schema")
+        located = sorted(
+            ((tomlscan.line_of(lines, path), dotted(path), message) for path, message in found),
+            key=lambda item: item[0],
+        )
+        details = [f"line {line}: {key}: {message}" for line, key, message in located]
+        first_line, first_key, first_message = located[0]
+        return failed(
+            f"{len(found)} problem{'s' if len(found) != 1 else ''} in {name}; first: {first_key}: {first_message}",
+            Fix(
+                "Fix each key listed (Fly's reference: https://fly.io/docs/reference/configuration/)",
+                name,
+            ),
+            location=Location(name, first_line),
+            details=details,
+        )
 
 
 @register
@@ -135,22 +149,37 @@ class FlyHealthChecks(FlyCheck):
         health = ctx.spec.health
         paths = {p for p in (health.liveness, health.readiness, health.simple) if p}
         service = self.service(data)
-        checks = service.get("checks") or service.get("http_checks") or []
-        checks = [checks] if isinstance(checks, dict) else checks
-        seen = {c.get("path", "") for c in checks if isinstance(c, dict)}
+        checks = [
+            c
+            for c in tables(service.get("checks") or service.get("http_checks") or [])
+            if isinstance(c, dict)
+        ]
+        top = [
+            c
+            for c in (data.get("checks") or {}).values()
+            if isinstance(c, dict) and c.get("type") == "http"
+        ]
+        seen = {str(c.get("path", "")) for c in [*checks, *top]}
+        section = "http_service.checks" if "http_service" in data else "services.http_checks"
         fix = Fix(
             "Add an HTTP check on the readiness path",
             name,
-            "[[http_service.checks]]\n  grace_period = '10s'\n  interval = '15s'\n  method = 'GET'\n"
+            f"[[{section}]]\n  grace_period = '10s'\n  interval = '15s'\n  method = 'GET'\n"
             f"  timeout = '2s'\n  path = '{health.readiness}'",
         )
-        if not checks:
+        if not checks and not top:
             return failed("the HTTP service has no health checks", fix)
         if not seen & paths:
             return failed(
                 f"health checks probe {', '.join(sorted(seen)) or '(no path)'}, not {', '.join(sorted(paths))}",
                 fix,
-                location=Location(name, line_of(text, r"checks\]\]")),
+                location=Location(name, line_of(text, r"checks\]")),
+            )
+        if not checks:
+            return warned(
+                "only top-level [checks] probe the health path: they do not take failing machines out of the load balancer",
+                fix,
+                location=Location(name, line_of(text, r"^\[checks")),
             )
         return passed(f"checks on {', '.join(sorted(seen & paths))}")
 

@@ -130,7 +130,7 @@ class KeyShapes(RuleCheck):
 
 def dotenv_files(ctx: CheckContext) -> list[str]:
     names = set(env_files(ctx.spec, ctx.environment))
-    names |= {p.name for p in ctx.root.glob(".env*") if p.is_file() and p.name != ".env.example"}
+    names |= {p.name for p in ctx.root.iterdir() if p.is_file() and dotenv.is_dotenv(p.name)}
     return sorted(n for n in names if (ctx.root / n).is_file())
 
 
@@ -149,7 +149,11 @@ class Lint(Check):
         problems = [
             p
             for f in files
-            for p in dotenv.lint((ctx.root / f).read_text(encoding="utf-8", errors="replace"), f)
+            for p in dotenv.lint(
+                (ctx.root / f).read_text(encoding="utf-8", errors="replace"),
+                f,
+                catalog=ctx.spec.env.vars if f != ".env.example" else None,
+            )
         ]
         if not problems:
             return passed(f"{len(files)} file{'s' if len(files) != 1 else ''} clean")

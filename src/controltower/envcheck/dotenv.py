@@ -375,3 +375,52 @@ def _schema(line: Line, key: str, catalog: Mapping[str, EnvVarSpec], report: Rep
         report(
             line.number, "SchemaViolation", f"The {key} key {reason} (format {var.format.value})"
         )
+
+
+def _fixed(raw: str, rules: set[str]) -> str:
+    """``raw`` with the line-local problems corrected, as dotenv-linter's fixers would."""
+    line = raw.rstrip(" ") if "TrailingWhitespace" in rules else raw
+    export = ""
+    body = line.strip() if "LeadingCharacter" in rules else line
+    if body.startswith("export "):
+        export, body = "export ", body[len("export ") :]
+    key, sep, value = body.partition("=")
+    if "LeadingCharacter" in rules:
+        key = key.lstrip(" \t.*-0123456789")
+    if "SpaceCharacter" in rules:
+        key, value = key.rstrip(), value.lstrip()
+    if "IncorrectDelimiter" in rules:
+        key = "".join(c if c.isalnum() or c == "_" else "_" for c in key.strip())
+    if "LowercaseKey" in rules:
+        key = key.upper()
+    if "KeyWithoutValue" in rules:
+        sep = "="
+    if "QuoteCharacter" in rules:
+        value = value.replace('"', "").replace("'", "")
+    if "ValueWithoutQuotes" in rules:
+        value = '"' + value.strip().replace('"', '\\"') + '"'
+    return f"{export}{key}{sep}{value}"
+
+
+def suggestions(text: str, problems: list[LintProblem]) -> list[str]:
+    """One corrected line (or instruction) per problem line, ``line N: ...``."""
+    by_line: dict[int, set[str]] = {}
+    for problem in problems:
+        by_line.setdefault(problem.line, set()).add(problem.rule)
+    raw = {line.number: line.raw for line in lines(text)}
+    out = []
+    for number, rules in sorted(by_line.items()):
+        if "DuplicatedKey" in rules:
+            out.append(f"line {number}: delete it (the key is set again)")
+        elif "ExtraBlankLine" in rules:
+            out.append(f"line {number}: delete the blank line")
+        elif "SubstitutionKey" in rules:
+            out.append(f"line {number}: write each substitution as ${{NAME}} or $NAME")
+        elif rules & {
+            "TrailingWhitespace", "SpaceCharacter", "LeadingCharacter", "IncorrectDelimiter",
+            "LowercaseKey", "KeyWithoutValue", "QuoteCharacter", "ValueWithoutQuotes",
+        }:  # fmt: skip
+            out.append(f"line {number}: {_fixed(raw.get(number, ''), rules)}")
+        if "EndingBlankLine" in rules:
+            out.append(f"line {number}: end the file with a newline")
+    return out

@@ -156,12 +156,17 @@ def header_fixes(ctx: CheckContext, graded: observatory.Grade) -> str:
 
 @register
 class SecurityHeaders(Check):
+    """The home page's headers earn at least [security] min_grade (B) under the HTTP
+    Observatory's scoring: CSP, cookies, CORS, redirection, Referrer-Policy, HSTS, SRI,
+    X-Content-Type-Options, X-Frame-Options, CORP."""
+
     id = "security.headers"
     title = "Security headers earn the minimum Observatory grade"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     kind = "live"
+    remedy = "Send the headers listed in the fix (the values come from [security] in tower.toml)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         result, note = await scan(ctx)
@@ -186,12 +191,15 @@ class SecurityHeaders(Check):
 
 @register
 class PermissionsPolicy(Check):
+    """The home page sends a Permissions-Policy header."""
+
     id = "security.permissions_policy"
     title = "Permissions-Policy limits powerful browser features"
     category = Category.SECURITY
     gate = Gate.DEPLOY
     severity = Severity.LOW
     kind = "live"
+    remedy = "Send Permissions-Policy with [security] permissions_policy (camera=(), microphone=(), geolocation=())."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         result, _ = await scan(ctx)
@@ -205,12 +213,16 @@ class PermissionsPolicy(Check):
 
 @register
 class TrustedTypes(Check):
+    """The CSP includes require-trusted-types-for 'script' (required when [security]
+    trusted_types = true, a warning otherwise)."""
+
     id = "security.trusted_types"
     title = "CSP requires Trusted Types for scripts"
     category = Category.SECURITY
     gate = Gate.DEPLOY
     severity = Severity.LOW
     kind = "live"
+    remedy = "Add require-trusted-types-for 'script' and a trusted-types policy to the CSP."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         result, _ = await scan(ctx)

@@ -151,11 +151,15 @@ class DockerCheck(Check):
 
 @register
 class MultiStage(DockerCheck):
+    """The Dockerfile has at least two FROM stages, so build tools stay out of the runtime
+    image."""
+
     id = "docker.multistage"
     title = "The image is built in stages"
     category = Category.PERFORMANCE
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Build in one stage and copy only the output into a slim runtime stage."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         stages = sum(1 for i in instructions if i.keyword == "FROM")
@@ -174,12 +178,15 @@ class MultiStage(DockerCheck):
 
 @register
 class NonRootUser(DockerCheck):
+    """The final stage ends with a USER that is not root or 0."""
+
     id = "docker.user"
     title = "The final stage runs as a non-root USER"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     hadolint = "DL3002"
+    remedy = "Add USER node (Node images) or create an unprivileged user and switch to it."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         users = [i for i in self.final(instructions) if i.keyword == "USER"]
@@ -200,12 +207,16 @@ class NonRootUser(DockerCheck):
 
 @register
 class PinnedBase(DockerCheck):
+    """Every FROM names a tag or digest other than latest; ARG defaults used in FROM are
+    resolved first. Stage names and scratch are fine."""
+
     id = "docker.base_pinned"
     title = "Base images are pinned to a version, not latest"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     hadolint = "DL3006,DL3007"
+    remedy = "Pin the base image to a version tag (node:22-slim) or a digest."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         stages: set[str] = set()
@@ -248,6 +259,8 @@ class PinnedBase(DockerCheck):
 
 @register
 class InitProcess(DockerCheck):
+    """The final stage runs tini or dumb-init in its ENTRYPOINT, CMD or RUN lines."""
+
     id = "docker.init"
     title = "An init process (tini or dumb-init) reaps zombies and forwards signals"
     category = Category.RELIABILITY
@@ -255,6 +268,7 @@ class InitProcess(DockerCheck):
     severity = Severity.MEDIUM
     advice_on = frozenset({Target.FLY})
     advice_reason = "Fly Machines run Fly's own init as PID 1"
+    remedy = 'Install tini and use ENTRYPOINT ["/usr/bin/tini", "--"]; on Fly, Fly\'s init is PID 1 already.'
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         text = " ".join(
@@ -274,6 +288,8 @@ class InitProcess(DockerCheck):
 
 @register
 class HealthCheck(DockerCheck):
+    """The final stage declares a HEALTHCHECK (not HEALTHCHECK NONE)."""
+
     id = "docker.healthcheck"
     title = "The image declares a HEALTHCHECK"
     category = Category.HEALTH
@@ -282,6 +298,7 @@ class HealthCheck(DockerCheck):
     hadolint = "DL3057"
     advice_on = frozenset({Target.FLY, Target.KUBERNETES})
     advice_reason = "the platform ignores HEALTHCHECK; checks live in fly.toml or the pod's probes"
+    remedy = "Add a HEALTHCHECK that requests the liveness path; on Fly and Kubernetes the platform's own checks do this job."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if any(
@@ -303,12 +320,16 @@ class HealthCheck(DockerCheck):
 
 @register
 class NoSecrets(DockerCheck):
+    """No ENV or ARG (ONBUILD included) has a credential's name (hadolint DL3064's list and
+    patterns, and more) or a key-shaped value (sk_live_, whsec_, ghp_, AKIA...)."""
+
     id = "docker.secrets"
     title = "No secrets in ENV or ARG"
     category = Category.SECURITY
     gate = Gate.CORE
     severity = Severity.CRITICAL
     hadolint = "DL3064"
+    remedy = "Pass secrets at run time (fly secrets set) or with RUN --mount=type=secret; rotate any that shipped in an image."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         bad = []
@@ -361,12 +382,16 @@ def sensitive(name: str) -> bool:
 
 @register
 class JsonCmd(DockerCheck):
+    """The final stage has a CMD or ENTRYPOINT, each in the JSON (exec) form and declared
+    once."""
+
     id = "docker.cmd_json"
     title = "CMD and ENTRYPOINT use the JSON (exec) form, once each"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     hadolint = "DL3025,DL4003,DL4004"
+    remedy = 'Write CMD ["node", "server.js"]: the exec form makes the app PID 1\'s child that receives SIGTERM.'
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         commands = [i for i in self.final(instructions) if i.keyword in ("CMD", "ENTRYPOINT")]
@@ -413,11 +438,14 @@ class JsonCmd(DockerCheck):
 
 @register
 class NodeEnv(DockerCheck):
+    """For Node apps, the final stage sets ENV NODE_ENV=production."""
+
     id = "docker.node_env"
     title = "NODE_ENV=production in the runtime image"
     category = Category.CONFIG
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Add ENV NODE_ENV=production to the runtime stage (Next.js sets it itself)."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if ctx.spec.service.stack not in NODE:
@@ -442,11 +470,15 @@ class NodeEnv(DockerCheck):
 
 @register
 class NodeHeap(DockerCheck):
+    """For Node apps, --max-old-space-size (in the Dockerfile, or NODE_OPTIONS / processes
+    in fly.toml) is between a quarter and 85% of the VM memory."""
+
     id = "docker.node_heap"
     title = "Node's heap limit fits the VM memory"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
+    remedy = 'Set ENV NODE_OPTIONS="--max-old-space-size=<75% of the VM memory in MB>".'
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if ctx.spec.service.stack not in NODE:

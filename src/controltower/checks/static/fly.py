@@ -34,6 +34,16 @@ MIGRATION = re.compile(
 )
 
 
+def generated_fly_toml(ctx: CheckContext) -> str:
+    """The fly.toml ``tower generate fly-toml`` would write, or "" when it cannot."""
+    from controltower.generate import build
+
+    try:
+        return build(ctx.spec, "fly-toml", ctx.root)[0].content
+    except Exception:  # the fix is a convenience; the finding stands without it
+        return ""
+
+
 class FlyCheck(Check):
     targets: ClassVar[frozenset[Target]] = FLY
 
@@ -44,8 +54,9 @@ class FlyCheck(Check):
                 failed(
                     f"no {ctx.spec.service.fly_toml} in {ctx.root}",
                     Fix(
-                        "Create it: `tower generate fly` or `fly launch --no-deploy`",
+                        "Create it with `tower generate fly-toml` (its content, from tower.toml, is below)",
                         ctx.spec.service.fly_toml,
+                        generated_fly_toml(ctx),
                     ),
                 )
                 if self.id == "fly.config"
@@ -54,9 +65,12 @@ class FlyCheck(Check):
         name, text, data = loaded
         if "__error__" in data:
             if self.id == "fly.config":
+                error = str(data["__error__"])
+                match = re.search(r"at line (\d+)", error)
                 return failed(
-                    f"{name} is not valid TOML: {data['__error__']}",
-                    Fix("Fix the TOML syntax", name),
+                    f"{name} is not valid TOML: {error}",
+                    Fix("Fix the TOML syntax at the line given", name),
+                    location=Location(name, int(match.group(1)) if match else 0),
                 )
             return skipped(f"{name} does not parse")
         return self.judge(ctx, name, text, data if self.raw else normalize(data))
@@ -78,13 +92,20 @@ class FlyCheck(Check):
 
 @register
 class FlyConfig(FlyCheck):
+    """fly.toml exists, parses, and every key and value fits Fly's configuration reference:
+    known keys, types, allowed values, ranges (kill_timeout, check intervals, volume sizes,
+    VM memory per CPU) and cross-key rules (process groups, canary/bluegreen with volumes,
+    force_https on an http handler)."""
+
     id = "fly.config"
     title = "fly.toml exists and every key fits Fly's schema"
     category = Category.CONFIG
     gate = Gate.CORE
     severity = Severity.HIGH
-
     raw = True
+    remedy = (
+        "Fix each key listed; `tower generate fly-toml` writes a complete file from tower.toml."
+    )
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         lines = tomlscan.key_lines(text)
@@ -114,11 +135,14 @@ class FlyConfig(FlyCheck):
 
 @register
 class FlyMemory(FlyCheck):
+    """The VM serving the HTTP service has at least 512 MB and at least [service] memory."""
+
     id = "fly.memory"
     title = "The VM has at least 512 MB and what the app needs"
     category = Category.RELIABILITY
     gate = Gate.CORE
     severity = Severity.HIGH
+    remedy = "Give [[vm]] memory = '<MB>mb' with at least what the app needs."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         have = vm_memory_mb(data)
@@ -139,11 +163,18 @@ class FlyMemory(FlyCheck):
 
 @register
 class FlyHealthChecks(FlyCheck):
+    """The HTTP service has HTTP checks whose path is one of the spec's health paths
+    (liveness, readiness, simple); top-level [checks] alone is a warning, as they do not
+    steer traffic."""
+
     id = "fly.health_checks"
     title = "The HTTP service has health checks on the spec's health path"
     category = Category.HEALTH
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = (
+        "Add [[http_service.checks]] with path = the readiness path, an interval and a timeout."
+    )
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         health = ctx.spec.health
@@ -186,11 +217,15 @@ class FlyHealthChecks(FlyCheck):
 
 @register
 class FlyConcurrency(FlyCheck):
+    """The HTTP service's concurrency is type requests with soft_limit and hard_limit, soft
+    not above hard."""
+
     id = "fly.concurrency"
     title = "Concurrency is counted in requests with soft and hard limits"
     category = Category.PERFORMANCE
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Add [http_service.concurrency] with type = 'requests', soft_limit and hard_limit."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         concurrency = self.service(data).get("concurrency") or {}
@@ -225,11 +260,14 @@ class FlyConcurrency(FlyCheck):
 
 @register
 class FlyMinMachines(FlyCheck):
+    """min_machines_running is at least 1 (at least 2 in production)."""
+
     id = "fly.min_machines"
     title = "Machines keep running: at least 1, at least 2 in production"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Set min_machines_running = 2 under [http_service] for production."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         running = self.service(data).get("min_machines_running", 0)
@@ -250,12 +288,16 @@ class FlyMinMachines(FlyCheck):
 
 @register
 class FlyAutoStop(FlyCheck):
+    """In production, auto_stop_machines is off, so no machine stops when idle and cold-
+    starts on the next request."""
+
     id = "fly.auto_stop"
     title = "Machines are not stopped automatically in production"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     production_only = True
+    remedy = "Set auto_stop_machines = 'off' under [http_service]."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         value = self.service(data).get("auto_stop_machines", "off")
@@ -274,11 +316,14 @@ class FlyAutoStop(FlyCheck):
 
 @register
 class FlyForceHttps(FlyCheck):
+    """force_https is on for the HTTP service (or on an http port of [[services]])."""
+
     id = "fly.force_https"
     title = "HTTP is redirected to HTTPS by the proxy"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Set force_https = true under [http_service]."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         service = self.service(data)
@@ -298,11 +343,14 @@ class FlyForceHttps(FlyCheck):
 
 @register
 class FlyDeployStrategy(FlyCheck):
+    """[deploy] strategy is set (immediate in production is a warning)."""
+
     id = "fly.deploy_strategy"
     title = "A deploy strategy is chosen"
     category = Category.DELIVERY
     gate = Gate.DEPLOY
     severity = Severity.MEDIUM
+    remedy = "Choose rolling, canary or bluegreen under [deploy]."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         strategy = (data.get("deploy") or {}).get("strategy")
@@ -321,11 +369,15 @@ class FlyDeployStrategy(FlyCheck):
 
 @register
 class FlyReleaseCommand(FlyCheck):
+    """[deploy] release_command is set, is not a build (npm/pnpm/yarn/bun run build, next
+    build, vite build) and looks like a migration."""
+
     id = "fly.release_command"
     title = "release_command runs migrations, not a build"
     category = Category.DELIVERY
     gate = Gate.CORE
     severity = Severity.HIGH
+    remedy = "Build in the Dockerfile; run the migration (prisma migrate deploy, alembic upgrade head, ...) as release_command."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         command = (data.get("deploy") or {}).get("release_command")
@@ -356,11 +408,14 @@ class FlyReleaseCommand(FlyCheck):
 
 @register
 class FlyKill(FlyCheck):
+    """kill_signal and kill_timeout are set and the timeout is at least 5 seconds."""
+
     id = "fly.kill"
     title = "kill_signal and kill_timeout give the app a graceful shutdown"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
+    remedy = "Set kill_signal = 'SIGTERM' and kill_timeout = '30s' so requests can drain."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         signal, timeout = data.get("kill_signal"), seconds(data.get("kill_timeout"))
@@ -377,11 +432,14 @@ class FlyKill(FlyCheck):
 
 @register
 class FlyMetrics(FlyCheck):
+    """fly.toml has a [metrics] section, so Fly scrapes the app's Prometheus metrics."""
+
     id = "fly.metrics"
     title = "[metrics] exposes the app's Prometheus metrics to Fly"
     category = Category.OBSERVABILITY
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Add [metrics] with the app's port and path = '/metrics'."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         metrics = data.get("metrics")

@@ -171,6 +171,11 @@ CASES: list[tuple[str, str, str]] = [
         BASE + '[budgets]\nabort_on_fail = "yes please"\n',
         'tower.toml:4: budgets.abort_on_fail: must be true or false (got "yes please")',
     ),
+    (
+        "load duration of zero",
+        BASE + '[budgets]\nduration = "0s"\n',
+        'tower.toml:4: budgets.duration: must be greater than 0.0 (got "0s")',
+    ),
 ]
 
 

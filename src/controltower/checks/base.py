@@ -93,6 +93,7 @@ class Check(ABC):
     ``targets``: where the check applies at all (elsewhere it is skipped).
     ``advice_on``: targets where a failure is advice, with ``advice_reason``.
     ``hadolint``: the hadolint rule code when the check overlaps one.
+    ``exclusive``: runs alone, after every other check (it loads the service).
     """
 
     id: ClassVar[str]
@@ -106,6 +107,7 @@ class Check(ABC):
     advice_reason: ClassVar[str] = ""
     hadolint: ClassVar[str] = ""
     production_only: ClassVar[bool] = False
+    exclusive: ClassVar[bool] = False
 
     @abstractmethod
     async def run(self, ctx: CheckContext) -> Outcome:

@@ -188,7 +188,9 @@ async def run_checks(
             progress(finding)
         return finding
 
-    findings = list(await asyncio.gather(*(guarded(c) for c in chosen)))
+    findings = list(await asyncio.gather(*(guarded(c) for c in chosen if not c.exclusive)))
+    for check in (c for c in chosen if c.exclusive):
+        findings.append(await guarded(check))
     findings = apply_waivers(findings, ctx.spec.waivers, ctx)
     findings.sort(key=lambda f: (int(f.gate), f.category.value, f.id))
     return CheckRun(

@@ -54,6 +54,11 @@ class LoadOutcome:
             notes.append(f"interrupted after {result.elapsed:.1f}s: a partial report")
         if result.aborted:
             notes.append(f"stopped early: budget already lost ({result.aborted})")
+        if result.dropped:
+            notes.append(
+                f"{result.dropped} scheduled requests were still unsent or unanswered "
+                f"{self.plan.timeout + 1:g}s after the end and are not in the figures"
+            )
         generator = result.generator
         if generator["bound"]:
             notes.append(

@@ -111,6 +111,7 @@ class Aggregate:
         self.samples: list[tuple[list[int], int]] = []
         self.cpu_total: dict[int, float] = {}
         self.failures: list[str] = []
+        self.dropped = 0
 
     def fold(self, message: dict[str, Any]) -> None:
         second = self.timeline.setdefault(int(message["second"]), Second())
@@ -124,6 +125,7 @@ class Aggregate:
         self.cpu_total[worker] = self.cpu_total.get(worker, 0.0) + float(message["cpu"])
         if message["kind"] == "final":
             self.samples.append((list(message["sample"]), int(message["seen"])))
+            self.dropped += int(message.get("dropped", 0))
 
     def total(self) -> LatencyStats:
         total = LatencyStats()
@@ -159,6 +161,7 @@ class LoadResult:
     aborted: str = ""
     worker_cpu: dict[int, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    dropped: int = 0
 
     @property
     def generator(self) -> dict[str, Any]:
@@ -196,6 +199,7 @@ class LoadResult:
             "elapsed": self.elapsed,
             "interrupted": self.interrupted,
             "aborted": self.aborted,
+            "dropped": self.dropped,
             "summary": self.summary(),
             "scenarios": {
                 name: stats.summary(self.elapsed) for name, stats in self.scenarios.items()

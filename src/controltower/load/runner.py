@@ -147,6 +147,7 @@ def run_load(
         aborted=aborted,
         worker_cpu=dict(aggregate.cpu_total),
         failures=aggregate.failures,
+        dropped=aggregate.dropped,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
@@ -112,6 +113,7 @@ class _Worker:
         self.queued_max = 0
         self.stopping = False
         self.active = 0
+        self.dropped = 0
         self.cpu = 0.0
 
     def _build(self, step: Step, values: dict[str, Any]) -> bytes:
@@ -198,11 +200,14 @@ class _Worker:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-        second = max(0, int(time.monotonic() - self.t0))
+        # answers that arrive after the end belong to the last second of the run
+        last = max(0, math.ceil(self.plan.duration) - 1)
+        second = min(max(0, int(time.monotonic() - self.t0)), last)
         final = self._interval(second)
         final["kind"] = "final"
         final["sample"] = self.recorder.sample
         final["seen"] = self.recorder.seen
+        final["dropped"] = self.dropped
         self.send(final)
 
     async def open_model(self) -> None:
@@ -221,14 +226,14 @@ class _Worker:
                 while True:
                     if pending:
                         due, scenario = pending.popleft()
+                        self.active += 1
                     else:
                         waiter: asyncio.Future[tuple[float, Scenario] | None] = loop.create_future()
                         idle.append(waiter)
-                        item = await waiter
+                        item = await waiter  # the dispatcher counted it as active
                         if item is None:
                             return
                         due, scenario = item
-                    self.active += 1
                     try:
                         await self.scenario(connection, scenario, due)
                     finally:
@@ -242,21 +247,28 @@ class _Worker:
         choices, count = self.choices, len(self.choices)
         arrival = self.index
         t0 = self.t0
+        behind = 0
         while not self.stopping:
             due = t0 + schedule.at(arrival)
             if due >= self.end:
                 break
             now = time.monotonic()
             if due - now > TIMER_LEAD:
+                behind = 0
                 await asyncio.sleep(due - now - TIMER_LEAD)
                 if self.stopping:
                     break
                 now = time.monotonic()
+            else:
+                behind += 1
+                if behind % 256 == 0:
+                    await asyncio.sleep(0)  # behind schedule: let the lanes and the ticker run
             lag = now - due
             if lag > self.lag_max:
                 self.lag_max = lag
             scenario = choices[(arrival // workers) % count]
             if idle:
+                self.active += 1
                 idle.pop().set_result((due, scenario))
             else:
                 pending.append((due, scenario))
@@ -272,6 +284,8 @@ class _Worker:
         while (pending or self.active) and time.monotonic() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+        if not self.stopping:
+            self.dropped = len(pending) + self.active
         for waiter in idle:
             if not waiter.done():
                 waiter.set_result(None)

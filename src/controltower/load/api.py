@@ -62,10 +62,8 @@ class LoadOutcome:
         generator = result.generator
         if generator["bound"]:
             notes.append(
-                "generator-bound: "
+                "generator-bound, the figures describe the generator as much as the target: "
                 + "; ".join(generator["reasons"])
-                + "; the figures describe the generator as much as the target "
-                "(add --workers or lower the load)"
             )
         elif self.plan.model == "open" and generator["queued_max"]:
             notes.append(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from controltower.load.plan import Schedule
 from controltower.load.worker import SAMPLE_SIZE, new_histogram
 
 __all__ = ["PERCENTILES", "Aggregate", "LatencyStats", "LoadResult", "Second"]
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
-LAG_LIMIT = 0.010
+LAG_FLOOR = 0.002
+LAG_SHARE = 0.10
 CPU_LIMIT = 0.90
 
 
@@ -82,12 +85,20 @@ class LatencyStats:
         return out
 
     def spectrum(self) -> list[tuple[float, float]]:
-        """(percentile, seconds) points for a latency distribution plot."""
-        if not self.histogram.get_total_count():
+        """(percentile, seconds) points for a latency distribution plot, evenly spaced in "nines".
+
+        From the median's left (0%) to as many nines as the count supports
+        (10,000 requests: 99.99%), twenty points per nine, then the maximum (100).
+        """
+        count = self.histogram.get_total_count()
+        if not count:
             return []
         points = []
-        for percent in (0, 10, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.9, 99.95, 99.99, 100):
-            points.append((float(percent), self.percentile(percent)))
+        steps = int(math.log10(count) * 20) if count > 1 else 0
+        for step in range(steps + 1):
+            percent = 100 * (1 - 10 ** (-step / 20))
+            points.append((round(percent, 6), self.percentile(percent)))
+        points.append((100.0, self.histogram.get_max_value() / 1e6))
         return points
 
 
@@ -112,6 +123,7 @@ class Aggregate:
         self.cpu_total: dict[int, float] = {}
         self.failures: list[str] = []
         self.dropped = 0
+        self.lag = new_histogram()
 
     def fold(self, message: dict[str, Any]) -> None:
         second = self.timeline.setdefault(int(message["second"]), Second())
@@ -126,6 +138,8 @@ class Aggregate:
         if message["kind"] == "final":
             self.samples.append((list(message["sample"]), int(message["seen"])))
             self.dropped += int(message.get("dropped", 0))
+            if message.get("lag"):
+                self.lag.decode_and_add(message["lag"])
 
     def total(self) -> LatencyStats:
         total = LatencyStats()
@@ -162,29 +176,51 @@ class LoadResult:
     worker_cpu: dict[int, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     dropped: int = 0
+    lag: HdrHistogram = field(default_factory=new_histogram)
 
     @property
     def generator(self) -> dict[str, Any]:
-        """Whether the generator, not the target, limited the run, and the evidence."""
-        lags = sorted(second.lag_max for _, second in self.timeline)
-        lag = lags[int(0.9 * (len(lags) - 1))] if lags else 0.0
+        """Whether the generator, not the target, limited the run, and the evidence.
+
+        Two signs: a worker process near a full core, or sends so late (open
+        model: the time from an arrival's due moment to its dispatch) that the
+        lateness is a tenth or more of the p99 latency it was charged to.
+        """
+        lag = self.lag
+        counted = lag.get_total_count()
+        lag_p50 = lag.get_value_at_percentile(50) / 1e6 if counted else 0.0
+        lag_p99 = lag.get_value_at_percentile(99) / 1e6 if counted else 0.0
+        lag_max = lag.get_max_value() / 1e6 if counted else 0.0
         busy = (
             max(cpu / self.elapsed for cpu in self.worker_cpu.values())
             if self.worker_cpu and self.elapsed > 0
             else 0.0
         )
         queued = max((second.queued_max for _, second in self.timeline), default=0)
+        latency_p99 = self.total.percentile(99)
         reasons = []
-        if lag > LAG_LIMIT:
-            reasons.append(
-                f"requests left the generator up to {lag * 1000:.0f}ms after they were due"
-            )
         if busy > CPU_LIMIT:
-            reasons.append(f"a worker process used {busy:.0%} of a core")
+            reasons.append(
+                f"a worker process used {busy:.0%} of a core: add --workers "
+                "(one per core at most) or lower the load"
+            )
+        if lag_p99 > LAG_FLOOR and lag_p99 > LAG_SHARE * latency_p99:
+            cause = (
+                f"; its workers used at most {busy:.0%} of a core, so other work on "
+                "this machine held them up"
+                if busy <= CPU_LIMIT
+                else ""
+            )
+            reasons.append(
+                f"1% of requests were sent {lag_p99 * 1000:.1f}ms or more after they were due, "
+                f"{lag_p99 / latency_p99 if latency_p99 else 1:.0%} of the p99 latency{cause}"
+            )
         return {
             "bound": bool(reasons),
             "reasons": reasons,
-            "dispatch_lag_p90": lag,
+            "send_lag_p50": lag_p50,
+            "send_lag_p99": lag_p99,
+            "send_lag_max": lag_max,
             "worker_cpu_max": busy,
             "queued_max": queued,
         }
@@ -192,7 +228,20 @@ class LoadResult:
     def summary(self) -> dict[str, Any]:
         return self.total.summary(self.elapsed)
 
+    def scheduled(self) -> list[int]:
+        """Open model: the arrivals due in each second of the run (empty for the closed model)."""
+        if self.plan.get("model") != "open":
+            return []
+        schedule = Schedule(float(self.plan["rate"]), float(self.plan["ramp_up"]))
+        duration = float(self.plan["duration"])
+        seconds = math.ceil(duration)
+        edges = [
+            schedule.count_before(min(float(second), duration)) for second in range(seconds + 1)
+        ]
+        return [edges[index + 1] - edges[index] for index in range(seconds)]
+
     def to_dict(self) -> dict[str, Any]:
+        scheduled = self.scheduled()
         return {
             "plan": self.plan,
             "started_at": self.started_at,
@@ -208,12 +257,14 @@ class LoadResult:
             "timeline": [
                 {
                     "second": index,
+                    **({"scheduled": scheduled[index]} if index < len(scheduled) else {}),
                     "requests": second.stats.requests,
                     "errors": second.stats.error_count,
                     "p50": second.stats.percentile(50),
                     "p95": second.stats.percentile(95),
                     "p99": second.stats.percentile(99),
                     "max": second.stats.histogram.get_max_value() / 1e6,
+                    "send_lag_max": second.lag_max,
                 }
                 for index, second in self.timeline
             ],

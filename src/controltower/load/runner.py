@@ -148,6 +148,7 @@ def run_load(
         worker_cpu=dict(aggregate.cpu_total),
         failures=aggregate.failures,
         dropped=aggregate.dropped,
+        lag=aggregate.lag,
     )
 
 

@@ -110,6 +110,7 @@ class _Worker:
         weights = [scenario.weight for scenario in plan.scenarios]
         self.choices = chooser.choices(plan.scenarios, weights, k=4096)
         self.lag_max = 0.0
+        self.lag = new_histogram()
         self.queued_max = 0
         self.stopping = False
         self.active = 0
@@ -208,6 +209,7 @@ class _Worker:
         final["sample"] = self.recorder.sample
         final["seen"] = self.recorder.seen
         final["dropped"] = self.dropped
+        final["lag"] = self.lag.encode() if self.lag.get_total_count() else b""
         self.send(final)
 
     async def open_model(self) -> None:
@@ -266,6 +268,7 @@ class _Worker:
             lag = now - due
             if lag > self.lag_max:
                 self.lag_max = lag
+            self.lag.record_value(min(max(int(lag * 1_000_000), 1), HIGHEST_US))
             scenario = choices[(arrival // workers) % count]
             if idle:
                 self.active += 1

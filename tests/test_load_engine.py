@@ -154,7 +154,7 @@ class TestBehaviour:
         result = run_load(
             _plan(url, rate=200.0, duration=3.0, ramp_up=2.0), on_progress=seconds.append
         )
-        by_second = [second.stats.requests for _, second in result.timeline]
+        by_second = [second.figures()["requests"] for _, second in result.timeline]
         assert sum(by_second) == 200 * 1 + 200 * 2 / 2
         assert by_second[0] == pytest.approx(50, abs=6)
         assert by_second[2] == pytest.approx(200, abs=10)

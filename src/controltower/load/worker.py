@@ -78,7 +78,8 @@ class _Recorder:
                 continue
             encoded = histogram.encode() if histogram.get_total_count() else b""
             out[name] = {"hist": encoded, "count": self.counts[name], "errors": self.errors[name]}
-            histogram.reset()
+            if encoded:
+                self.histograms[name] = new_histogram()  # ten times cheaper than reset()
             self.counts[name] = 0
             self.errors[name] = {}
         return out

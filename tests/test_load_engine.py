@@ -33,31 +33,42 @@ def _quantile(ordered: list[float], percent: float) -> float:
 
 class TestAccuracy:
     def test_percentiles_match_the_injected_distribution(self, load_target: Start) -> None:
-        """Against uniform 10-30 ms, p50/p90/p95/p99 match what the server applied within 1 ms + 2%."""
-        url = load_target("--latency", "uniform:10ms:30ms")
-        result = run_load(_plan(url, rate=150.0, duration=4.0))
-        applied = _applied_delays(url)
-        assert result.total.requests == pytest.approx(600, abs=3)
-        assert result.total.error_count == 0
-        for percent in (50, 90, 95, 99):
-            measured = result.total.percentile(percent)
-            injected = _quantile(applied, percent)
-            assert abs(measured - injected) <= 0.001 + 0.02 * injected, (
-                percent,
-                measured,
-                injected,
+        """Against uniform 10-90 ms, p50/p90/p95/p99 match the delays the server applied within 1 ms + 2%.
+
+        A busy two-core machine can stall either process for milliseconds, which
+        lands in the tail; so the property must hold in one of three fresh runs.
+        An engine that measured anything but the response time fails all three.
+        """
+        misses: list[tuple[int, float, float]] = []
+        for _ in range(3):
+            url = load_target("--latency", "uniform:10ms:90ms")
+            result = run_load(_plan(url, rate=100.0, duration=5.0))
+            applied = _applied_delays(url)
+            assert result.total.requests == 500  # every scheduled arrival, once
+            assert result.total.error_count == 0
+            assert len(applied) == result.total.requests
+            # the server applied the distribution asked for
+            assert applied[0] >= 0.0099 and _quantile(applied, 50) == pytest.approx(
+                0.050, abs=0.006
             )
-        # and the applied delays are the distribution asked for
-        assert applied[0] >= 0.0095 and _quantile(applied, 50) == pytest.approx(0.020, abs=0.002)
+            misses = []
+            for percent in (50, 90, 95, 99):
+                measured = result.total.percentile(percent)
+                injected = _quantile(applied, percent)
+                if abs(measured - injected) > 0.001 + 0.02 * injected:
+                    misses.append((percent, measured, injected))
+            if not misses:
+                break
+        assert not misses, misses
 
     def test_two_workers_share_the_schedule(self, load_target: Start) -> None:
         """Two worker processes send the whole rate between them and their histograms merge."""
         url = load_target("--latency", "fixed:5ms")
         result = run_load(_plan(url, rate=200.0, duration=2.0, workers=2))
-        assert result.total.requests == pytest.approx(400, abs=4)
+        assert result.total.requests == 400
         assert set(result.worker_cpu) == {0, 1}
         assert 0.004 <= result.total.percentile(50) <= 0.030
-        assert len(result.sample) == pytest.approx(400, abs=4)
+        assert len(result.sample) == pytest.approx(400, abs=2)
 
 
 class TestCoordinatedOmission:
@@ -69,15 +80,16 @@ class TestCoordinatedOmission:
         assert summary["max"] >= 0.9
         assert summary["p99"] >= 0.7
         assert summary["p90"] >= 0.2  # a quarter of the arrivals were due during the stall
-        assert result.total.requests == pytest.approx(400, abs=3)
+        assert result.total.requests == 400
 
     def test_the_closed_model_hides_the_same_stall_in_p99(self, load_target: Start) -> None:
-        """Closed-model users stop sending during the stall, so only max sees it, not p99."""
+        """At about the same 100 req/s, closed-model users stop sending during the stall: only max sees it."""
         url = load_target("--latency", "fixed:10ms", "--stall-at", "1.0", "--stall-for", "1.0")
-        result = run_load(_plan(url, model="closed", users=8, duration=4.0))
+        result = run_load(_plan(url, model="closed", users=2, think_time=0.01, duration=4.0))
         summary = result.summary()
         assert summary["max"] >= 0.9
         assert summary["p99"] < 0.2
+        assert result.total.requests < 400  # fewer requests: none were sent while it stalled
 
 
 class TestBehaviour:
@@ -93,7 +105,7 @@ class TestBehaviour:
         )
         result = run_load(_plan(url, scenarios=(flow,), rate=50.0, duration=1.0))
         stats = result.scenarios["login"]
-        assert stats.requests == pytest.approx(100, abs=2)
+        assert stats.requests == 100  # two requests per arrival
         assert stats.errors == {}
 
     def test_a_flow_without_the_captured_value_fails_with_401(self, load_target: Start) -> None:
@@ -107,7 +119,7 @@ class TestBehaviour:
             ),
         )
         result = run_load(_plan(url, scenarios=(flow,), rate=50.0, duration=1.0))
-        assert result.scenarios["login"].errors == {"status_4xx": pytest.approx(50, abs=1)}
+        assert result.scenarios["login"].errors == {"status_4xx": 50}
 
     def test_weighted_scenarios_split_the_load(self, load_target: Start) -> None:
         """Weights 3:1 split arrivals about 3:1; chunked and 5xx answers are parsed and counted."""
@@ -118,7 +130,7 @@ class TestBehaviour:
         )
         result = run_load(_plan(url, scenarios=scenarios, rate=200.0, duration=2.0))
         chunked, broken = result.scenarios["chunked"], result.scenarios["broken"]
-        assert chunked.requests + broken.requests == pytest.approx(400, abs=4)
+        assert chunked.requests + broken.requests == 400
         assert chunked.requests / broken.requests == pytest.approx(3, rel=0.25)
         assert chunked.errors == {}
         assert broken.errors == {"status_5xx": broken.requests}
@@ -128,12 +140,12 @@ class TestBehaviour:
         """A stalled server gives timeouts; a closed port gives connect errors."""
         url = load_target("--latency", "fixed:2s")
         result = run_load(_plan(url, rate=20.0, duration=1.0, timeout=0.3))
-        assert result.total.errors == {"timeout": pytest.approx(20, abs=1)}
+        assert result.total.errors == {"timeout": 20}
         assert result.total.percentile(50) >= 0.3
         from tests.conftest import free_port
 
         refused = run_load(_plan(f"http://127.0.0.1:{free_port()}", rate=20.0, duration=1.0))
-        assert refused.total.errors == {"connect": pytest.approx(20, abs=1)}
+        assert refused.total.errors == {"connect": 20}
 
     def test_ramp_up_rises_linearly(self, load_target: Start) -> None:
         """With a 2 s ramp to 200 req/s the first second carries a quarter of a full second's load."""
@@ -142,8 +154,8 @@ class TestBehaviour:
         result = run_load(
             _plan(url, rate=200.0, duration=3.0, ramp_up=2.0), on_progress=seconds.append
         )
-        by_second = [second.stats.requests for _, second in result.timeline]
-        assert sum(by_second) == pytest.approx(200 * 1 + 200 * 2 / 2, abs=4)
+        by_second = [second.figures()["requests"] for _, second in result.timeline]
+        assert sum(by_second) == 200 * 1 + 200 * 2 / 2
         assert by_second[0] == pytest.approx(50, abs=6)
         assert by_second[2] == pytest.approx(200, abs=10)
         assert seconds and seconds[-1].requests > 0
@@ -166,7 +178,11 @@ class TestBehaviour:
     def test_a_generator_that_falls_behind_says_so(self, load_target: Start) -> None:
         """A rate one worker cannot send on time is reported as generator-bound, not as target latency."""
         url = load_target()
-        result = run_load(_plan(url, rate=200_000.0, duration=2.0, connections=64))
+        result = run_load(_plan(url, rate=200_000.0, duration=2.0, connections=64, timeout=0.5))
         generator = result.generator
         assert generator["bound"]
-        assert generator["reasons"]
+        assert any(
+            "of a core" in reason or "after they were due" in reason
+            for reason in generator["reasons"]
+        )
+        assert result.total.requests + result.dropped == 400_000  # what was not sent is counted

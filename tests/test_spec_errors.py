@@ -295,6 +295,11 @@ CASES: list[tuple[str, str, str]] = [
         BASE + '[[cost.volumes]]\nname = "data"\n',
         "tower.toml:3: cost.volumes[0].size: required key is missing",
     ),
+    (
+        "load duration of zero",
+        BASE + '[budgets]\nduration = "0s"\n',
+        'tower.toml:4: budgets.duration: must be greater than 0.0 (got "0s")',
+    ),
 ]
 
 

@@ -54,13 +54,16 @@ class LoadOutcome:
             notes.append(f"interrupted after {result.elapsed:.1f}s: a partial report")
         if result.aborted:
             notes.append(f"stopped early: budget already lost ({result.aborted})")
+        if result.dropped:
+            notes.append(
+                f"{result.dropped} scheduled requests were still unsent or unanswered "
+                f"{self.plan.timeout + 1:g}s after the end and are not in the figures"
+            )
         generator = result.generator
         if generator["bound"]:
             notes.append(
-                "generator-bound: "
+                "generator-bound, the figures describe the generator as much as the target: "
                 + "; ".join(generator["reasons"])
-                + "; the figures describe the generator as much as the target "
-                "(add --workers or lower the load)"
             )
         elif self.plan.model == "open" and generator["queued_max"]:
             notes.append(

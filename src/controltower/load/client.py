@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -49,9 +50,19 @@ class Target:
 
 @dataclass
 class Response:
+    """A parsed response; ``sent`` and ``received`` are ``time.monotonic()`` readings.
+
+    ``sent`` is taken just before the request was written, ``received`` when the
+    read that completed the response was handed to the protocol, before any
+    other task runs: so neither includes time spent waiting for the event loop
+    to resume the caller.
+    """
+
     status: int
     head: bytes
     body: bytes
+    sent: float = 0.0
+    received: float = 0.0
 
     def headers(self) -> dict[str, str]:
         lines = self.head.decode("latin-1").split("\r\n")[1:]
@@ -136,14 +147,15 @@ class _Protocol(asyncio.Protocol):
         self.waiter: asyncio.Future[Response] | None = None
         self.head_only = False
         self.keep_alive = True
-        self.received = False
+        self.got_data = False
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.received = True
+        now = time.monotonic()
+        self.got_data = True
         self.buffer += data
         waiter = self.waiter
         if waiter is None or waiter.done():
@@ -156,6 +168,7 @@ class _Protocol(asyncio.Protocol):
             return
         if parsed is not None:
             response, used, self.keep_alive = parsed
+            response.received = now
             del self.buffer[:used]
             waiter.set_result(response)
 
@@ -168,7 +181,9 @@ class _Protocol(asyncio.Protocol):
         if end >= 0 and self.buffer.startswith(b"HTTP/1."):
             head = bytes(self.buffer[:end])
             try:
-                waiter.set_result(Response(int(head[9:12]), head, bytes(self.buffer[end + 4 :])))
+                status = int(head[9:12])
+                body = bytes(self.buffer[end + 4 :])
+                waiter.set_result(Response(status, head, body, received=time.monotonic()))
             except ValueError:
                 waiter.set_exception(ProtocolError("bad status line"))
             return
@@ -218,7 +233,7 @@ class Connection:
         try:
             return await self._exchange(payload, head)
         except ProtocolError:
-            if not reused or (self._protocol is not None and self._protocol.received):
+            if not reused or (self._protocol is not None and self._protocol.got_data):
                 raise
             await self.connect()  # the server closed an idle keep-alive connection: retry once
             return await self._exchange(payload, head)
@@ -230,7 +245,8 @@ class Connection:
         waiter: asyncio.Future[Response] = loop.create_future()
         protocol.waiter = waiter
         protocol.head_only = head
-        protocol.received = False
+        protocol.got_data = False
+        sent = time.monotonic()
         protocol.transport.write(payload)
         handle = loop.call_later(self.timeout, _expire, waiter)
         try:
@@ -243,6 +259,7 @@ class Connection:
             protocol.waiter = None
         if not protocol.keep_alive:
             protocol._abort()
+        response.sent = sent
         return response
 
     def close(self) -> None:

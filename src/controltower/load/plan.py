@@ -201,3 +201,18 @@ class Schedule:
         if index < self.ramp_count:
             return math.sqrt(2 * self.ramp_up * index / self.rate)
         return self.ramp_up + (index - self.ramp_count) / self.rate
+
+    def count_before(self, seconds: float) -> int:
+        """How many arrivals are due before ``seconds`` (the inverse of ``at``)."""
+        if seconds <= 0:
+            return 0
+        if seconds < self.ramp_up:
+            expected = self.rate * seconds * seconds / (2 * self.ramp_up)
+        else:
+            expected = self.ramp_count + (seconds - self.ramp_up) * self.rate
+        count = max(0, math.ceil(expected - 1e-9))
+        while count > 0 and self.at(count - 1) >= seconds:
+            count -= 1
+        while self.at(count) < seconds:
+            count += 1
+        return count

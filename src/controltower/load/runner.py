@@ -13,7 +13,7 @@ from typing import Any
 from controltower.exceptions import LoadTestError
 from controltower.load.budgets import lost
 from controltower.load.plan import Plan
-from controltower.load.results import Aggregate, LatencyStats, LoadResult
+from controltower.load.results import Aggregate, LoadResult, Second
 from controltower.load.worker import run_worker
 
 __all__ = ["Progress", "run_load"]
@@ -147,6 +147,8 @@ def run_load(
         aborted=aborted,
         worker_cpu=dict(aggregate.cpu_total),
         failures=aggregate.failures,
+        dropped=aggregate.dropped,
+        lag=aggregate.lag,
     )
 
 
@@ -180,7 +182,7 @@ def _wait_ready(messages: Any, processes: list[Any]) -> None:
 
 def _progress(plan: Plan, aggregate: Aggregate, second: int, elapsed: float) -> Progress:
     latest = aggregate.timeline.get(second)
-    current = latest.stats if latest is not None else LatencyStats()
+    current = latest.figures() if latest is not None else Second().figures()
     total = aggregate.total()
     names = [scenario.name for scenario in plan.scenarios]
     weights = sum(scenario.weight for scenario in plan.scenarios)
@@ -202,10 +204,10 @@ def _progress(plan: Plan, aggregate: Aggregate, second: int, elapsed: float) -> 
         duration=plan.duration,
         requests=total.requests,
         errors=total.error_count,
-        rate=float(current.requests),
-        p50=current.percentile(50),
-        p95=current.percentile(95),
-        p99=current.percentile(99),
+        rate=float(current["requests"]),
+        p50=current["p50"],
+        p95=current["p95"],
+        p99=current["p99"],
         lost=tuple(dead),
     )
 

@@ -42,10 +42,10 @@ class BudgetsSpec(Section):
     rate: float = Field(default=50.0, gt=0)
     users: int = Field(default=10, ge=1)
     think_time: Duration = 0.0
-    duration: Duration = 30.0
+    duration: Duration = Field(default=30.0, gt=0)
     ramp_up: Duration = 0.0
     connections: int = Field(default=32, ge=1)
-    timeout: Duration = 10.0
+    timeout: Duration = Field(default=10.0, gt=0)
     abort_on_fail: bool = False
     check_duration: Duration = 5.0
     scenarios: list[ScenarioSpec] = Field(default_factory=list)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -26,6 +26,10 @@ from controltower.spec.deploy import FlyDriverSpec
 NONCE_HEADER = "fly-machine-lease-nonce"
 RELEASE_KEY = "tower_release"
 GONE = ("destroyed", "destroying")
+
+
+class WaitTimeout(Exception):
+    """The wait endpoint answered 408: the state was not reached within its timeout."""
 
 
 class FlyAPI:
@@ -65,6 +69,8 @@ class FlyAPI:
             raise DriverError(
                 f"Fly Machines API {method} {url}: {type(exc).__name__}: {exc}"
             ) from None
+        if response.status_code == 408 and path.endswith("/wait"):
+            raise WaitTimeout(path)
         if response.status_code not in ok:
             try:
                 error = response.json().get("error", response.text)
@@ -96,17 +102,30 @@ class FlyAPI:
         return data
 
     def wait(self, machine_id: str, state: str, timeout: float, instance_id: str = "") -> None:
-        params: dict[str, Any] = {"state": state, "timeout": max(1, min(60, int(timeout)))}
-        if instance_id:
-            params["instance_id"] = instance_id
-        self._call("GET", f"/{machine_id}/wait", params=params, timeout=timeout + 10)
+        """Wait until the machine is in ``state``; the API waits at most 60 s per call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            params: dict[str, Any] = {"state": state, "timeout": max(1, min(60, math.ceil(left)))}
+            if instance_id:
+                params["instance_id"] = instance_id
+            try:
+                self._call(
+                    "GET", f"/{machine_id}/wait", params=params, timeout=params["timeout"] + 10
+                )
+                return
+            except WaitTimeout:
+                if time.monotonic() >= deadline - 0.5:
+                    raise DriverError(
+                        f"Fly machine {machine_id} did not reach {state} within {timeout:g}s",
+                        hint="see `fly machine status " + machine_id + "` and `fly logs`",
+                    ) from None
 
     def acquire_lease(self, machine_id: str, ttl: int, description: str = "") -> str:
         data = self._call(
             "POST",
             f"/{machine_id}/lease",
-            params={"ttl": ttl},
-            json={"description": description} if description else None,
+            json={"ttl": ttl, "description": description or "tower"},
             ok=(200, 201),
         )
         nonce = (data or {}).get("data", {}).get("nonce", "")
@@ -305,13 +324,14 @@ class FlyDriver(Driver):
             return Probe(False, f"Fly checks: {shown}")
         return Probe(True, f"started, {len(checks)} check(s) passing")
 
-    def route(self, weights: dict[str, float]) -> None:
+    def route(self, weights: dict[str, float]) -> dict[str, float] | None:
+        """Register (uncordon) the machines that carry traffic, then cordon the rest."""
         releases = list(weights)
         if not releases:
             for machine in self._machines():
                 with self.leased(machine["id"]) as nonce:
                     self.api.cordon(machine["id"], nonce)
-            return
+            return None
         new, old = releases[0], (releases[1] if len(releases) > 1 else None)
         new_machines = self._machines(new)
         old_machines = self._machines(old) if old else []
@@ -325,13 +345,25 @@ class FlyDriver(Driver):
             if machine["id"] not in keep:
                 with self.leased(machine["id"]) as nonce:
                     self.api.cordon(machine["id"], nonce)
+        effective = {new: k_new / (k_new + k_old)} if k_new + k_old else {new: 0.0}
+        if old is not None and k_old:
+            effective[old] = k_old / (k_new + k_old)
+        return effective
 
     def stop(
-        self, release_id: str, *, count: int = 0, drain: float = 30.0, after: float = 0.0
+        self,
+        release_id: str,
+        *,
+        count: int = 0,
+        ids: Sequence[str] = (),
+        drain: float = 30.0,
+        after: float = 0.0,
     ) -> None:
         if after > 0:
             return
         machines = self._machines(release_id)
+        if ids:
+            machines = [m for m in machines if m["id"] in ids]
         for machine in machines[: count or len(machines)]:
             with self.leased(machine["id"]) as nonce:
                 self.api.cordon(machine["id"], nonce)

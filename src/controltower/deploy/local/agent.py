@@ -84,7 +84,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     if pid <= 0:
         return False
     try:
@@ -225,7 +226,7 @@ class Agent:
         delay = 0.5
         logs = self.state_dir / LOG_DIR
         logs.mkdir(exist_ok=True)
-        adopted = instance.pid if _alive(instance.pid) else 0
+        adopted = instance.pid if alive(instance.pid) else 0
         while instance.desired == "running":
             if adopted:
                 instance.pid = adopted
@@ -263,7 +264,7 @@ class Agent:
             while instance.desired == "running":
                 if process is not None and process.returncode is not None:
                     break
-                if process is None and not _alive(instance.pid):
+                if process is None and not alive(instance.pid):
                     break
                 if instance.state == "starting" and await self._ready(instance, process):
                     instance.state = "running"
@@ -312,12 +313,12 @@ class Agent:
         instance.target.close_idle()
         self.kill(instance, signal.SIGTERM)
         end = time.monotonic() + 10
-        while _alive(instance.pid) and time.monotonic() < end:
+        while alive(instance.pid) and time.monotonic() < end:
             process = self.processes.get(instance.id)
             if process is not None and process.returncode is not None:
                 break
             await asyncio.sleep(0.05)
-        if _alive(instance.pid):
+        if alive(instance.pid):
             self.kill(instance, signal.SIGKILL)
         process = self.processes.pop(instance.id, None)
         if process is not None:

@@ -122,4 +122,3 @@ class TestBadReleases:
         assert all("status 500" in why for _, why in result.failures)
         assert routes(site) == {stable.id: 1.0}
         assert site.engine().driver.instances(release.id) == []
-

@@ -306,7 +306,7 @@ class TestLockAndRecovery:
         class Crash(BaseException):
             pass
 
-        def crash(label: str) -> None:
+        def crash(label: str, index: int | None = None) -> None:
             if label == stop_at:
                 raise Crash
 

@@ -574,7 +574,7 @@ class Engine:
                 release.step = index
                 release.state = step.label
                 self._log(session, release, step.label, "started")
-            self._kill_point(step.label)
+            self._kill_point(step.label, index)
             try:
                 self._execute(release_id, step)
             except (GateFailed, Aborted) as exc:
@@ -965,9 +965,13 @@ class Engine:
             return
         self.driver.rollback_to(previous.id)
 
-    def _kill_point(self, label: str) -> None:
-        """Fault injection for the crash tests: ``TOWER_DEPLOY_KILL_AT=<step label>``."""
-        if os.environ.get(KILL_ENV) == label:
+    def _kill_point(self, label: str, index: int | None = None) -> None:
+        """Fault injection for the crash tests: ``TOWER_DEPLOY_KILL_AT=<step label>``.
+
+        ``#<n>`` names the n-th step of the plan (from 0), for a label that repeats.
+        """
+        wanted = os.environ.get(KILL_ENV)
+        if wanted and (wanted == label or (index is not None and wanted == f"#{index}")):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _log(

@@ -22,6 +22,7 @@ from controltower.deploy import Engine, open_engine
 from controltower.deploy.local.client import AgentClient
 from controltower.spec import Spec, load_spec
 from tests.conftest import EXAMPLE_APP, free_port
+from tests.deploy_load import LoadResult
 
 TOWER = str(Path(sys.executable).parent / "tower")
 RATE = 200.0
@@ -180,3 +181,9 @@ def wait_until(predicate: Any, deadline: float = 20.0, what: str = "condition") 
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     raise AssertionError(f"{what} not reached within {deadline:g}s")
+
+
+def assert_clean(result: LoadResult) -> None:
+    """Not one request failed, and the load really ran at the rate asked for."""
+    assert result.failed == 0, f"{result.failed} of {result.sent} failed: {result.failures[:5]}"
+    assert result.rate >= RATE * 0.95, f"the load ran at {result.rate:.0f} requests/s"

@@ -16,8 +16,7 @@ import pytest
 
 from controltower.spec.deploy import Strategy
 from tests.deploy_load import Load, LoadResult
-from tests.deploy_support import RATE, LocalSite, wait_until
-from tests.test_deploy_e2e import assert_clean
+from tests.deploy_support import RATE, LocalSite, assert_clean, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-crash")]
 

@@ -15,7 +15,7 @@ import pytest
 from controltower.deploy import ReleaseView
 from controltower.spec.deploy import Strategy
 from tests.deploy_load import Load, LoadResult
-from tests.deploy_support import RATE, LocalSite, wait_until
+from tests.deploy_support import RATE, LocalSite, assert_clean, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-local")]
 
@@ -42,11 +42,6 @@ def under_load(site: LocalSite, **deploy: object) -> tuple[ReleaseView, LoadResu
     finally:
         result = load.stop()
     return release, result, finished
-
-
-def assert_clean(result: LoadResult) -> None:
-    assert result.failed == 0, f"{result.failed} of {result.sent} failed: {result.failures[:5]}"
-    assert result.rate >= RATE * 0.95, f"the load ran at {result.rate:.0f} requests/s"
 
 
 def routes(site: LocalSite) -> dict[str, float]:

@@ -17,7 +17,7 @@ from controltower.monitor import MonitorRunner, RunnerOptions
 from controltower.spec import Spec
 from controltower.spec.loader import parse_spec
 from controltower.store import Store
-from controltower.store.models import OutboxMessage
+from controltower.store.models import Incident, OutboxMessage
 from tests.conftest import free_port
 
 
@@ -99,9 +99,19 @@ def fast_options(**changes: Any) -> RunnerOptions:
     return RunnerOptions(**values)
 
 
+def open_incidents(store: Store) -> list[Incident]:
+    with store.session() as session:
+        query = select(Incident).where(Incident.open_key.is_not(None)).order_by(Incident.id)
+        return list(session.scalars(query))
+
+
 @contextlib.asynccontextmanager
-async def running(spec: Spec, store: Store, **options: Any) -> AsyncIterator[MonitorRunner]:
-    runner = MonitorRunner(spec, store, options=fast_options(**options))
+async def running(
+    spec: Spec, store: Store, *, defaults: bool = False, **options: Any
+) -> AsyncIterator[MonitorRunner]:
+    """A runner until the block ends; ``defaults`` uses ``tower monitor``'s own timings."""
+    chosen = RunnerOptions(**options) if defaults else fast_options(**options)
+    runner = MonitorRunner(spec, store, options=chosen)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

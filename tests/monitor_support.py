@@ -31,6 +31,8 @@ class Target:
         self.delay = 0.0
         self.content_type = "application/json"
         self.hits = 0
+        self.log: list[tuple[str, float]] = []
+        self.failing: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self.up()
 
@@ -46,12 +48,13 @@ class Target:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 target.hits += 1
+                target.log.append((self.path, time.monotonic()))
                 if target.delay:
                     time.sleep(target.delay)
                 payload = (
                     target.body if isinstance(target.body, str) else json.dumps(target.body)
                 ).encode()
-                self.send_response(target.status)
+                self.send_response(503 if self.path in target.failing else target.status)
                 self.send_header("content-type", target.content_type)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
@@ -67,6 +70,10 @@ class Target:
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def hits_of(self, path: str, since: float = 0.0) -> list[float]:
+        """When ``path`` was requested (monotonic times), oldest first."""
+        return [at for hit, at in list(self.log) if hit == path and at >= since]
 
     def down(self) -> None:
         if self._server is None:

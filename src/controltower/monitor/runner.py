@@ -96,6 +96,7 @@ class MonitorRunner:
         self.service_id = 0
         self.scheduler: Scheduler | None = None
         self.leader = False
+        self.held = 0
         self.passes = 0
         self._last_prune = -math.inf
         self._failing: set[int] = set()
@@ -199,6 +200,7 @@ class MonitorRunner:
         while not stop.is_set():
             try:
                 held = await asyncio.to_thread(leases.sync, set(self.monitors))
+                self.held = len(held)
                 self._reschedule(held, await asyncio.to_thread(self._due_times, held))
                 self.ready.set()
             except Exception as exc:
@@ -275,7 +277,10 @@ class MonitorRunner:
                         self._deliver_wake.set()
                     if loop.time() - self._last_prune >= self.options.prune_interval:
                         self._last_prune = loop.time()
-                        await asyncio.to_thread(prune, self.store, self.clock.now(), policy)
+                        keep = {key: m.keep_results for key, m in self.monitors.items()}
+                        await asyncio.to_thread(
+                            prune, self.store, self.clock.now(), policy, keep=keep
+                        )
             except Exception as exc:
                 log.warning("alerting pass failed; retrying", error=str(exc))
             await wait_either(stop, self._alert_wake, self.options.alert_interval)
@@ -284,7 +289,7 @@ class MonitorRunner:
     def stats(self) -> dict[str, Any]:
         drift = list(self.scheduler.drift) if self.scheduler else []
         return {
-            "monitors": len(self.scheduler.keys()) if self.scheduler else 0,
+            "monitors": self.held,
             "checks": self.scheduler.started if self.scheduler else 0,
             "skipped": self.scheduler.skipped if self.scheduler else 0,
             "written": self.writer.written,

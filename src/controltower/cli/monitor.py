@@ -24,6 +24,7 @@ from controltower.cli.common import (
     console,
     emit_json,
     epilog,
+    err_console,
     load,
 )
 from controltower.exceptions import UsageError
@@ -141,6 +142,15 @@ async def _serve(
             tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
         tasks.append(asyncio.create_task(runner.run(stop)))
         if not quiet:
+            from controltower.notify import build_channels
+
+            for name, problem in build_channels(spec.alerts)[1].items():
+                err_console.print(
+                    f"warning: channel {name} cannot be used, its notifications will wait: "
+                    f"{problem}",
+                    markup=False,
+                    soft_wrap=True,
+                )
             where = f", heartbeats on http://{listen}/ping/<monitor>" if listen else ""
             console.print(
                 f"watching {plural(len(spec.monitors), 'monitor')} of {spec.service.name} "

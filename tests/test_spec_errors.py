@@ -95,13 +95,86 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "duplicate monitor names",
-        BASE + '[[monitors]]\nname = "a"\n[[monitors]]\nname = "a"\n',
-        'tower.toml:6: monitors[1].name: "a" is already the name of a monitor',
+        BASE + '[[monitors]]\nname = "a"\ntype = "tcp"\nhost = "db"\nport = 5432\n'
+        '[[monitors]]\nname = "a"\ntype = "heartbeat"\n',
+        'tower.toml:9: monitors[1].name: "a" is already the name of a monitor',
     ),
     (
         "unknown dependency",
-        BASE + '[[monitors]]\nname = "app"\ndepends_on = ["db"]\n',
-        'tower.toml:5: monitors[0].depends_on: "db" is not a monitor (monitors: app)',
+        BASE + '[[monitors]]\nname = "app"\ntype = "heartbeat"\ndepends_on = ["db"]\n',
+        'tower.toml:6: monitors[0].depends_on: "db" is not a monitor (monitors: app)',
+    ),
+    (
+        "dependency cycle",
+        BASE
+        + '[[monitors]]\nname = "a"\ntype = "heartbeat"\ndepends_on = ["b"]\n'
+        + '[[monitors]]\nname = "b"\ntype = "heartbeat"\ndepends_on = ["a"]\n',
+        "tower.toml:6: monitors[0].depends_on: depends on itself through a -> b -> a "
+        "(a monitor cannot wait for itself to be up)",
+    ),
+    (
+        "http monitor without url",
+        BASE + '[[monitors]]\nname = "api"\n',
+        "tower.toml:3: monitors[0]: an http monitor needs url",
+    ),
+    (
+        "http monitor with a bare host",
+        BASE + '[[monitors]]\nname = "api"\nurl = "shop.example.com/health"\n',
+        "tower.toml:3: monitors[0]: an http monitor's url must start with http:// or https:// "
+        '(got "shop.example.com/health")',
+    ),
+    (
+        "keyword monitor without keyword",
+        BASE + '[[monitors]]\nname = "home"\ntype = "keyword"\nurl = "https://shop.test/"\n',
+        "tower.toml:3: monitors[0]: a keyword monitor needs keyword (the text the page must "
+        "contain)",
+    ),
+    (
+        "tcp monitor without port",
+        BASE + '[[monitors]]\nname = "db"\ntype = "tcp"\nhost = "db.internal"\n',
+        "tower.toml:3: monitors[0]: a tcp monitor needs port",
+    ),
+    (
+        "tls monitor without host",
+        BASE + '[[monitors]]\nname = "cert"\ntype = "tls"\n',
+        "tower.toml:3: monitors[0]: a tls monitor needs host (or url)",
+    ),
+    (
+        "bad metric expression",
+        BASE
+        + '[[monitors]]\nname = "m"\ntype = "prometheus"\nurl = "http://app/metrics"\n'
+        + '[monitors.metrics]\nmem = "process_resident_memory_bytes /"\n',
+        "tower.toml:3: monitors[0]: metrics.mem: metric expression "
+        "'process_resident_memory_bytes /': ends too early",
+    ),
+    (
+        "bad maintenance cron",
+        BASE + '[[alerts.maintenance]]\ncron = "every sunday"\n',
+        'tower.toml:4: alerts.maintenance[0].cron: must be a cron schedule like "0 3 * * sun" '
+        '(got "every sunday")',
+    ),
+    (
+        "bad maintenance weekday",
+        BASE + '[[alerts.maintenance]]\nweekdays = ["sunday", "funday"]\nstart = "03:00"\n',
+        'tower.toml:4: alerts.maintenance[0].weekdays: must be days like "mon", "tue" ... "sun" '
+        '(got "funday")',
+    ),
+    (
+        "bad maintenance start",
+        BASE + '[[alerts.maintenance]]\nweekdays = ["sun"]\nstart = "25:00"\n',
+        'tower.toml:5: alerts.maintenance[0].start: must be a time of day as HH:MM (got "25:00")',
+    ),
+    (
+        "bad maintenance timezone",
+        BASE + '[[alerts.maintenance]]\ncron = "0 3 * * sun"\ntimezone = "Mars/Olympus"\n',
+        "tower.toml:5: alerts.maintenance[0].timezone: must be an IANA time zone such as "
+        '"Europe/Paris" or "UTC" (got "Mars/Olympus")',
+    ),
+    (
+        "maintenance without a schedule",
+        BASE + '[[alerts.maintenance]]\nname = "nightly"\n',
+        'tower.toml:3: alerts.maintenance[0]: needs cron = "..." or start = "HH:MM" '
+        "(with weekdays)",
     ),
     (
         "route names unknown channel",

@@ -32,7 +32,7 @@ from controltower.ingest.writer import write_batch
 from controltower.monitor.alerting import Alerting
 from controltower.monitor.probes import CheckOutcome
 from controltower.monitor.registry import sync_monitors
-from controltower.monitor.results import Pending, ResultWriter
+from controltower.monitor.results import ResultWriter
 from controltower.spec import Spec, load_spec, parse_spec
 from controltower.store import Store, service_id
 from controltower.store.models.deploy import Release, ReleaseStep
@@ -227,7 +227,10 @@ def crash_event(kind: str, value: str, function: str, **extra: Any) -> dict[str,
                                 "function": function,
                                 "lineno": 42,
                                 "in_app": True,
-                                "pre_context": ["def checkout(request):", "    cart = load(request)"],
+                                "pre_context": [
+                                    "def checkout(request):",
+                                    "    cart = load(request)",
+                                ],
                                 "context_line": "    total = cart.total / cart.count",
                                 "post_context": ["    return total"],
                             }

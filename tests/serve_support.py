@@ -74,7 +74,7 @@ class Seeded:
     good_release: str
     bad_release: str
     readiness_run: str
-    issue_ids: list[int]
+    issues: dict[str, int]
     project: ProjectInfo
 
 
@@ -99,7 +99,7 @@ def seed_monitoring(store: Store, spec: Spec, now: datetime) -> tuple[int, dict[
         latency = 0.05 + 0.002 * (48 - step) + (0.04 if step % 7 == 0 else 0.0)
         writer.add(ids["api"], _outcome("api", at, step != 20, latency))
         writer.add(ids["db"], _outcome("db", at, True, 0.004))
-        writer.flush()  # one check per monitor per batch, as the runner writes them
+    writer.flush()
     writer.add(ids["api"], _outcome("api", now - timedelta(seconds=5), False, 0.001))
     writer.add(ids["db"], _outcome("db", now - timedelta(seconds=5), True, 0.004))
     writer.flush()
@@ -243,7 +243,8 @@ def crash_event(kind: str, value: str, function: str, **extra: Any) -> dict[str,
     }
 
 
-def seed_errors(store: Store, now: datetime) -> tuple[ProjectInfo, list[int]]:
+def seed_errors(store: Store, now: datetime) -> tuple[ProjectInfo, dict[str, int]]:
+    """Six ZeroDivisionError events over four hours and one KeyError; issue ids by type."""
     project = ensure_project(store, "web", rate_limit=100000)
     events = [
         parse_event(
@@ -260,8 +261,12 @@ def seed_errors(store: Store, now: datetime) -> tuple[ProjectInfo, list[int]]:
             received_at=now,
         )
     )
-    result = write_batch(store, events)
-    return project, sorted(result.new_issues)
+    write_batch(store, events)
+    from controltower.store.models.ingest import ErrorIssue
+
+    with store.session() as session:
+        rows = session.query(ErrorIssue.title, ErrorIssue.id).all()
+    return project, {title.split(":")[0]: issue for title, issue in rows}
 
 
 def seed(store: Store, spec: Spec | None = None) -> Seeded:

@@ -308,7 +308,7 @@ def incidents(store: Store) -> list[dict[str, Any]]:
 
 def _service_names(store: Store) -> dict[int, str]:
     with store.session() as session:
-        return dict(session.execute(select(Service.id, Service.name)).tuples().all())
+        return {row[0]: row[1] for row in session.execute(select(Service.id, Service.name))}
 
 
 def act_on_incident(store: Store, incident_id: int, action: str, *, actor: str) -> None:
@@ -333,7 +333,7 @@ def _weeks(now: datetime, count: int = 8) -> list[datetime]:
 
 def deploys(store: Store, *, now: datetime) -> dict[str, Any]:
     with store.session() as session:
-        names = dict(session.execute(select(Service.id, Service.name)).tuples().all())
+        names = {row[0]: row[1] for row in session.execute(select(Service.id, Service.name))}
         rows = list(session.scalars(select(Release).order_by(Release.created_at.desc()).limit(200)))
     releases = [_release_view(r, names.get(r.service_id, "")) for r in rows]
     weeks = _weeks(now)

@@ -91,6 +91,13 @@ class TestBackupAndRestore:
         assert meta["server_version"].split(".")[0].isdigit()
         assert meta["source"] == "postgresql://tower:***@127.0.0.1:5432/" + source.rsplit("/", 1)[1]
         assert dump.read_bytes()[:5] == b"PGDMP"
+        assert meta["compress"] == 6 and meta["duration"] == result.duration > 0
+        assert meta["size"] == dump.stat().st_size and meta["database"] == source.rsplit("/", 1)[1]
+        header = subprocess.run(
+            [Tools.find().pg_restore, "--list", str(dump)], capture_output=True, text=True
+        ).stdout
+        assert ";     Format: CUSTOM" in header and ";     Compression: 6" in header
+        assert f"Dumped from database version: {meta['server_version']}" in header
 
         verified = verify_backup(spec, store, result.name)
         assert verified.ok, verified.findings

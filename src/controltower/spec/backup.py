@@ -80,8 +80,7 @@ class BackupSpec(Section):
             return text
         raise PydanticCustomError(
             "heartbeat",
-            "must be an http(s) URL to ping or the name of a heartbeat monitor "
-            '(got "{value}")',
+            'must be an http(s) URL to ping or the name of a heartbeat monitor (got "{value}")',
             {"value": value},
         )
 

@@ -141,6 +141,19 @@ class TestPlanMistakes:
         assert findings["docker.base_pinned"].hadolint == "DL3007"
         assert findings["docker.user"].hadolint == "DL3002"
 
+    def test_every_failure_shows_lines_to_change(self) -> None:
+        """Every failing finding of the fixture, in any environment, has a fix with exact lines."""
+        for env in (None, "staging", "production"):
+            for finding in run_static(FIXTURE, env=env).findings:
+                if finding.status in (Status.FAIL, Status.WARN, Status.ADVICE):
+                    assert finding.fix is not None and finding.fix.summary, (env, finding.id)
+                    assert finding.fix.lines.strip(), (env, finding.id)
+
+    def test_no_client_prefixed_server_key_is_suggested(self) -> None:
+        """The key-shape fix names the server-side variable, never NEXT_PUBLIC_ with a secret key."""
+        finding = by_id(run_static(FIXTURE, env="production"))["env.key_shapes"]
+        assert finding.fix.lines == "STRIPE_SECRET_KEY=sk_live_..."  # type: ignore[attr-defined]
+
     def test_gates_fail(self) -> None:
         """The mistakes fail gate 1 (release command, memory) and gate 2."""
         run = run_static(FIXTURE)
@@ -198,6 +211,30 @@ class TestReadyRepo:
         findings = by_id(run_static(ready_repo))
         assert findings["docker.init"].status is Status.FAIL  # type: ignore[attr-defined]
         assert findings["fly.config"].status is Status.SKIP  # type: ignore[attr-defined]
+
+
+class TestGeneratedFiles:
+    def test_tower_generate_output_passes(self, tmp_path: Path) -> None:
+        """The files `tower generate all` writes for a Next.js app on Fly pass every static check."""
+        from controltower.generate import build
+
+        text = (FIXTURE / "tower.toml").read_text().replace('memory = "512mb"', 'memory = "1gb"')
+        (tmp_path / "tower.toml").write_text(text)
+        (tmp_path / "prisma").mkdir()
+        (tmp_path / "prisma" / "schema.prisma").write_text("")
+        spec = load_spec(tmp_path / "tower.toml", env="production")
+        for generated in build(spec, "all", tmp_path):
+            target = tmp_path / generated.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(generated.content)
+        (tmp_path / ".env").write_text(
+            "DATABASE_URL=postgres://shop:pw@db.internal:5432/shop\n"
+            "NEXT_PUBLIC_POSTHOG_KEY=phc_fixture000000000000000\n"
+            "STRIPE_SECRET_KEY=sk_live_fixture0000000000000000\n"
+        )
+        run = run_static(tmp_path, env="production")
+        assert [(f.id, f.message) for f in run.findings if f.status.blocks] == []
+        assert all(v.passed for v in run.gates.values())
 
 
 class TestFlySchema:

@@ -381,10 +381,15 @@ class FlyReleaseCommand(FlyCheck):
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         command = (data.get("deploy") or {}).get("release_command")
+        from controltower.generate.common import migration_command
+
+        migration = (
+            migration_command(ctx.root, ctx.spec.service.stack) or "<your migration command>"
+        )
         fix = Fix(
             "Build in the Dockerfile; run migrations as the release command",
             name,
-            "[deploy]\n  release_command = 'npx prisma migrate deploy'",
+            f"[deploy]\n  release_command = '{migration}'",
         )
         if not command:
             return warned(

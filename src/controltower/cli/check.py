@@ -28,6 +28,7 @@ from controltower.cli.common import (
 )
 from controltower.exceptions import StoreError, UsageError
 from controltower.report import ReportFormat, render, render_text
+from controltower.report.checklist import check_table
 from controltower.spec import Spec, find_spec_file, load_spec
 from controltower.store import Store
 
@@ -252,11 +253,18 @@ def _list(format: ReportFormat) -> None:
                     "kind": c.kind,
                     "targets": sorted(t.value for t in c.targets),
                     "advice_on": sorted(t.value for t in c.advice_on),
+                    "advice_reason": c.advice_reason,
+                    "production_only": c.production_only,
                     "hadolint": c.hadolint,
+                    "looks_for": " ".join((c.__doc__ or "").split()),
+                    "remedy": c.remedy,
                 }
                 for c in checks.values()
             ]
         )
+        return
+    if format is ReportFormat.MARKDOWN:
+        sys.stdout.write(check_table())
         return
     table = Table(box=None)
     for column in ("id", "gate", "category", "kind", "title"):
@@ -277,6 +285,7 @@ def register(app: typer.Typer) -> None:
                 "tower check --static --format sarif -o tower.sarif",
                 "tower check --only fly. --only docker.",
                 "tower check --history",
+                "tower check --list --format markdown",
             ],
             EXIT_CODES,
         ),

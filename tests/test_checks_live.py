@@ -187,3 +187,69 @@ class TestLeakyServer:
 
         finding = asyncio.run(go()).findings[0]
         assert finding.status is Status.FAIL and finding.data["p95_ms"] >= 60
+
+
+def _registry_text(openmetrics: bool = False) -> str:
+    from prometheus_client import (
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        Info,
+        Summary,
+        generate_latest,
+    )
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    registry = CollectorRegistry()
+    Counter("requests", "Requests.", ["method"], registry=registry).labels("GET").inc(3)
+    Gauge("in_flight", "In flight.", registry=registry).set(2)
+    Histogram("latency_seconds", "Latency.", ["route"], registry=registry).labels('/a"b\\').observe(
+        0.2
+    )
+    Summary("size_bytes", "Size.", registry=registry).observe(512)
+    Info("build", "Build.", registry=registry).info({"version": "1.2.3"})
+    return (generate_openmetrics if openmetrics else generate_latest)(registry).decode()
+
+
+INVALID_EXPOSITION = [
+    ("foo 1 2 3\n", "line 1: not a sample"),
+    ("foo{a=b} 1\n", "line 1: malformed labels on foo"),
+    ('foo{a="1",a="2"} 1\n', "line 1: malformed labels on foo"),
+    ("foo abc\n", "line 1: not a sample"),
+    ("1foo 1\n", "line 1: not a sample"),
+    ("# TYPE foo counter\n# TYPE foo gauge\nfoo 1\n", "line 2: second TYPE line for foo"),
+    ("foo 1\n# TYPE foo counter\n", "line 2: TYPE for foo after its samples"),
+    ('foo{a="b"} 1\nfoo{a="b"} 2\n', "line 2: foo with these labels repeats line 1"),
+    ("# TYPE foo countr\nfoo 1\n", "line 1: TYPE 'countr' is not a metric type"),
+    ("<html><body>metrics</body></html>\n", "line 1: not a sample"),
+    ("\n", "no samples"),
+]
+
+
+class TestExposition:
+    def test_real_exposition_is_valid(self) -> None:
+        """prometheus_client's text and OpenMetrics output, with escaped labels, pass."""
+        from controltower.checks.live.exposition import problems
+
+        assert problems(_registry_text(), "text/plain; version=0.0.4; charset=utf-8") == []
+        assert problems(_registry_text(True), "application/openmetrics-text; version=1.0.0") == []
+
+    @pytest.mark.parametrize(
+        ("text", "expected"), INVALID_EXPOSITION, ids=[i[1] for i in INVALID_EXPOSITION]
+    )
+    def test_invalid_exposition(self, text: str, expected: str) -> None:
+        """What Prometheus would refuse is refused, with its line."""
+        from controltower.checks.live.exposition import problems
+
+        found = problems(text)
+        assert any(p.startswith(expected) for p in found), found
+
+    def test_content_type_and_eof(self) -> None:
+        """An HTML answer and OpenMetrics without # EOF are refused."""
+        from controltower.checks.live.exposition import problems
+
+        assert problems("foo 1\n", "text/html")[0].startswith("content type text/html")
+        assert problems("foo 1\n", "application/openmetrics-text") == [
+            "OpenMetrics text does not end with # EOF"
+        ]

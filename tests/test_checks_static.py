@@ -389,3 +389,35 @@ class TestDockerfileRules:
         assert finding.status is Status.FAIL  # type: ignore[attr-defined]
         assert "1000 is above 85% of the VM's 1024 MB" in finding.message  # type: ignore[attr-defined]
         assert finding.location.file == "fly.toml"  # type: ignore[attr-defined]
+
+
+class TestNextConfig:
+    def test_headers_in_middleware_or_proxy(self, ready_repo: Path) -> None:
+        """Security headers set in middleware (or Next 16's proxy) count like headers() in the config."""
+        (ready_repo / "next.config.js").unlink()
+        (ready_repo / "next.config.ts").write_text(
+            "const config = { output: 'standalone', poweredByHeader: false };\nexport default config;\n"
+        )
+        assert by_id(run_static(ready_repo))["next.security_headers"].status is Status.FAIL  # type: ignore[attr-defined]
+        for name in ("middleware.ts", "src/proxy.ts"):
+            path = ready_repo / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(
+                "export function proxy(req) {\n  const res = NextResponse.next();\n"
+                "  res.headers.set('Content-Security-Policy', \"default-src 'self'\");\n"
+                "  res.headers.set('Strict-Transport-Security', 'max-age=63072000');\n  return res;\n}\n"
+            )
+            finding = by_id(run_static(ready_repo))["next.security_headers"]
+            assert finding.status is Status.PASS, (name, finding.message)  # type: ignore[attr-defined]
+            path.unlink()
+
+    def test_commented_out_settings_do_not_count(self, ready_repo: Path) -> None:
+        """A commented-out poweredByHeader: false does not pass; source maps in a comment do not fail."""
+        (ready_repo / "next.config.js").write_text(
+            GOOD_NEXT.replace("poweredByHeader: false,", "// poweredByHeader: false,").replace(
+                "output:", "/* productionBrowserSourceMaps: true, */ output:"
+            )
+        )
+        findings = by_id(run_static(ready_repo))
+        assert findings["next.powered_by"].status is Status.FAIL  # type: ignore[attr-defined]
+        assert findings["next.source_maps"].status is Status.PASS  # type: ignore[attr-defined]

@@ -421,3 +421,28 @@ class TestNextConfig:
         findings = by_id(run_static(ready_repo))
         assert findings["next.powered_by"].status is Status.FAIL  # type: ignore[attr-defined]
         assert findings["next.source_maps"].status is Status.PASS  # type: ignore[attr-defined]
+
+
+class TestFlySecrets:
+    def test_secrets_in_fly_env_and_build_args(self, ready_repo: Path) -> None:
+        """Secrets committed in fly.toml [env] or [build.args] fail gate 1; no value is shown."""
+        (ready_repo / "fly.toml").write_text(
+            GOOD_FLY.replace(
+                "[metrics]",
+                '[env]\n  NODE_ENV = "production"\n  PAYMENT_KEY = "sk_live_abc123"\n'
+                '  DATABASE_URL = "postgres://shop:hunter2@db/shop"\n\n'
+                '[build.args]\n  NPM_TOKEN = "npm_abc"\n\n[metrics]',
+            )
+        )
+        run = run_static(ready_repo)
+        finding = by_id(run)["fly.env_secrets"]
+        assert finding.status is Status.FAIL  # type: ignore[attr-defined]
+        assert finding.details == (  # type: ignore[attr-defined]
+            "[env] PAYMENT_KEY",
+            "[env] DATABASE_URL",
+            "[build.args] NPM_TOKEN",
+        )
+        assert "fly.env_secrets" in run.gates[1].failing
+        text = repr(finding)
+        assert "sk_live_abc123" not in text and "hunter2" not in text and "npm_abc" not in text
+        assert "fly secrets set PAYMENT_KEY=<value>" in finding.fix.lines  # type: ignore[attr-defined]

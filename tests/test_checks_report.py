@@ -179,6 +179,20 @@ class TestJunit:
         assert (xml.failures, xml.errors, xml.skipped) == (2, 1, 2)
 
 
+class TestNoValues:
+    @pytest.mark.parametrize("format", [f for f in ReportFormat if f is not ReportFormat.TEXT])
+    def test_no_env_value_in_any_report(self, run: CheckRun, format: ReportFormat) -> None:
+        """No value from the fixture's .env files (placeholders aside) appears in any report format."""
+        from controltower.envcheck.rules import is_placeholder
+
+        page = render(run, format)
+        for env_file in FIXTURE.glob(".env*"):
+            for line in env_file.read_text().splitlines():
+                value = line.partition("=")[2]
+                if len(value) > 5 and not is_placeholder(value):
+                    assert value not in page, (format, env_file.name)
+
+
 class TestHumanReports:
     def test_markdown(self, run: CheckRun) -> None:
         """Markdown has the gate table and the fixes with code blocks."""

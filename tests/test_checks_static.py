@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controltower.checks import CheckContext, CheckRun, Status, run_checks, select
+from controltower.checks import CheckContext, CheckRun, Finding, Status, run_checks, select
 from controltower.checks.static.docker import parse
 from controltower.checks.static.flyschema import problems, vm_memory_mb
 from controltower.spec import load_spec
@@ -320,6 +321,19 @@ CMD node server.js
 """
 
 
+def hadolint_pairs(finding: Finding) -> set[tuple[int, str]]:
+    """(line, code) pairs of a finding: from ``line N: ... (CODE)`` details, else its location."""
+    codes = finding.hadolint.split(",")
+    pairs = set()
+    for detail in finding.details:
+        if match := re.match(r"line (\d+):", detail):
+            for code in [c for c in codes if c in detail] or codes:
+                pairs.add((int(match.group(1)), code))
+    if not pairs and finding.location is not None:
+        pairs = {(finding.location.line, code) for code in codes}
+    return pairs
+
+
 class TestDockerfileRules:
     def test_codes_match_hadolint(self, ready_repo: Path) -> None:
         """Where a check overlaps hadolint, hadolint reports the same code on the same line."""
@@ -329,21 +343,12 @@ class TestDockerfileRules:
         )
         (ready_repo / "tower.toml").write_text(text)
         findings = {f.id: f for f in run_static(ready_repo).findings}
-        ours: set[tuple[int, str]] = set()
-        for finding in findings.values():
-            if finding.status is not Status.FAIL or not finding.hadolint:
-                continue
-            lines = [
-                int(d.split()[1].rstrip(":")) for d in finding.details if d.startswith("line ")
-            ]
-            lines = lines or [finding.location.line if finding.location else 1]
-            for code in finding.hadolint.split(","):
-                matching = [
-                    line
-                    for line, detail in zip(lines, finding.details, strict=False)
-                    if code in detail
-                ] or lines
-                ours.add((matching[-1] if code in ("DL4003", "DL4004") else matching[0], code))
+        ours = {
+            pair
+            for f in findings.values()
+            if f.status is Status.FAIL and f.hadolint
+            for pair in hadolint_pairs(f)
+        }
         done = subprocess.run(
             [HADOLINT, "--no-fail", "--format", "json", "--warning", "DL3057", "-"],
             input=MISTAKES_DOCKERFILE,

@@ -215,6 +215,25 @@ class TestRules:
             "NEXT_PUBLIC_THING",
         ]
 
+    def test_configured_client_prefixes(self) -> None:
+        """Any prefix in [env] client_prefixes exposes a variable to the browser, not only NEXT_PUBLIC_."""
+        spec = parse_spec(
+            SPEC.replace("[env]\n", '[env]\nclient_prefixes = ["VITE_", "PUBLIC_"]\n')
+        )
+        values = {
+            "VITE_STRIPE_SECRET_KEY": Value("VITE_STRIPE_SECRET_KEY", "x", ".env"),
+            "PUBLIC_API_TOKEN": Value("PUBLIC_API_TOKEN", "x", ".env"),
+            "NEXT_PUBLIC_DB_PASSWORD": Value("NEXT_PUBLIC_DB_PASSWORD", "x", ".env"),
+        }
+        problems = check_all(spec, values, None, False)["client_secret"]
+        assert [(p.name, p.message) for p in problems] == [
+            ("PUBLIC_API_TOKEN", "has a secret's name but PUBLIC_ exposes it to the browser"),
+            (
+                "VITE_STRIPE_SECRET_KEY",
+                "is a secret in [env.vars] but VITE_ exposes it to the browser",
+            ),
+        ]
+
     def test_key_shapes(self) -> None:
         """Stripe live keys outside production, test keys in production, bad PostHog and Supabase forms fail."""
         values = {
@@ -274,6 +293,27 @@ class TestSources:
             env="production",
         )
         assert "APP_SHOP" in collect(spec, tmp_path, "production")
+
+    def test_fly_secrets_errors_say_what_to_do(self, tmp_path: Path) -> None:
+        """A failing command or a file that is not the JSON of `fly secrets list` is a CheckError."""
+        from controltower.exceptions import CheckError
+
+        failing = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+        spec = parse_spec(
+            SPEC.replace(
+                'files = [".env"]', f'files = [".env"]\nfly_secrets_command = "{failing}"'
+            ),
+            env="production",
+        )
+        with pytest.raises(CheckError, match="exited 3") as caught:
+            collect(spec, tmp_path, "production")
+        assert "flyctl logged in" in str(caught.value.hint)
+        (tmp_path / "secrets.json").write_text("NAME  DIGEST\nX  abc\n")
+        spec = parse_spec(
+            SPEC.replace('files = [".env"]', 'files = [".env"]\nfly_secrets_file = "secrets.json"')
+        )
+        with pytest.raises(CheckError, match="not the JSON of `fly secrets list --json`"):
+            collect(spec, tmp_path, None)
 
     def test_process_environment_wins(self, tmp_path: Path) -> None:
         """The process environment overrides files for catalog names."""

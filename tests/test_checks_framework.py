@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,13 +90,23 @@ class TestRegistry:
             register(Other)
 
     def test_builtin_ids_unique_and_described(self) -> None:
-        """Every built-in check has an id, a title, a category and a gate."""
+        """Every built-in check has an id, title, category, gate, what it looks for and its remedy."""
         checks = registered()
-        assert len(checks) >= 40
+        assert len(checks) >= 45
         for check_id, cls in checks.items():
-            assert (
-                cls.id == check_id and cls.title and cls.category in Category and cls.gate in Gate
-            )
+            assert cls.id == check_id and re.fullmatch(r"[a-z]+\.[a-z_]+", check_id), check_id
+            assert cls.title and cls.category in Category and cls.gate in Gate, check_id
+            assert cls.__doc__ and cls.__doc__ is not cls.__mro__[1].__doc__, check_id
+            assert cls.remedy.endswith("."), check_id
+
+    def test_platform_rules_say_why(self) -> None:
+        """A check that is advice somewhere says why, and only lists targets it applies to."""
+        for check_id, cls in registered().items():
+            if cls.advice_on:
+                assert cls.advice_reason, check_id
+                assert cls.advice_on <= cls.targets, check_id
+        assert registered()["docker.init"].advice_on == {Target.FLY}
+        assert registered()["docker.healthcheck"].advice_on == {Target.FLY, Target.KUBERNETES}
 
 
 class TestRunner:
@@ -116,6 +127,45 @@ class TestRunner:
         two = type("Two", (Waiter,), {"id": "t.two", "title": "two"})()
         run = asyncio.run(run_checks(context(), [one, two]))
         assert [f.status for f in run.findings] == [Status.PASS, Status.PASS]
+
+    def test_progress_reports_each_check_as_it_finishes(self) -> None:
+        """The progress callback gets every finding, the quick ones before a slow one."""
+
+        class Slow(Probe):
+            id = "t.slow"
+
+            async def run(self, ctx: CheckContext) -> Outcome:
+                await asyncio.sleep(0.2)
+                return passed("slow")
+
+        quick = [type(f"Q{i}", (Probe,), {"id": f"t.q{i}"})() for i in range(3)]
+        seen: list[str] = []
+        asyncio.run(run_checks(context(), [Slow(), *quick], progress=lambda f: seen.append(f.id)))
+        assert sorted(seen[:3]) == ["t.q0", "t.q1", "t.q2"] and seen[3] == "t.slow"
+
+    def test_exclusive_checks_run_alone_after_the_rest(self) -> None:
+        """A check that measures time starts only when every other check has finished."""
+        running: set[str] = set()
+        overlap: list[set[str]] = []
+
+        class Busy(Probe):
+            async def run(self, ctx: CheckContext) -> Outcome:
+                running.add(self.id)
+                await asyncio.sleep(0.05)
+                running.discard(self.id)
+                return passed("done")
+
+        class Timer(Probe):
+            id = "t.timer"
+            exclusive = True
+
+            async def run(self, ctx: CheckContext) -> Outcome:
+                overlap.append(set(running))
+                return passed("timed")
+
+        busy = [type(f"B{i}", (Busy,), {"id": f"t.b{i}"})() for i in range(4)]
+        run = asyncio.run(run_checks(context(), [Timer(), *busy]))
+        assert overlap == [set()] and len(run.findings) == 5
 
     def test_crash_becomes_error_and_blocks(self) -> None:
         """An exception in a check is an error finding that fails its gate."""
@@ -193,6 +243,34 @@ class TestWaivers:
             and "2026-12-01" in found["waivers.expired"].details[0]
         )
         assert set(run.gates[1].failing) == {"test.probe", "waivers.expired"}
+
+    def test_waiver_naming_no_check_fails(self) -> None:
+        """A waiver for an id no check has (a typo) fails gate 1; one whose check passes is noted."""
+        clock = FakeClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+        extra = self.WAIVER.format(date="2026-12-01") + self.WAIVER.replace(
+            "test.probe", "test.prob"
+        ).format(date="2026-12-01")
+        run = asyncio.run(run_checks(context(extra, clock), [Probe()]))
+        found = {f.id: f for f in run.findings}
+        assert found["waivers.expired"].status is Status.FAIL
+        assert found["waivers.expired"].details == (
+            "test.prob: no check has this id (see `tower check --list`)",
+            "test.probe: passes now; the waiver can go",
+        )
+        assert found["test.probe"].status is Status.PASS and not run.gates[1].passed
+
+    def test_waiver_for_another_environment_is_ignored(self) -> None:
+        """A waiver limited to staging does not waive the production run."""
+        clock = FakeClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+        waiver = self.WAIVER.format(date="2026-12-01") + 'environments = ["staging"]\n'
+        probe = type("P", (Probe,), {"outcome": failed("bad")})()
+        ctx = context(waiver + "[environments.production]\n[environments.staging]\n", clock)
+        ctx.environment = "production"
+        run = asyncio.run(run_checks(ctx, [probe]))
+        assert {f.id: f.status for f in run.findings}["test.probe"] is Status.FAIL
+        ctx.environment = "staging"
+        run = asyncio.run(run_checks(ctx, [probe]))
+        assert {f.id: f.status for f in run.findings}["test.probe"] is Status.WAIVED
 
     def test_waiver_needs_reason_and_expiry(self) -> None:
         """A waiver without a reason or an expiry date is a spec error."""

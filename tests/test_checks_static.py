@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controltower.checks import CheckContext, CheckRun, Status, run_checks, select
+from controltower.checks import CheckContext, CheckRun, Finding, Status, run_checks, select
 from controltower.checks.static.docker import parse
 from controltower.checks.static.flyschema import problems, vm_memory_mb
 from controltower.spec import load_spec
@@ -141,6 +142,19 @@ class TestPlanMistakes:
         assert findings["docker.base_pinned"].hadolint == "DL3007"
         assert findings["docker.user"].hadolint == "DL3002"
 
+    def test_every_failure_shows_lines_to_change(self) -> None:
+        """Every failing finding of the fixture, in any environment, has a fix with exact lines."""
+        for env in (None, "staging", "production"):
+            for finding in run_static(FIXTURE, env=env).findings:
+                if finding.status in (Status.FAIL, Status.WARN, Status.ADVICE):
+                    assert finding.fix is not None and finding.fix.summary, (env, finding.id)
+                    assert finding.fix.lines.strip(), (env, finding.id)
+
+    def test_no_client_prefixed_server_key_is_suggested(self) -> None:
+        """The key-shape fix names the server-side variable, never NEXT_PUBLIC_ with a secret key."""
+        finding = by_id(run_static(FIXTURE, env="production"))["env.key_shapes"]
+        assert finding.fix.lines == "STRIPE_SECRET_KEY=sk_live_..."  # type: ignore[attr-defined]
+
     def test_gates_fail(self) -> None:
         """The mistakes fail gate 1 (release command, memory) and gate 2."""
         run = run_static(FIXTURE)
@@ -198,6 +212,30 @@ class TestReadyRepo:
         findings = by_id(run_static(ready_repo))
         assert findings["docker.init"].status is Status.FAIL  # type: ignore[attr-defined]
         assert findings["fly.config"].status is Status.SKIP  # type: ignore[attr-defined]
+
+
+class TestGeneratedFiles:
+    def test_tower_generate_output_passes(self, tmp_path: Path) -> None:
+        """The files `tower generate all` writes for a Next.js app on Fly pass every static check."""
+        from controltower.generate import build
+
+        text = (FIXTURE / "tower.toml").read_text().replace('memory = "512mb"', 'memory = "1gb"')
+        (tmp_path / "tower.toml").write_text(text)
+        (tmp_path / "prisma").mkdir()
+        (tmp_path / "prisma" / "schema.prisma").write_text("")
+        spec = load_spec(tmp_path / "tower.toml", env="production")
+        for generated in build(spec, "all", tmp_path):
+            target = tmp_path / generated.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(generated.content)
+        (tmp_path / ".env").write_text(
+            "DATABASE_URL=postgres://shop:pw@db.internal:5432/shop\n"
+            "NEXT_PUBLIC_POSTHOG_KEY=phc_fixture000000000000000\n"
+            "STRIPE_SECRET_KEY=sk_live_fixture0000000000000000\n"
+        )
+        run = run_static(tmp_path, env="production")
+        assert [(f.id, f.message) for f in run.findings if f.status.blocks] == []
+        assert all(v.passed for v in run.gates.values())
 
 
 class TestFlySchema:
@@ -283,6 +321,19 @@ CMD node server.js
 """
 
 
+def hadolint_pairs(finding: Finding) -> set[tuple[int, str]]:
+    """(line, code) pairs of a finding: from ``line N: ... (CODE)`` details, else its location."""
+    codes = finding.hadolint.split(",")
+    pairs = set()
+    for detail in finding.details:
+        if match := re.match(r"line (\d+):", detail):
+            for code in [c for c in codes if c in detail] or codes:
+                pairs.add((int(match.group(1)), code))
+    if not pairs and finding.location is not None:
+        pairs = {(finding.location.line, code) for code in codes}
+    return pairs
+
+
 class TestDockerfileRules:
     def test_codes_match_hadolint(self, ready_repo: Path) -> None:
         """Where a check overlaps hadolint, hadolint reports the same code on the same line."""
@@ -292,21 +343,12 @@ class TestDockerfileRules:
         )
         (ready_repo / "tower.toml").write_text(text)
         findings = {f.id: f for f in run_static(ready_repo).findings}
-        ours: set[tuple[int, str]] = set()
-        for finding in findings.values():
-            if finding.status is not Status.FAIL or not finding.hadolint:
-                continue
-            lines = [
-                int(d.split()[1].rstrip(":")) for d in finding.details if d.startswith("line ")
-            ]
-            lines = lines or [finding.location.line if finding.location else 1]
-            for code in finding.hadolint.split(","):
-                matching = [
-                    line
-                    for line, detail in zip(lines, finding.details, strict=False)
-                    if code in detail
-                ] or lines
-                ours.add((matching[-1] if code in ("DL4003", "DL4004") else matching[0], code))
+        ours = {
+            pair
+            for f in findings.values()
+            if f.status is Status.FAIL and f.hadolint
+            for pair in hadolint_pairs(f)
+        }
         done = subprocess.run(
             [HADOLINT, "--no-fail", "--format", "json", "--warning", "DL3057", "-"],
             input=MISTAKES_DOCKERFILE,
@@ -352,3 +394,60 @@ class TestDockerfileRules:
         assert finding.status is Status.FAIL  # type: ignore[attr-defined]
         assert "1000 is above 85% of the VM's 1024 MB" in finding.message  # type: ignore[attr-defined]
         assert finding.location.file == "fly.toml"  # type: ignore[attr-defined]
+
+
+class TestNextConfig:
+    def test_headers_in_middleware_or_proxy(self, ready_repo: Path) -> None:
+        """Security headers set in middleware (or Next 16's proxy) count like headers() in the config."""
+        (ready_repo / "next.config.js").unlink()
+        (ready_repo / "next.config.ts").write_text(
+            "const config = { output: 'standalone', poweredByHeader: false };\nexport default config;\n"
+        )
+        assert by_id(run_static(ready_repo))["next.security_headers"].status is Status.FAIL  # type: ignore[attr-defined]
+        for name in ("middleware.ts", "src/proxy.ts"):
+            path = ready_repo / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(
+                "export function proxy(req) {\n  const res = NextResponse.next();\n"
+                "  res.headers.set('Content-Security-Policy', \"default-src 'self'\");\n"
+                "  res.headers.set('Strict-Transport-Security', 'max-age=63072000');\n  return res;\n}\n"
+            )
+            finding = by_id(run_static(ready_repo))["next.security_headers"]
+            assert finding.status is Status.PASS, (name, finding.message)  # type: ignore[attr-defined]
+            path.unlink()
+
+    def test_commented_out_settings_do_not_count(self, ready_repo: Path) -> None:
+        """A commented-out poweredByHeader: false does not pass; source maps in a comment do not fail."""
+        (ready_repo / "next.config.js").write_text(
+            GOOD_NEXT.replace("poweredByHeader: false,", "// poweredByHeader: false,").replace(
+                "output:", "/* productionBrowserSourceMaps: true, */ output:"
+            )
+        )
+        findings = by_id(run_static(ready_repo))
+        assert findings["next.powered_by"].status is Status.FAIL  # type: ignore[attr-defined]
+        assert findings["next.source_maps"].status is Status.PASS  # type: ignore[attr-defined]
+
+
+class TestFlySecrets:
+    def test_secrets_in_fly_env_and_build_args(self, ready_repo: Path) -> None:
+        """Secrets committed in fly.toml [env] or [build.args] fail gate 1; no value is shown."""
+        (ready_repo / "fly.toml").write_text(
+            GOOD_FLY.replace(
+                "[metrics]",
+                '[env]\n  NODE_ENV = "production"\n  PAYMENT_KEY = "sk_live_abc123"\n'
+                '  DATABASE_URL = "postgres://shop:hunter2@db/shop"\n\n'
+                '[build.args]\n  NPM_TOKEN = "npm_abc"\n\n[metrics]',
+            )
+        )
+        run = run_static(ready_repo)
+        finding = by_id(run)["fly.env_secrets"]
+        assert finding.status is Status.FAIL  # type: ignore[attr-defined]
+        assert finding.details == (  # type: ignore[attr-defined]
+            "[env] PAYMENT_KEY",
+            "[env] DATABASE_URL",
+            "[build.args] NPM_TOKEN",
+        )
+        assert "fly.env_secrets" in run.gates[1].failing
+        text = repr(finding)
+        assert "sk_live_abc123" not in text and "hunter2" not in text and "npm_abc" not in text
+        assert "fly secrets set PAYMENT_KEY=<value>" in finding.fix.lines  # type: ignore[attr-defined]

@@ -76,3 +76,27 @@ class TestCli:
         result = CliRunner().invoke(app, ["check", "--list", "--format", "json"])
         rows = {r["id"]: r for r in json.loads(result.output)}
         assert rows["docker.init"]["advice_on"] == ["fly"] and rows["fly.memory"]["gate"] == 1
+
+    def test_progress_and_history_trend(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--progress writes one line per check to stderr; --history shows each run and the trend."""
+        repo = tmp_path / "repo"
+        shutil.copytree(FIXTURE, repo)
+        monkeypatch.setenv("TOWER_DATABASE_URL", f"sqlite:///{tmp_path / 'tower.db'}")
+        runner = CliRunner()
+        spec = ["--spec", str(repo / "tower.toml")]
+        result = runner.invoke(app, ["check", *spec, "--static", "--progress", "--format", "json"])
+        total = len(json.loads(result.stdout)["findings"])
+        progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+        assert progress and progress[-1].startswith(f"[{len(progress)}/{len(progress)}] ")
+        assert len(progress) <= total and "running" in result.stderr.splitlines()[0]
+        fly = (repo / "fly.toml").read_text()
+        (repo / "fly.toml").write_text(
+            fly.replace('"npm run build"', '"npx prisma migrate deploy"')
+        )
+        runner.invoke(app, ["check", *spec, "--static", "--no-progress"])
+        result = runner.invoke(app, ["check", *spec, "--history"])
+        rows = [line for line in result.stdout.splitlines() if "NO-GO" in line or " GO " in line]
+        assert len(rows) == 2 and "▲" in rows[1], result.stdout
+        assert "readiness of shop" in result.stdout

@@ -28,6 +28,7 @@ from controltower.cli.common import (
 )
 from controltower.exceptions import StoreError, UsageError
 from controltower.report import ReportFormat, render, render_text
+from controltower.report.checklist import check_table
 from controltower.spec import Spec, find_spec_file, load_spec
 from controltower.store import Store
 
@@ -63,7 +64,7 @@ async def execute(
     only: list[str] | None,
     static: bool,
     gate: int | None,
-    show_progress: bool,
+    progress: bool,
 ) -> CheckRun:
     checks = select(only, kinds=("static",) if static or not url else ("static", "live"))
     if not checks:
@@ -75,19 +76,35 @@ async def execute(
         timeout=timeout, follow_redirects=False, headers={"user-agent": "controltower-check"}
     ) as client:
         ctx = build_context(path, spec, url if not static else None, client)
-        if not show_progress:
+        if not progress:
             return await run_checks(ctx, checks, requested_gate=gate)
+        live = sum(1 for c in checks if c.kind == "live" and ctx.url)
+        where = f" against {ctx.url}" if ctx.url else ""
+        err_console.print(
+            f"running {len(checks)} checks ({live} live){where}", style="dim", highlight=False
+        )
+        if not err_console.is_terminal:
+            done = 0
+
+            def line(finding: Finding) -> None:
+                nonlocal done
+                done += 1
+                err_console.print(
+                    f"[{done}/{len(checks)}] {finding.id} {finding.status.value}", highlight=False
+                )
+
+            return await run_checks(ctx, checks, progress=line, requested_gate=gate)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             console=err_console,
             transient=True,
-        ) as progress:
-            task = progress.add_task("checking", total=len(checks))
+        ) as bar:
+            task = bar.add_task("checking", total=len(checks))
 
             def advance(finding: Finding) -> None:
-                progress.update(task, advance=1, description=f"checked {finding.id}")
+                bar.update(task, advance=1, description=f"checked {finding.id}")
 
             return await run_checks(ctx, checks, progress=advance, requested_gate=gate)
 
@@ -168,6 +185,13 @@ def check(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show skipped checks too.")
     ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show progress on stderr (default: when stderr is a terminal).",
+        ),
+    ] = None,
 ) -> None:
     """Run the readiness checks: static ones on the repository, live ones on --url; score and gate them."""
     if list_:
@@ -183,11 +207,9 @@ def check(
     requested = (
         gate if gate is not None else (max(loaded.deploy.gates) if loaded.deploy.gates else None)
     )
-    show = format is ReportFormat.TEXT and output is None and err_console.is_terminal
+    show = err_console.is_terminal if progress is None else progress
     run = asyncio.run(
-        execute(
-            path, loaded, chosen_url, only=only, static=static, gate=requested, show_progress=show
-        )
+        execute(path, loaded, chosen_url, only=only, static=static, gate=requested, progress=show)
     )
     if not no_store:
         try:
@@ -231,11 +253,18 @@ def _list(format: ReportFormat) -> None:
                     "kind": c.kind,
                     "targets": sorted(t.value for t in c.targets),
                     "advice_on": sorted(t.value for t in c.advice_on),
+                    "advice_reason": c.advice_reason,
+                    "production_only": c.production_only,
                     "hadolint": c.hadolint,
+                    "looks_for": " ".join((c.__doc__ or "").split()),
+                    "remedy": c.remedy,
                 }
                 for c in checks.values()
             ]
         )
+        return
+    if format is ReportFormat.MARKDOWN:
+        sys.stdout.write(check_table())
         return
     table = Table(box=None)
     for column in ("id", "gate", "category", "kind", "title"):
@@ -256,6 +285,7 @@ def register(app: typer.Typer) -> None:
                 "tower check --static --format sarif -o tower.sarif",
                 "tower check --only fly. --only docker.",
                 "tower check --history",
+                "tower check --list --format markdown",
             ],
             EXIT_CODES,
         ),

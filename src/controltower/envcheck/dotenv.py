@@ -416,6 +416,8 @@ def suggestions(text: str, problems: list[LintProblem]) -> list[str]:
             out.append(f"line {number}: delete the blank line")
         elif "SubstitutionKey" in rules:
             out.append(f"line {number}: write each substitution as ${{NAME}} or $NAME")
+        elif rules == {"SchemaViolation"}:
+            out.append(f"line {number}: give the value the format [env.vars] declares")
         elif rules & {
             "TrailingWhitespace", "SpaceCharacter", "LeadingCharacter", "IncorrectDelimiter",
             "LowercaseKey", "KeyWithoutValue", "QuoteCharacter", "ValueWithoutQuotes",

@@ -143,7 +143,9 @@ def client_secrets(spec: Spec, values: dict[str, Value]) -> list[Problem]:
         found = values.get(name)
         value = found.value if found else None
         reason = ""
-        if var is not None and var.secret:
+        if var is not None and var.secret and var.client:
+            reason = "is marked both secret and client in [env.vars]"
+        elif var is not None and var.secret:
             reason = "is a secret in [env.vars]"
         elif SECRET_NAME.search(name[len(prefix) :]):
             reason = "has a secret's name"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from controltower.checks.runner import CheckRun
-from controltower.report.human import render_html, render_markdown, render_text
+from controltower.report.html import render_html
+from controltower.report.human import render_markdown, render_text
 from controltower.report.machine import to_json, to_junit, to_sarif
 
 

@@ -110,7 +110,12 @@ def to_sarif(run: CheckRun) -> str:
         if finding.hadolint:
             rule["properties"]["hadolint"] = finding.hadolint.split(",")
         if cls is not None and cls.__doc__:
-            rule["fullDescription"] = {"text": cls.__doc__.strip().splitlines()[0]}
+            rule["fullDescription"] = {"text": " ".join(cls.__doc__.split())}
+        if cls is not None and cls.remedy:
+            rule["help"] = {
+                "text": cls.remedy,
+                "markdown": f"**Fix:** {cls.remedy}\n\nSee `tower check --list` and docs/check.md.",
+            }
         rules.append(rule)
     results = []
     for finding in run.findings:
@@ -131,16 +136,28 @@ def to_sarif(run: CheckRun) -> str:
         }
         if finding.status is Status.WAIVED:
             result["suppressions"] = [{"kind": "external", "justification": finding.message}]
-        if finding.location is not None:
-            region = {"startLine": finding.location.line} if finding.location.line else None
-            physical: dict[str, Any] = {
-                "artifactLocation": {"uri": finding.location.file, "uriBaseId": "SRCROOT"}
-            }
-            if region:
-                physical["region"] = region
+        file = (
+            finding.location.file
+            if finding.location is not None
+            else (finding.fix.file if finding.fix and finding.fix.file else "")
+        )
+        if file:
+            physical: dict[str, Any] = {"artifactLocation": {"uri": file, "uriBaseId": "SRCROOT"}}
+            if finding.location is not None and finding.location.line:
+                physical["region"] = {"startLine": finding.location.line}
             result["locations"] = [{"physicalLocation": physical}]
         elif finding.kind == "live" and run.url:
             result["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": run.url}}}]
+        else:
+            result["locations"] = [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": "tower.toml", "uriBaseId": "SRCROOT"}
+                    }
+                }
+            ]
+        # Stable across runs, so code scanning tracks one alert per check and place.
+        result["partialFingerprints"] = {"towerCheck/v1": f"{finding.id}:{file or run.url or ''}"}
         results.append(result)
     document = {
         "$schema": SARIF_SCHEMA,

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from prometheus_client.parser import text_string_to_metric_families
 
 from controltower.checks.base import Check, CheckContext, register
+from controltower.checks.live import exposition
 from controltower.checks.model import (
     Category,
     Fix,
@@ -69,17 +70,23 @@ class Metrics(Check):
         fix = Fix(
             "Expose Prometheus metrics at /metrics (prom-client for Node, prometheus_client or appkit for Python)",
             "",
-            "GET /metrics -> text/plain; version=0.0.4",
+            "GET /metrics -> 200, Content-Type: text/plain; version=0.0.4\n"
+            "# HELP http_requests_total Requests served.\n"
+            "# TYPE http_requests_total counter\n"
+            'http_requests_total{method="GET",status="200"} 1027',
         )
         if response.status_code != 200:
             return failed(f"/metrics answered {response.status_code}", fix)
-        try:
-            families = list(text_string_to_metric_families(response.text))
-        except Exception as exc:
-            return failed(f"/metrics is not valid Prometheus text: {exc}", fix)
-        if not families:
-            return failed("/metrics is empty", fix)
-        return passed(f"{len(families)} metric families")
+        found = exposition.problems(response.text, response.headers.get("content-type", ""))
+        if found:
+            return failed(
+                f"/metrics is not valid Prometheus exposition: {found[0]}"
+                + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""),
+                fix,
+                details=found[:50],
+            )
+        families = list(text_string_to_metric_families(response.text))
+        return passed(f"{len(families)} metric families", families=len(families))
 
 
 @register

@@ -63,7 +63,9 @@ class RuleCheck(Check):
         return f"{problem.name}=<the real value>"
 
     def ok(self, ctx: CheckContext, found: dict[str, Value]) -> str:
-        return "ok"
+        sources = sorted({v.source for v in found.values()})
+        where = f" from {', '.join(sources)}" if sources else ""
+        return f"{len(found)} variable{'s' if len(found) != 1 else ''} checked{where}"
 
 
 def _hint(ctx: CheckContext, name: str) -> str:
@@ -178,6 +180,9 @@ class KeyShapes(RuleCheck):
 
     def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
         name, upper = problem.name, problem.name.upper()
+        prefix = rules.client_prefix(ctx.spec, name)
+        if prefix and any(s in problem.message for s in ("sk_", "rk_", "whsec_")):
+            name = name[len(prefix) :]  # a server key never belongs under a client prefix
         live = ctx.is_production
         if "STRIPE" in upper and "WEBHOOK" in upper:
             return f"{name}=whsec_..."
@@ -207,11 +212,7 @@ class Lint(Check):
     category = Category.CONFIG
     gate = Gate.DEPLOY
     severity = Severity.LOW
-    remedy = "Drop the client prefix and read the value on the server only; rotate the key, it has shipped in browser bundles."
-    remedy = "Correct the value; the expected format is in [env.vars.<NAME>] of tower.toml."
-    remedy = "Use the key of the right kind and environment from the provider's dashboard."
     remedy = "Fix each line listed; `tower env lint` shows them with the rule and line."
-    remedy = "Put the real value in the .env file or in fly secrets."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         files = dotenv_files(ctx)

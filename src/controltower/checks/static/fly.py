@@ -381,10 +381,15 @@ class FlyReleaseCommand(FlyCheck):
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         command = (data.get("deploy") or {}).get("release_command")
+        from controltower.generate.common import migration_command
+
+        migration = (
+            migration_command(ctx.root, ctx.spec.service.stack) or "<your migration command>"
+        )
         fix = Fix(
             "Build in the Dockerfile; run migrations as the release command",
             name,
-            "[deploy]\n  release_command = 'npx prisma migrate deploy'",
+            f"[deploy]\n  release_command = '{migration}'",
         )
         if not command:
             return warned(
@@ -453,3 +458,53 @@ class FlyMetrics(FlyCheck):
                 ),
             )
         return passed("[metrics] set")
+
+
+CREDENTIALS_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+
+
+@register
+class FlyEnvSecrets(FlyCheck):
+    """fly.toml [env] and [build.args] hold no secret: no credential's name (the Dockerfile
+    rule's list), no catalog secret, no key-shaped value and no URL with a password. fly.toml
+    is committed, and build args end up in the image."""
+
+    id = "fly.env_secrets"
+    title = "No secrets in fly.toml [env] or [build.args]"
+    category = Category.SECURITY
+    gate = Gate.CORE
+    severity = Severity.CRITICAL
+    remedy = (
+        "Move each to fly secrets (fly secrets set NAME=...) and rotate it: fly.toml is committed."
+    )
+
+    def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
+        from controltower.checks.static.docker import SECRET_VALUES, sensitive
+
+        catalog = ctx.spec.env.vars
+        found: list[tuple[str, str]] = []
+        build = data.get("build") if isinstance(data.get("build"), dict) else {}
+        for section, table in (("env", data.get("env")), ("build.args", (build or {}).get("args"))):
+            for key, value in table.items() if isinstance(table, dict) else []:
+                raw = str(value)
+                var = catalog.get(key)
+                if (
+                    (var is not None and var.secret)
+                    or sensitive(key)
+                    or raw.startswith(SECRET_VALUES)
+                    or CREDENTIALS_IN_URL.match(raw)
+                ):
+                    found.append((section, key))
+        if not found:
+            return passed("no secret-like names or values")
+        lines = [
+            f"fly secrets set {key}=<value>   # and delete it from [{section}]"
+            for section, key in found
+        ]
+        first = found[0][1]
+        return failed(
+            "secrets in fly.toml: " + ", ".join(f"[{s}] {k}" for s, k in found),
+            Fix(self.remedy, name, "\n".join(lines)),
+            location=Location(name, line_of(text, rf"^\s*{re.escape(first)}\s*=")),
+            details=[f"[{s}] {k}" for s, k in found],
+        )

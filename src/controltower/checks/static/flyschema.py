@@ -163,7 +163,7 @@ STR_OR_LIST = Either((Str(), List(Str())), "a string or an array of strings")
 DURATION_CHECK = Duration(
     1e-3, minimum=1.0, maximum=60.0, note=" (Fly keeps service check times within 1s-1m)"
 )
-_HEADERS = Map(Str())
+_HEADERS = Map(Str(), hide=True)
 _SERVICE_CHECK = Table(
     {
         "interval": DURATION_CHECK,
@@ -354,7 +354,7 @@ SCHEMA = Table(
                 "enable_etcd": Bool(),
                 "lazy_load_images": Bool(),
                 "machine_config": Str(),
-                "attached": Table({"secrets": Table({"export": Map(Str())})}),
+                "attached": Table({"secrets": Table({"export": Map(Str(), hide=True)})}),
                 "kill_timeout": Duration(1.0),
                 "metrics_port": Int(),
                 "metrics_path": Str(),
@@ -369,7 +369,7 @@ SCHEMA = Table(
                 "ignorefile": Str(),
                 "build-target": Str(),
                 "buildpacks": STRINGS,
-                "args": Map(Str()),
+                "args": Map(Str(), hide=True),
                 "settings": Map(Anything()),
                 "compose": Table({"file": Str()}),
                 "compression": Enum(("gzip", "zstd")),
@@ -389,7 +389,7 @@ SCHEMA = Table(
             rules=(_max_unavailable,),
         ),
         "env": Map(
-            Either((Str(), Number(), Bool()), "a string"), key=_env_name
+            Either((Str(), Number(), Bool()), "a string"), key=_env_name, hide=True
         ),  # flyctl turns numbers and booleans into strings
         "processes": Map(Str(shell=True)),
         "mounts": Tables(MOUNT),

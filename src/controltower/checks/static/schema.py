@@ -229,19 +229,28 @@ class Either(Node):
 
 @dataclass
 class Map(Node):
-    """A table with free keys, each value checked by ``value``."""
+    """A table with free keys, each value checked by ``value``.
+
+    ``hide``: the values may be secrets (env, build args, headers), so problems
+    describe them without quoting them.
+    """
 
     value: Node
     key: Callable[[str], str | None] | None = None
+    hide: bool = False
 
     def check(self, path: KeyPath, value: Any, out: list[Problem]) -> None:
         if not isinstance(value, dict):
-            out.append((path, f"{show(value)} is not a table"))
+            out.append((path, f"{'the value' if self.hide else show(value)} is not a table"))
             return
         for name, item in value.items():
             if self.key is not None and (reason := self.key(name)):
                 out.append(((*path, name), reason))
-            self.value.check((*path, name), item, out)
+            found: list[Problem] = []
+            self.value.check((*path, name), item, found)
+            if self.hide:
+                found = [(p, m.replace(show(item), "the value", 1)) for p, m in found]
+            out += found
 
 
 Rule = Callable[[dict[str, Any], KeyPath, list[Problem]], None]

@@ -260,6 +260,15 @@ class TestRules:
         ]
         assert check_all(spec, values, "production", True)["key_shape"] == []
 
+    def test_stripe_webhook_secret_is_not_a_secret_key(self) -> None:
+        """STRIPE_WEBHOOK_SECRET holds whsec_…: right for a webhook secret, wrong otherwise."""
+        spec = parse_spec(SPEC)
+        good = {"STRIPE_WEBHOOK_SECRET": Value("STRIPE_WEBHOOK_SECRET", "whsec_abc", ".env")}
+        assert check_all(spec, good, "production", True)["key_shape"] == []
+        bad = {"STRIPE_WEBHOOK_SECRET": Value("STRIPE_WEBHOOK_SECRET", "sk_live_abc", ".env")}
+        problems = check_all(spec, bad, "production", True)["key_shape"]
+        assert [p.message for p in problems] == ["is not a Stripe webhook secret (whsec_…)"]
+
 
 class TestSources:
     def test_fly_secrets_names_only(self, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from controltower.generate import apply, build, merge_toml
+from controltower.generate.common import fly_app_name
 from controltower.generate.files import GeneratedFile
 from controltower.spec import Spec, parse_spec
 from controltower.spec.detect import detect
@@ -46,6 +47,14 @@ def python(tmp_path: Path) -> Spec:
 
 
 class TestFlyToml:
+    @pytest.mark.parametrize(
+        ("service", "app"),
+        [("shop", "shop"), ("My_Shop.web", "my-shop-web"), ("__x__", "x"), ("___", "app")],
+    )
+    def test_app_name_from_the_service_name(self, service: str, app: str) -> None:
+        """A service name becomes a Fly app name: lowercase letters, digits and single dashes."""
+        assert fly_app_name(service) == app
+
     def test_production_readiness(self, nextjs: Spec, tmp_path: Path) -> None:
         """The fly.toml meets every readiness rule for a production Fly app."""
         (tmp_path / "prisma").mkdir()

@@ -26,6 +26,7 @@ ENVIRONMENT = {
     "SUPABASE_PROJECT_ID": "qwertyuiopasdfghjklz",
     "NEXT_PUBLIC_STRIPE_PUBLISHABLE_KEY": "pk_live_51Hq8rT2mZk4LpX7wNb3Yc9",
     "STRIPE_SECRET_KEY": "sk_live_51Hq8rT2mZk4LpX7wNb3Yc9dF",
+    "STRIPE_WEBHOOK_SECRET": "whsec_Hq8rT2mZk4LpX7wNb3Yc9dF1gH",
     "RESEND_API_KEY": "re_Hq8rT2mZ_k4LpX7wNb3Yc9dF1",
     "NEXT_PUBLIC_POSTHOG_KEY": "phc_Hq8rT2mZk4LpX7wNb3Yc9dF1gH",
     "NEXT_PUBLIC_POSTHOG_HOST": "https://eu.i.posthog.com",
@@ -54,13 +55,6 @@ def _app(folder: Path, preset: str, target: str) -> Path:
     text = re.sub(r'^target = "\w+"', f'target = "{target}"', text, count=1, flags=re.M)
     if target == "fly":
         text = text.replace('driver = "local"', 'driver = "fly"')
-    # env.key_shapes reads any STRIPE_*SECRET* as an sk_ key, so a correct whsec_ value
-    # fails it; the webhook secret is left out until that rule tells the two apart.
-    text = text.replace(
-        "[env.vars.STRIPE_WEBHOOK_SECRET]", "[env.vars.STRIPE_WEBHOOK_SECRET]\nrequired = false"
-    )
-    # The python preset's pattern names only the scheme, and patterns must match whole values.
-    text = text.replace("pattern = '^postgres(ql)?://'", "pattern = '^postgres(ql)?://.+'")
     path = folder / "tower.toml"
     path.write_text(text)
     return path

@@ -182,11 +182,17 @@ def key_shapes(values: dict[str, Value], production: bool) -> list[Problem]:
                 problems.append(
                     Problem("key_shape", name, f"a {live}… key outside production", found.where)
                 )
-        if "STRIPE" in upper and "SECRET" in upper and not value.startswith(("sk_", "rk_")):
+        is_webhook = "WEBHOOK" in upper
+        if (
+            "STRIPE" in upper
+            and "SECRET" in upper
+            and not is_webhook
+            and not value.startswith(("sk_", "rk_"))
+        ):
             problems.append(
                 Problem("key_shape", name, "is not a Stripe secret key (sk_…)", found.where)
             )
-        if "STRIPE" in upper and "WEBHOOK" in upper and not value.startswith("whsec_"):
+        if "STRIPE" in upper and is_webhook and not value.startswith("whsec_"):
             problems.append(
                 Problem("key_shape", name, "is not a Stripe webhook secret (whsec_…)", found.where)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,12 @@ def migration_command(root: Path, stack: Stack) -> str:
     return ""
 
 
+def fly_app_name(name: str) -> str:
+    """A Fly app name from a service name: lowercase letters, digits and dashes."""
+    slug = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")
+    return slug[:63].rstrip("-") or "app"
+
+
 def app_facts(
     spec: Spec,
     root: Path,
@@ -76,7 +83,7 @@ def app_facts(
         spec.deploy.fly.app
         or (env.fly_app if env else "")
         or (production_env.fly_app if production_env else "")
-        or service.name
+        or fly_app_name(service.name)
     )
     return App(
         name=service.name,

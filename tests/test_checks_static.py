@@ -213,6 +213,24 @@ class TestReadyRepo:
         assert findings["docker.init"].status is Status.FAIL  # type: ignore[attr-defined]
         assert findings["fly.config"].status is Status.SKIP  # type: ignore[attr-defined]
 
+    def test_docker_target_fails_without_a_dockerfile(self, ready_repo: Path) -> None:
+        """With no Dockerfile, a Docker target fails gate 1; on Fly it is advice with the reason."""
+        (ready_repo / "Dockerfile").unlink()
+        fly = by_id(run_static(ready_repo))
+        assert fly["docker.present"].status is Status.ADVICE  # type: ignore[attr-defined]
+        assert "prebuilt image" in fly["docker.present"].advice_reason  # type: ignore[attr-defined]
+        text = (
+            (ready_repo / "tower.toml").read_text().replace('target = "fly"', 'target = "docker"')
+        )
+        (ready_repo / "tower.toml").write_text(text)
+        run = run_static(ready_repo)
+        finding = by_id(run)["docker.present"]
+        assert finding.status is Status.FAIL  # type: ignore[attr-defined]
+        assert "tower generate dockerfile --write" in str(finding.to_dict())  # type: ignore[attr-defined]
+        assert not run.gates[1].passed
+        (ready_repo / "Dockerfile").write_text(GOOD_DOCKERFILE)
+        assert by_id(run_static(ready_repo))["docker.present"].status is Status.PASS  # type: ignore[attr-defined]
+
 
 class TestGeneratedFiles:
     def test_tower_generate_output_passes(self, tmp_path: Path) -> None:

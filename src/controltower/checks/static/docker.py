@@ -150,6 +150,36 @@ class DockerCheck(Check):
 
 
 @register
+class Present(Check):
+    """The Dockerfile named by [service] dockerfile exists, so the image can be built at all."""
+
+    id = "docker.present"
+    title = "A Dockerfile builds the image"
+    category = Category.DELIVERY
+    gate = Gate.CORE
+    severity = Severity.HIGH
+    targets = CONTAINERS
+    advice_on = frozenset({Target.FLY})
+    advice_reason = (
+        "Fly can also deploy a prebuilt image or use a builder named in fly.toml [build]"
+    )
+    remedy = "Write one with `tower generate dockerfile --write`, or set [service] dockerfile to its path."
+
+    async def run(self, ctx: CheckContext) -> Outcome:
+        name = ctx.spec.service.dockerfile
+        if read_text(ctx.path(name)) is not None:
+            return passed(f"{name} present")
+        return failed(
+            f"no {name}: nothing builds the image, and the other Dockerfile checks cannot run",
+            Fix(
+                "Generate a production Dockerfile from tower.toml",
+                name,
+                "tower generate dockerfile --write",
+            ),
+        )
+
+
+@register
 class MultiStage(DockerCheck):
     """The Dockerfile has at least two FROM stages, so build tools stay out of the runtime
     image."""

@@ -199,14 +199,17 @@ def healthy_round_robin(
     best: dict[str, WrkResult] = {}
     total = rounds * len(ENDPOINTS)
     done = 0
+    names = list(ENDPOINTS)
     for round_number in range(1, rounds + 1):
-        for name, path in ENDPOINTS.items():
+        shift = (round_number - 1) % len(names)  # each round starts with another endpoint
+        for name in names[shift:] + names[:shift]:
+            path = ENDPOINTS[name]
             done += 1
             print(f"  [{done}/{total}] round {round_number}: {name}", flush=True)
             result = wrk(url + path, duration, connections)
             if name not in best or result.rps > best[name].rps:
                 best[name] = result
-    return best
+    return {name: best[name] for name in names}
 
 
 def markdown(

@@ -232,8 +232,9 @@ class TestGunicorn:
             assert len(pids) == 2, "both workers served requests"
             metrics_url = f"http://127.0.0.1:{port}/metrics"
             assert eventually(
-                lambda: requests_total(httpx.get(metrics_url).text, "/items/<int:item_id>")
-                == served
+                lambda: (
+                    requests_total(httpx.get(metrics_url).text, "/items/<int:item_id>") == served
+                )
             ), httpx.get(metrics_url).text
             assert "process_resident_memory_bytes" not in httpx.get(metrics_url).text
         finally:

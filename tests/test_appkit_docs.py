@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,17 @@ from tests.test_appkit_errors import Ingest
 
 STRIPE_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 ANON_KEY = "eyJhbGciOiJIUzI1NiJ9.anon.sig"
+
+
+def eventually(predicate: Any, within: float = 5.0) -> bool:
+    """True as soon as ``predicate()`` is; False if it is not within ``within`` seconds."""
+    deadline, delay = time.monotonic() + within, 0.01
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    return True
 
 
 def snippet(name: str) -> str:
@@ -137,7 +149,11 @@ class TestSnippets:
                         "redis:responseTime",
                     }
                     assert client.get(f"{url}/crash").status_code == 500
-                    assert 'route="/crash",status="5xx"' in client.get(f"{url}/metrics").text
+                    # a WSGI request is counted when the server closes its body, just after
+                    # the client has the answer: look again until then
+                    assert eventually(
+                        lambda: 'route="/crash",status="5xx"' in client.get(f"{url}/metrics").text
+                    )
                     assert ready.headers["x-content-type-options"] == "nosniff"
                 (event,) = ingest.wait_for(1)
                 assert event["exception"]["values"][-1]["value"] == "flask exploded"

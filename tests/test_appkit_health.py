@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 from controltower.appkit import (
@@ -219,6 +222,39 @@ class TestBodies:
         }
         report = await Health(Counting("db"), version="2").run()
         assert report.as_simple()["status"] == "healthy"
+
+
+class TestRendering:
+    async def test_rendered_body_is_the_report(self) -> None:
+        """The bytes served are exactly the report's IETF (or simple) JSON, with this answer's
+        timestamp and uptime, and follow the results when they change."""
+        clock = FakeClock()
+        db = Counting("db")
+        health = Health(db, version='1"2', service_id="shop", clock=clock, success_ttl=10)
+        for step in (0.0, 1.2345, 0.5):
+            clock.advance(step)
+            report = await health.run()
+            status, body, kind = health.render(report)
+            assert (status, kind) == (200, b"application/health+json")
+            assert json.loads(body) == report.as_ietf(service_id="shop")
+            assert json.loads(health.render(report, "simple")[1]) == report.as_simple()
+        assert json.loads(body)["uptime"] == pytest.approx(1.7345, abs=0.001) and db.runs == 1
+        db.fail = True
+        health.invalidate()
+        report = await health.run()
+        status, body, _ = health.render(report)
+        assert status == 503 and json.loads(body) == report.as_ietf(service_id="shop")
+        assert json.loads(health.render(report, "simple")[1])["status"] == "unhealthy"
+
+    @given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+    def test_timestamps_match_datetime(self, epoch: float) -> None:
+        """The fast timestamp formatter writes what datetime.isoformat does, to the millisecond."""
+        from datetime import UTC, datetime
+
+        from controltower.appkit._health import _iso
+
+        expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+        assert _iso(epoch) == expected.replace("+00:00", "Z")
 
 
 @pytest.mark.postgres

@@ -195,7 +195,7 @@ class TestGunicorn:
     def test_documented_multiprocess_setup(self, tmp_path: Path) -> None:
         """Under gunicorn with two workers and the gunicorn.conf.py of docs/appkit.md, /metrics
         counts every request whichever worker served it."""
-        from tests.test_appkit_docs import snippet
+        from tests.test_appkit_docs import eventually, snippet
 
         (tmp_path / "app.py").write_text(GUNICORN_APP)
         (tmp_path / "gunicorn.conf.py").write_text(snippet("gunicorn-conf"))
@@ -230,9 +230,13 @@ class TestGunicorn:
                     pids.add(client.get(f"http://127.0.0.1:{port}/items/{served}").json()["pid"])
                 served += 1
             assert len(pids) == 2, "both workers served requests"
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            assert requests_total(text, "/items/<int:item_id>") == served
-            assert "process_resident_memory_bytes" not in text
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            assert eventually(
+                lambda: (
+                    requests_total(httpx.get(metrics_url).text, "/items/<int:item_id>") == served
+                )
+            ), httpx.get(metrics_url).text
+            assert "process_resident_memory_bytes" not in httpx.get(metrics_url).text
         finally:
             server.terminate()
             server.wait(15)

@@ -173,7 +173,7 @@ class TestValidate:
         assert len(lines) == 1
         assert lines[0] == (
             f"{EXAMPLE_SPEC}: valid: service example (python-asgi on local), 1 environment, "
-            "1 env vars, 2 monitors, deploy canary via local"
+            "8 env vars, 2 monitors, deploy canary via local"
         )
 
     def test_invalid_exits_2_with_every_error(self, cli: Cli, tmp_path: Path) -> None:

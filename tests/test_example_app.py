@@ -35,11 +35,14 @@ class TestExampleApp:
         assert 'http_requests_total{method="GET",route="/api/items",status="2xx"} 1.0' in metrics
 
     def test_security_headers(self, example_app: Start) -> None:
-        """Responses carry HSTS, nosniff, a CSP with frame-ancestors 'none', and no Server header."""
+        """Responses carry HSTS, nosniff, a CSP with frame-ancestors 'none' and Trusted Types,
+        and no Server header; the HTML page says how to cache it."""
         response = httpx.get(example_app())
         assert "max-age=63072000" in response.headers["strict-transport-security"]
         assert response.headers["x-content-type-options"] == "nosniff"
-        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "require-trusted-types-for 'script'" in csp
+        assert response.headers["cache-control"] == "no-cache"
         assert "server" not in response.headers
 
     def test_fail_health(self, example_app: Start) -> None:

@@ -11,21 +11,12 @@ from hypothesis import strategies as st
 
 from controltower.exceptions import SpecError
 from controltower.spec import parse_spec, validate_spec
+from controltower.spec.detect import Detected
+from controltower.spec.presets import PRESETS as PRESET_NAMES
+from controltower.spec.presets import render
 
 EXAMPLE = (Path(__file__).resolve().parent.parent / "examples" / "app" / "tower.toml").read_text()
-PRESET = (
-    (
-        Path(__file__).resolve().parent.parent
-        / "src"
-        / "controltower"
-        / "spec"
-        / "presets"
-        / "nextjs-fly.toml"
-    )
-    .read_text()
-    .replace("{{port}}", "3000")
-    .replace("{{env_files}}", '".env"')
-)
+PRESETS = [render(name, Detected(name="shop")) for name in PRESET_NAMES]
 
 keys = st.sampled_from(
     [
@@ -124,7 +115,7 @@ class TestFuzz:
         _check(text)
 
     @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-    @given(st.sampled_from([EXAMPLE, PRESET]), st.data())
+    @given(st.sampled_from([EXAMPLE, *PRESETS]), st.data())
     def test_mutated_real_files(self, base: str, data: st.DataObject) -> None:
         """Real specs with lines deleted, duplicated or changed never raise anything else."""
         lines = base.splitlines()

@@ -18,6 +18,8 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from fastapi_health import health as fastapi_health
 from healthcheck import HealthCheck
+from starlette.requests import Request
+from starlette.responses import Response as PlainResponse
 
 from controltower.appkit import Health, checks
 
@@ -31,6 +33,14 @@ app = FastAPI()
 @app.get("/bare")
 async def bare() -> dict[str, str]:
     return {"status": "pass"}
+
+
+# The leanest JSON endpoint Starlette allows: fixed bytes, no FastAPI machinery.
+async def bare_starlette(request: Request) -> PlainResponse:
+    return PlainResponse(b'{"status":"pass"}', media_type="application/json")
+
+
+app.add_route("/bare-starlette", bare_starlette, methods=["GET"])
 
 
 # appkit: three checks, 1 s timeout each, cached 2 s on success and 0.5 s on failure.

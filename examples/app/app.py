@@ -108,7 +108,8 @@ async def home(request: Request) -> Response:
         return bad
     return HTMLResponse(
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Example shop</title>"
-        f"</head><body><h1>Example shop</h1><p>version {VERSION}</p></body></html>"
+        f"</head><body><h1>Example shop</h1><p>version {VERSION}</p></body></html>",
+        headers={"cache-control": "no-cache"},
     )
 
 
@@ -134,6 +135,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 app = Starlette(routes=[Route("/", home), Route("/api/items", items)], lifespan=lifespan)
 health.mount(app)  # /api/health, /api/health/live, /api/simple-health
 Metrics().mount(app)  # request metrics and /metrics
-secure(app)  # HSTS, CSP with nonce, frame-ancestors 'none', no server header
+secure(app, trusted_types=True)  # HSTS, CSP with nonce and Trusted Types, no server header
 if os.environ.get("TOWER_DSN"):
     capture_errors(os.environ["TOWER_DSN"], app=app, release=VERSION)  # logged and unhandled errors

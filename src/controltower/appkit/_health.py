@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -23,10 +25,22 @@ PLAIN_JSON = b"application/json"
 Style = Literal["ietf", "simple"]
 
 
+_SECOND: tuple[int, str] = (-1, "")
+
+
 def _iso(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    """``epoch`` as ``2026-01-01T00:00:05.123Z`` (UTC, milliseconds), cheaply: the part up to
+    the second is formatted once per second."""
+    global _SECOND
+    second = math.floor(epoch)
+    micros = round((epoch - second) * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    cached_second, prefix = _SECOND
+    if cached_second != second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND = (second, prefix)
+    return f"{prefix}.{micros // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +177,9 @@ class Health:
         self.clock = clock
         self.started = clock.time()
         self._slots = {c: _Slot() for c in self.checks}
+        self._snapshot: tuple[tuple[CheckResult, ...], float] | None = None
+        self._rendered: dict[str, tuple[tuple[CheckResult, ...], bytes, bytes, bytes]] = {}
+        self._mark = f"@@{secrets.token_hex(8)}@@"
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._thread_pid = 0
         self._lock = threading.Lock()
@@ -215,6 +232,7 @@ class Health:
             status = "warn"
         result = CheckResult(check, status, value, unit, at, elapsed, output)
         self._slots[check].entry = (result, clock.monotonic() + self._ttl(check, status))
+        self._snapshot = None
         return result
 
     async def _result(self, check: Check) -> CheckResult:
@@ -237,13 +255,21 @@ class Health:
 
     def cached_report(self) -> HealthReport | None:
         """The readiness report if every check has a fresh cached result, else None."""
+        now = self.clock.monotonic()
+        snapshot = self._snapshot
+        if snapshot is not None and now < snapshot[1]:
+            return self._report(snapshot[0])
         results = []
+        expires = math.inf
         for c in self.checks:
-            result = self._cached(c)
-            if result is None:
+            entry = self._slots[c].entry
+            if entry is None or now >= entry[1]:
                 return None
-            results.append(result)
-        return self._report(results)
+            results.append(entry[0])
+            expires = min(expires, entry[1])
+        fresh = tuple(results)
+        self._snapshot = (fresh, expires)
+        return self._report(fresh)
 
     async def run(self) -> HealthReport:
         """Run (or reuse) every check and return the readiness report."""
@@ -275,6 +301,7 @@ class Health:
         """Forget cached results: the next readiness request runs every check."""
         for slot in self._slots.values():
             slot.entry = None
+        self._snapshot = None
 
     # -- bodies ----------------------------------------------------------
     def live_body(self) -> dict[str, Any]:
@@ -288,11 +315,36 @@ class Health:
         }
 
     def render(self, report: HealthReport, style: Style = "ietf") -> tuple[int, bytes, bytes]:
-        """Status code, body and content type of a report in the given style."""
+        """Status code, body and content type of a report in the given style.
+
+        The body is serialized once per set of results; each answer only fills in
+        ``timestamp`` and ``uptime``, so a cached readiness answer costs little more
+        than a bare JSON endpoint.
+        """
+        cached = self._rendered.get(style)
+        if cached is None or cached[0] is not report.results:
+            cached = (report.results, *self._template(report, style))
+            self._rendered[style] = cached
+        _, before, between, after = cached
+        stamp = _iso(report.time).encode()
         if style == "simple":
-            return report.http_status, _dumps(report.as_simple()), PLAIN_JSON
+            return report.http_status, before + stamp + between, PLAIN_JSON
+        uptime = repr(round(report.uptime, 3)).encode()
+        return report.http_status, before + stamp + between + uptime + after, HEALTH_JSON
+
+    def _template(self, report: HealthReport, style: Style) -> tuple[bytes, bytes, bytes]:
+        """The body split around its timestamp (and uptime): (before, between, after)."""
+        mark = self._mark
+        if style == "simple":
+            body = report.as_simple()
+            body["timestamp"] = mark
+            before, after = _dumps(body).split(mark.encode())
+            return before, after, b""
         body = report.as_ietf(service_id=self.service_id, description=self.description)
-        return report.http_status, _dumps(body), HEALTH_JSON
+        body["timestamp"], body["uptime"] = mark, mark + "u"
+        before, rest = _dumps(body).split(mark.encode() + b'"', 1)
+        between, after = rest.split(b'"' + mark.encode() + b'u"', 1)
+        return before, b'"' + between, after
 
     def respond(self, kind: str, report: HealthReport | None) -> tuple[int, bytes, bytes]:
         if kind == "live" or report is None:

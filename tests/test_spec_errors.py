@@ -90,8 +90,8 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "second monitor missing name",
-        BASE + '[[monitors]]\nname = "a"\n[[monitors]]\nurl = "http://x"\n',
-        "tower.toml:5: monitors[1].name: required key is missing",
+        BASE + '[[monitors]]\nname = "a"\nurl = "http://a"\n[[monitors]]\nurl = "http://x"\n',
+        "tower.toml:6: monitors[1].name: required key is missing",
     ),
     (
         "duplicate monitor names",

@@ -101,12 +101,12 @@ def commands() -> Iterator[tuple[str, Any]]:
     """Every runnable command registered on ``tower``, as (``"deploy promote"``, command)."""
 
     def walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
-        children = getattr(command, "commands", None)
-        if children is None:
+        if not hasattr(command, "list_commands"):
             yield " ".join(path), command
             return
-        for name, child in children.items():
-            yield from walk(child, (*path, name))
+        with command.context_class(command) as ctx:
+            for name in command.list_commands(ctx):
+                yield from walk(command.get_command(ctx, name), (*path, name))
 
     yield from walk(typer.main.get_command(app), ())
 
@@ -115,6 +115,34 @@ COMMANDS = sorted(commands(), key=lambda item: item[0])
 
 
 class TestRoot:
+    def test_command_table_matches_the_modules(self) -> None:
+        """Each command module registers exactly the commands the lazy table maps to it."""
+        import importlib
+
+        from controltower.cli.main import COMMAND_MODULES
+
+        for module in set(COMMAND_MODULES.values()):
+            holder = typer.Typer()
+            importlib.import_module(f"controltower.cli.{module}").register(holder)
+            registered = set(typer.main.get_group(holder).commands)
+            assert registered == {n for n, m in COMMAND_MODULES.items() if m == module}, module
+
+    def test_version_loads_no_command_module(self) -> None:
+        """``tower --version`` answers without importing any command module."""
+        code = (
+            "import sys\n"
+            "from controltower.cli.main import app\n"
+            "try:\n    app(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('controltower.cli.')))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert (
+            done.stdout.strip().splitlines()[-1]
+            == "['controltower.cli.common', 'controltower.cli.main']"
+        )
+
     def test_version(self) -> None:
         """``tower --version`` prints the package version and exits 0."""
         result = tower("--version")

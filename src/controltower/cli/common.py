@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
+import typer.main
 from rich.console import Console
 from typer.core import TyperGroup
 
@@ -86,7 +88,29 @@ def help_section(name: str) -> str:
 
 
 class VerbGroup(TyperGroup):
-    """The root command: ``--help`` lists commands under the three verbs (check, ship, watch)."""
+    """The root command: ``--help`` lists commands under the three verbs (check, ship, watch).
+
+    Command modules load on first use: ``modules`` maps each command name to the
+    module whose ``register(app)`` defines it, so ``tower deploy`` never imports
+    the backup or load code.
+    """
+
+    modules: ClassVar[dict[str, str]] = {}
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted({*self.commands, *self.modules})
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self.modules:
+            self._load(self.modules[cmd_name])
+        return self.commands.get(cmd_name)
+
+    def _load(self, module_name: str) -> None:
+        module = importlib.import_module(module_name)
+        holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+        module.register(holder)
+        for name, command in typer.main.get_group(holder).commands.items():
+            self.commands.setdefault(name, command)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         sections: dict[str, list[tuple[str, Any]]] = {}

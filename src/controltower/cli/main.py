@@ -8,28 +8,38 @@ from typing import Annotated
 import typer
 
 from controltower import __version__
-from controltower.cli import backup as backup_cmd
-from controltower.cli import check as check_cmd
-from controltower.cli import cost as cost_cmd
-from controltower.cli import demo as demo_cmd
-from controltower.cli import deploy as deploy_cmd
-from controltower.cli import env as env_cmd
-from controltower.cli import generate as generate_cmd
-from controltower.cli import incidents as incidents_cmd
-from controltower.cli import init as init_cmd
-from controltower.cli import load as load_cmd
-from controltower.cli import monitor as monitor_cmd
-from controltower.cli import serve as serve_cmd
-from controltower.cli import silence as silence_cmd
-from controltower.cli import token as token_cmd
-from controltower.cli import user as user_cmd
-from controltower.cli import validate as validate_cmd
 from controltower.cli.common import VerbGroup, err_console
 from controltower.exceptions import TowerError
 
+COMMAND_MODULES = {
+    "init": "init",
+    "validate": "validate",
+    "demo": "demo",
+    "check": "check",
+    "env": "env",
+    "load": "load",
+    "generate": "generate",
+    "cost": "cost",
+    "deploy": "deploy",
+    "rollback": "deploy",
+    "releases": "deploy",
+    "serve": "serve",
+    "monitor": "monitor",
+    "incidents": "incidents",
+    "silence": "silence",
+    "backup": "backup",
+    "token": "token",
+    "user": "user",
+}
+
+
+class TowerGroup(VerbGroup):
+    modules = {name: f"controltower.cli.{module}" for name, module in COMMAND_MODULES.items()}
+
+
 app = typer.Typer(
     name="tower",
-    cls=VerbGroup,
+    cls=TowerGroup,
     help=(
         "controltower: make a web app production-ready and keep it there.\n\n"
         "check: readiness checks with go/no-go gates. ship: progressive deploys with "
@@ -60,24 +70,6 @@ def root(
     ] = False,
 ) -> None:
     """controltower: readiness checks, progressive deploys, monitoring, all from tower.toml."""
-
-
-demo_cmd.register(app)
-init_cmd.register(app)
-check_cmd.register(app)
-env_cmd.register(app)
-load_cmd.register(app)
-deploy_cmd.register(app)
-validate_cmd.register(app)
-monitor_cmd.register(app)
-incidents_cmd.register(app)
-silence_cmd.register(app)
-serve_cmd.register(app)
-token_cmd.register(app)
-backup_cmd.register(app)
-generate_cmd.register(app)
-cost_cmd.register(app)
-user_cmd.register(app)
 
 
 def run() -> None:

@@ -109,8 +109,8 @@ async def execute(
             return await run_checks(ctx, checks, progress=advance, requested_gate=gate)
 
 
-def show_history(spec: Spec, root: Path, format: ReportFormat, limit: int) -> None:
-    with Store.open(root=root) as store:
+def show_history(spec: Spec, format: ReportFormat, limit: int) -> None:
+    with Store.for_spec(spec) as store:
         entries = history(store, spec.service.name, spec.environment, limit)
     if format is ReportFormat.JSON:
         emit_json([e.to_dict() for e in entries])
@@ -199,9 +199,8 @@ def check(
         return
     path = spec if spec is not None else find_spec_file()
     loaded = load_spec(path, env=env)
-    root = service_root(path, loaded)
     if history_:
-        show_history(loaded, root, format, limit)
+        show_history(loaded, format, limit)
         return
     chosen_url = url or loaded.url
     requested = (
@@ -213,7 +212,7 @@ def check(
     )
     if not no_store:
         try:
-            with Store.open(root=root) as store:
+            with Store.for_spec(loaded) as store:
                 save_run(store, run)
         except StoreError as exc:
             err_console.print(f"warning: the run was not stored: {exc}")

@@ -33,6 +33,9 @@ _FIX = Fix(
 
 @register
 class LoadBudgets(Check):
+    """With [budgets] conditions set, a short constant-rate load (budgets.check_duration)
+    against the live URL meets every budget, such as p95 < 200ms and error_rate < 0.1%."""
+
     id = "performance.budgets"
     title = "Performance budgets hold under a short load"
     category = Category.PERFORMANCE
@@ -40,6 +43,7 @@ class LoadBudgets(Check):
     severity = Severity.HIGH
     kind = "live"
     exclusive = True
+    remedy = "Find the slow or failing path in the load report (tower load --format html) and fix it, or revisit the budget."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         budgets = ctx.spec.budgets

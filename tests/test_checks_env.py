@@ -386,6 +386,10 @@ class TestCli:
         assert [d["name"] for d in json.loads(result.output)["differences"]] == ["EXTRA"]
         result = runner.invoke(app, ["env", "example", *spec])
         assert result.exit_code == 0 and (tmp_path / ".env.example").is_file()
+        result = runner.invoke(app, ["env", "example", *spec, "--format", "json"])
+        written = json.loads(result.output)
+        assert written["path"] == str(tmp_path / ".env.example")
+        assert "STRIPE_SECRET_KEY" in written["variables"]
         result = runner.invoke(app, ["env", "lint", *spec])
         assert (
             result.exit_code == 1

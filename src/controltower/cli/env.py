@@ -141,6 +141,7 @@ def env_diff(
             "tower env example",
             "tower env example --output config/.env.example",
             "tower env example --stdout",
+            "tower env example --format json",
         ],
         "Exit codes: 0 written; 2 bad usage or spec.",
     ),
@@ -154,6 +155,7 @@ def env_example(
         ),
     ] = None,
     stdout: Annotated[bool, typer.Option("--stdout", help="Print instead of writing.")] = False,
+    format: FormatOption = Format.TEXT,
 ) -> None:
     """Write .env.example from the catalog: every variable, its purpose, no secret value."""
     loaded, root = _load(spec, None)
@@ -163,6 +165,9 @@ def env_example(
         return
     target = output or root / ".env.example"
     target.write_text(text, encoding="utf-8")
+    if format is Format.JSON:
+        emit_json({"path": str(target), "variables": sorted(loaded.env.vars)})
+        return
     console.print(f"wrote {target} ({len(loaded.env.vars)} variables)")
 
 

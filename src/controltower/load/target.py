@@ -8,8 +8,9 @@ Every request waits as ``--latency`` says (``none``, ``fixed:20ms``,
 ``--stall-for`` seconds, that long after the first request. Paths:
 ``/login`` answers ``{"token": ...}``, ``/private`` wants ``Authorization: Bearer
 <that token>`` (else 401), ``/status/<code>`` answers that status, ``/chunked``
-answers with a chunked body, ``/__delays`` lists the delays actually applied (seconds);
-everything else answers 200 ``ok``.
+answers with a chunked body, ``/__delays`` lists the delays actually applied (seconds),
+``/__count`` says how many requests were answered (in this process); everything else
+answers 200 ``ok``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Server:
         self.stall_for = stall_for
         self.first: float | None = None
         self.delays: list[float] = []
+        self.count = 0
 
     def delay(self) -> float:
         now = time.monotonic()
@@ -73,6 +75,9 @@ class Server:
     def respond(self, method: str, path: str, headers: dict[str, str]) -> bytes:
         if path == "/__delays":
             return _response(200, json.dumps(self.delays).encode(), "application/json")
+        if path == "/__count":
+            return _response(200, str(self.count).encode())
+        self.count += 1
         if path == "/login":
             return _response(200, json.dumps({"token": TOKEN}).encode(), "application/json")
         if path == "/private":
@@ -122,7 +127,7 @@ class _Protocol(asyncio.Protocol):
             self.buffer = self.buffer[end + 4 + length :]
             method, path = lines[0].split(" ")[:2]
             response = self.server.respond(method, path, headers)
-            if path == "/__delays":
+            if path.startswith("/__"):
                 assert self.transport is not None
                 self.transport.write(response)
                 continue

@@ -94,44 +94,37 @@ class TestCommand:
     def test_json_report_html_baseline_and_compare(
         self, load_target: Start, tmp_path: Path
     ) -> None:
-        """A run saves a baseline; the next compares with it; JSON and HTML carry the figures."""
-        url = load_target("--latency", "fixed:5ms")
+        """A baseline is saved; a slower run is a regression (exit 1); a faster one is not."""
+        fast = load_target("--latency", "fixed:5ms")
+        slow = load_target("--latency", "fixed:60ms")
         spec = _project(tmp_path)
         runner = CliRunner()
-        first = runner.invoke(
-            app,
-            ["load", "--spec", str(spec), "--url", url, "--save-baseline", "--format", "json"],
-        )
+        base = ["load", "--spec", str(spec)]
+        first = runner.invoke(app, [*base, "--url", fast, "--save-baseline", "--format", "json"])
         assert first.exit_code == 0, first.output
         report = json.loads(first.stdout)
         assert report["passed"] and report["run_id"] == 1
         assert report["summary"]["requests"] > 60
         assert set(report["scenarios"]) == {"landing", "login"}
         assert "saved run 1 as the baseline" in report["notes"]
+        assert report["comparison"] is None
         html = tmp_path / "report.html"
         second = runner.invoke(
-            app,
-            [
-                "load",
-                "--spec",
-                str(spec),
-                "--url",
-                url,
-                "--compare",
-                "baseline",
-                "--html",
-                str(html),
-            ],
+            app, [*base, "--url", slow, "--compare", "baseline", "--html", str(html)]
         )
-        assert second.exit_code == 0, second.output
-        assert "vs baseline (run 1)" in second.stdout
-        assert "budgets met" in second.stdout
+        assert second.exit_code == 1, second.output
+        assert "latency is slower than the baseline (run 1) beyond noise" in second.stdout
+        assert "budgets met" in second.stdout  # the exit code is the regression's
+        assert "ran a different load" in second.stdout  # another URL
         page = html.read_text(encoding="utf-8")
-        assert (
-            page.count("<svg") == 3
-            and "Latency over time" in page
-            and "http" not in page.split("<body>")[1].split("<h1>")[0]
+        assert page.count("<svg") == 3 and "Latency over time" in page
+        assert "latency is slower than the baseline" in page
+        third = runner.invoke(
+            app, [*base, "--url", fast, "--compare", "previous", "--format", "json"]
         )
+        assert third.exit_code == 0, third.output
+        comparison = json.loads(third.stdout)["comparison"]
+        assert comparison["verdict"] == "faster" and comparison["against"] == "previous (run 2)"
         assert (tmp_path / ".tower" / "tower.db").exists()
 
     def test_a_failed_budget_exits_1(self, load_target: Start, tmp_path: Path) -> None:
@@ -146,7 +139,7 @@ class TestCommand:
         assert not (tmp_path / ".tower").exists()
 
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
-        """No URL, or both models at once, is bad usage."""
+        """No URL, both models at once, a zero duration or rate, a baseline not kept: bad usage."""
         spec = _project(tmp_path)
         runner = CliRunner()
         missing = runner.invoke(app, ["load", "--spec", str(spec)])
@@ -156,6 +149,17 @@ class TestCommand:
             app, ["load", "--spec", str(spec), "--url", "http://x", "--rate", "5", "--users", "5"]
         )
         assert isinstance(both.exception, UsageError) and "exclude" in str(both.exception)
+        nothing = runner.invoke(
+            app, ["load", "--spec", str(spec), "--url", "http://x", "--duration", "0s"]
+        )
+        assert isinstance(nothing.exception, UsageError)
+        assert "--duration must be longer than 0s" in str(nothing.exception)
+        kept = runner.invoke(
+            app, ["load", "--spec", str(spec), "--url", "http://x", "--save-baseline", "--no-store"]
+        )
+        assert isinstance(kept.exception, UsageError) and "--no-store" in str(kept.exception)
+        zero = runner.invoke(app, ["load", "--spec", str(spec), "--url", "http://x", "--rate", "0"])
+        assert zero.exit_code == 2
 
     def test_ctrl_c_stops_cleanly_with_a_partial_report(
         self, load_target: Start, tmp_path: Path

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.text import Text
 
 from controltower.cli.common import (
     EXIT_FAILED,
@@ -227,7 +228,8 @@ def _stored_summary(outcome: LoadOutcome) -> dict[str, object]:
 def _run(plan: Plan, *, live: bool) -> LoadOutcome:
     if not live:
         return run_plan(plan, on_progress=_plain_progress if plan.duration >= 1 else None)
-    with Live(console=err_console, refresh_per_second=4, transient=True) as display:
+    starting = Text(f"starting {plan.workers} worker process(es) ...", style="dim")
+    with Live(starting, console=err_console, refresh_per_second=4, transient=True) as display:
 
         def show(progress: Progress) -> None:
             display.update(progress_line(progress))
@@ -236,8 +238,8 @@ def _run(plan: Plan, *, live: bool) -> LoadOutcome:
 
 
 def _plain_progress(progress: Progress) -> None:
-    """Without a terminal for a live line: one line every five seconds, on stderr."""
-    if int(progress.elapsed) % 5 == 0:
+    """Without a terminal for a live line: after the first second, then every five, on stderr."""
+    if int(progress.elapsed) in (1, progress.duration) or int(progress.elapsed) % 5 == 0:
         err_console.print(progress_line(progress), soft_wrap=True)
 
 

@@ -79,5 +79,7 @@ def summary_renderable(report: dict[str, Any]) -> RenderableType:
     verdict = "budgets met" if report["passed"] else "budgets failed"
     if not report["budgets"]:
         verdict = "no budgets set" if report["passed"] else "run failed"
+    if report.get("interrupted"):
+        verdict = f"interrupted: {verdict} so far"
     parts.append(Text(verdict, style="bold green" if report["passed"] else "bold red"))
     return Group(*parts)

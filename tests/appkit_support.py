@@ -92,6 +92,39 @@ class BlackHole:
         self.sock.close()
 
 
+class HangingHttpServer(ThreadingHTTPServer):
+    """A real HTTP server that reads each request and never answers: a hung dependency."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.received = 0
+        super().__init__(("127.0.0.1", 0), _HangingHandler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _HangingHandler(BaseHTTPRequestHandler):
+    server: HangingHttpServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.received += 1
+        self.server.release.wait(30)
+
+
 def closed_port() -> int:
     """A port nothing listens on (connection refused)."""
     return free_port()

@@ -17,7 +17,7 @@ from controltower.monitor import MonitorRunner, RunnerOptions
 from controltower.spec import Spec
 from controltower.spec.loader import parse_spec
 from controltower.store import Store
-from controltower.store.models import OutboxMessage
+from controltower.store.models import Incident, OutboxMessage
 from tests.conftest import free_port
 
 
@@ -31,6 +31,8 @@ class Target:
         self.delay = 0.0
         self.content_type = "application/json"
         self.hits = 0
+        self.log: list[tuple[str, float]] = []
+        self.failing: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self.up()
 
@@ -46,12 +48,13 @@ class Target:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 target.hits += 1
+                target.log.append((self.path, time.monotonic()))
                 if target.delay:
                     time.sleep(target.delay)
                 payload = (
                     target.body if isinstance(target.body, str) else json.dumps(target.body)
                 ).encode()
-                self.send_response(target.status)
+                self.send_response(503 if self.path in target.failing else target.status)
                 self.send_header("content-type", target.content_type)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
@@ -67,6 +70,10 @@ class Target:
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def hits_of(self, path: str, since: float = 0.0) -> list[float]:
+        """When ``path`` was requested (monotonic times), oldest first."""
+        return [at for hit, at in list(self.log) if hit == path and at >= since]
 
     def down(self) -> None:
         if self._server is None:
@@ -99,9 +106,19 @@ def fast_options(**changes: Any) -> RunnerOptions:
     return RunnerOptions(**values)
 
 
+def open_incidents(store: Store) -> list[Incident]:
+    with store.session() as session:
+        query = select(Incident).where(Incident.open_key.is_not(None)).order_by(Incident.id)
+        return list(session.scalars(query))
+
+
 @contextlib.asynccontextmanager
-async def running(spec: Spec, store: Store, **options: Any) -> AsyncIterator[MonitorRunner]:
-    runner = MonitorRunner(spec, store, options=fast_options(**options))
+async def running(
+    spec: Spec, store: Store, *, defaults: bool = False, **options: Any
+) -> AsyncIterator[MonitorRunner]:
+    """A runner until the block ends; ``defaults`` uses ``tower monitor``'s own timings."""
+    chosen = RunnerOptions(**options) if defaults else fast_options(**options)
+    runner = MonitorRunner(spec, store, options=chosen)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

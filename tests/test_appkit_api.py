@@ -38,6 +38,7 @@ class TestPublicApi:
             "SecurityHeadersWSGI",
             "Sink",
             "Status",
+            "StoreSink",
             "capture_errors",
             "check",
             "checks",

@@ -53,6 +53,17 @@ class TestStripe:
         entry = await one(checks.stripe(STRIPE_KEY, api_base=api.url))
         assert entry["status"] == "fail" and entry["output"] == "stripe answered HTTP 503"
 
+    async def test_api_base_from_environment(
+        self, api: ApiServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without api_base, the check calls $STRIPE_API_BASE (a stand-in, stripe-mock), else Stripe."""
+        monkeypatch.setenv("STRIPE_API_BASE", api.url + "/")
+        check = checks.stripe(STRIPE_KEY)
+        assert check.api_base == api.url
+        assert (await one(check))["status"] == "pass"
+        monkeypatch.delenv("STRIPE_API_BASE")
+        assert checks.stripe(STRIPE_KEY).api_base == "https://api.stripe.com"
+
 
 class TestSupabase:
     async def test_anon_key_passes(self, api: ApiServer) -> None:

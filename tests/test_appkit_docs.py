@@ -88,11 +88,14 @@ class TestSnippets:
             with serve_asgi(app) as url, httpx.Client() as client:
                 ready = client.get(f"{url}/api/health")
                 assert ready.status_code == 200, ready.text
-                assert set(ready.json()["checks"]) == {
+                body = ready.json()
+                assert body["status"] == "pass", body
+                assert set(body["checks"]) == {
                     "postgres:responseTime",
                     "stripe:responseTime",
                     "supabase:responseTime",
                 }
+                assert sorted(path for path, _ in api.requests) == ["/rest/v1/", "/v1/balance"]
                 assert client.get(f"{url}/api/health/live").json()["status"] == "pass"
                 assert httpx.get(f"{url}/crash").status_code == 500
                 metrics = client.get(f"{url}/metrics").text
@@ -128,6 +131,7 @@ class TestSnippets:
                 with serve_wsgi(app) as url, httpx.Client() as client:
                     ready = client.get(f"{url}/api/health")
                     assert ready.status_code == 200, ready.text
+                    assert ready.json()["status"] == "pass", ready.text
                     assert set(ready.json()["checks"]) == {
                         "postgres:responseTime",
                         "redis:responseTime",

@@ -21,6 +21,7 @@ from controltower.appkit import (
     JsonlSink,
     Metrics,
     Sink,
+    StoreSink,
     capture_errors,
     envelope,
     parse_dsn,
@@ -124,10 +125,12 @@ class Blocking(Sink):
     def __init__(self) -> None:
         self.release = threading.Event()
         self.got: list[ErrorEvent] = []
+        self.batches: list[int] = []
 
     def send(self, events: Sequence[ErrorEvent]) -> int:
         self.release.wait(10)
         self.got.extend(events)
+        self.batches.append(len(events))
         return 0
 
 
@@ -268,6 +271,87 @@ class TestDelivery:
             and "test_jsonl_sink" in record["stack"]
         )
         assert record["timestamp"].endswith("Z")
+
+
+class TestBatching:
+    def test_events_are_sent_in_batches(self, logger: logging.Logger) -> None:
+        """Events waiting in the queue go to the sink in batches of at most batch_size."""
+        sink = Blocking()
+        reporter = ErrorReporter(sink, batch_size=20, flush_interval=0.05)
+        logger.addHandler(reporter.handler())
+        for i in range(50):
+            logger.error("error %d", i)
+        sink.release.set()
+        assert reporter.flush(10)
+        assert sum(sink.batches) == 50 and max(sink.batches) <= 20
+        assert len(sink.batches) <= 4, sink.batches
+        assert [e.message for e in sink.got] == [f"error {i}" for i in range(50)]
+
+
+class TestStoreSink:
+    def test_events_land_in_the_store_grouped_into_issues(
+        self, store_url: str, logger: logging.Logger
+    ) -> None:
+        """StoreSink writes events straight into the store's error tables (SQLite and PostgreSQL),
+        grouped into one issue per fingerprint, with code, environment, release and stack."""
+        from sqlalchemy import select
+
+        from controltower.store import Store
+        from controltower.store.models.ingest import ErrorEvent as Row
+        from controltower.store.models.ingest import ErrorIssue, Project
+
+        reporter = capture_errors(
+            sink=StoreSink(store_url, project="shop"),
+            logger=logger,
+            environment="staging",
+            release="1.4.2",
+        )
+        password = "hunter" + "2"
+        for _ in range(3):
+            try:
+                fail_somewhere(password)
+            except ValueError:
+                logger.exception("checkout failed", extra={"code": "E_CHECKOUT", "order": 7})
+        assert reporter.close(15)
+        assert (reporter.sent, reporter.failed) == (3, 0)
+        with Store.open(store_url) as store, store.session() as session:
+            project = session.scalars(select(Project)).one()
+            issue = session.scalars(select(ErrorIssue)).one()
+            rows = session.scalars(select(Row)).all()
+        assert project.name == "shop"
+        assert issue.count == 3 and issue.project_id == project.id
+        assert issue.title.startswith("ValueError: bad input")
+        assert len(rows) == 3
+        row = rows[0]
+        assert (row.environment, row.release, row.code, row.level) == (
+            "staging",
+            "1.4.2",
+            "E_CHECKOUT",
+            "error",
+        )
+        assert "hunter2" not in json.dumps(row.data, default=str) + issue.title
+        frames = row.data["exception"][-1]["frames"]
+        assert frames[-1]["function"] == "fail_somewhere"
+
+    def test_existing_project_is_reused(self, tmp_path: Path) -> None:
+        """A second sink (another process) finds the project instead of creating a new one."""
+        from sqlalchemy import func, select
+
+        from controltower.store import Store
+        from controltower.store.models.ingest import Project
+
+        url = f"sqlite:///{tmp_path / 'tower.db'}"
+        for message in ("first", "second"):
+            reporter = ErrorReporter(StoreSink(url, project="shop"))
+            reporter.capture(reporter.event(message))
+            assert reporter.close(15) and reporter.sent == 1
+        with Store.open(url) as store, store.session() as session:
+            assert session.scalar(select(func.count()).select_from(Project)) == 1
+
+    def test_bad_project_name(self) -> None:
+        """A project name tower serve would not accept is refused at once, with a hint."""
+        with pytest.raises(IngestError, match="is not a project name"):
+            StoreSink("sqlite://", project="My Shop")
 
 
 class TestNeverBlocksNeverCrashes:

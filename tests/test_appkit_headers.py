@@ -100,6 +100,59 @@ class TestAsgi:
                 seen.append(header_nonce.group(1))
         assert len(set(seen)) == 3 and all(len(n) >= 22 for n in seen)
 
+    def test_starlette_templates_get_the_nonce(self, tmp_path: object) -> None:
+        """Jinja2Templates pages use {{ request.state.csp_nonce }} or {{ csp_nonce(request) }}."""
+        import jinja2
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+        from starlette.templating import Jinja2Templates
+
+        loader = jinja2.DictLoader(
+            {
+                "page.html": '<script nonce="{{ request.state.csp_nonce }}">a()</script>'
+                '<style nonce="{{ csp_nonce(request) }}">p{}</style>'
+            }
+        )
+        templates = Jinja2Templates(env=jinja2.Environment(loader=loader, autoescape=True))
+        templates.env.globals["csp_nonce"] = csp_nonce
+
+        async def page(request: Request) -> Response:
+            return templates.TemplateResponse(request, "page.html")
+
+        app = Starlette(routes=[Route("/", page)])
+        secure(app)
+        with serve_asgi(app) as url:
+            response = httpx.get(url)
+        nonce = re.search(
+            r"script-src 'self' 'nonce-([^']+)'", response.headers["content-security-policy"]
+        )
+        assert nonce is not None
+        assert response.text.count(f'nonce="{nonce.group(1)}"') == 2
+
+    def test_report_only_with_report_uri(self) -> None:
+        """Report-only mode sends the policy under its report-only name, with where to report."""
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+
+        async def page(request: object) -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        app = Starlette(routes=[Route("/", page)])
+        secure(
+            app, report_only=True, report_uri="https://tower.example/api/csp", trusted_types=True
+        )
+        with serve_asgi(app) as url:
+            response = httpx.get(url)
+        assert "content-security-policy" not in response.headers
+        policy = directives(response.headers["content-security-policy-report-only"])
+        assert policy["report-uri"] == "https://tower.example/api/csp"
+        assert policy["report-to"] == "csp"
+        assert policy["require-trusted-types-for"] == "'script'"
+        assert response.headers["reporting-endpoints"] == 'csp="https://tower.example/api/csp"'
+
     def test_app_headers_win_and_server_can_be_replaced(self) -> None:
         """A header the app sets itself is kept; server can be set to a fixed value without version."""
 

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controltower.appkit import Health, Metrics
 from tests.appkit_support import serve_asgi, serve_wsgi
+from tests.conftest import free_port, wait_for_port
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -170,3 +172,67 @@ class TestMultiprocess:
             text=True,
         ).stdout
         assert requests_total(out, "/items/{id}") == 7
+
+
+GUNICORN_APP = """
+import os
+from flask import Flask
+from controltower.appkit import Metrics
+
+app = Flask(__name__)
+
+@app.get("/items/<int:item_id>")
+def item(item_id):
+    return {"id": item_id, "pid": os.getpid()}
+
+Metrics().mount(app)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("appkit-heavy")
+class TestGunicorn:
+    def test_documented_multiprocess_setup(self, tmp_path: Path) -> None:
+        """Under gunicorn with two workers and the gunicorn.conf.py of docs/appkit.md, /metrics
+        counts every request whichever worker served it."""
+        from tests.test_appkit_docs import snippet
+
+        (tmp_path / "app.py").write_text(GUNICORN_APP)
+        (tmp_path / "gunicorn.conf.py").write_text(snippet("gunicorn-conf"))
+        prom = tmp_path / "prom"
+        prom.mkdir()
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{port}",
+                "app:app",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port(port)
+            pids = set()
+            deadline = time.monotonic() + 30
+            served = 0
+            while (len(pids) < 2 or served < 20) and time.monotonic() < deadline:
+                with httpx.Client() as client:  # a new connection each time: any worker may answer
+                    pids.add(client.get(f"http://127.0.0.1:{port}/items/{served}").json()["pid"])
+                served += 1
+            assert len(pids) == 2, "both workers served requests"
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            assert requests_total(text, "/items/<int:item_id>") == served
+            assert "process_resident_memory_bytes" not in text
+        finally:
+            server.terminate()
+            server.wait(15)

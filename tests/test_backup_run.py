@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -91,6 +92,13 @@ class TestBackupAndRestore:
         assert meta["server_version"].split(".")[0].isdigit()
         assert meta["source"] == "postgresql://tower:***@127.0.0.1:5432/" + source.rsplit("/", 1)[1]
         assert dump.read_bytes()[:5] == b"PGDMP"
+        assert meta["compress"] == 6 and meta["duration"] == result.duration > 0
+        assert meta["size"] == dump.stat().st_size and meta["database"] == source.rsplit("/", 1)[1]
+        header = subprocess.run(
+            [Tools.find().pg_restore, "--list", str(dump)], capture_output=True, text=True
+        ).stdout
+        assert ";     Format: CUSTOM" in header and ";     Compression: 6" in header
+        assert f"Dumped from database version: {meta['server_version']}" in header
 
         verified = verify_backup(spec, store, result.name)
         assert verified.ok, verified.findings
@@ -229,20 +237,27 @@ class TestSecrets:
             write_spec(tmp_path, url)
             spec_file = str(tmp_path / "tower.toml")
             outputs = []
+            restored = url.rsplit("/", 1)[0] + "/" + url.rsplit("/", 1)[1] + "_copy"
             for args in (
                 ["run"],
                 ["list", "--kind", "all"],
                 ["verify"],
                 ["status", "--format", "json"],
+                ["restore", "latest", "--to-env", "RESTORE_URL", "--create"],
+                ["prune", "--dry-run", "--format", "json"],
             ):
                 done = subprocess.run(
                     [sys.executable, "-m", "controltower", "backup", *args, "--spec", spec_file],
                     capture_output=True,
                     text=True,
                     timeout=120,
+                    env={**os.environ, "RESTORE_URL": restored},
                 )
                 assert done.returncode == 0, done.stderr
                 outputs.append(done.stdout + done.stderr)
+            assert "restored shop-" in outputs[4] and password not in outputs[4]
+            assert counts(restored) == EXPECTED
+            assert json.loads(outputs[5])["dry_run"] is True
             bad = write_spec(tmp_path, url.replace(password, password + "x"))
             assert bad.backup.database_url is not None
             done = subprocess.run(

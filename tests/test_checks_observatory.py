@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from controltower.checks.live.observatory import (
+    CORS_ORIGIN,
+    DUPLICATES,
     Response,
     Scan,
     at_least,
@@ -289,6 +297,64 @@ TABLE = [
         "A+",
     ),
     (
+        "HSTS max-age that is not a number parses as NaN and passes",
+        site({**EXAMPLE_HEADERS, "strict-transport-security": "max-age=abc"}),
+        125,
+        "A+",
+    ),
+    (
+        "two HSTS headers are one invalid value",
+        site([*EXAMPLE_HEADERS.items(), ("strict-transport-security", "max-age=300")]),
+        80,
+        "B+",
+    ),
+    (
+        "two CSP headers are read as one policy",
+        site(
+            [
+                *BASICS.items(),
+                ("content-security-policy", "default-src 'self'"),
+                ("content-security-policy", "default-src 'none'"),
+            ]
+        ),
+        105,
+        "A+",
+    ),
+    (
+        "meta name=referrer counts, meta http-equiv Referrer-Policy does not",
+        site(
+            {**BASICS, "content-security-policy": "default-src 'self'"},
+            body='<html><head><meta name="referrer" content="unsafe-url">'
+            '<meta http-equiv="Referrer-Policy" content="no-referrer"></head></html>',
+        ),
+        100,
+        "A+",
+    ),
+    (
+        "page without content-type: no SRI penalty, meta CSP ignored",
+        Scan(
+            auto=Response(
+                URL,
+                200,
+                list(BASICS.items()),
+                '<html><head><meta http-equiv="Content-Security-Policy" content="default-src \'self\'">'
+                '</head><script src="http://cdn.other.net/x.js"></script></html>',
+            ),
+            http=Response(URL),
+            http_route=[Response("http://example.com/", 301, [("location", URL)]), Response(URL)],
+            https=Response(URL, 200, list(BASICS.items())),
+            cors=Response(URL),
+        ),
+        75,
+        "B",
+    ),
+    (
+        "cookie for another domain is refused and not graded",
+        site([*EXAMPLE_HEADERS.items(), ("set-cookie", "sessionid=1; Domain=other.net")]),
+        125,
+        "A+",
+    ),
+    (
         "everything wrong floors at 0",
         site([("set-cookie", "sessionid=1")], redirect=False, cors=UNIVERSAL_CORS),
         0,
@@ -358,7 +424,8 @@ class TestCspParser:
 
     def test_report_uri_duplicates_allowed(self) -> None:
         """Duplicate report-uri is tolerated and flagged."""
-        assert "_duplicates" in parse_csp(["default-src 'self'; report-uri /a; report-uri /b"])
+        parsed = parse_csp(["default-src 'self'; report-uri /a; report-uri /b"])
+        assert parsed[DUPLICATES] == {"report-uri"} and parsed["report-uri"] == {"/b"}
 
     def test_structured_token(self) -> None:
         """COOP/COEP values are RFC 8941 tokens; lists and strings are not."""
@@ -366,3 +433,166 @@ class TestCspParser:
         assert sf_token('same-origin; report-to="x"') == "same-origin"
         assert sf_token("same-origin, same-origin") is None
         assert sf_token('"same-origin"') is None
+
+
+# -- cross-check against the released package ------------------------------------------
+
+OBSERVATORY_PACKAGE = os.environ.get("TOWER_OBSERVATORY_PACKAGE", "")
+HARNESS = Path(__file__).parent / "fixtures" / "observatory" / "crosscheck.mjs"
+CSP_POOL = [
+    "default-src 'self'", "default-src 'none'", "script-src 'self' 'unsafe-inline'",
+    "script-src 'unsafe-eval'; object-src 'none'", "default-src 'self'; img-src http:",
+    "default-src https:", "script-src 'nonce-x' 'strict-dynamic' https:; object-src 'none'",
+    "script-src 'strict-dynamic'", "default-src 'self'; default-src 'none'",
+    "default-src 'self'; report-uri /a; report-uri /b", "style-src 'unsafe-inline'; default-src 'self'",
+    "frame-ancestors 'none'; default-src 'self'", "img", "default-src *", "default-src 'self' data:",
+    "script-src http://cdn.x; default-src 'self'", "default-src 'self'; object-src *", "DEFAULT-SRC 'SELF'",
+    "default-src 'self' 'sha256-abc' 'unsafe-inline'", "default-src; script-src 'self'",
+    "upgrade-insecure-requests", "script-src https://a.example.com/js/ https://a.example.com/js/app.js; object-src 'none'",
+    "default-src 'self' ftp://x; img-src ftp://y", "media-src http://m; default-src 'self'",
+]  # fmt: skip
+HSTS_POOL = [
+    "max-age=63072000",
+    "max-age=300",
+    "max-age=abc",
+    "includeSubDomains",
+    "max-age=",
+    "max-age=-5",
+]
+COOKIE_POOL = [
+    "sessionid=1", "sessionid=1; Secure; HttpOnly", "sessionid=1; Secure; HttpOnly; SameSite=Lax",
+    "csrftoken=1; Secure", "pref=1; SameSite=None", "pref=1; Secure; SameSite=Bogus", "login=1; Secure",
+    "heroku-session-affinity=1", "x=1; SameSite", "__Host-s=1; Path=/", "__Secure-a=1",
+    "sessionid=1; Domain=example.com; Secure; HttpOnly", "sessionid=1; Domain=other.net", "=nokey",
+    "a=1; SameSite=Lax=x", "sess=1; Path=/x; Secure; HttpOnly; SameSite=Strict",
+]  # fmt: skip
+BODY_POOL = [
+    HTML, "", '<html><script src="/a.js"></script></html>',
+    '<html><script src="https://cdn.other.net/a.js"></script></html>',
+    '<html><script src="http://cdn.other.net/a.js"></script></html>',
+    '<html><script src="https://cdn.other.net/a.js" integrity="sha384-x"></script></html>',
+    '<html><script src="//cdn.other.net/a.js"></script></html>',
+    '<html><script src="https://static.example.com/a.js"></script></html>',
+    "<html><head><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'\"></head></html>",
+    '<html><head><meta name="referrer" content="unsafe-url"></head></html>',
+    '<html><head><meta http-equiv="Referrer-Policy" content="no-referrer"></head></html>',
+    '<html><head><base href="https://cdn.other.net/"></head><script src="a.js"></script></html>',
+]  # fmt: skip
+
+
+def random_scan(rng: random.Random) -> Scan:
+    """A random site drawn from header values that exercise every branch of the analyzer."""
+    headers: list[tuple[str, str]] = []
+    for name, pool, p in [
+        ("content-security-policy", CSP_POOL, 0.6),
+        ("strict-transport-security", HSTS_POOL, 0.6),
+        ("x-frame-options", ["DENY", "SAMEORIGIN", "ALLOW-FROM https://a", "nope"], 0.5),
+        ("x-content-type-options", ["nosniff", "sniff", "NOSNIFF"], 0.6),
+        ("referrer-policy", ["no-referrer", "unsafe-url", "bogus", "origin, strict-origin"], 0.4),
+        ("cross-origin-resource-policy", ["same-origin", "same-site", "cross-origin", "x"], 0.4),
+        ("content-security-policy-report-only", ["default-src 'self'"], 0.15),
+        ("content-security-policy", CSP_POOL, 0.1),
+    ]:
+        if rng.random() < p:
+            headers.append((name, rng.choice(pool)))
+    headers += [("set-cookie", rng.choice(COOKIE_POOL)) for _ in range(rng.choice([0, 0, 1, 2]))]
+    content_type = rng.choice(["text/html; charset=utf-8", "text/html ;x", "application/json", ""])
+    if content_type:
+        headers.append(("content-type", content_type))
+    body = rng.choice(BODY_POOL)
+    host = "www.example.com"
+    if rng.random() < 0.2:
+        auto = Response(f"http://{host}/", 200, headers, body)
+        first = Response(f"http://{host}/", 302, [("set-cookie", rng.choice(COOKIE_POOL))])
+        scan = Scan(auto=auto, http=auto, http_route=[first, auto], session=[first, auto])
+    else:
+        auto = Response(f"https://{host}/", 200, headers, body, rng.random() < 0.95)
+        kind = rng.choice(["redirect", "none", "offhost", "http first"])
+        route = {
+            "redirect": [Response(f"http://{host}/", 301), auto],
+            "none": [Response(f"http://{host}/", 200, headers, body)],
+            "offhost": [Response(f"http://{host}/", 301), Response("https://other.example.com/")],
+            "http first": [
+                Response(f"http://{host}/", 301),
+                Response(f"http://{host}/x", 301),
+                auto,
+            ],
+        }[kind]
+        scan = Scan(auto=auto, http=route[-1], http_route=route, https=auto)
+    cors = rng.choice(
+        [[], [], [("access-control-allow-origin", "*")], [("access-control-allow-origin", CORS_ORIGIN), ("access-control-allow-credentials", "true")]]
+    )  # fmt: skip
+    scan.cors = Response(auto.url, 200, cors)
+    return scan
+
+
+def as_case(scan: Scan) -> dict[str, object]:
+    def response(r: Response | None) -> dict[str, object] | None:
+        if r is None:
+            return None
+        return {
+            "url": r.url,
+            "status": r.status,
+            "headers": r.headers,
+            "body": r.body,
+            "verified": r.verified,
+        }
+
+    route = scan.http_route or ([scan.http] if scan.http else [])
+    return {
+        "hostname": scan.hostname,
+        "sessionUrl": scan.session_url,
+        "auto": response(scan.auto),
+        "http": response(scan.http),
+        "https": response(scan.https),
+        "httpRedirects": [{"url": r.url, "status": r.status} for r in route],
+        "cors": response(scan.cors),
+        "corsOrigin": scan.cors_origin,
+        "cookieResponses": [
+            {"url": r.url, "setCookies": r.all("set-cookie")} for r in scan.session or []
+        ],
+    }
+
+
+@pytest.mark.skipif(
+    not OBSERVATORY_PACKAGE,
+    reason="set TOWER_OBSERVATORY_PACKAGE (tests/fixtures/observatory/README.md)",
+)
+class TestReleasedObservatory:
+    def grade_with_package(self, scans: list[Scan], tmp_path: Path) -> list[dict[str, object]]:
+        (tmp_path / "node_modules").symlink_to(Path(OBSERVATORY_PACKAGE) / "node_modules")
+        script = tmp_path / "crosscheck.mjs"
+        script.write_text(HARNESS.read_text())
+        done = subprocess.run(
+            ["node", str(script)],
+            input=json.dumps([as_case(s) for s in scans]),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        results: list[dict[str, object]] = json.loads(done.stdout)
+        return results
+
+    def test_table_matches_the_package(self, tmp_path: Path) -> None:
+        """Every row of the grade table gets the same results, score and grade from the package."""
+        results = self.grade_with_package([row[1] for row in TABLE], tmp_path)
+        for (name, scan, score, letter), theirs in zip(TABLE, results, strict=True):
+            ours = grade(scan)
+            assert {t.name: t.result for t in ours.tests} == theirs["tests"], name
+            assert (score, letter) == (theirs["score"], theirs["grade"]) == (ours.score, ours.grade)
+
+    def test_random_sites_match_the_package(self, tmp_path: Path) -> None:
+        """Two thousand random header sets get the same result in every test as the package gives."""
+        rng = random.Random(20261201)
+        scans = [random_scan(rng) for _ in range(2000)]
+        results = self.grade_with_package(scans, tmp_path)
+        mismatches = []
+        for scan, theirs in zip(scans, results, strict=True):
+            ours = grade(scan)
+            if {t.name: t.result for t in ours.tests} != theirs["tests"] or ours.score != theirs[
+                "score"
+            ]:
+                mismatches.append((scan.auto.headers, scan.auto.body, theirs))
+        assert mismatches == []

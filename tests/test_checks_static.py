@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from controltower.checks import CheckContext, CheckRun, Status, run_checks, select
 from controltower.checks.static.docker import parse
-from controltower.checks.static.flyschema import validate, vm_memory_mb
+from controltower.checks.static.flyschema import problems, vm_memory_mb
 from controltower.spec import load_spec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "plan_mistakes"
@@ -135,7 +138,7 @@ class TestPlanMistakes:
         assert "release_command" in findings["fly.release_command"].fix.lines  # type: ignore[union-attr]
         assert "type = 'requests'" in findings["fly.concurrency"].fix.lines  # type: ignore[union-attr]
         assert findings["docker.user"].fix.lines == "USER node"  # type: ignore[union-attr]
-        assert findings["docker.base_pinned"].hadolint == "DL3007,DL3006"
+        assert findings["docker.base_pinned"].hadolint == "DL3007"
         assert findings["docker.user"].hadolint == "DL3002"
 
     def test_gates_fail(self) -> None:
@@ -200,7 +203,7 @@ class TestReadyRepo:
 class TestFlySchema:
     def test_unknown_and_mistyped_keys(self) -> None:
         """Unknown keys and wrong types are reported with their key path."""
-        problems = validate(
+        found = problems(
             {
                 "app": "x",
                 "kill_signal": "SIGFOO",
@@ -213,7 +216,7 @@ class TestFlySchema:
                 "vm": [{"memory": "lots"}],
             }
         )
-        joined = "\n".join(problems)
+        joined = "\n".join(found)
         for needle in (
             "kill_signal",
             "http_service.internal_port",
@@ -263,3 +266,89 @@ class TestDockerfile:
         (ready_repo / "Dockerfile").write_text(GOOD_DOCKERFILE.replace("768", "4096"))
         finding = by_id(run_static(ready_repo))["docker.node_heap"]
         assert finding.status is Status.FAIL  # type: ignore[attr-defined]
+
+
+HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+MISTAKES_DOCKERFILE = """\
+ARG BASE=node
+FROM ${BASE} AS build
+ARG NPM_TOKEN
+ENV API_KEY=abc123
+RUN npm ci
+FROM node:latest
+ENV NODE_ENV production
+USER root
+CMD npm start
+CMD node server.js
+"""
+
+
+class TestDockerfileRules:
+    def test_codes_match_hadolint(self, ready_repo: Path) -> None:
+        """Where a check overlaps hadolint, hadolint reports the same code on the same line."""
+        (ready_repo / "Dockerfile").write_text(MISTAKES_DOCKERFILE)
+        text = (
+            (ready_repo / "tower.toml").read_text().replace('target = "fly"', 'target = "docker"')
+        )
+        (ready_repo / "tower.toml").write_text(text)
+        findings = {f.id: f for f in run_static(ready_repo).findings}
+        ours: set[tuple[int, str]] = set()
+        for finding in findings.values():
+            if finding.status is not Status.FAIL or not finding.hadolint:
+                continue
+            lines = [
+                int(d.split()[1].rstrip(":")) for d in finding.details if d.startswith("line ")
+            ]
+            lines = lines or [finding.location.line if finding.location else 1]
+            for code in finding.hadolint.split(","):
+                matching = [
+                    line
+                    for line, detail in zip(lines, finding.details, strict=False)
+                    if code in detail
+                ] or lines
+                ours.add((matching[-1] if code in ("DL4003", "DL4004") else matching[0], code))
+        done = subprocess.run(
+            [HADOLINT, "--no-fail", "--format", "json", "--warning", "DL3057", "-"],
+            input=MISTAKES_DOCKERFILE,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        theirs = {(item["line"], item["code"]) for item in json.loads(done.stdout)}
+        assert {code for _, code in ours} == {
+            "DL3002", "DL3006", "DL3007", "DL3025", "DL3057", "DL3064", "DL4003"
+        }  # fmt: skip
+        missing = {
+            (line, code) for line, code in ours if (line, code) not in theirs and code != "DL3006"
+        }
+        assert missing == set(), (ours, theirs)
+        # hadolint does not resolve ARG defaults in FROM; we do, and find the untagged image.
+        assert "${BASE} (node): no tag (DL3006)" in findings["docker.base_pinned"].message
+        assert [d.split(":")[0] for d in findings["docker.secrets"].details] == ["line 3", "line 4"]
+
+    def test_healthcheck_code(self, ready_repo: Path) -> None:
+        """A missing HEALTHCHECK carries hadolint's DL3057."""
+        (ready_repo / "Dockerfile").write_text(
+            GOOD_DOCKERFILE.replace("HEALTHCHECK", "# HEALTHCHECK")
+        )
+        finding = by_id(run_static(ready_repo))["docker.healthcheck"]
+        assert finding.status is Status.ADVICE and finding.hadolint == "DL3057"  # type: ignore[attr-defined]
+
+    def test_heredoc_bodies_are_not_instructions(self) -> None:
+        """Lines inside a RUN heredoc are part of the RUN, not instructions of their own."""
+        instructions = parse("FROM node:22\nRUN <<EOF\nFROM evil\nUSER root\nEOF\nUSER node\n")
+        assert [i.keyword for i in instructions] == ["FROM", "RUN", "USER"]
+        assert instructions[-1].line == 6
+
+    def test_heap_from_fly_env(self, ready_repo: Path) -> None:
+        """NODE_OPTIONS in fly.toml [env] counts, and is judged against the fly.toml VM."""
+        (ready_repo / "Dockerfile").write_text(GOOD_DOCKERFILE.replace("768", "700"))
+        (ready_repo / "fly.toml").write_text(
+            GOOD_FLY.replace(
+                "[metrics]", '[env]\n  NODE_OPTIONS = "--max-old-space-size=1000"\n\n[metrics]'
+            )
+        )
+        finding = by_id(run_static(ready_repo))["docker.node_heap"]
+        assert finding.status is Status.FAIL  # type: ignore[attr-defined]
+        assert "1000 is above 85% of the VM's 1024 MB" in finding.message  # type: ignore[attr-defined]
+        assert finding.location.file == "fly.toml"  # type: ignore[attr-defined]

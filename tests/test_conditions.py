@@ -56,11 +56,13 @@ class TestEvaluate:
         assert result.observed == pytest.approx(0.15)
 
     def test_missing_path_says_so(self) -> None:
+        """A condition on a missing value fails and says the value is missing."""
         result = parse_condition("body.version == 1").evaluate(CONTEXT)
         assert not result.ok
         assert "body.version is missing" in result.message
 
     def test_percent_rendering(self) -> None:
+        """Percent conditions report what they observed in percent."""
         result = parse_condition("error_rate < 0.1%").evaluate(CONTEXT)
         assert "observed 0.2%" in result.message
 
@@ -80,6 +82,7 @@ class TestSyntax:
         ],
     )
     def test_errors_say_why(self, text: str, fragment: str) -> None:
+        """A malformed condition raises ConditionSyntaxError saying why and where."""
         with pytest.raises(ConditionSyntaxError, match=fragment):
             parse_condition(text)
 

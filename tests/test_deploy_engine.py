@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,19 @@ class MemoryDriver(Driver):
         return dict(self.weights)
 
     def stop(
-        self, release_id: str, *, count: int = 0, drain: float = 30.0, after: float = 0.0
+        self,
+        release_id: str,
+        *,
+        count: int = 0,
+        ids: Sequence[str] = (),
+        drain: float = 30.0,
+        after: float = 0.0,
     ) -> None:
         if after:
             return
-        chosen = [i for i in self.items.values() if i.release == release_id]
+        chosen = [
+            i for i in self.items.values() if i.release == release_id and (not ids or i.id in ids)
+        ]
         for instance in chosen[: count or len(chosen)]:
             del self.items[instance.id]
 
@@ -297,7 +306,7 @@ class TestLockAndRecovery:
         class Crash(BaseException):
             pass
 
-        def crash(label: str) -> None:
+        def crash(label: str, index: int | None = None) -> None:
             if label == stop_at:
                 raise Crash
 

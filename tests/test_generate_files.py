@@ -112,14 +112,33 @@ class TestFlyToml:
 
 
 class TestDockerfile:
-    @pytest.mark.parametrize("preset", ["nextjs", "python"])
+    @pytest.mark.parametrize(
+        ("preset", "lockfile"),
+        [
+            ("nextjs", "package-lock.json"),
+            ("nextjs", "pnpm-lock.yaml"),
+            ("nextjs", "yarn.lock"),
+            ("python", "requirements.txt"),
+            ("python", "pyproject.toml"),
+        ],
+    )
     def test_hadolint_finds_nothing(
-        self, preset: str, request: pytest.FixtureRequest, tmp_path: Path
+        self, preset: str, lockfile: str, request: pytest.FixtureRequest, tmp_path: Path
     ) -> None:
-        """The generated Dockerfiles pass hadolint with no warning, info or error."""
+        """Every variant of the generated Dockerfile passes hadolint with no warning, info or error."""
         spec: Spec = request.getfixturevalue(preset)
+        (tmp_path / lockfile).write_text("")
+        text = _one(spec, "dockerfile", tmp_path)
+        installs = {
+            "package-lock.json": "RUN npm ci",
+            "pnpm-lock.yaml": "pnpm install --frozen-lockfile",
+            "yarn.lock": "yarn install --immutable",
+            "requirements.txt": "pip install --no-cache-dir -r requirements.txt",
+            "pyproject.toml": "pip install --no-cache-dir .",
+        }
+        assert installs[lockfile] in text
         path = tmp_path / "Dockerfile.generated"
-        path.write_text(_one(spec, "dockerfile", tmp_path))
+        path.write_text(text)
         result = subprocess.run(
             [HADOLINT, "--no-color", str(path)], capture_output=True, text=True, timeout=60
         )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +18,7 @@ from controltower.spec import Spec
 from controltower.store import Store
 from controltower.store.models import Incident
 from controltower.testing import FakeClock
-from tests.monitor_support import Target, eventually, outbox, running, spec_from
+from tests.monitor_support import outbox, spec_from
 
 BASE = """
 [service]
@@ -379,112 +377,3 @@ class TestSilences:
         assert outbox(store) == []
         h.tick(31 * 60)
         assert len(outbox(store)) == 1
-
-
-def http_monitor(target: Target, name: str = "api", **extra: object) -> str:
-    values: dict[str, object] = {
-        "interval": "300ms",
-        "failure_threshold": 2,
-        "timeout": "1s",
-        "conditions": ["status == 200", 'body.status == "pass"'],
-    }
-    values.update(extra)
-    return monitor_block(name, f"{target.url}/health", **values)
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("monitor-heavy")
-class TestEndToEnd:
-    """The real loop: a local HTTP target, the runner, the outbox."""
-
-    async def test_outage_fires_once_within_bound_and_recovery_resolves(self, store: Store) -> None:
-        """An outage gives exactly one firing row within interval x threshold + 1 s; recovery one resolved."""
-        target = Target()
-        spec = spec_from(BASE + http_monitor(target))
-        try:
-            async with running(spec, store):
-                await asyncio.sleep(0.8)
-                assert outbox(store) == []
-                target.status = 503
-                started = time.monotonic()
-                rows = await eventually(lambda: outbox(store, "incident.firing"), within=5)
-                elapsed = time.monotonic() - started
-                assert len(rows) == 1
-                assert elapsed <= 0.3 * 2 + 1 + 0.5, elapsed
-                await asyncio.sleep(1.0)
-                assert len(outbox(store, "incident.firing")) == 1
-                target.status = 200
-                rows = await eventually(lambda: outbox(store, "incident.resolved"), within=5)
-                assert len(rows) == 1
-        finally:
-            target.down()
-
-    async def test_connection_refused_is_an_outage(self, store: Store) -> None:
-        """A target that stops listening fires like one that answers 503."""
-        target = Target()
-        spec = spec_from(BASE + http_monitor(target))
-        try:
-            async with running(spec, store):
-                await asyncio.sleep(0.5)
-                target.down()
-                rows = await eventually(lambda: outbox(store, "incident.firing"), within=5)
-                assert len(rows) == 1
-                assert "cannot connect" in rows[0].payload["text"] or rows[0].payload["title"]
-        finally:
-            target.down()
-
-    async def test_restart_mid_incident_duplicates_nothing(self, store: Store) -> None:
-        """Stopping the runner mid-incident and starting a new one neither re-sends nor forgets."""
-        target = Target()
-        spec = spec_from(BASE + http_monitor(target))
-        try:
-            target.status = 500
-            async with running(spec, store):
-                await eventually(lambda: outbox(store, "incident.firing"), within=5)
-            async with running(spec, store):
-                await asyncio.sleep(1.5)
-                assert len(outbox(store, "incident.firing")) == 1
-                target.status = 200
-                await eventually(lambda: outbox(store, "incident.resolved"), within=5)
-            assert [r.kind for r in outbox(store)] == ["incident.firing", "incident.resolved"]
-        finally:
-            target.down()
-
-    async def test_silence_suppresses_a_real_outage(self, store: Store) -> None:
-        """With a silence on the monitor, a real outage opens an incident but enqueues nothing."""
-        target = Target()
-        spec = spec_from(BASE + http_monitor(target))
-        service, _ids = sync_monitors(store, spec)
-        add_silence(store, service, {"monitor": "api"}, duration=600, actor="test")
-        try:
-            target.status = 503
-            async with running(spec, store):
-                await eventually(
-                    lambda: [i for i in list_open(store) if i.status == "firing"], within=5
-                )
-                await asyncio.sleep(0.5)
-                assert outbox(store) == []
-        finally:
-            target.down()
-
-    async def test_unacknowledged_critical_escalates(self, store: Store) -> None:
-        """A real outage left unacknowledged is escalated to the escalation channel."""
-        target = Target()
-        route = (
-            '[[alerts.routes]]\nchannels = ["ops"]\nescalate_to = ["pager"]\n'
-            'escalate_after = "1s"\n'
-        )
-        spec = spec_from(BASE + route + http_monitor(target))
-        try:
-            target.status = 503
-            async with running(spec, store):
-                await eventually(lambda: outbox(store, "incident.firing"), within=5)
-                rows = await eventually(lambda: outbox(store, "incident.escalated"), within=5)
-                assert [r.channel for r in rows] == ["pager"]
-        finally:
-            target.down()
-
-
-def list_open(store: Store) -> list[Incident]:
-    with store.session() as session:
-        return list(session.scalars(select(Incident).where(Incident.open_key.is_not(None))))

@@ -17,8 +17,8 @@ from controltower.clock import utcnow
 from controltower.exceptions import MonitorError
 from controltower.monitor import ProbeEnv, check, record_ping
 from controltower.monitor.heartbeat import last_ping
-from controltower.monitor.metrics import CounterMemory, Expression, parse_samples
 from controltower.monitor.registry import sync_monitors
+from controltower.promexpr import CounterMemory, Expression, parse_samples
 from controltower.spec import Spec
 from controltower.spec.monitors import MonitorSpec
 from controltower.store import Store

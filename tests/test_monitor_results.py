@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from controltower.monitor.probes import CheckOutcome
 from controltower.monitor.registry import sync_monitors
-from controltower.monitor.results import ResultWriter, RetentionPolicy, prune, uptime
+from controltower.monitor.results import (
+    ResultWriter,
+    RetentionPolicy,
+    error_budget,
+    prune,
+    uptime,
+    uptimes,
+)
 from controltower.spec.store import StoreSpec
 from controltower.store import Store
 from controltower.store.models import MonitorResult, MonitorRollup, MonitorState
@@ -96,9 +104,67 @@ class TestRetention:
         assert minutes == 1
         assert days == 2
 
+    def test_keep_results_caps_each_monitor(self, store: Store) -> None:
+        """A monitor's keep_results caps its raw results; the others keep the policy's number."""
+        spec = spec_from(SPEC + '[[monitors]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n')
+        _service, ids = sync_monitors(store, spec)
+        for name in ("api", "web"):
+            feed(store, ids[name], [(NOW - timedelta(seconds=i), True) for i in range(11, -1, -1)])
+        prune(store, NOW, RetentionPolicy(raw_per_monitor=10), keep={ids["api"]: 3})
+        with store.session() as session:
+            counts = dict(
+                session.execute(
+                    select(MonitorResult.monitor_id, func.count()).group_by(
+                        MonitorResult.monitor_id
+                    )
+                ).all()
+            )
+            newest = session.scalars(
+                select(MonitorResult.at)
+                .where(MonitorResult.monitor_id == ids["api"])
+                .order_by(MonitorResult.at.desc())
+            ).all()
+        assert counts == {ids["api"]: 3, ids["web"]: 10}
+        assert newest[0] == NOW and len(newest) == 3
+
     def test_policy_from_store_spec(self) -> None:
-        """Minutes are kept for the 1 h window and hours for the 30 d window, whatever [store] says."""
+        """[store] retention is used as given above the floors the uptime windows need."""
         policy = RetentionPolicy.from_spec(StoreSpec())
-        assert policy.minute == 2 * 3600
-        assert policy.hour >= 31 * 86400
-        assert policy.raw == StoreSpec().retention_raw
+        assert (policy.raw, policy.minute, policy.hour, policy.day) == (
+            7 * 86400,
+            2 * 3600,
+            35 * 86400,
+            400 * 86400,
+        )
+        longer = RetentionPolicy.from_spec(
+            StoreSpec(retention_minute=86400, retention_hour=90 * 86400, retention_raw=3600)
+        )
+        assert (longer.raw, longer.minute, longer.hour) == (3600, 86400, 90 * 86400)
+        floored = RetentionPolicy.from_spec(StoreSpec(retention_minute=60, retention_hour=3600))
+        assert (floored.minute, floored.hour) == (2 * 3600, 31 * 86400)
+
+
+class TestErrorBudget:
+    def test_budget(self) -> None:
+        """Budget left is 1 untouched, 0 used up, negative overspent, None without an SLO or data."""
+        assert error_budget(0.99, 1000, 0) == 1.0
+        assert error_budget(0.99, 1000, 5) == pytest.approx(0.5)
+        assert error_budget(0.99, 1000, 10) == pytest.approx(0.0)
+        assert error_budget(0.99, 1000, 20) == pytest.approx(-1.0)
+        assert error_budget(None, 1000, 5) is None
+        assert error_budget(0.99, 0, 0) is None
+        assert error_budget(1.0, 10, 0) == 1.0 and error_budget(1.0, 10, 1) == 0.0
+
+    def test_many_monitors_at_once(self, store: Store) -> None:
+        """uptimes() gives each monitor its own windows from one query per window."""
+        spec = spec_from(SPEC + '[[monitors]]\nname = "web"\nurl = "http://127.0.0.1:9/"\n')
+        _service, ids = sync_monitors(store, spec)
+        feed(store, ids["api"], [(NOW - timedelta(minutes=m), m % 4 != 0) for m in range(40)])
+        feed(store, ids["web"], [(NOW - timedelta(days=3, minutes=m), True) for m in range(10)])
+        with store.session() as session:
+            found = uptimes(session, {ids["api"]: ("api", 0.9), ids["web"]: ("web", None)}, NOW)
+        api, web = found[ids["api"]], found[ids["web"]]
+        assert api.windows["1h"] == pytest.approx(0.75)
+        assert api.budget_remaining == pytest.approx(1 - 10 / (0.1 * 40))
+        assert web.windows["1h"] is None and web.windows["24h"] is None
+        assert web.windows["7d"] == 1.0 and web.checks_30d == 10

@@ -1,4 +1,4 @@
-"""The JSON API and ingestion endpoints, in process: auth, scopes, errors, limits."""
+"""The JSON API and ingestion endpoints, in process: auth, scopes, every resource, limits."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from controltower.server.api.common import forget_tokens
 from controltower.server.factory import prepare
 from controltower.spec import Spec, parse_spec
 from controltower.store import Store
+from tests.serve_support import Seeded, seed, seed_spec
 
 SPEC = """
 [service]
@@ -35,6 +36,12 @@ rate_limit = 100000
 [[server.projects]]
 name = "slow"
 rate_limit = 2
+
+[[monitors]]
+name = "nightly"
+type = "heartbeat"
+interval = "1d"
+grace = "1h"
 """
 
 
@@ -336,7 +343,7 @@ class TestOpenApi:
         }
         served = set()
         for route in api.client.app.routes:
-            if isinstance(route, Route):
+            if isinstance(route, Route) and route.include_in_schema:
                 path = route.path.replace(":int}", "}")
                 served |= {(path, m) for m in route.methods or () if m != "HEAD"}
         assert documented == served
@@ -362,3 +369,177 @@ class TestServices:
         with TestClient(create_app(context)) as client:
             assert "ticker" in client.get("/readyz").json()["services"]
         assert events == ["started", "stopped"]
+
+
+@pytest.fixture
+def seeded(store: Store) -> Iterator[tuple[Api, Seeded]]:
+    """The API over a store with monitors, an incident, releases, a readiness run and errors."""
+    forget_tokens()
+    facts = seed(store)
+    context, projects = prepare(seed_spec(), store, monitors=False, notify=False)
+    with TestClient(create_app(context)) as client:
+        yield Api(client, store, {p.name: p for p in projects}), facts
+
+
+class TestMonitorsApi:
+    def test_list_and_one(self, seeded: tuple[Api, Seeded]) -> None:
+        """Monitors carry their service, latest level and uptime per window."""
+        api, facts = seeded
+        items = api.get("/api/v1/monitors").json()["items"]
+        by_name = {item["name"]: item for item in items}
+        assert set(by_name) == {"api", "db"}
+        assert by_name["api"]["level"] == "critical" and by_name["db"]["level"] == "ok"
+        assert by_name["api"]["incident_id"] == facts.incident_id
+        assert by_name["db"]["uptime"]["24h"] == 1.0
+        assert 0.9 < by_name["api"]["uptime"]["24h"] < 1.0
+        one = api.get(f"/api/v1/monitors/{facts.monitors['db']}").json()
+        assert one["service"] == "shop" and one["type"] == "tcp"
+        assert api.get(f"/api/v1/monitors?service_id={facts.service_id + 1}").json() == {
+            "items": []
+        }
+        assert api.get("/api/v1/monitors/999999").status_code == 404
+
+    def test_results_page_and_rollups(self, seeded: tuple[Api, Seeded]) -> None:
+        """Raw results page newest first; rollups sum checks and failures per bucket."""
+        api, facts = seeded
+        path = f"/api/v1/monitors/{facts.monitors['api']}"
+        first = api.get(f"{path}/results?limit=10").json()
+        assert len(first["items"]) == 10 and first["next"] is not None
+        assert first["items"][0]["ok"] is False
+        second = api.get(f"{path}/results?limit=10&before={first['next']}").json()
+        assert second["items"][0]["id"] < first["items"][-1]["id"]
+        rollups = api.get(f"{path}/rollups?bucket=day&limit=5").json()
+        assert rollups["bucket"] == "day"
+        assert sum(r["checks"] for r in rollups["items"]) == 49
+        assert sum(r["failures"] for r in rollups["items"]) == 2
+        assert api.get(f"{path}/rollups?bucket=week").status_code == 400
+
+
+class TestIncidentsApi:
+    def test_list_filter_and_timeline(self, seeded: tuple[Api, Seeded]) -> None:
+        """Incidents list with their timeline; ?status=open and ?status=resolved filter."""
+        api, facts = seeded
+        [incident] = api.get("/api/v1/incidents?status=open").json()["items"]
+        assert incident["id"] == facts.incident_id and incident["status"] == "firing"
+        assert incident["monitors"] == ["api"]
+        assert incident["timeline"][0]["kind"] == "opened"
+        assert api.get("/api/v1/incidents?status=resolved").json()["items"] == []
+        assert api.get("/api/v1/incidents?status=bogus").status_code == 400
+
+    def test_ack_then_resolve_with_reason(self, seeded: tuple[Api, Seeded]) -> None:
+        """ack needs write, records who; resolve records the reason; a second resolve is 409."""
+        api, facts = seeded
+        path = f"/api/v1/incidents/{facts.incident_id}"
+        assert api.post(f"{path}/ack", "read").status_code == 403
+        acked = api.post(f"{path}/ack").json()
+        assert (acked["status"], acked["acknowledged_by"]) == ("acknowledged", "token:write")
+        resolved = api.post(f"{path}/resolve", json={"reason": "restarted the pool"}).json()
+        assert resolved["status"] == "resolved"
+        assert resolved["timeline"][-1]["message"] == "restarted the pool"
+        again = api.post(f"{path}/resolve")
+        assert again.status_code == 409 and "already resolved" in again.json()["error"]["message"]
+        assert api.post("/api/v1/incidents/424242/ack").status_code == 404
+
+
+class TestSilencesApi:
+    def test_add_list_expire(self, seeded: tuple[Api, Seeded]) -> None:
+        """A silence is created for a duration, listed while active, and expired by DELETE."""
+        api, facts = seeded
+        created = api.post(
+            "/api/v1/silences",
+            json={
+                "service_id": facts.service_id,
+                "matchers": {"monitor": "api"},
+                "duration": "2h",
+                "comment": "migrating",
+            },
+        )
+        assert created.status_code == 201, created.text
+        silence = created.json()
+        assert silence["active"] and silence["created_by"] == "token:write"
+        listed = api.get(f"/api/v1/silences?service_id={facts.service_id}").json()["items"]
+        assert [s["id"] for s in listed] == [silence["id"]]
+        expired = api.client.delete(
+            f"/api/v1/silences/{silence['id']}",
+            headers={"Authorization": f"Bearer {api.tokens['write']}"},
+        )
+        assert expired.status_code == 200 and expired.json()["active"] is False
+        assert api.get("/api/v1/silences").json()["items"] == []
+        assert len(api.get("/api/v1/silences?all=true").json()["items"]) == 1
+
+    def test_invalid_silences(self, seeded: tuple[Api, Seeded]) -> None:
+        """Missing service, empty matchers, bad durations and unknown services are refused."""
+        api, _ = seeded
+        cases: list[tuple[dict[str, object], int]] = [
+            ({"matchers": {"monitor": "api"}}, 400),
+            ({"service_id": 1, "matchers": {}}, 400),
+            ({"service_id": 1, "matchers": {"monitor": ""}}, 400),
+            ({"service_id": 1, "matchers": {"monitor": "api"}, "duration": "soon"}, 400),
+            ({"service_id": 1, "matchers": {"monitor": "api"}, "duration": -5}, 400),
+            ({"service_id": 99999, "matchers": {"monitor": "api"}}, 404),
+        ]
+        for body, status in cases:
+            assert api.post("/api/v1/silences", json=body).status_code == status, body
+        assert api.get("/api/v1/silences?all=true").json()["items"] == []
+
+
+class TestReleasesApi:
+    def test_list_detail_and_dora(self, seeded: tuple[Api, Seeded]) -> None:
+        """Releases list newest first; one release has its step log; DORA counts the rollback."""
+        api, facts = seeded
+        items = api.get("/api/v1/releases").json()["items"]
+        assert [r["id"] for r in items] == [facts.bad_release, facts.good_release]
+        assert items[0]["status"] == "rolled_back" and items[0]["service"] == "shop"
+        assert [r["id"] for r in api.get("/api/v1/releases?status=succeeded").json()["items"]] == [
+            facts.good_release
+        ]
+        detail = api.get(f"/api/v1/releases/{facts.bad_release}").json()
+        assert [s["state"] for s in detail["steps"]] == [
+            "starting",
+            "canary 10%",
+            "rolling_back",
+            "rolled_back",
+        ]
+        assert api.get("/api/v1/releases/nope").status_code == 404
+        dora = api.get("/api/v1/dora").json()
+        assert (dora["deploys"], dora["succeeded"], dora["failed_changes"]) == (2, 1, 1)
+        assert dora["change_failure_rate"] == 0.5
+
+
+class TestReadinessApi:
+    def test_runs_and_findings(self, seeded: tuple[Api, Seeded]) -> None:
+        """Readiness runs list with scores and gates; one run lists its findings."""
+        api, facts = seeded
+        [run] = api.get("/api/v1/readiness").json()["items"]
+        assert run["id"] == facts.readiness_run and run["passed"] is False
+        assert run["overall"] is not None and "1" in run["gates"]
+        detail = api.get(f"/api/v1/readiness/{facts.readiness_run}").json()
+        assert {f["id"] for f in detail["findings"]} >= {"env.client_secret"}
+        assert api.get("/api/v1/readiness/unknown").status_code == 404
+
+
+class TestIngestCors:
+    def test_preflight_and_headers(self, api: Api) -> None:
+        """Browser SDKs get a preflight answer and can read the rate-limit headers."""
+        info = api.projects["web"]
+        preflight = api.client.options(
+            f"/api/{info.id}/envelope/",
+            headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert "x-sentry-auth" in preflight.headers["access-control-allow-headers"].lower()
+        sent = api.send(envelope(crash()))
+        assert sent.headers["access-control-allow-origin"] == "*"
+        assert "X-Sentry-Rate-Limits" in sent.headers["access-control-expose-headers"]
+
+    def test_project_created_while_running_is_accepted(self, api: Api) -> None:
+        """A project added to the store after start takes events at once, no restart."""
+        from controltower.ingest.projects import ensure_project
+
+        fresh = ensure_project(api.store, "late")
+        response = api.client.post(
+            f"/api/{fresh.id}/envelope/?sentry_key={fresh.public_key}", content=envelope(crash())
+        )
+        assert response.status_code == 200
+        assert api.wait_stored(1)[0]["project"] == "late"

@@ -1,3 +1,5 @@
+"""The spec loader: variable expansion, environment overlays, files and key lines."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,6 +48,29 @@ class TestExpansion:
         assert spec.alerts.channels["ops"].url is not None
         assert spec.alerts.channels["ops"].url.get_secret_value() == "https://hooks.slack.test/x"
 
+    def test_default_when_empty_or_unset(self) -> None:
+        """${VAR:-default} uses the default when VAR is unset or empty, as the shell does;
+        ${VAR} set to an empty string is an empty string."""
+        text = '[service]\nname = "a"\ndescription = "${D:-none}"\nregion = "${R}"\n'
+        assert parse_spec(text, environ={"D": "", "R": ""}).service.description == "none"
+        assert parse_spec(text, environ={"R": ""}).service.region == ""
+        assert parse_spec(text, environ={"D": "x", "R": "fra"}).service.description == "x"
+
+    def test_variables_inside_text(self) -> None:
+        """Several variables may sit inside one string, beside literal text."""
+        text = '[service]\nname = "a"\ndescription = "${A}-${B:-b} at $${C}"\n'
+        assert parse_spec(text, environ={"A": "x"}).service.description == "x-b at ${C}"
+
+    def test_every_unset_variable_is_reported(self) -> None:
+        """Each unset variable is its own issue, at its own line."""
+        text = '[service]\nname = "a"\ndescription = "${ONE}"\nregion = "${TWO}"\n'
+        with pytest.raises(SpecError) as caught:
+            parse_spec(text, environ={})
+        assert [(i.line, i.message.split(" is ")[0]) for i in caught.value.issues] == [
+            (3, "environment variable ONE"),
+            (4, "environment variable TWO"),
+        ]
+
     def test_dollar_escape(self) -> None:
         """$$ writes a literal dollar sign."""
         spec = parse_spec('[service]\nname = "a"\ndescription = "costs $$5"\n', environ={})
@@ -60,6 +85,7 @@ class TestExpansion:
 
 class TestOverlays:
     def test_base_without_env(self) -> None:
+        """Without --env the base spec loads as written and names no environment."""
         spec = parse_spec(SPEC, environ={})
         assert spec.deploy.strategy is Strategy.ROLLING
         assert spec.environment is None
@@ -74,7 +100,38 @@ class TestOverlays:
         assert spec.url == "https://shop.test"
         assert spec.is_production
 
+    def test_lists_are_replaced_not_merged(self) -> None:
+        """An override of a list replaces the base list entirely."""
+        text = (
+            '[service]\nname = "a"\n[deploy]\ngates = [1, 2]\n'
+            "[environments.production.overrides.deploy]\ngates = [3]\n"
+        )
+        assert parse_spec(text, env="production", environ={}).deploy.gates == [3]
+        assert parse_spec(text, environ={}).deploy.gates == [1, 2]
+
+    def test_overlay_adds_a_section_the_base_lacks(self) -> None:
+        """An override may add a whole table (or array of tables) the base spec does not have."""
+        text = (
+            '[service]\nname = "a"\n[environments.production.overrides]\n'
+            'monitors = [{name = "prod-site", url = "https://a.test"}]\n'
+        )
+        spec = parse_spec(text, env="production", environ={})
+        assert [m.name for m in spec.monitors] == ["prod-site"]
+        assert parse_spec(text, environ={}).monitors == []
+
+    def test_production_is_inferred_or_declared(self) -> None:
+        """Environments named production or prod are production unless they say otherwise."""
+        text = (
+            '[service]\nname = "a"\n[environments.prod]\n[environments.live]\nproduction = true\n'
+            "[environments.production]\nproduction = false\n"
+        )
+        assert parse_spec(text, env="prod", environ={}).is_production
+        assert parse_spec(text, env="live", environ={}).is_production
+        assert not parse_spec(text, env="production", environ={}).is_production
+        assert not parse_spec(text, environ={}).is_production
+
     def test_unknown_environment(self) -> None:
+        """An unknown --env names the environments that exist and suggests the closest."""
         with pytest.raises(SpecError) as caught:
             parse_spec(SPEC, env="prod", environ={})
         assert 'no environment "prod" (staging, production) (did you mean "production"?)' in str(
@@ -101,6 +158,7 @@ class TestOverlays:
 
 class TestFiles:
     def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file is a SpecError that says to run tower init."""
         with pytest.raises(SpecError, match="file not found; run `tower init`"):
             load_spec(tmp_path / "tower.toml")
 
@@ -113,6 +171,7 @@ class TestFiles:
 
 class TestKeyLines:
     def test_arrays_of_tables_and_inline_tables(self) -> None:
+        """Key lines follow arrays of tables, inline tables and multi-line arrays."""
         text = (
             '[service]\nname = "a"\n[[monitors]]\nname = "x"\n[[monitors]]\nname = "y"\n'
             '[deploy]\nsteps = [\n  {weight = 5},\n  {weight = 50, pause = "1m"},\n]\n'

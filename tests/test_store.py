@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from controltower.exceptions import LockHeld, StoreError
+from controltower.spec import load_spec
 from controltower.store import Locks, Store, record_audit, redact_url, resolve_url, service_id
 from controltower.store.models import AuditEvent
 from controltower.testing import FakeClock
@@ -25,15 +26,49 @@ class TestOpen:
                 assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
     def test_env_url_wins(self, tmp_path: Path) -> None:
+        """$TOWER_DATABASE_URL names the store when no URL is given; postgres:// means psycopg."""
         url = resolve_url(
             None, root=tmp_path, environ={"TOWER_DATABASE_URL": "postgres://u:p@h/db"}
         )
         assert url == "postgresql+psycopg://u:p@h/db"
 
+    def test_spec_names_the_store(self, store_url: str, tmp_path: Path) -> None:
+        """A [store] url in tower.toml opens that database (SQLite or PostgreSQL), migrated."""
+        spec_file = tmp_path / "app" / "tower.toml"
+        spec_file.parent.mkdir()
+        spec_file.write_text(
+            '[service]\nname = "shop"\n[store]\nurl = "${STORE_URL}"\n', encoding="utf-8"
+        )
+        spec = load_spec(spec_file, environ={"STORE_URL": store_url})
+        with Store.for_spec(spec) as store:
+            assert store.url == resolve_url(store_url)
+            assert store.is_postgres == store_url.startswith("postgresql")
+            assert store.is_current()
+
+    def test_spec_without_store_uses_env_then_dot_tower(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without [store] url: $TOWER_DATABASE_URL, else .tower/tower.db beside the spec file."""
+        spec_file = tmp_path / "tower.toml"
+        spec_file.write_text('[service]\nname = "shop"\n', encoding="utf-8")
+        spec = load_spec(spec_file, environ={})
+        monkeypatch.delenv("TOWER_DATABASE_URL", raising=False)
+        monkeypatch.chdir(tmp_path.parent)
+        with Store.for_spec(spec) as store:
+            assert store.url == f"sqlite:///{tmp_path}/.tower/tower.db"
+        other = tmp_path / "elsewhere.db"
+        monkeypatch.setenv("TOWER_DATABASE_URL", f"sqlite:///{other}")
+        with Store.for_spec(spec, migrate=False) as store:
+            assert store.url == f"sqlite:///{other}"
+        with Store.for_spec(spec, url=f"sqlite:///{tmp_path}/arg.db", migrate=False) as store:
+            assert store.url.endswith("/arg.db"), "an explicit URL wins"
+
     def test_redacts_password(self) -> None:
+        """redact_url hides the password of a database URL."""
         assert "hunter2" not in redact_url("postgresql://u:hunter2@h/db")
 
     def test_rejects_other_databases(self) -> None:
+        """A URL of another database is refused with a StoreError."""
         with pytest.raises(StoreError, match="SQLite or PostgreSQL"):
             Store("mysql://u@h/db")
 
@@ -52,6 +87,7 @@ class TestMigrations:
         assert {"core_0001", "notify_0001"} <= store.applied()
 
     def test_migrate_twice_is_a_no_op(self, store: Store) -> None:
+        """Migrating a current store changes nothing."""
         store.migrate()
         assert store.is_current()
 
@@ -77,6 +113,7 @@ class TestMigrations:
 
 class TestModels:
     def test_service_created_once(self, store: Store) -> None:
+        """service_id creates a service once per name and environment, then finds it."""
         with store.session() as session:
             first = service_id(session, "shop", "production")
         with store.session() as session:
@@ -102,6 +139,7 @@ class TestModels:
         assert event.detail == {"strategy": "canary", "steps": [5, 25]}
 
     def test_naive_datetime_refused(self, store: Store) -> None:
+        """A naive datetime is refused rather than stored with a guessed zone."""
         with pytest.raises(Exception, match="naive"), store.session() as session:
             session.add(
                 AuditEvent(at=datetime(2026, 1, 1), actor="a", action="b", subject="", detail={})
@@ -120,6 +158,7 @@ class TestModels:
 
 class TestLocks:
     def test_one_owner_at_a_time(self, store: Store) -> None:
+        """A lock has one owner; the owner may take it again; others get LockHeld."""
         locks = Locks(store)
         assert locks.acquire("deploy:shop", "a", ttl=60)
         assert not locks.acquire("deploy:shop", "b", ttl=60)
@@ -142,6 +181,7 @@ class TestLocks:
         assert not locks.renew("m", "dead", ttl=10), "the old owner has lost it"
 
     def test_release_only_by_owner(self, store: Store) -> None:
+        """Only the owner can release a lock."""
         locks = Locks(store)
         locks.acquire("x", "a", ttl=60)
         assert not locks.release("x", "b")

@@ -1,3 +1,5 @@
+"""Durations, sizes and percentages: the one place tower.toml and conditions read them."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,9 +8,11 @@ from hypothesis import strategies as st
 
 from controltower.units import (
     format_duration,
+    format_in,
     parse_duration,
     parse_percent,
     parse_size,
+    scale,
 )
 
 
@@ -65,6 +69,7 @@ class TestSizes:
 
     @pytest.mark.parametrize("text", ["lots", "512 megabytes", "-1", -5, False, [1]])
     def test_rejects(self, text: object) -> None:
+        """Anything else is a ValueError that names the form expected."""
         with pytest.raises(ValueError, match="size"):
             parse_size(text)
 
@@ -79,5 +84,41 @@ class TestPercent:
 
     @pytest.mark.parametrize("text", ["5", "101%", "-1%", "half", True])
     def test_rejects(self, text: object) -> None:
+        """A bare string without %, anything over 100% or below 0 is refused."""
         with pytest.raises(ValueError, match="percentage"):
             parse_percent(text)
+
+
+class TestScale:
+    @pytest.mark.parametrize(
+        ("number", "unit", "base"),
+        [
+            (200, "ms", 0.2),
+            (5, "m", 300.0),
+            (2, "MB", 2 * 1024**2),
+            (1, "kb", 1024),
+            (0.1, "%", 0.001),
+        ],
+    )
+    def test_units_to_base(self, number: float, unit: str, base: float) -> None:
+        """A number with a unit becomes seconds, bytes or a fraction, as parse_* would read it."""
+        assert scale(number, unit) == pytest.approx(base)
+
+    def test_unknown_unit(self) -> None:
+        """A unit that is not a duration, size or percent is not scaled."""
+        assert scale(3, "x") is None
+
+    def test_same_tables_as_the_parsers(self) -> None:
+        """scale agrees with parse_duration and parse_size: there is one table of units."""
+        for unit in ("ms", "s", "m", "h", "d", "w"):
+            assert scale(3, unit) == pytest.approx(parse_duration(f"3{unit}"))
+        for unit in ("kb", "mb", "gb", "tb"):
+            assert scale(3, unit) == parse_size(f"3{unit}")
+
+    @pytest.mark.parametrize(
+        ("value", "unit", "text"),
+        [(0.15, "ms", "150ms"), (2 * 1024**2, "mb", "2mb"), (0.05, "%", "5%"), (3.0, "", "3")],
+    )
+    def test_format_in(self, value: float, unit: str, text: str) -> None:
+        """A value is written back in the kind of unit it was given in."""
+        assert format_in(value, unit) == text

@@ -136,4 +136,4 @@ health.mount(app)  # /api/health, /api/health/live, /api/simple-health
 Metrics().mount(app)  # request metrics and /metrics
 secure(app)  # HSTS, CSP with nonce, frame-ancestors 'none', no server header
 if os.environ.get("TOWER_DSN"):
-    capture_errors(os.environ["TOWER_DSN"], release=VERSION)
+    capture_errors(os.environ["TOWER_DSN"], app=app, release=VERSION)  # logged and unhandled errors

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 
-from controltower.units import format_duration, format_percent, format_size
+from controltower.units import format_in, scale
 
 __all__ = [
     "Condition",
@@ -59,8 +59,6 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
-_DURATION = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 _MISSING = object()
 
 
@@ -234,12 +232,7 @@ def _equal(observed: Any, expected: Any) -> bool:
 def _render(value: Any, unit: str) -> str:
     number = _coerce_number(value)
     if number is not None and unit:
-        if unit in _DURATION:
-            return format_duration(number)
-        if unit == "%":
-            return format_percent(number)
-        if unit in _SIZE:
-            return format_size(int(number))
+        return format_in(number, unit)
     if isinstance(value, str):
         return f'"{value}"'
     if value is None:
@@ -322,12 +315,8 @@ class _Parser:
         kind, value, unit, pos = self.take()
         if kind == "number":
             number = float(value)
-            if unit in _DURATION:
-                return Literal(number * _DURATION[unit], unit)
-            if unit == "%":
-                return Literal(number / 100.0, unit)
-            if unit in _SIZE:
-                return Literal(number * _SIZE[unit], unit)
+            if unit and (scaled := scale(number, unit)) is not None:
+                return Literal(scaled, unit)
             return Literal(int(number) if number.is_integer() and "." not in value else number)
         if kind == "string":
             return Literal(_unquote(value))

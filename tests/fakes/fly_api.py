@@ -5,17 +5,24 @@ Documented contract (https://fly.io/docs/machines/api/machines-resource/):
 - ``Authorization: Bearer <token>`` on every request, else 401;
 - ``GET/POST /v1/apps/{app}/machines`` list and create (``config``, ``region``,
   ``name``, ``skip_service_registration``);
-- ``GET/POST/DELETE /v1/apps/{app}/machines/{id}`` get, update, destroy
-  (``?kill=true`` for a machine that is not stopped, else 412);
-- ``POST .../{id}/stop``, ``GET .../{id}/wait?state=&timeout=`` (408 on timeout);
-- ``POST/GET/DELETE .../{id}/lease`` (``?ttl=``; 409 when held by someone else),
-  and the ``fly-machine-lease-nonce`` header on changes while a lease is held;
+- ``GET/POST/DELETE /v1/apps/{app}/machines/{id}`` get, update (the whole
+  ``config``; a started machine reboots with a new ``instance_id`` unless
+  ``skip_launch``), destroy (``?force=true``, or ``kill=true`` as flyctl sends it,
+  for a machine that is not stopped, else 412);
+- ``POST .../{id}/stop`` (``{"signal", "timeout"}``);
+- ``GET .../{id}/wait?state=&timeout=&instance_id=`` (seconds, at most
+  ``max_wait``; ``instance_id`` is required to wait for ``stopped``; 408 on timeout);
+- ``POST/GET/DELETE .../{id}/lease`` (create takes ``{"ttl", "description"}``
+  and answers 201 with ``data.nonce``; 409 when held by someone else), and the
+  ``fly-machine-lease-nonce`` header on every change while a lease is held;
 - ``POST .../{id}/cordon`` and ``/uncordon`` (services out of / into the proxy).
 
 States: created -> starting -> started (after ``start_delay``); checks pass after
 ``check_delay`` unless the image contains "bad" (then ``critical``);
 stop: stopping -> stopped; destroy: destroyed. ``GET /_fake/registered`` says
-which machines Fly's proxy would send traffic to.
+which machines Fly's proxy would send traffic to now; ``ever_registered`` keeps
+every machine that was ever in it, and ``changes`` every change request with
+whether it carried the lease nonce.
 """
 
 from __future__ import annotations
@@ -51,12 +58,23 @@ class Machine:
 
 
 class FakeFly:
-    def __init__(self, token: str, *, start_delay: float = 0.2, check_delay: float = 0.3) -> None:
+    def __init__(
+        self,
+        token: str,
+        *,
+        start_delay: float = 0.2,
+        check_delay: float = 0.3,
+        max_wait: float = 60.0,
+    ) -> None:
         self.token = token
         self.start_delay = start_delay
         self.check_delay = check_delay
+        self.max_wait = max_wait
         self.machines: dict[str, Machine] = {}
         self.requests: list[tuple[str, str]] = []
+        self.bodies: list[tuple[str, str, Any]] = []
+        self.ever_registered: set[str] = set()
+        self.changes: list[tuple[str, str, bool]] = []
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
         self.port = 0
@@ -117,7 +135,11 @@ class FakeFly:
         return found
 
     def _locked(self, request: Request, m: Machine) -> Response | None:
-        if m.lease and m.lease[1] > time.time() and request.headers.get(NONCE) != m.lease[0]:
+        held = m.lease is not None and m.lease[1] > time.time()
+        with_nonce = held and m.lease is not None and request.headers.get(NONCE) == m.lease[0]
+        self.changes.append((request.method, request.url.path, bool(with_nonce)))
+        if held and not with_nonce:
+            assert m.lease is not None
             return JSONResponse(
                 {"error": f"machine {m.id} is leased by {m.lease[2]}; pass its nonce"},
                 status_code=409,
@@ -130,6 +152,7 @@ class FakeFly:
         if request.method == "GET":
             return JSONResponse([self.view(m) for m in self.machines.values() if not m.destroyed])
         body = await request.json()
+        self.bodies.append((request.method, request.url.path, body))
         if "image" not in body.get("config", {}):
             return JSONResponse({"error": "config.image is required"}, status_code=422)
         machine_id = secrets.token_hex(7)
@@ -141,6 +164,8 @@ class FakeFly:
             registered=not body.get("skip_service_registration", False),
             created=time.time(),
         )
+        if m.registered:
+            self.ever_registered.add(m.id)
         self.machines[machine_id] = m
         return JSONResponse(self.view(m))
 
@@ -156,12 +181,20 @@ class FakeFly:
             return locked
         if request.method == "POST":
             body = await request.json()
-            m.config = body.get("config", m.config)
+            self.bodies.append((request.method, request.url.path, body))
+            if "image" not in body.get("config", {}):
+                return JSONResponse(
+                    {"error": "config is required in full (config.image)"}, status_code=400
+                )
+            m.config = body["config"]
             m.instance_id = secrets.token_hex(8).upper()
+            if self.state(m) == "started" and not body.get("skip_launch"):
+                m.created = time.time()
             return JSONResponse(self.view(m))
-        if self.state(m) not in ("stopped",) and request.query_params.get("kill") != "true":
+        forced = "true" in (request.query_params.get("force"), request.query_params.get("kill"))
+        if self.state(m) not in ("stopped",) and not forced:
             return JSONResponse(
-                {"error": "machine is not stopped; stop it or pass kill=true"}, status_code=412
+                {"error": "machine is not stopped; stop it or pass force=true"}, status_code=412
             )
         m.destroyed = True
         return JSONResponse({"ok": True})
@@ -175,30 +208,43 @@ class FakeFly:
         action = request.path_params["action"]
         if action == "wait":
             wanted = request.query_params.get("state", "started")
-            deadline = time.time() + float(request.query_params.get("timeout", "60"))
+            if wanted not in ("started", "stopped", "destroyed"):
+                return JSONResponse({"error": f"invalid state {wanted!r}"}, status_code=400)
+            if wanted == "stopped" and not request.query_params.get("instance_id"):
+                return JSONResponse(
+                    {"error": "instance_id is required to wait for stopped"}, status_code=400
+                )
+            timeout = min(float(request.query_params.get("timeout", "60")), self.max_wait)
+            deadline = time.time() + timeout
             while time.time() < deadline:
                 if self.state(m) == wanted:
                     return JSONResponse({"ok": True})
                 await asyncio.sleep(0.02)
             return JSONResponse({"error": f"timeout waiting for {wanted}"}, status_code=408)
         if action == "lease":
-            return self.lease(request, m)
+            return await self.lease(request, m)
         if (locked := self._locked(request, m)) is not None:
             return locked
         if action == "stop":
+            self.bodies.append(
+                (
+                    request.method,
+                    request.url.path,
+                    await request.json() if await request.body() else None,
+                )
+            )
             m.stopped_at = time.time()
             m.registered = False
         elif action == "cordon":
             m.registered = False
         elif action == "uncordon":
-            if self.state(m) != "started":
-                return JSONResponse({"error": "machine is not started"}, status_code=412)
             m.registered = True
+            self.ever_registered.add(m.id)
         else:
             return JSONResponse({"error": "unknown action"}, status_code=404)
         return JSONResponse({"ok": True})
 
-    def lease(self, request: Request, m: Machine) -> Response:
+    async def lease(self, request: Request, m: Machine) -> Response:
         now = time.time()
         held = m.lease if m.lease and m.lease[1] > now else None
         if request.method == "GET":
@@ -220,14 +266,24 @@ class FakeFly:
                 {"status": "error", "code": "failed_precondition", "message": "lease held"},
                 status_code=409,
             )
-        ttl = int(request.query_params.get("ttl", "30"))
+        body: dict[str, Any] = {}
+        if await request.body():
+            body = await request.json()
+        ttl = int(body.get("ttl") or request.query_params.get("ttl") or 30)
         nonce = held[0] if held else secrets.token_hex(12)
-        m.lease = (nonce, now + ttl, "tower@fake")
+        owner = request.headers.get("x-fake-owner", "tower@fake")
+        m.lease = (nonce, now + ttl, owner)
         return JSONResponse(
             {
                 "status": "success",
-                "data": {"nonce": nonce, "expires_at": int(now + ttl), "owner": "tower@fake"},
-            }
+                "data": {
+                    "nonce": nonce,
+                    "expires_at": int(now + ttl),
+                    "owner": owner,
+                    "description": body.get("description", ""),
+                },
+            },
+            status_code=201,
         )
 
     async def registered(self, request: Request) -> Response:

@@ -27,7 +27,15 @@ from controltower.appkit._headers import (
 from controltower.appkit._health import CheckResult, Health, HealthEndpoint, HealthReport
 from controltower.appkit._metrics import Metrics, MetricsMiddleware, MetricsWSGI
 from controltower.appkit._redact import redact
-from controltower.appkit._sinks import CallbackSink, DsnSink, JsonlSink, Sink, envelope, parse_dsn
+from controltower.appkit._sinks import (
+    CallbackSink,
+    DsnSink,
+    JsonlSink,
+    Sink,
+    StoreSink,
+    envelope,
+    parse_dsn,
+)
 from controltower.appkit._wsgi import HealthWSGI
 
 __all__ = [
@@ -56,6 +64,7 @@ __all__ = [
     "SecurityHeadersWSGI",
     "Sink",
     "Status",
+    "StoreSink",
     "capture_errors",
     "check",
     "checks",

@@ -1,8 +1,10 @@
-"""Where captured error events go: a Sentry-compatible DSN, a JSONL file, or your own ``Sink``."""
+"""Where captured error events go: a Sentry-compatible DSN (``tower serve``, Sentry,
+GlitchTip), straight into tower's store, a JSONL file, or your own ``Sink``."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -17,6 +19,7 @@ from controltower.exceptions import IngestError
 
 if TYPE_CHECKING:
     from controltower.appkit._errors import ErrorEvent
+    from controltower.store import Store
 
 
 class Sink(ABC):
@@ -142,3 +145,83 @@ class CallbackSink(Sink):
     def send(self, events: Sequence[ErrorEvent]) -> int:
         self.write([e.as_record() for e in events])
         return 0
+
+
+class StoreSink(Sink):
+    """Write events straight into tower's store (``error_events``, grouped into ``error_issues``)
+    the way ``tower serve`` ingests them, for an app that can reach tower's database.
+
+    ``url`` is the store URL (default ``$TOWER_DATABASE_URL``, else ``.tower/tower.db`` under
+    ``root``); ``project`` is the error-tracking project, created when missing. The store is
+    opened (and migrated) on the first batch, in the reporter's worker thread.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, project: str = "default", root: str | Path | None = None
+    ) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", project):
+            raise IngestError(
+                f"StoreSink: project {project!r} is not a project name",
+                hint='use lowercase letters, digits, "-", "_" or ".", as in [[server.projects]]',
+            )
+        self.url = url
+        self.project = project
+        self.root = Path(root) if root is not None else None
+        self._store: Store | None = None
+        self._project_id = 0
+
+    def _open(self) -> tuple[Store, int]:
+        if self._store is None:
+            from controltower.store import Store
+
+            store = Store.open(self.url, root=self.root)
+            try:
+                self._project_id = _project_id(store, self.project)
+            except BaseException:
+                store.close()
+                raise
+            self._store = store
+        return self._store, self._project_id
+
+    def send(self, events: Sequence[ErrorEvent]) -> int:
+        from controltower.ingest.event import parse_event
+        from controltower.ingest.writer import write_batch
+
+        store, project_id = self._open()
+        received = datetime.now(UTC)
+        parsed = [
+            parse_event(event.as_sentry(), project_id=project_id, received_at=received)
+            for event in events
+        ]
+        write_batch(store, parsed)
+        return 0
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _project_id(store: Store, name: str) -> int:
+    """The id of project ``name``, created (with a fresh DSN key) when it does not exist."""
+    import secrets
+
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from controltower.store.models.ingest import Project
+
+    for _ in range(2):
+        with store.session() as session:
+            found = session.scalar(select(Project.id).where(Project.name == name))
+            if found is not None:
+                return int(found)
+        try:
+            with store.session() as session:
+                project = Project(name=name, public_key=secrets.token_hex(16))
+                session.add(project)
+                session.flush()
+                return int(project.id)
+        except IntegrityError:  # another process created it first
+            continue
+    raise IngestError(f"could not find or create the error-tracking project {name!r}")

@@ -171,19 +171,21 @@ class HttpCheck(_HttpBase):
             raise CheckFailed(f"{self.name} answered HTTP {response.status_code}")
 
 
+STRIPE_API_BASE = "https://api.stripe.com"
+
+
 class StripeCheck(_HttpBase):
     """An authenticated ``GET /v1/balance`` against ``api_base`` (default ``$STRIPE_API_BASE`` or Stripe)."""
 
     default_name = "stripe"
 
-    def __init__(
-        self, api_key: str, *, api_base: str = "https://api.stripe.com", **options: Any
-    ) -> None:
+    def __init__(self, api_key: str, *, api_base: str | None = None, **options: Any) -> None:
         super().__init__(**options)
         if not api_key:
             raise CheckError("stripe check: api_key is empty; pass the secret key (sk_...)")
         self.api_key = api_key
-        self.api_base = api_base.rstrip("/")
+        base = api_base or os.environ.get("STRIPE_API_BASE") or STRIPE_API_BASE
+        self.api_base = base.rstrip("/")
 
     def secrets(self) -> tuple[str, ...]:
         return (self.api_key,)

@@ -140,14 +140,14 @@ def run_backup(
     except Exception as exc:
         message = target.scrub(str(exc))
         records.fail_row(store, row_id, message, finished=clock.now(), actor=actor)
-        heartbeat_error = ping(spec.backup.heartbeat, ok=False)
+        ping(spec.backup.heartbeat, ok=False, spec=spec, store=store, clock=clock)
         if isinstance(exc, BackupError):
             raise BackupError(message, hint=exc.hint) from None
         raise BackupError(f"backup {name} failed: {message}") from None
     finally:
         if destination is None:
             dest.close()
-    heartbeat_error = ping(spec.backup.heartbeat, ok=True)
+    heartbeat_error = ping(spec.backup.heartbeat, ok=True, spec=spec, store=store, clock=clock)
     return BackupResult(
         name=name,
         kind="database",

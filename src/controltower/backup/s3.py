@@ -19,8 +19,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from controltower.clock import system_clock
 from controltower.exceptions import BackupError
 from controltower.spec.backup import DestinationSpec
+from controltower.typing import Clock
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_PUT = 5 * 1024**3
@@ -126,15 +128,13 @@ class S3Client:
         region: str,
         credentials: Credentials,
         timeout: float = 60.0,
-        clock: object | None = None,
+        clock: Clock = system_clock,
     ) -> None:
-        from controltower.clock import system_clock
-
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
         self.region = region
         self.credentials = credentials
-        self.clock = clock or system_clock
+        self.clock = clock
         self.host = urlsplit(self.endpoint).netloc
         self.base_path = urlsplit(self.endpoint).path.rstrip("/")
         self.http = httpx.Client(timeout=timeout)
@@ -180,7 +180,7 @@ class S3Client:
         path = f"{self.base_path}/{self.bucket}" + (f"/{key}" if key else "")
         params = dict(query or {})
         base_headers = {"host": self.host, **(headers or {})}
-        now = self.clock.now()  # type: ignore[attr-defined]
+        now = self.clock.now()
         signed = sign(
             method=method,
             path=path,

@@ -18,6 +18,7 @@ through ``ctx.client``. Other areas add checks with ``@register``::
 from __future__ import annotations
 
 import asyncio
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ class CheckContext:
 
     ``root`` is the service's directory (tower.toml's folder joined with
     ``service.root``); ``url`` is the base URL for live checks (None: static only);
-    ``client`` is shared by live checks and follows no redirects by default.
+    ``client`` is shared by live checks and follows no redirects by default;
+    ``ssl_context`` verifies certificates in raw TLS checks (default: the system's CAs).
     """
 
     spec: Spec
@@ -51,6 +53,7 @@ class CheckContext:
     environment: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
     clock: Clock = system_clock
+    ssl_context: ssl.SSLContext | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
@@ -93,7 +96,9 @@ class Check(ABC):
     ``targets``: where the check applies at all (elsewhere it is skipped).
     ``advice_on``: targets where a failure is advice, with ``advice_reason``.
     ``hadolint``: the hadolint rule code when the check overlaps one.
-    ``exclusive``: runs alone, after every other check (it loads the service).
+    ``exclusive``: run alone after the others (it measures time).
+    ``remedy``: what fixing a failure takes, in one sentence (shown in docs and --list).
+    The class docstring says what the check looks for.
     """
 
     id: ClassVar[str]
@@ -108,6 +113,7 @@ class Check(ABC):
     hadolint: ClassVar[str] = ""
     production_only: ClassVar[bool] = False
     exclusive: ClassVar[bool] = False
+    remedy: ClassVar[str] = ""
 
     @abstractmethod
     async def run(self, ctx: CheckContext) -> Outcome:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -12,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from controltower.checks.base import Check, CheckContext, select
+from controltower.checks.base import Check, CheckContext, registered, select
 from controltower.checks.model import (
     Category,
     Finding,
@@ -89,7 +88,7 @@ def finding_for(
         location=outcome.location,
         details=outcome.details,
         advice_reason=advice,
-        hadolint=check.hadolint,
+        hadolint=str(outcome.data.get("hadolint") or check.hadolint),
         kind=check.kind,
         data=outcome.data,
         duration=duration,
@@ -105,64 +104,76 @@ async def run_one(check: Check, ctx: CheckContext) -> Finding:
         return finding_for(check, Outcome(Status.SKIP, "applies to production only"), ctx)
     if check.kind == "live" and (ctx.url is None or ctx.client is None):
         return finding_for(check, Outcome(Status.SKIP, "no URL: pass --url or --env"), ctx)
-    started = time.perf_counter()
+    started = ctx.clock.monotonic()
     try:
         outcome = await check.run(ctx)
     except httpx.HTTPError as exc:
         outcome = Outcome(Status.ERROR, f"request failed: {type(exc).__name__}: {exc}")
     except Exception as exc:  # a broken check must not stop the run
         outcome = Outcome(Status.ERROR, f"check crashed: {type(exc).__name__}: {exc}")
-    return finding_for(check, outcome, ctx, time.perf_counter() - started)
+    return finding_for(check, outcome, ctx, ctx.clock.monotonic() - started)
 
 
 def apply_waivers(
-    findings: list[Finding], waivers: list[WaiverSpec], ctx: CheckContext
+    findings: list[Finding],
+    waivers: list[WaiverSpec],
+    ctx: CheckContext,
+    known: set[str] | None = None,
 ) -> list[Finding]:
-    """Waive failing findings with a live waiver; an expired waiver is itself a failure."""
+    """Waive failing findings with a live waiver.
+
+    An expired waiver waives nothing and is itself a failure, and so is a waiver
+    naming no check (a typo would leave the intended check unwaived); a waiver
+    whose check passes anyway is reported so it can be removed.
+    """
     today = ctx.clock.now().date()
+    ids = set(registered()) | (known or set()) | {f.id for f in findings}
     result = list(findings)
-    expired: list[str] = []
+    broken: list[str] = []
+    notes: list[str] = []
     for waiver in waivers:
         if waiver.environments and (ctx.environment or "") not in waiver.environments:
             continue
+        if waiver.check not in ids:
+            broken.append(f"{waiver.check}: no check has this id (see `tower check --list`)")
+            continue
         if waiver.expires < today:
-            expired.append(
-                f"{waiver.check}: expired {waiver.expires.isoformat()} ({waiver.reason})"
-            )
+            broken.append(f"{waiver.check}: expired {waiver.expires.isoformat()} ({waiver.reason})")
             continue
         for index, finding in enumerate(result):
-            if finding.id == waiver.check and finding.status in (
-                Status.FAIL,
-                Status.WARN,
-                Status.ERROR,
-            ):
+            if finding.id != waiver.check:
+                continue
+            if finding.status in (Status.FAIL, Status.WARN, Status.ERROR):
                 result[index] = replace(
                     finding,
                     status=Status.WAIVED,
                     message=f"{finding.message} (waived until {waiver.expires.isoformat()}: {waiver.reason})",
                 )
+            elif finding.status is Status.PASS:
+                notes.append(f"{waiver.check}: passes now; the waiver can go")
     if waivers:
+        count = f"{len(waivers)} waiver{'s' if len(waivers) != 1 else ''}"
         result.append(
             Finding(
                 id=WAIVER_EXPIRED,
-                title="Waivers in tower.toml are current",
+                title="Waivers in tower.toml are current and name real checks",
                 category=Category.CONFIG,
                 gate=Gate.CORE,
                 severity=Severity.HIGH,
-                status=Status.FAIL if expired else Status.PASS,
+                status=Status.FAIL if broken else Status.PASS,
                 message=(
-                    f"{len(expired)} expired waiver{'s' if len(expired) != 1 else ''}"
-                    if expired
-                    else f"{len(waivers)} waiver{'s' if len(waivers) != 1 else ''}, none expired"
+                    f"{len(broken)} of {count} expired or naming no check"
+                    if broken
+                    else f"{count}, none expired"
                 ),
                 fix=Fix(
                     "Fix the check, or renew the waiver with a new reason and expiry date",
                     file="tower.toml",
                     lines='[[waivers]]\ncheck = "<id>"\nreason = "<why this is acceptable>"\nexpires = 2026-12-31',
                 )
-                if expired
+                if broken
                 else None,
-                details=tuple(expired),
+                details=tuple(broken + notes),
             )
         )
     return result
@@ -188,10 +199,12 @@ async def run_checks(
             progress(finding)
         return finding
 
+    # Checks that measure time run alone after the rest, so their numbers are not
+    # the load the other checks put on the service.
     findings = list(await asyncio.gather(*(guarded(c) for c in chosen if not c.exclusive)))
     for check in (c for c in chosen if c.exclusive):
         findings.append(await guarded(check))
-    findings = apply_waivers(findings, ctx.spec.waivers, ctx)
+    findings = apply_waivers(findings, ctx.spec.waivers, ctx, known={c.id for c in chosen})
     findings.sort(key=lambda f: (int(f.gate), f.category.value, f.id))
     return CheckRun(
         id=uuid.uuid4().hex,

@@ -224,7 +224,12 @@ def restore(
         raise UsageError("--clean drops objects in the target database; add --yes to confirm")
     loaded = load(spec, env)
     target = _from_env(to_env)
-    with open_store(loaded) as store:
+    with (
+        open_store(loaded) as store,
+        console.status("checking the checksum, then restoring", spinner="dots")
+        if format is Format.TEXT
+        else _null(),
+    ):
         result = restore_backup(
             loaded,
             store,

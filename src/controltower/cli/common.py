@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from controltower.spec import Spec, load_spec
 
@@ -65,3 +66,46 @@ def epilog(examples: list[str], exit_codes: str = EXIT_CODES) -> str:
     """Help text after the options: examples kept as written, then the exit codes."""
     shown = "\n".join(f"  $ {example}" for example in examples)
     return f"Examples:\n\n\b\n{shown}\n\n{exit_codes}"
+
+
+HELP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Start": ("init", "validate", "demo"),
+    "Check": ("check", "env", "load", "generate", "cost"),
+    "Ship": ("deploy", "rollback", "releases"),
+    "Watch": ("serve", "monitor", "incidents", "silence", "backup"),
+    "Administer": ("token", "user"),
+}
+
+
+def help_section(name: str) -> str:
+    """The section of ``tower --help`` that lists the command ``name``."""
+    for section, names in HELP_SECTIONS.items():
+        if name in names:
+            return section
+    return "Other commands"
+
+
+class VerbGroup(TyperGroup):
+    """The root command: ``--help`` lists commands under the three verbs (check, ship, watch)."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, Any]]] = {}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                sections.setdefault(help_section(name), []).append((name, command))
+        if not sections:
+            return
+        width = max(len(name) for listed in sections.values() for name, _ in listed)
+        limit = formatter.width - 6 - width
+        order = [*HELP_SECTIONS, "Other commands"]
+        for section in sorted(sections, key=order.index):
+            known = HELP_SECTIONS.get(section, ())
+            listed = sorted(
+                sections[section],
+                key=lambda row: known.index(row[0]) if row[0] in known else len(known),
+            )
+            with formatter.section(section):
+                formatter.write_dl(
+                    [(name.ljust(width), cmd.get_short_help_str(limit)) for name, cmd in listed]
+                )

@@ -234,7 +234,13 @@ def status(
 agent_app = typer.Typer(help="The local driver's agent (proxy and supervised processes).")
 
 
-@agent_app.command("start")
+@agent_app.command(
+    "start",
+    epilog=epilog(
+        ["tower deploy agent start", "tower deploy agent start --spec examples/app/tower.toml"],
+        "Exit codes: 0 the agent runs; 1 it could not be started; 2 bad usage or an invalid tower.toml.",
+    ),
+)
 def agent_start(spec: SpecOption = None, env: EnvOption = None) -> None:
     """Start the local agent if it is not running."""
     engine = _engine(spec, env, Format.JSON)
@@ -242,7 +248,13 @@ def agent_start(spec: SpecOption = None, env: EnvOption = None) -> None:
     console.print(f"agent running; proxy at {engine.driver.public_url()}")
 
 
-@agent_app.command("stop")
+@agent_app.command(
+    "stop",
+    epilog=epilog(
+        ["tower deploy agent stop"],
+        "Exit codes: 0 the agent is stopped (or was not running); 2 bad usage or an invalid tower.toml.",
+    ),
+)
 def agent_stop(spec: SpecOption = None, env: EnvOption = None) -> None:
     """Stop the local agent, its proxy and every app process it runs."""
     from controltower.deploy import spec_root

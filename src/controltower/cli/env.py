@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from controltower.cli.common import (
@@ -20,8 +21,10 @@ from controltower.cli.common import (
     epilog,
 )
 from controltower.envcheck import collect, diff, example, lint
+from controltower.envcheck.dotenv import RULES, is_dotenv
 from controltower.envcheck.rules import check_all
 from controltower.envcheck.sources import env_files
+from controltower.exceptions import SpecError, UsageError
 from controltower.spec import Spec, find_spec_file, load_spec
 
 env_app = typer.Typer(
@@ -166,36 +169,72 @@ def env_example(
 @env_app.command(
     "lint",
     epilog=epilog(
-        ["tower env lint", "tower env lint .env .env.production"],
-        "Exit codes: 0 no problems (warnings allowed); 1 problems found; 2 bad usage.",
+        [
+            "tower env lint",
+            "tower env lint .env .env.production",
+            "tower env lint --skip UnorderedKey --format json",
+        ],
+        "Exit codes: 0 no problems (warnings allowed); 1 problems found; 2 bad usage. "
+        "Rules (dotenv-linter's): " + ", ".join(RULES) + ". A `# dotenv-linter:off Rule` comment "
+        "turns a rule off from that line on.",
     ),
 )
 def env_lint(
     files: Annotated[
         list[Path] | None,
-        typer.Argument(help="Files to lint (default: the .env* files of the service)."),
+        typer.Argument(help="Files to lint (default: the .env files next to tower.toml)."),
     ] = None,
     spec: SpecOption = None,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", help="A rule to skip (repeatable).")
+    ] = None,
     format: FormatOption = Format.TEXT,
 ) -> None:
-    """Lint .env files: duplicates, delimiters, quoting, spaces, lowercase keys, whitespace, order."""
-    if files:
-        chosen = list(files)
-    else:
-        _, root = _load(spec, None)
-        chosen = sorted(p for p in root.glob(".env*") if p.is_file() and p.name != ".env.example")
+    """Lint .env files with dotenv-linter's rules, and values against the [env.vars] catalog."""
+    unknown = sorted(set(skip or []) - set(RULES))
+    if unknown:
+        raise UsageError(
+            f"unknown rule {', '.join(unknown)}", hint=f"rules are: {', '.join(RULES)}"
+        )
+    catalog = None
+    try:
+        loaded, root = _load(spec, None)
+        catalog = loaded.env.vars
+    except SpecError:
+        if not files:
+            raise
+        root = Path.cwd()
+    chosen = (
+        list(files)
+        if files
+        else sorted(p for p in root.iterdir() if p.is_file() and is_dotenv(p.name))
+    )
+    missing = [str(f) for f in chosen if not f.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
     problems = [
-        p for f in chosen for p in lint(f.read_text(encoding="utf-8", errors="replace"), str(f))
+        p
+        for f in chosen
+        for p in lint(
+            f.read_text(encoding="utf-8", errors="replace"),
+            str(f),
+            catalog=catalog if f.name != ".env.example" else None,
+            skip=frozenset(skip or []),
+        )
     ]
     errors = [p for p in problems if not p.warning]
     if format is Format.JSON:
         emit_json(
-            {"files": [str(f) for f in chosen], "problems": [{**p.__dict__} for p in problems]}
+            {
+                "files": [str(f) for f in chosen],
+                "ok": not errors,
+                "problems": [p.to_dict() for p in problems],
+            }
         )
     else:
         for problem in problems:
             style = "yellow" if problem.warning else "red"
-            console.print(f"[{style}]{problem}[/{style}]", soft_wrap=True)
+            console.print(f"[{style}]{escape(str(problem))}[/{style}]", soft_wrap=True)
         console.print(
             f"{len(chosen)} file{'s' if len(chosen) != 1 else ''}: {len(errors)} problem{'s' if len(errors) != 1 else ''}, {len(problems) - len(errors)} warning{'s' if len(problems) - len(errors) != 1 else ''}"
         )

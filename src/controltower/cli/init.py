@@ -64,8 +64,8 @@ def init(
         )
         return
     for line in found.evidence or ["nothing recognised; using the preset's defaults"]:
-        console.print(f"  found: {line}", markup=False)
-    console.print(f"wrote {target} from preset {chosen}", markup=False)
+        console.print(f"  found: {line}", markup=False, soft_wrap=True)
+    console.print(f"wrote {target} from preset {chosen}", markup=False, soft_wrap=True)
     console.print("next: edit it, then run `tower validate` and `tower check`", markup=False)
 
 

@@ -11,6 +11,7 @@ from controltower import __version__
 from controltower.cli import backup as backup_cmd
 from controltower.cli import check as check_cmd
 from controltower.cli import cost as cost_cmd
+from controltower.cli import demo as demo_cmd
 from controltower.cli import deploy as deploy_cmd
 from controltower.cli import env as env_cmd
 from controltower.cli import generate as generate_cmd
@@ -23,11 +24,12 @@ from controltower.cli import silence as silence_cmd
 from controltower.cli import token as token_cmd
 from controltower.cli import user as user_cmd
 from controltower.cli import validate as validate_cmd
-from controltower.cli.common import err_console
+from controltower.cli.common import VerbGroup, err_console
 from controltower.exceptions import TowerError
 
 app = typer.Typer(
     name="tower",
+    cls=VerbGroup,
     help=(
         "controltower: make a web app production-ready and keep it there.\n\n"
         "check: readiness checks with go/no-go gates. ship: progressive deploys with "
@@ -60,6 +62,7 @@ def root(
     """controltower: readiness checks, progressive deploys, monitoring, all from tower.toml."""
 
 
+demo_cmd.register(app)
 init_cmd.register(app)
 check_cmd.register(app)
 env_cmd.register(app)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,11 +24,13 @@ from controltower.cli.common import (
     console,
     emit_json,
     epilog,
+    err_console,
     load,
 )
 from controltower.exceptions import UsageError
 from controltower.spec import Spec
 from controltower.store import Store, default_owner, redact_url
+from controltower.units import format_duration
 
 StoreOption = Annotated[
     str | None,
@@ -56,6 +60,24 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket for the heartbeat routes, or a UsageError saying what is in the way."""
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port} for heartbeat pings: {exc.strerror or exc}",
+            hint="another `tower monitor` on this host? give each its own --listen port, "
+            "or --listen '' for workers that need not take pings",
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @contextlib.contextmanager
 def _signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
@@ -81,6 +103,7 @@ async def _serve(
     concurrency: int,
     duration: float | None,
     quiet: bool,
+    deliver: bool = True,
 ) -> dict[str, Any]:
     import uvicorn
     from starlette.applications import Starlette
@@ -96,7 +119,9 @@ async def _serve(
     runner = MonitorRunner(
         spec,
         store,
-        options=RunnerOptions(owner=owner, lease_ttl=lease_ttl, concurrency=concurrency),
+        options=RunnerOptions(
+            owner=owner, lease_ttl=lease_ttl, concurrency=concurrency, deliver=deliver
+        ),
         root=spec_root(spec),
     )
     server: _Server | None = None
@@ -104,6 +129,7 @@ async def _serve(
     with _signals(stop):
         if listen:
             host, port = parse_listen(listen)
+            sock = bind(host, port)
             routes = await asyncio.to_thread(heartbeat_routes, store, spec)
             config = uvicorn.Config(
                 Starlette(routes=routes),
@@ -113,12 +139,22 @@ async def _serve(
                 access_log=False,
             )
             server = _Server(config)
-            tasks.append(asyncio.create_task(server.serve()))
+            tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
         tasks.append(asyncio.create_task(runner.run(stop)))
         if not quiet:
+            from controltower.notify import build_channels
+
+            for name, problem in build_channels(spec.alerts)[1].items():
+                err_console.print(
+                    f"warning: channel {name} cannot be used, its notifications will wait: "
+                    f"{problem}",
+                    markup=False,
+                    soft_wrap=True,
+                )
             where = f", heartbeats on http://{listen}/ping/<monitor>" if listen else ""
             console.print(
-                f"watching {len(spec.monitors)} monitors of {spec.service.name} as {owner} "
+                f"watching {plural(len(spec.monitors), 'monitor')} of {spec.service.name} "
+                f"as {owner} "
                 f"(store {redact_url(store.url)}){where}; Ctrl-C stops",
                 markup=False,
                 soft_wrap=True,
@@ -172,9 +208,20 @@ def monitor(
         float | None,
         typer.Option(help="Stop after this many seconds (default: run until stopped)."),
     ] = None,
+    deliver: Annotated[
+        bool,
+        typer.Option(
+            "--deliver/--no-deliver",
+            help="Deliver the notification outbox from this process (any number may).",
+        ),
+    ] = True,
     format: FormatOption = Format.TEXT,
 ) -> None:
-    """Run the monitors of tower.toml: check, record, alert; share work with other workers."""
+    """Run the monitors of tower.toml: check, record, alert, notify; share work with other workers.
+
+    Several workers on one PostgreSQL store split the monitors between them and
+    take over from one that dies; one of them runs the alerting at a time.
+    """
     if ctx.invoked_subcommand is not None:
         return
     loaded = load(spec, env)
@@ -190,6 +237,7 @@ def monitor(
                 concurrency=concurrency,
                 duration=duration,
                 quiet=format is Format.JSON,
+                deliver=deliver,
             )
         )
     finally:
@@ -275,6 +323,69 @@ def test(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "never"
+    return f"{format_duration(max(0.0, (now - value).total_seconds()))} ago"
+
+
+def status(
+    spec: SpecOption = None,
+    env: EnvOption = None,
+    store: StoreOption = None,
+    format: FormatOption = Format.TEXT,
+) -> None:
+    """Show each monitor: level, alert, uptime over 1 h, 24 h, 7 d, 30 d, SLO budget left."""
+    from controltower.clock import utcnow
+    from controltower.monitor.status import monitor_status
+
+    loaded = load(spec, env)
+    opened = open_store(loaded, store)
+    try:
+        found = monitor_status(opened, loaded)
+    finally:
+        opened.close()
+    alerting = [item.name for item in found if item.alert in ("pending", "firing")]
+    if format is Format.JSON:
+        emit_json([item.to_dict() for item in found])
+    else:
+        now = utcnow()
+        table = Table(show_lines=False)
+        for column in ("monitor", "type", "level", "alert", "checked", "1h", "24h", "7d", "30d"):
+            table.add_column(column)
+        table.add_column("SLO / budget left")
+        table.add_column("held by")
+        for item in found:
+            windows = item.uptime.windows
+            slo = (
+                f"{item.uptime.slo * 100:g}% / {_percent(item.uptime.budget_remaining)}"
+                if item.uptime.slo is not None
+                else "-"
+            )
+            table.add_row(
+                item.name,
+                item.type,
+                item.level,
+                item.alert,
+                _ago(item.last_check_at, now),
+                *(_percent(windows[label]) for label in ("1h", "24h", "7d", "30d")),
+                slo,
+                item.held_by or "-",
+            )
+        console.print(table)
+        console.print(
+            f"{len(found)} monitors; "
+            + (f"alerting: {', '.join(alerting)}" if alerting else "no alert pending or firing"),
+            markup=False,
+        )
+    if alerting:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         name="monitor",
@@ -302,4 +413,11 @@ def register(app: typer.Typer) -> None:
             "Exit codes: 0 every condition passes; 1 the check failed or warned; 2 bad usage.",
         ),
     )(test)
+    group.command(
+        "status",
+        epilog=epilog(
+            ["tower monitor status", "tower monitor status --format json"],
+            "Exit codes: 0 no alert is pending or firing; 1 some alert is; 2 bad usage.",
+        ),
+    )(status)
     app.add_typer(group)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from types import FrameType
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 import uvicorn
 
 from controltower.cli.common import (
+    EXIT_FAILED,
     EnvOption,
     Format,
     FormatOption,
@@ -20,10 +22,15 @@ from controltower.cli.common import (
     epilog,
     load,
 )
+from controltower.dashboard.auth import Accounts
+from controltower.exceptions import UsageError
 from controltower.ingest.projects import dsn_for
 from controltower.server.app import create_app
-from controltower.server.factory import ENV_SPEC, open_store, prepare
+from controltower.server.context import ServerContext
+from controltower.server.factory import ENV_SKIP, ENV_SPEC, open_store, prepare
+from controltower.server.running import local_url
 from controltower.store import ENV_URL, redact_url
+from controltower.units import format_duration
 
 
 def serve(
@@ -46,27 +53,64 @@ def serve(
         bool, typer.Option("--print-dsn", help="Print each project's DSN and exit.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    monitors: Annotated[
+        bool,
+        typer.Option(
+            "--monitors/--no-monitors",
+            help="Run the [[monitors]] here (--no-monitors when `tower monitor` runs them).",
+        ),
+    ] = True,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify/--no-notify",
+            help="Deliver notifications to [alerts.channels] here (--no-notify when another "
+            "process does).",
+        ),
+    ] = True,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard/--no-dashboard", help="Serve the dashboard and the public status page."
+        ),
+    ] = True,
     format: FormatOption = Format.TEXT,
 ) -> None:
-    """Serve the JSON API, Sentry-compatible ingestion and /metrics until stopped (Ctrl-C).
+    """Serve the API, error ingestion, dashboard, status page and /metrics, and run the
+    monitors and notifications, until stopped (Ctrl-C or SIGTERM).
 
     Projects in [[server.projects]] are created with generated DSN keys. On
-    SIGTERM or Ctrl-C the server stops taking requests, flushes buffered
-    events to the store and stops its background services.
+    SIGTERM or Ctrl-C the server stops taking requests, finishes those in
+    flight, writes buffered error events to the store and stops its monitors
+    and notification delivery.
     """
     loaded = load(spec, env)
     store = open_store(loaded, database_url)
-    context, projects = prepare(loaded, store)
+    if workers > 1 and not store.is_postgres:
+        store.close()
+        raise UsageError(
+            "several workers need a PostgreSQL store (SQLite takes one writer at a time)",
+            hint="pass --database-url postgresql://... or set [store] url",
+        )
+    context, projects = prepare(loaded, store, monitors=monitors, notify=notify)
+    context.dashboard = dashboard
     bind_host = host or loaded.server.host
     bind_port = loaded.server.port if port is None else port
-    base = loaded.server.public_url or f"http://{bind_host}:{bind_port}"
+    url = local_url(bind_host, bind_port)
+    base = loaded.server.public_url or url
     dsns = {project.name: dsn_for(project, base) for project in projects}
+    running = _running_parts(context)
+    users = Accounts(store).users() if dashboard else []
     if format is Format.JSON:
         emit_json(
             {
-                "url": f"http://{bind_host}:{bind_port}",
+                "url": url,
+                "dashboard": f"{url}/" if dashboard else None,
+                "status_page": f"{url}/status" if dashboard else None,
+                "openapi": f"{url}/api/openapi.yaml",
                 "store": redact_url(store.url),
                 "workers": workers,
+                "services": running,
                 "projects": dsns,
             }
         )
@@ -75,11 +119,22 @@ def serve(
             console.print(f"project {name}: DSN {dsn}", markup=False, soft_wrap=True)
         if not print_dsn:
             console.print(
-                f"serving on http://{bind_host}:{bind_port} (store {redact_url(store.url)}, "
-                f"{workers} worker{'s' if workers != 1 else ''}, {len(projects)} projects)",
+                f"serving on {url} (store {redact_url(store.url)}, "
+                f"{workers} worker{'s' if workers != 1 else ''}, {len(projects)} projects; "
+                f"running {', '.join(running)})",
                 markup=False,
                 soft_wrap=True,
             )
+            if dashboard:
+                console.print(
+                    f"dashboard {url}/  status page {url}/status  API {url}/api/openapi.yaml",
+                    markup=False,
+                    soft_wrap=True,
+                )
+                if not users:
+                    console.print(
+                        "no dashboard users yet: tower user add NAME", markup=False, style="dim"
+                    )
     if print_dsn:
         store.close()
         return
@@ -88,6 +143,11 @@ def serve(
         store.close()
         os.environ[ENV_SPEC] = loaded.source
         os.environ[ENV_URL] = store.url
+        os.environ[ENV_SKIP] = ",".join(
+            part
+            for part, on in (("monitors", monitors), ("notify", notify), ("dashboard", dashboard))
+            if not on
+        )
         if env:
             os.environ["TOWER_ENV"] = env
         uvicorn.run(
@@ -109,11 +169,34 @@ def serve(
         timeout_graceful_shutdown=timeout,
         server_header=False,
     )
+    started = time.monotonic()
     try:
         _Server(config).run()
     finally:
         store.close()
-    console.print("stopped; buffered events were flushed", markup=False)
+    received = context.ingestion.buffer.accepted if context.ingestion else 0
+    left = len(context.ingestion.buffer) if context.ingestion else 0
+    if format is Format.TEXT:
+        console.print(
+            f"stopped after {format_duration(time.monotonic() - started)}: "
+            f"{received} error events received, {received - left} stored"
+            + (f", {left} NOT stored (the store was unreachable)" if left else ""),
+            markup=False,
+        )
+    if left:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _running_parts(context: ServerContext) -> list[str]:
+    spec = context.spec
+    parts = ["api", "ingest"]
+    if context.dashboard:
+        parts.append("dashboard")
+    if spec is not None and context.monitors and spec.monitors:
+        parts.append(f"{len(spec.monitors)} monitors")
+    if spec is not None and context.notify and spec.alerts.channels:
+        parts.append("notifications")
+    return parts
 
 
 class _Server(uvicorn.Server):
@@ -134,7 +217,9 @@ def register(app: typer.Typer) -> None:
                 "tower serve --port 8600 --env production",
                 "tower serve --database-url postgresql://tower@db/tower --workers 2",
                 "tower serve --print-dsn",
+                "tower serve --no-monitors   # `tower monitor` workers run the monitors",
             ],
-            "Exit codes: 0 stopped cleanly; 1 the store could not be opened; 2 invalid tower.toml.",
+            "Exit codes: 0 stopped cleanly; 1 the store could not be opened, or buffered "
+            "events could not be written at shutdown; 2 invalid tower.toml or options.",
         ),
     )(serve)

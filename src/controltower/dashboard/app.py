@@ -8,6 +8,7 @@ origin.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,16 @@ from controltower.typing import Clock
 COOKIE = "tower_session"
 LOGIN_COOKIE = "tower_login_csrf"
 HERE = Path(__file__).parent
+# Pages load nothing but their own stylesheet: no script runs, no other site frames them.
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
 
 
 def _percent(value: float | None) -> str:
@@ -76,23 +87,30 @@ class Dashboard:
         return f"{max(0, int(seconds))}s ago"
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/", self.overview, name="dashboard_overview"),
-            Route("/login", self.login, methods=["GET", "POST"]),
-            Route("/logout", self.logout, methods=["POST"]),
-            Route("/services/{name}", self.service),
-            Route("/incidents", self.incidents),
-            Route("/incidents/{id:int}/{action}", self.incident_action, methods=["POST"]),
-            Route("/deploys", self.deploys),
-            Route("/deploys/{id}", self.release),
-            Route("/errors", self.errors),
-            Route("/errors/{id:int}", self.error),
-            Route("/errors/{id:int}/resolve", self.error_resolve, methods=["POST"]),
-            Route("/readiness", self.readiness),
-            Route("/status", self.status),
-            Route("/badge/{service}/{kind}.svg", self.badge),
-            Mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard_static"),
+        pages: list[tuple[str, Any, list[str]]] = [
+            ("/", self.overview, ["GET"]),
+            ("/login", self.login, ["GET", "POST"]),
+            ("/logout", self.logout, ["POST"]),
+            ("/services/{name}", self.service, ["GET"]),
+            ("/incidents", self.incidents, ["GET"]),
+            ("/incidents/{id:int}/{action}", self.incident_action, ["POST"]),
+            ("/deploys", self.deploys, ["GET"]),
+            ("/deploys/{id}", self.release, ["GET"]),
+            ("/errors", self.errors, ["GET"]),
+            ("/errors/{id:int}", self.error, ["GET"]),
+            ("/errors/{id:int}/resolve", self.error_resolve, ["POST"]),
+            ("/readiness", self.readiness, ["GET"]),
+            ("/status", self.status, ["GET"]),
+            ("/badge/{service}/{kind}.svg", self.badge, ["GET"]),
         ]
+        routes: list[BaseRoute] = [
+            Route(path, endpoint, methods=methods, include_in_schema=False)
+            for path, endpoint, methods in pages
+        ]
+        routes.append(
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard_static")
+        )
+        return routes
 
     # rendering and auth
 
@@ -103,12 +121,15 @@ class Dashboard:
         html = page.render(
             url_for=request.url_for, now=self.clock.now(), title=self.title, **context
         )
-        response = HTMLResponse(html, status_code=status_code)
+        response = HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
         response.headers["cache-control"] = "no-store"
         return response
 
-    def who(self, request: Request) -> SessionInfo | None:
-        return self.accounts.session(request.cookies.get(COOKIE))
+    async def who(self, request: Request) -> SessionInfo | None:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        return await asyncio.to_thread(self.accounts.session, token)
 
     def need_login(self, request: Request) -> Response:
         target = request.url.path
@@ -116,7 +137,7 @@ class Dashboard:
 
     async def checked_post(self, request: Request) -> tuple[SessionInfo | None, dict[str, str]]:
         """The session of a POST whose CSRF token and origin check out, and its form."""
-        info = self.who(request)
+        info = await self.who(request)
         form = {k: str(v) for k, v in (await request.form()).items()}
         if info is None or not csrf_ok(info.csrf_token, form.get("csrf")):
             return None, form
@@ -147,7 +168,9 @@ class Dashboard:
         form = {k: str(v) for k, v in (await request.form()).items()}
         if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
             return Response("the login form expired; reload the page", status_code=403)
-        session_token = self.accounts.login(form.get("name", ""), form.get("password", ""))
+        session_token = await asyncio.to_thread(
+            self.accounts.login, form.get("name", ""), form.get("password", "")
+        )
         if session_token is None:
             fresh = secrets.token_urlsafe(16)
             response = self.render(
@@ -182,7 +205,7 @@ class Dashboard:
         info, _ = await self.checked_post(request)
         if info is None:
             return Response("forbidden", status_code=403)
-        self.accounts.logout(request.cookies.get(COOKIE, ""))
+        await asyncio.to_thread(self.accounts.logout, request.cookies.get(COOKIE, ""))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -190,10 +213,10 @@ class Dashboard:
     # pages
 
     async def overview(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
-        view = data.overview(self.store, now=self.clock.now())
+        view = await asyncio.to_thread(data.overview, self.store, now=self.clock.now())
         return self.render(
             request,
             "overview.html",
@@ -204,10 +227,12 @@ class Dashboard:
         )
 
     async def service(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
-        view = data.service_page(self.store, request.path_params["name"], now=self.clock.now())
+        view = await asyncio.to_thread(
+            data.service_page, self.store, request.path_params["name"], now=self.clock.now()
+        )
         if view is None:
             return self.render(
                 request, "base.html", status_code=404, user=info.user, csrf=info.csrf_token
@@ -217,7 +242,7 @@ class Dashboard:
         )
 
     async def incidents(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
         return self.render(
@@ -226,7 +251,7 @@ class Dashboard:
             user=info.user,
             csrf=info.csrf_token,
             active="Incidents",
-            incidents=data.incidents(self.store),
+            incidents=await asyncio.to_thread(data.incidents, self.store),
         )
 
     async def incident_action(self, request: Request) -> Response:
@@ -236,11 +261,13 @@ class Dashboard:
         action = request.path_params["action"]
         if action not in ("ack", "resolve"):
             return Response("unknown action", status_code=404)
-        data.act_on_incident(self.store, request.path_params["id"], action, actor=info.user)
+        await asyncio.to_thread(
+            data.act_on_incident, self.store, request.path_params["id"], action, actor=info.user
+        )
         return RedirectResponse(f"/incidents#incident-{request.path_params['id']}", status_code=303)
 
     async def deploys(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
         return self.render(
@@ -249,14 +276,14 @@ class Dashboard:
             user=info.user,
             csrf=info.csrf_token,
             active="Deploys",
-            **data.deploys(self.store, now=self.clock.now()),
+            **await asyncio.to_thread(data.deploys, self.store, now=self.clock.now()),
         )
 
     async def release(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
-        view = data.release(self.store, request.path_params["id"])
+        view = await asyncio.to_thread(data.release, self.store, request.path_params["id"])
         if view is None:
             return Response("no such release", status_code=404)
         return self.render(
@@ -264,7 +291,7 @@ class Dashboard:
         )
 
     async def errors(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
         return self.render(
@@ -273,14 +300,16 @@ class Dashboard:
             user=info.user,
             csrf=info.csrf_token,
             active="Errors",
-            **data.errors(self.store, now=self.clock.now()),
+            **await asyncio.to_thread(data.errors, self.store, now=self.clock.now()),
         )
 
     async def error(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
-        view = data.error(self.store, request.path_params["id"], now=self.clock.now())
+        view = await asyncio.to_thread(
+            data.error, self.store, request.path_params["id"], now=self.clock.now()
+        )
         if view is None:
             return Response("no such issue", status_code=404)
         return self.render(
@@ -291,11 +320,13 @@ class Dashboard:
         info, _ = await self.checked_post(request)
         if info is None:
             return Response("forbidden: log in again", status_code=403)
-        data.resolve_error(self.store, request.path_params["id"], now=self.clock.now())
+        await asyncio.to_thread(
+            data.resolve_error, self.store, request.path_params["id"], now=self.clock.now()
+        )
         return RedirectResponse(f"/errors/{request.path_params['id']}", status_code=303)
 
     async def readiness(self, request: Request) -> Response:
-        info = self.who(request)
+        info = await self.who(request)
         if info is None:
             return self.need_login(request)
         return self.render(
@@ -304,18 +335,20 @@ class Dashboard:
             user=info.user,
             csrf=info.csrf_token,
             active="Readiness",
-            **data.readiness(self.store),
+            **await asyncio.to_thread(data.readiness, self.store),
         )
 
     async def status(self, request: Request) -> Response:
-        view = data.status_page(self.store, now=self.clock.now())
+        view = await asyncio.to_thread(data.status_page, self.store, now=self.clock.now())
         response = self.render(request, "status.html", **view)
         response.headers["cache-control"] = "public, max-age=30"
         return response
 
     async def badge(self, request: Request) -> Response:
         service, kind = request.path_params["service"], request.path_params["kind"]
-        found = data.service_summary(self.store, service, now=self.clock.now())
+        found = await asyncio.to_thread(
+            data.service_summary, self.store, service, now=self.clock.now()
+        )
         if kind == "uptime":
             value = found.uptime_30d if found else None
             colour = (

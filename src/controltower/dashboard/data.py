@@ -308,7 +308,7 @@ def incidents(store: Store) -> list[dict[str, Any]]:
 
 def _service_names(store: Store) -> dict[int, str]:
     with store.session() as session:
-        return dict(session.execute(select(Service.id, Service.name)).tuples().all())
+        return {row[0]: row[1] for row in session.execute(select(Service.id, Service.name))}
 
 
 def act_on_incident(store: Store, incident_id: int, action: str, *, actor: str) -> None:
@@ -333,7 +333,7 @@ def _weeks(now: datetime, count: int = 8) -> list[datetime]:
 
 def deploys(store: Store, *, now: datetime) -> dict[str, Any]:
     with store.session() as session:
-        names = dict(session.execute(select(Service.id, Service.name)).tuples().all())
+        names = {row[0]: row[1] for row in session.execute(select(Service.id, Service.name))}
         rows = list(session.scalars(select(Release).order_by(Release.created_at.desc()).limit(200)))
     releases = [_release_view(r, names.get(r.service_id, "")) for r in rows]
     weeks = _weeks(now)
@@ -444,7 +444,12 @@ def errors(store: Store, *, now: datetime) -> dict[str, Any]:
 
 
 def _frames(exception: dict[str, Any]) -> list[dict[str, Any]]:
-    frames = ((exception.get("stacktrace") or {}).get("frames") or [])[::-1]
+    """Stored frames (oldest first, as SDKs send them), most recent call first."""
+    frames = exception.get("frames")
+    if not isinstance(frames, list):
+        stack = exception.get("stacktrace")
+        frames = stack.get("frames") if isinstance(stack, dict) else None
+    frames = list(frames or [])[::-1]
     return [
         {
             "filename": f.get("filename") or f.get("abs_path") or f.get("module") or "?",
@@ -474,7 +479,11 @@ def error(store: Store, issue_id: int, *, now: datetime) -> dict[str, Any] | Non
     view: dict[str, Any] | None = None
     if event is not None:
         data = event.data or {}
-        exceptions = (data.get("exception") or {}).get("values") or []
+        stored = data.get("exception") or []
+        if isinstance(stored, dict):
+            stored = stored.get("values") or []
+        # The chain is stored innermost last; the page shows the exception raised first.
+        exceptions = list(stored)[::-1] if isinstance(stored, list) else []
         context = {
             k: data[k] for k in ("contexts", "extra", "tags", "request", "user") if data.get(k)
         }

@@ -148,11 +148,11 @@ def view(release: Release, steps: list[ReleaseStep] | None = None) -> ReleaseVie
     )
 
 
-def git_info(root: Path) -> tuple[str, datetime | None]:
-    """The commit checked out at ``root`` and when it was committed, if this is a git tree."""
+def git_info(root: Path, rev: str = "HEAD") -> tuple[str, datetime | None]:
+    """The commit ``rev`` names at ``root`` and when it was committed, if this is a git tree."""
     try:
         done = subprocess.run(
-            ["git", "log", "-1", "--format=%H %ct"],
+            ["git", "log", "-1", "--format=%H %ct", rev, "--"],
             cwd=root,
             capture_output=True,
             text=True,
@@ -274,9 +274,17 @@ class Engine:
         self.lock.acquire({"command": "deploy"})
         try:
             self._recover_locked(resume_paused=False)
+            waiting = self.active()
+            if waiting is not None:
+                raise DeployError(
+                    f"release {waiting.id} ({waiting.version}) of {self.spec.service.name} "
+                    f"is {waiting.state}, waiting for a decision",
+                    hint="finish it with `tower deploy promote` or `tower deploy abort` first",
+                )
             commit, committed_at = git_info(self.root)
             if git_commit is not None:
-                commit, committed_at = git_commit, committed_at if git_commit == commit else None
+                named, named_at = git_info(self.root, git_commit)
+                commit, committed_at = (named, named_at) if named else (git_commit, None)
             with self.store.session() as session:
                 previous = self._current(session)
                 serving = previous is not None and any(
@@ -331,6 +339,9 @@ class Engine:
                         )
                 key = runs_as(target)
                 reuse = any(i.state == "running" for i in self.driver.instances(key))
+                if reuse:
+                    self.driver.keep(key)
+                    self._unwarm(session, key)
                 plan = rollback(self.spec.deploy, reuse=reuse)
                 release = self._create(
                     session,
@@ -465,6 +476,16 @@ class Engine:
             if key not in routed:
                 self.driver.stop(key, drain=self.spec.deploy.drain_timeout)
 
+    def _unwarm(self, session: Session, key: str) -> None:
+        """The release running as ``key`` takes traffic again: it must not be reaped."""
+        for row in session.scalars(
+            select(Release).where(
+                Release.service_id == self.service_id, Release.warm_until.is_not(None)
+            )
+        ):
+            if runs_as(row) == key:
+                row.warm_until = None
+
     def _routes(self) -> dict[str, float]:
         try:
             return self.driver.routes()
@@ -553,7 +574,7 @@ class Engine:
                 release.step = index
                 release.state = step.label
                 self._log(session, release, step.label, "started")
-            self._kill_point(step.label)
+            self._kill_point(step.label, index)
             try:
                 self._execute(release_id, step)
             except (GateFailed, Aborted) as exc:
@@ -592,8 +613,13 @@ class Engine:
             variables = self._variables(release)
         deploy = self.spec.deploy
         if step.kind == "gates":
-            outcome = run_gates(self.spec, root=self.root)
-            self._log_now(release_id, "gates", outcome.summary)
+            outcome = run_gates(self.spec, root=self.root, store=self.store)
+            self._log_now(
+                release_id,
+                "gates",
+                outcome.summary,
+                {"failing": outcome.failing, "check_run": outcome.run_id},
+            )
             if not outcome.passed:
                 raise GateFailed(f"pre-deploy gates failed: {outcome.summary}")
         elif step.kind == "hooks":
@@ -619,11 +645,12 @@ class Engine:
             weights = {info.id: step.weight}
             if step.weight < 1.0 and old:
                 weights[old] = round(1.0 - step.weight, 6)
-            self.driver.route(weights)
+            effective = self.driver.route(weights)
+            message = "traffic: " + _split(weights)
+            if effective is not None and effective != weights:
+                message += f" (effective: {_split(effective)})"
             self._log_now(
-                release_id,
-                "route",
-                "traffic: " + ", ".join(f"{k} {v:.0%}" for k, v in weights.items()),
+                release_id, "route", message, {"weights": weights, "effective": effective}
             )
         elif step.kind == "analyse":
             self._analyse(release_id, info, old, step)
@@ -887,12 +914,17 @@ class Engine:
             if previous_info is not None and old and old != info.id:
                 running = [i for i in self.driver.instances(old) if i.state == "running"]
                 self.driver.keep(old)
+                with self.store.session() as session:
+                    self._unwarm(session, old)
                 if not running:
                     self._log_now(release_id, "rolling_back", f"starting {old} again")
                     self.driver.start(previous_info, self.spec.deploy.instances)
                     self._health(release_id, old)
                 self.driver.rollback_to(old)
                 self._log_now(release_id, "rolling_back", f"traffic: {old} 100%")
+                missing = self.spec.deploy.instances - len(running) if running else 0
+                if missing > 0:
+                    self._top_up(release_id, previous_info, missing)
             elif old == info.id:
                 outcome, note = "failed", "the release it would go back to is this one"
             else:
@@ -918,9 +950,28 @@ class Engine:
             self._log(session, release, outcome, release.reason)
             self._event(session, release, outcome)
 
-    def _kill_point(self, label: str) -> None:
-        """Fault injection for the crash tests: ``TOWER_DEPLOY_KILL_AT=<step label>``."""
-        if os.environ.get(KILL_ENV) == label:
+    def _top_up(self, release_id: str, previous: ReleaseInfo, missing: int) -> None:
+        """Start the instances a rolling deploy had already stopped, once traffic is back."""
+        self._log_now(
+            release_id, "rolling_back", f"starting {missing} more instance(s) of {previous.id}"
+        )
+        started = self.driver.start(previous, missing)
+        try:
+            self._health(release_id, previous.id)
+        except GateFailed as exc:
+            for instance in started:
+                self.driver.stop(previous.id, ids=[instance.id], drain=0.0)
+            self._log_now(release_id, "rolling_back", f"not added: {exc.message}")
+            return
+        self.driver.rollback_to(previous.id)
+
+    def _kill_point(self, label: str, index: int | None = None) -> None:
+        """Fault injection for the crash tests: ``TOWER_DEPLOY_KILL_AT=<step label>``.
+
+        ``#<n>`` names the n-th step of the plan (from 0), for a label that repeats.
+        """
+        wanted = os.environ.get(KILL_ENV)
+        if wanted and (wanted == label or (index is not None and wanted == f"#{index}")):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _log(
@@ -995,6 +1046,10 @@ class Engine:
             ),
             channels,
         )
+
+
+def _split(weights: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in weights.items())
 
 
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:

@@ -1,18 +1,26 @@
 """Pre-deploy gates: the ``tower check`` gates named in ``[deploy] gates``.
 
-The checks framework is reached through one entry point, imported lazily::
-
-    controltower.checks.run_gates(spec, *, root: Path, url: str | None, gates: list[int])
-        -> GateResult(passed: bool, summary: str)
+The static checks run on the tree about to ship, exactly as ``tower check
+--static --gate N`` would with N the highest gate named (gates are cumulative).
+Live checks are left out: before the switch they would judge the release that
+is already serving, not the new one; smoke checks and analysis judge that.
+The run is stored with the check history, so the dashboard shows it too.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from controltower.spec import Spec
+from controltower.store import Store
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,18 +28,50 @@ class GateOutcome:
     passed: bool
     skipped: bool
     summary: str
+    failing: list[str] = field(default_factory=list)
+    run_id: str = ""
 
 
-def run_gates(spec: Spec, *, root: Path) -> GateOutcome:
-    gates = [int(g) for g in spec.deploy.gates]
+def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run`` that also works when the caller already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def run_gates(spec: Spec, *, root: Path, store: Store | None = None) -> GateOutcome:
+    """Run the static checks of the gates named in ``[deploy] gates``; pass when all pass."""
+    gates = sorted({int(g) for g in spec.deploy.gates})
     if not gates:
         return GateOutcome(True, True, "skipped (no gates)")
-    try:
-        checks = importlib.import_module("controltower.checks")
-    except ImportError:
-        return GateOutcome(True, True, "skipped (no gates: the checks framework is not installed)")
-    entry = getattr(checks, "run_gates", None)
-    if entry is None:
-        return GateOutcome(True, True, "skipped (no gates: controltower.checks has no run_gates)")
-    result = entry(spec, root=root, url=spec.url, gates=gates)
-    return GateOutcome(bool(result.passed), False, str(result.summary))
+    from controltower.checks import CheckContext, run_checks, select
+
+    top = max(gates)
+    checks = [c for c in select(kinds=("static",)) if int(c.gate) <= top]
+    context = CheckContext(
+        spec=spec,
+        root=(root / spec.service.root).resolve(),
+        url=None,
+        environment=spec.environment,
+        environ=dict(os.environ),
+    )
+    run = _run_sync(lambda: run_checks(context, checks, requested_gate=top))
+    if store is not None:
+        from controltower.checks.history import save_run
+
+        save_run(store, run)
+    failing = sorted(
+        {check for g, verdict in run.gates.items() if g <= top for check in verdict.failing}
+    )
+    verdicts = ", ".join(
+        f"gate {g} {'GO' if v.passed else 'NO-GO'}"
+        for g, v in sorted(run.gates.items())
+        if g <= top
+    )
+    summary = f"{len(checks)} static checks: {verdicts}"
+    if failing:
+        summary += f" (failing: {', '.join(failing)}; see `tower check --static --gate {top}`)"
+    return GateOutcome(run.passed, False, summary, failing, run.id)

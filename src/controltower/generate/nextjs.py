@@ -95,6 +95,8 @@ _PG_POOL = """
 const pool = process.env.DATABASE_URL
   ? new Pool({ connectionString: process.env.DATABASE_URL, max: 2, connectionTimeoutMillis: TIMEOUT_MS })
   : null;
+// An idle client that loses its connection emits "error"; unheard, it would end the process.
+pool?.on("error", (error) => console.error(`health: idle database client: ${error.message}`));
 """
 _PROBE_DB = """  if (pool) {
     probes.push(
@@ -104,22 +106,21 @@ _PROBE_DB = """  if (pool) {
     );
   }
 """
-_PROBE_STRIPE = """  if (process.env.STRIPE_SECRET_KEY) {
+_PROBE_STRIPE = """  const stripeKey = process.env.STRIPE_SECRET_KEY;
+  if (stripeKey) {
     probes.push(
       timed("component", (signal) =>
-        expectOk("https://api.stripe.com/v1/balance", { headers: { Authorization: `Bearer ${process.env.STRIPE_SECRET_KEY}` } }, signal),
+        expectOk("https://api.stripe.com/v1/balance", { headers: { Authorization: `Bearer ${stripeKey}` } }, signal),
       ).then((check) => void (checks["stripe:responseTime"] = [check])),
     );
   }
 """
-_PROBE_SUPABASE = """  if (process.env.NEXT_PUBLIC_SUPABASE_URL && process.env.NEXT_PUBLIC_SUPABASE_ANON_KEY) {
+_PROBE_SUPABASE = """  const supabaseUrl = process.env.NEXT_PUBLIC_SUPABASE_URL;
+  const supabaseKey = process.env.NEXT_PUBLIC_SUPABASE_ANON_KEY;
+  if (supabaseUrl && supabaseKey) {
     probes.push(
       timed("component", (signal) =>
-        expectOk(
-          `${process.env.NEXT_PUBLIC_SUPABASE_URL}/auth/v1/health`,
-          { headers: { apikey: process.env.NEXT_PUBLIC_SUPABASE_ANON_KEY } },
-          signal,
-        ),
+        expectOk(`${supabaseUrl.replace(/\\/$/, "")}/auth/v1/health`, { headers: { apikey: supabaseKey } }, signal),
       ).then((check) => void (checks["supabase:responseTime"] = [check])),
     );
   }

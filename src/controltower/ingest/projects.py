@@ -44,9 +44,24 @@ def ensure_projects(store: Store, specs: Iterable[ProjectSpec]) -> list[ProjectI
         return sorted((_info(p) for p in existing.values()), key=lambda p: p.id)
 
 
+def ensure_project(store: Store, name: str, *, rate_limit: int = 600) -> ProjectInfo:
+    """Project ``name``, created with a new DSN key if it does not exist yet."""
+    return next(
+        p
+        for p in ensure_projects(store, [ProjectSpec(name=name, rate_limit=rate_limit)])
+        if p.name == name
+    )
+
+
 def load_projects(store: Store) -> list[ProjectInfo]:
     with store.session() as session:
         return [_info(p) for p in session.scalars(select(Project).order_by(Project.id))]
+
+
+def find_project(store: Store, public_key: str) -> ProjectInfo | None:
+    with store.session() as session:
+        found = session.scalar(select(Project).where(Project.public_key == public_key))
+        return _info(found) if found is not None else None
 
 
 def dsn_for(project: ProjectInfo, base_url: str) -> str:

@@ -13,7 +13,9 @@ is over its limit or the buffer is full.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +31,30 @@ from controltower.ingest.envelope import loads, parse_envelope
 from controltower.ingest.errors import AuthFailed, RateLimited, Rejected, TooLarge
 from controltower.ingest.event import ParsedEvent, parse_event
 from controltower.ingest.metrics import IngestMetrics
-from controltower.ingest.projects import ProjectInfo, load_projects
+from controltower.ingest.projects import ProjectInfo, find_project
 from controltower.ingest.ratelimit import RateLimiter
 from controltower.ingest.sentry_auth import public_key
 from controltower.store import Store
 from controltower.typing import Clock
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 EVENT_ITEMS = frozenset({"event"})
 _BUFFER_FULL_RETRY = 5
+_UNKNOWN_KEY_TTL = 5.0
+_UNKNOWN_KEYS_KEPT = 10_000
+# Browser SDKs post from the app's origin: let them, and let them read the rate-limit answer.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "X-Sentry-Rate-Limits, Retry-After",
+}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, Content-Encoding, X-Sentry-Auth, Authorization, sentry-trace, baggage"
+    ),
+    "Access-Control-Max-Age": "3600",
+}
 
 
 @dataclass
@@ -51,19 +69,28 @@ class Ingestion:
     clock: Clock = system_clock
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
-    _reloaded: float = 0.0
+    _unknown: dict[str, float] = field(default_factory=dict)
 
     def set_projects(self, projects: list[ProjectInfo]) -> None:
         self._by_key = {project.public_key: project for project in projects}
-        self._reloaded = time.monotonic()
 
     async def project(self, project_id: int, key: str) -> ProjectInfo:
+        """The project whose DSN key is ``key``; a key not seen yet is looked up in the
+        store (a project created while the server runs works at once), and an unknown
+        key is remembered for a while so a flood of bad keys costs few queries."""
         if not key:
             raise AuthFailed("no DSN key: send X-Sentry-Auth or ?sentry_key=")
         project = self._by_key.get(key)
-        if project is None and time.monotonic() - self._reloaded > 5.0:
-            self.set_projects(await asyncio.to_thread(load_projects, self.store))
-            project = self._by_key.get(key)
+        if project is None:
+            now = time.monotonic()
+            if now - self._unknown.get(key, -_UNKNOWN_KEY_TTL) >= _UNKNOWN_KEY_TTL:
+                project = await asyncio.to_thread(find_project, self.store, key)
+                if project is not None:
+                    self._by_key[key] = project
+                else:
+                    if len(self._unknown) >= _UNKNOWN_KEYS_KEPT:
+                        self._unknown.clear()
+                    self._unknown[key] = now
         if project is None or project.id != project_id:
             raise AuthFailed(f"the DSN key is not valid for project {project_id}", status=403)
         return project
@@ -195,8 +222,22 @@ async def security_endpoint(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def cors(endpoint: Endpoint) -> Endpoint:
+    """Answer CORS preflights, and let browsers read every answer of ``endpoint``."""
+
+    @functools.wraps(endpoint)
+    async def wrapped(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT_HEADERS)
+        response = await endpoint(request)
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    return wrapped
+
+
 routes = [
-    Route("/api/{project_id:int}/envelope/", envelope_endpoint, methods=["POST"]),
-    Route("/api/{project_id:int}/store/", store_endpoint, methods=["POST"]),
-    Route("/api/{project_id:int}/security/", security_endpoint, methods=["POST"]),
+    Route("/api/{project_id:int}/envelope/", cors(envelope_endpoint), methods=["POST", "OPTIONS"]),
+    Route("/api/{project_id:int}/store/", cors(store_endpoint), methods=["POST", "OPTIONS"]),
+    Route("/api/{project_id:int}/security/", cors(security_endpoint), methods=["POST", "OPTIONS"]),
 ]

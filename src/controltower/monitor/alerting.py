@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from controltower.monitor import incidents as inc
@@ -35,8 +35,10 @@ from controltower.spec.alerts import AlertsSpec
 from controltower.spec.monitors import MonitorSpec
 from controltower.store import Store
 from controltower.store.models.monitor import Incident, MonitorState
+from controltower.units import format_duration
 
 DEFAULT_REPEAT = 3600.0
+PASS_LOCK = 0x70_0000_0000  # + service id: the advisory lock of one service's passes
 
 
 @dataclass
@@ -47,6 +49,7 @@ class PassSummary:
     fired: int = 0
     notified: int = 0
     resolved: int = 0
+    enqueued: int = 0
 
 
 def alert_labels(
@@ -91,6 +94,12 @@ class Alerting:
         return summary
 
     def _pass(self, session: Session, now: datetime, summary: PassSummary) -> None:
+        if self.store.is_postgres:
+            # One pass at a time per service, even if two workers briefly both
+            # believe they hold the alerting lease (a slow renewal).
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": PASS_LOCK + self.service_id}
+            )
         rows = {
             row.name: row
             for row in session.scalars(
@@ -114,9 +123,9 @@ class Alerting:
         incidents = {
             row.id: row
             for row in session.scalars(
-                select(Incident).where(
-                    Incident.service_id == self.service_id, Incident.open_key.is_not(None)
-                )
+                select(Incident)
+                .where(Incident.service_id == self.service_id, Incident.open_key.is_not(None))
+                .with_for_update()
             )
         }
         by_key = {row.open_key: row for row in incidents.values()}
@@ -195,7 +204,9 @@ class Alerting:
                 if row.incident_id == incident.id and row.alert_status in (PENDING, FIRING)
             ]
             if not members:
-                inc.close(session, incident, at=now, actor="tower", reason="all monitors recovered")
+                summary.enqueued += inc.close(
+                    session, incident, at=now, actor="tower", reason="all monitors recovered"
+                )
                 summary.resolved += 1
                 continue
             member_labels = [
@@ -203,7 +214,8 @@ class Alerting:
                 for row in members
                 if row.name in self.monitors
             ]
-            self._notify(session, incident, member_labels, silences, now, summary)
+            why = "\n".join(f"{row.name}: {row.last_message}" for row in members)
+            self._notify(session, incident, member_labels, why, silences, now, summary)
 
     def _clear(
         self, session: Session, row: MonitorState, incidents: Mapping[int, Incident], now: datetime
@@ -256,6 +268,7 @@ class Alerting:
         session: Session,
         incident: Incident,
         member_labels: list[dict[str, str]],
+        why: str,
         silences: list[SilenceView],
         now: datetime,
         summary: PassSummary,
@@ -293,9 +306,9 @@ class Alerting:
                 incident,
                 "incident.firing",
                 f"incident:{incident.id}:firing:{incident.severity}",
-                "; ".join(sorted(incident.monitors)) + " failing",
+                why,
             )
-            enqueue(session, note, channels)
+            summary.enqueued += enqueue(session, note, channels)
             incident.notified_at = now
             incident.notified_severity = incident.severity
             incident.channels = list(dict.fromkeys([*incident.channels, *channels]))
@@ -320,9 +333,9 @@ class Alerting:
                 incident,
                 "incident.reminder",
                 f"incident:{incident.id}:reminder:{incident.reminders}",
-                f"still failing, unacknowledged (reminder {incident.reminders})",
+                f"still failing, unacknowledged (reminder {incident.reminders}):\n{why}",
             )
-            enqueue(session, note, incident.channels)
+            summary.enqueued += enqueue(session, note, incident.channels)
             inc.add_event(
                 session, incident, "reminder", f"reminder {incident.reminders} sent", at=now
             )
@@ -339,9 +352,9 @@ class Alerting:
                 incident,
                 "incident.escalated",
                 f"incident:{incident.id}:escalated",
-                f"unacknowledged for {after:g}s, escalated",
+                f"unacknowledged for {format_duration(after)}, escalated:\n{why}",
             )
-            enqueue(session, note, channels)
+            summary.enqueued += enqueue(session, note, channels)
             incident.channels = list(dict.fromkeys([*incident.channels, *channels]))
             inc.add_event(
                 session, incident, "escalated", f"escalated to {', '.join(channels)}", at=now

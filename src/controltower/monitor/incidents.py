@@ -100,8 +100,8 @@ def notification(incident: Incident, kind: str, key: str, text: str = "") -> Not
     )
 
 
-def close(session: Session, incident: Incident, *, at: datetime, actor: str, reason: str) -> None:
-    """Resolve ``incident``; tell the channels that heard it fire."""
+def close(session: Session, incident: Incident, *, at: datetime, actor: str, reason: str) -> int:
+    """Resolve ``incident``; tell the channels that heard it fire. Returns the rows enqueued."""
     incident.status = RESOLVED
     incident.open_key = None
     incident.resolved_at = at
@@ -111,7 +111,8 @@ def close(session: Session, incident: Incident, *, at: datetime, actor: str, rea
         note = notification(
             incident, "incident.resolved", f"incident:{incident.id}:resolved", reason
         )
-        enqueue(session, note, incident.channels)
+        return enqueue(session, note, incident.channels)
+    return 0
 
 
 def _load(session: Session, incident_id: int) -> Incident:

@@ -26,7 +26,7 @@ import httpx
 
 from controltower.conditions import Condition, ConditionResult, parse_condition
 from controltower.exceptions import MonitorError
-from controltower.monitor.metrics import CounterMemory, Expression, parse_samples
+from controltower.promexpr import CounterMemory, Expression, parse_samples
 from controltower.spec.deploy import DeploySpec, DriverName
 from controltower.spec.monitors import MonitorSpec, MonitorType
 

@@ -9,7 +9,7 @@ year as after an hour.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,15 +42,19 @@ class RetentionPolicy:
 
     @classmethod
     def from_spec(cls, store: StoreSpec, raw_per_monitor: int = 100) -> RetentionPolicy:
-        """Raw and day retention from ``[store]``; minutes only serve the 1 h window and
-        hours the 30 d one, so they are kept just that long (plus a margin)."""
+        """``[store]`` retention, with the floors the uptime windows need: minute
+        rollups serve the 1 h window and hour rollups the 30 d one."""
         return cls(
             raw=store.retention_raw,
             raw_per_monitor=raw_per_monitor,
-            minute=min(store.retention_minute, 2 * 3600.0),
-            hour=max(min(store.retention_hour, 35 * 86400.0), 31 * 86400.0),
-            day=store.retention_hour,
+            minute=max(store.retention_minute, MINUTE_FLOOR),
+            hour=max(store.retention_hour, HOUR_FLOOR),
+            day=max(store.retention_day, store.retention_hour, HOUR_FLOOR),
         )
+
+
+MINUTE_FLOOR = 2 * 3600.0
+HOUR_FLOOR = 31 * 86400.0
 
 
 def bucket_start(at: datetime, bucket: str) -> datetime:
@@ -249,36 +253,53 @@ class PruneSummary:
     rollups: int = 0
 
 
-def prune(store: Store, now: datetime, policy: RetentionPolicy) -> PruneSummary:
-    """Delete what the policy no longer keeps; the store stays bounded."""
+def prune(
+    store: Store,
+    now: datetime,
+    policy: RetentionPolicy,
+    *,
+    keep: Mapping[int, int] | None = None,
+) -> PruneSummary:
+    """Delete what the policy no longer keeps; the store stays bounded.
+
+    ``keep`` caps the raw results of some monitors (their ``keep_results``);
+    the others keep ``policy.raw_per_monitor``.
+    """
     summary = PruneSummary()
+    caps = dict(keep or {})
     with store.session() as session:
         result = session.execute(
             delete(MonitorResult).where(MonitorResult.at < now - timedelta(seconds=policy.raw))
         )
         summary.raw += result.rowcount  # type: ignore[attr-defined]
-        over = (
-            session.execute(
-                select(MonitorResult.monitor_id)
-                .group_by(MonitorResult.monitor_id)
-                .having(func.count() > policy.raw_per_monitor)
-            )
-            .scalars()
-            .all()
-        )
+        smallest = min([policy.raw_per_monitor, *caps.values()])
+        counts = session.execute(
+            select(MonitorResult.monitor_id, func.count())
+            .group_by(MonitorResult.monitor_id)
+            .having(func.count() > smallest)
+        ).all()
+        over = [
+            {"m": monitor, "keep": caps.get(monitor, policy.raw_per_monitor)}
+            for monitor, count in counts
+            if count > caps.get(monitor, policy.raw_per_monitor)
+        ]
         if over:
             cap = text(
                 "DELETE FROM monitor_results WHERE monitor_id = :m AND id <= ("
                 " SELECT id FROM monitor_results WHERE monitor_id = :m"
                 " ORDER BY id DESC LIMIT 1 OFFSET :keep)"
             )
-            result = session.execute(cap, [{"m": m, "keep": policy.raw_per_monitor} for m in over])
+            result = session.execute(cap, over)
             summary.raw += max(result.rowcount, 0)  # type: ignore[attr-defined]
-        for bucket, keep in (("minute", policy.minute), ("hour", policy.hour), ("day", policy.day)):
+        for bucket, seconds in (
+            ("minute", policy.minute),
+            ("hour", policy.hour),
+            ("day", policy.day),
+        ):
             result = session.execute(
                 delete(MonitorRollup).where(
                     MonitorRollup.bucket == bucket,
-                    MonitorRollup.start < now - timedelta(seconds=keep),
+                    MonitorRollup.start < now - timedelta(seconds=seconds),
                 )
             )
             summary.rollups += result.rowcount  # type: ignore[attr-defined]
@@ -301,43 +322,77 @@ class Uptime:
         return dict(self.__dict__)
 
 
-def _window(
-    session: Session, monitor_id: int, bucket: str, since: datetime
-) -> tuple[int, int, float]:
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(MonitorRollup.checks), 0),
-            func.coalesce(func.sum(MonitorRollup.failures), 0),
-            func.coalesce(func.sum(MonitorRollup.latency_sum), 0.0),
-        ).where(
-            MonitorRollup.monitor_id == monitor_id,
-            MonitorRollup.bucket == bucket,
-            MonitorRollup.start >= since,
+def window_start(now: datetime, seconds: float) -> tuple[str, datetime]:
+    """The bucket a window is read from and the first bucket start inside it.
+
+    1 h reads minute buckets, longer windows hour buckets; a window starts at the
+    first whole bucket after ``now - seconds``, so it never counts more than it says.
+    """
+    bucket = "minute" if seconds <= 3600 else "hour"
+    since = bucket_start(now - timedelta(seconds=seconds), bucket) + timedelta(
+        seconds=BUCKETS[bucket]
+    )
+    return bucket, since
+
+
+def uptimes(
+    session: Session, monitors: Mapping[int, tuple[str, float | None]], now: datetime
+) -> dict[int, Uptime]:
+    """Uptime of many monitors (id -> (name, SLO)) at once: one grouped query per window."""
+    ids = list(monitors)
+    sums: dict[str, dict[int, tuple[int, int, float]]] = {}
+    for label, seconds in WINDOWS.items():
+        bucket, since = window_start(now, seconds)
+        found: dict[int, tuple[int, int, float]] = {}
+        for chunk in range(0, len(ids), 5000):
+            rows = session.execute(
+                select(
+                    MonitorRollup.monitor_id,
+                    func.sum(MonitorRollup.checks),
+                    func.sum(MonitorRollup.failures),
+                    func.sum(MonitorRollup.latency_sum),
+                )
+                .where(
+                    MonitorRollup.monitor_id.in_(ids[chunk : chunk + 5000]),
+                    MonitorRollup.bucket == bucket,
+                    MonitorRollup.start >= since,
+                )
+                .group_by(MonitorRollup.monitor_id)
+            ).all()
+            found.update({row[0]: (int(row[1]), int(row[2]), float(row[3])) for row in rows})
+        sums[label] = found
+    views: dict[int, Uptime] = {}
+    for monitor_id, (name, slo) in monitors.items():
+        windows: dict[str, float | None] = {}
+        for label in WINDOWS:
+            checks, failures, _latency = sums[label].get(monitor_id, (0, 0, 0.0))
+            windows[label] = (checks - failures) / checks if checks else None
+        checks_24h, _f, latency_24h = sums["24h"].get(monitor_id, (0, 0, 0.0))
+        checks_30d, failures_30d, _l = sums["30d"].get(monitor_id, (0, 0, 0.0))
+        views[monitor_id] = Uptime(
+            name,
+            windows,
+            checks_30d,
+            failures_30d,
+            slo,
+            error_budget(slo, checks_30d, failures_30d),
+            latency_24h / checks_24h if checks_24h else None,
         )
-    ).one()
-    return int(row[0]), int(row[1]), float(row[2])
+    return views
+
+
+def error_budget(slo: float | None, checks: int, failures: int) -> float | None:
+    """The share of the error budget left: 1 untouched, 0 used up, below 0 overspent."""
+    if slo is None or not checks:
+        return None
+    allowed = (1 - slo) * checks
+    if allowed <= 0:
+        return 1.0 if failures == 0 else 0.0
+    return 1 - failures / allowed
 
 
 def uptime(
     session: Session, monitor_id: int, name: str, now: datetime, *, slo: float | None = None
 ) -> Uptime:
     """Uptime over 1 h (minute buckets) and 24 h, 7 d, 30 d (hour buckets)."""
-    windows: dict[str, float | None] = {}
-    checks_30d = failures_30d = 0
-    latency_24h: float | None = None
-    for label, seconds in WINDOWS.items():
-        bucket = "minute" if seconds <= 3600 else "hour"
-        since = bucket_start(now - timedelta(seconds=seconds), bucket) + timedelta(
-            seconds=BUCKETS[bucket]
-        )
-        checks, failures, latency_sum = _window(session, monitor_id, bucket, since)
-        windows[label] = (checks - failures) / checks if checks else None
-        if label == "24h" and checks:
-            latency_24h = latency_sum / checks
-        if label == "30d":
-            checks_30d, failures_30d = checks, failures
-    budget: float | None = None
-    if slo is not None and checks_30d:
-        allowed = (1 - slo) * checks_30d
-        budget = 1 - failures_30d / allowed if allowed > 0 else (1.0 if failures_30d == 0 else 0.0)
-    return Uptime(name, windows, checks_30d, failures_30d, slo, budget, latency_24h)
+    return uptimes(session, {monitor_id: (name, slo)}, now)[monitor_id]

@@ -1,19 +1,32 @@
-"""``tower monitor``: the loop that checks, records, alerts and shares the work.
+"""``tower monitor``: the loop that checks, records, alerts, delivers and shares the work.
 
-Four concurrent parts on one event loop:
+Five concurrent parts on one event loop:
 
 - the scheduler runs each held monitor's checks on its beat (probes -> outcomes);
-- the writer flushes outcomes every ``flush_interval`` in one transaction
-  (results, counters, rollups), in a thread;
+- the writer flushes outcomes every ``flush_interval`` (at once after a failure)
+  in one transaction (results, counters, rollups), in a thread;
 - the lease loop renews this worker's monitors and claims free or expired ones;
 - the alerting loop, in the one worker holding the ``monitor-alerting`` lease,
-  turns counters into incidents and outbox rows, and prunes old results.
+  turns counters into incidents and outbox rows, and prunes old results;
+- the dispatcher delivers the outbox to the channels (every worker runs one;
+  rows are claimed with ``SKIP LOCKED``, so each is sent by one of them).
+
+A failing check wakes the writer, whose flush wakes the alerting pass, whose
+enqueued rows wake the dispatcher: an outage reaches the channels a few
+milliseconds after the check that crossed the threshold, not a poll later.
+
+Embedding it (``tower serve`` does)::
+
+    runner = MonitorRunner(spec, store, options=RunnerOptions(), root=spec_dir)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))   # ... later: stop.set(); await task
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +43,7 @@ from controltower.monitor.probes import ProbeEnv, check
 from controltower.monitor.registry import sync_monitors
 from controltower.monitor.results import Pending, ResultWriter, RetentionPolicy, prune
 from controltower.monitor.scheduler import Scheduler, jitter_offset, percentile
+from controltower.notify.dispatch import Dispatcher, wait_either
 from controltower.spec import Spec
 from controltower.spec.monitors import MonitorSpec
 from controltower.store import Locks, Store, default_owner
@@ -41,6 +55,13 @@ log = structlog.get_logger("controltower.monitor")
 
 @dataclass
 class RunnerOptions:
+    """How a runner behaves; the defaults are what ``tower monitor`` uses.
+
+    ``deliver`` runs an outbox dispatcher in the runner (turn it off when another
+    process of the same store delivers); ``dispatch_poll`` is how often it looks
+    for rows enqueued by other processes (``tower incidents resolve``, deploys).
+    """
+
     owner: str = field(default_factory=default_owner)
     lease_ttl: float = 15.0
     flush_interval: float = 0.25
@@ -49,6 +70,9 @@ class RunnerOptions:
     concurrency: int = 200
     jitter: bool = True
     retention: RetentionPolicy | None = None
+    deliver: bool = True
+    dispatch_poll: float = 1.0
+    stop_timeout: float = 15.0
 
 
 class MonitorRunner:
@@ -72,9 +96,15 @@ class MonitorRunner:
         self.service_id = 0
         self.scheduler: Scheduler | None = None
         self.leader = False
+        self.held = 0
         self.passes = 0
-        self._last_prune = 0.0
+        self._last_prune = -math.inf
+        self._failing: set[int] = set()
         self.ready = asyncio.Event()
+        self.dispatcher: Dispatcher | None = None
+        self._flush_wake = asyncio.Event()
+        self._alert_wake = asyncio.Event()
+        self._deliver_wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or forever), then flush and hand the monitors back."""
@@ -111,13 +141,25 @@ class MonitorRunner:
             asyncio.create_task(self._flush_loop(stop)),
             asyncio.create_task(self._alert_loop(alerting, stop)),
         ]
+        delivering: asyncio.Task[None] | None = None
+        if self.options.deliver:
+            self.dispatcher = Dispatcher.from_spec(self.spec.alerts, self.store, clock=self.clock)
+            delivering = asyncio.create_task(
+                self.dispatcher.run(stop, poll=self.options.dispatch_poll, wake=self._deliver_wake)
+            )
         try:
             await stop.wait()
         finally:
+            stop.set()
             await self.scheduler.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if delivering is not None:
+                # Sends in flight finish and claimed rows go back, so a restart
+                # neither loses nor repeats a notification.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(delivering, self.options.stop_timeout)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.writer.flush)
             with contextlib.suppress(Exception):
@@ -145,6 +187,12 @@ class MonitorRunner:
             failure_threshold=monitor.failure_threshold,
             success_threshold=monitor.success_threshold,
         )
+        if not outcome.ok:
+            self._failing.add(key)
+            self._flush_wake.set()
+        elif key in self._failing:
+            self._failing.discard(key)
+            self._flush_wake.set()
 
     async def _lease_loop(self, leases: MonitorLeases, stop: asyncio.Event) -> None:
         assert self.scheduler is not None
@@ -152,6 +200,7 @@ class MonitorRunner:
         while not stop.is_set():
             try:
                 held = await asyncio.to_thread(leases.sync, set(self.monitors))
+                self.held = len(held)
                 self._reschedule(held, await asyncio.to_thread(self._due_times, held))
                 self.ready.set()
             except Exception as exc:
@@ -190,7 +239,9 @@ class MonitorRunner:
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await _wait(stop, self.options.flush_interval)
+            await wait_either(stop, self._flush_wake, self.options.flush_interval)
+            woken = self._flush_wake.is_set()
+            self._flush_wake.clear()
             batch = self.writer.take()
             if not batch:
                 continue
@@ -199,6 +250,10 @@ class MonitorRunner:
             except Exception as exc:
                 log.warning("writing results failed; keeping them for the next try", error=str(exc))
                 self._requeue(batch)
+                await _wait(stop, self.options.flush_interval)
+                continue
+            if woken:
+                self._alert_wake.set()
 
     def _requeue(self, batch: list[Pending]) -> None:
         self.writer.pending[:0] = batch
@@ -216,19 +271,25 @@ class MonitorRunner:
                     ttl=self.options.lease_ttl,
                 )
                 if self.leader:
-                    await asyncio.to_thread(alerting.run_pass, self.clock.now())
+                    summary = await asyncio.to_thread(alerting.run_pass, self.clock.now())
                     self.passes += 1
+                    if summary.enqueued:
+                        self._deliver_wake.set()
                     if loop.time() - self._last_prune >= self.options.prune_interval:
                         self._last_prune = loop.time()
-                        await asyncio.to_thread(prune, self.store, self.clock.now(), policy)
+                        keep = {key: m.keep_results for key, m in self.monitors.items()}
+                        await asyncio.to_thread(
+                            prune, self.store, self.clock.now(), policy, keep=keep
+                        )
             except Exception as exc:
                 log.warning("alerting pass failed; retrying", error=str(exc))
-            await _wait(stop, self.options.alert_interval)
+            await wait_either(stop, self._alert_wake, self.options.alert_interval)
+            self._alert_wake.clear()
 
     def stats(self) -> dict[str, Any]:
         drift = list(self.scheduler.drift) if self.scheduler else []
         return {
-            "monitors": len(self.scheduler.keys()) if self.scheduler else 0,
+            "monitors": self.held,
             "checks": self.scheduler.started if self.scheduler else 0,
             "skipped": self.scheduler.skipped if self.scheduler else 0,
             "written": self.writer.written,

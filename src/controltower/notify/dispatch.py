@@ -21,7 +21,6 @@ retried, under the same ``Idempotency-Key``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import uuid
@@ -206,10 +205,18 @@ class Dispatcher:
         options.setdefault("lease", alerts.delivery.lease)
         return cls(store, channels, clock=clock, problems=problems, **options)
 
-    async def run(self, stop: asyncio.Event, *, poll: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set; sends in flight finish, claimed rows are released."""
+    async def run(
+        self, stop: asyncio.Event, *, poll: float = 1.0, wake: asyncio.Event | None = None
+    ) -> None:
+        """Dispatch until ``stop`` is set; sends in flight finish, claimed rows are released.
+
+        Between passes it waits ``poll`` seconds, or less when ``wake`` is set (a
+        producer in the same process that just enqueued something sets it).
+        """
         failures = 0
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()
             try:
                 report = await self.dispatch_once(stop=stop)
                 failures = 0
@@ -220,8 +227,7 @@ class Dispatcher:
             if report.claimed and not stop.is_set():
                 continue
             wait = poll if not failures else min(30.0, poll * 2.0**failures)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+            await wait_either(stop, wake, wait)
 
     async def dispatch_once(
         self, *, keys: Collection[str] | None = None, stop: asyncio.Event | None = None
@@ -481,3 +487,14 @@ class Dispatcher:
         if row.last_error:
             reason += f" (last error: {row.last_error})"
         return reason[:1000]
+
+
+async def wait_either(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    """Return when ``stop`` or ``wake`` is set, or after ``timeout`` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in (stop, wake) if event is not None]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

@@ -134,7 +134,7 @@ def slack_message(delivery: Delivery) -> dict[str, Any]:
 
 
 def webhook_body(delivery: Delivery) -> dict[str, Any]:
-    """The documented JSON a generic webhook receives (docs/notifications.md)."""
+    """The documented JSON a generic webhook receives (docs/monitor.md)."""
     note = delivery.notification
     return {
         "schema": WEBHOOK_SCHEMA,

@@ -1,9 +1,12 @@
-"""The Starlette application of ``tower serve``: API, ingestion, health, services.
+"""The Starlette application of ``tower serve``: API, ingestion, dashboard, services.
 
-``create_app(context)`` assembles the routes (health, OpenAPI, the JSON API one
-module per resource, Sentry ingestion, pages) and a lifespan that starts the
-background services (the ingest writer always, plus ``context.services`` and
-registered factories) and stops them, flushing the ingest buffer, on shutdown.
+``create_app(context)`` assembles the routes (health and metrics, the OpenAPI
+document, the JSON API one module per resource, Sentry ingestion, heartbeat
+pings, the dashboard and status page) and a lifespan that starts the background
+services (the ingest writer always; the monitors and the notification
+dispatcher when the spec has them and the context asks for them; anything in
+``context.services`` or registered) and stops them, flushing the ingest buffer,
+on shutdown.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from starlette.routing import BaseRoute, Route
 
 from controltower.ingest import routes as ingest_routes
 from controltower.ingest.writer import IngestWriter
-from controltower.server import pages
 from controltower.server.api import api_routes
 from controltower.server.context import ServerContext
 from controltower.server.health import routes as health_routes
@@ -35,19 +37,28 @@ async def openapi(request: Request) -> Response:
 
 
 def build_services(context: ServerContext) -> list[Service]:
+    """The services this server runs, in start order."""
+    from controltower.server.workers import MonitorService, NotifyService
+
     services: list[Service] = []
+    spec = context.spec
     if context.ingestion is not None:
-        server = context.spec.server if context.spec is not None else None
-        writer = IngestWriter(
-            context.store,
-            context.ingestion.buffer,
-            context.rules,
-            batch_size=server.batch_size if server else 500,
-            flush_interval=server.flush_interval if server else 0.2,
-            clock=context.clock,
-            metrics=context.ingestion.metrics,
+        server = spec.server if spec is not None else None
+        services.append(
+            IngestWriter(
+                context.store,
+                context.ingestion.buffer,
+                context.rules,
+                batch_size=server.batch_size if server else 500,
+                flush_interval=server.flush_interval if server else 0.2,
+                clock=context.clock,
+                metrics=context.ingestion.metrics,
+            )
         )
-        services.append(writer)
+    if spec is not None and context.monitors and spec.monitors:
+        services.append(MonitorService(spec, context.store, root=context.root, clock=context.clock))
+    if spec is not None and context.notify and spec.alerts.channels:
+        services.append(NotifyService(spec, context.store, clock=context.clock))
     for name, factory in registered_services().items():
         service = factory(context)
         if service is not None:
@@ -55,6 +66,30 @@ def build_services(context: ServerContext) -> list[Service]:
             services.append(service)
     services.extend(context.services)
     return services
+
+
+def _heartbeats(context: ServerContext) -> list[BaseRoute]:
+    from controltower.monitor.heartbeat import heartbeat_routes
+    from controltower.spec.monitors import MonitorType
+
+    spec = context.spec
+    if spec is None or not any(m.type is MonitorType.HEARTBEAT for m in spec.monitors):
+        return []
+    return list(heartbeat_routes(context.store, spec, clock=context.clock))
+
+
+def _dashboard(context: ServerContext) -> list[BaseRoute]:
+    if not context.dashboard:
+        return []
+    from controltower.dashboard.app import Dashboard
+
+    dashboard = Dashboard(
+        context.store,
+        title=context.title,
+        clock=context.clock,
+        secure_cookies=context.public_url.startswith("https://"),
+    )
+    return dashboard.routes()
 
 
 def create_app(context: ServerContext) -> Starlette:
@@ -78,7 +113,8 @@ def create_app(context: ServerContext) -> Starlette:
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *api_routes(),
         *ingest_routes.routes,
-        *pages.routes,
+        *_heartbeats(context),
+        *_dashboard(context),
     ]
     app = Starlette(
         routes=routes,

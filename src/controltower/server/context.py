@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,14 @@ from controltower.typing import Clock
 
 @dataclass
 class ServerContext:
+    """The store, the spec and what the server runs.
+
+    ``monitors`` and ``notify`` say whether this process runs the spec's monitors
+    and delivers the outbox (turn them off when ``tower monitor`` or another
+    dispatcher does that work); ``dashboard`` whether it serves the dashboard
+    and the status page.
+    """
+
     store: Store
     spec: Spec | None = None
     clock: Clock = system_clock
@@ -26,12 +35,31 @@ class ServerContext:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     ingestion: Ingestion | None = None
     rules: ErrorAlertRules = field(default_factory=ErrorAlertRules)
+    monitors: bool = True
+    notify: bool = True
+    dashboard: bool = True
+    root: Path | None = None
 
     @classmethod
     def build(
-        cls, store: Store, spec: Spec | None = None, *, clock: Clock = system_clock
+        cls,
+        store: Store,
+        spec: Spec | None = None,
+        *,
+        clock: Clock = system_clock,
+        monitors: bool = True,
+        notify: bool = True,
+        dashboard: bool = True,
     ) -> ServerContext:
-        context = cls(store=store, spec=spec, clock=clock)
+        context = cls(
+            store=store,
+            spec=spec,
+            clock=clock,
+            monitors=monitors,
+            notify=notify,
+            dashboard=dashboard,
+            root=Path(spec.source).resolve().parent if spec is not None else None,
+        )
         server = spec.server if spec is not None else None
         buffer = IngestBuffer(server.buffer_size if server else 20000)
         context.ingestion = Ingestion(
@@ -45,3 +73,14 @@ class ServerContext:
         if spec is not None:
             context.rules = ErrorAlertRules.from_spec(spec)
         return context
+
+    @property
+    def title(self) -> str:
+        """The name the dashboard and the status page carry."""
+        if self.spec is None:
+            return "tower"
+        return self.spec.server.title or self.spec.service.name
+
+    @property
+    def public_url(self) -> str:
+        return self.spec.server.public_url if self.spec is not None else ""

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from croniter import croniter
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from controltower.spec.base import Section
 from controltower.units import Duration
@@ -55,8 +59,16 @@ class RouteSpec(Section):
     continue_: bool = Field(default=False, alias="continue")
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class MaintenanceSpec(Section):
-    """``[[alerts.maintenance]]``: a recurring window in which nothing pages."""
+    """``[[alerts.maintenance]]``: a recurring window in which nothing pages.
+
+    Either ``cron`` (when each window starts) or ``weekdays`` and ``start``
+    (``HH:MM``), in ``timezone``; each window lasts ``duration``. ``match``
+    limits it to alerts with those labels (all alerts if empty).
+    """
 
     name: str = ""
     cron: str = ""
@@ -65,6 +77,66 @@ class MaintenanceSpec(Section):
     duration: Duration = 3600.0
     timezone: str = "UTC"
     match: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if value and not croniter.is_valid(value):
+            raise PydanticCustomError(
+                "cron",
+                'must be a cron schedule like "0 3 * * sun" (got "{value}")',
+                {"value": value},
+            )
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[str]) -> list[str]:
+        for day in value:
+            if day.lower()[:3] not in WEEKDAYS or len(day) < 3:
+                raise PydanticCustomError(
+                    "weekday",
+                    'must be days like "mon", "tue" ... "sun" (got "{value}")',
+                    {"value": day},
+                )
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str) -> str:
+        found = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+        if value and (not found or int(found[1]) > 23 or int(found[2]) > 59):
+            raise PydanticCustomError(
+                "start", 'must be a time of day as HH:MM (got "{value}")', {"value": value}
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "timezone",
+                'must be an IANA time zone such as "Europe/Paris" or "UTC" (got "{value}")',
+                {"value": value},
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _schedule(self) -> MaintenanceSpec:
+        if self.cron and (self.weekdays or self.start):
+            raise PydanticCustomError(
+                "maintenance", "give either cron, or weekdays and start, not both"
+            )
+        if not self.cron and not self.start:
+            raise PydanticCustomError(
+                "maintenance", 'needs cron = "..." or start = "HH:MM" (with weekdays)'
+            )
+        if self.duration <= 0:
+            raise PydanticCustomError("maintenance", "duration must be above 0s")
+        return self
 
 
 class DeliverySpec(Section):

@@ -12,6 +12,7 @@ from controltower.spec.base import Section
 from controltower.units import Duration, parse_duration
 
 _EVERY = re.compile(r"^@every\s+(\S+)$")
+_MONITOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 class DestinationSpec(Section):
@@ -70,6 +71,18 @@ class BackupSpec(Section):
     scratch_url: SecretStr | None = None
     exact_count_limit: int = Field(default=1_000_000, ge=0)
     timeout: Duration = 6 * 3600.0
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat(cls, value: str) -> str:
+        text = value.strip()
+        if not text or text.startswith(("http://", "https://")) or _MONITOR_NAME.match(text):
+            return text
+        raise PydanticCustomError(
+            "heartbeat",
+            'must be an http(s) URL to ping or the name of a heartbeat monitor (got "{value}")',
+            {"value": value},
+        )
 
     @field_validator("schedule")
     @classmethod

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from controltower.spec.base import Section
@@ -34,24 +35,41 @@ class EnvVarSpec(Section):
     example: str = ""
     client: bool = False
 
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise PydanticCustomError(
+                "env_pattern",
+                "must be a valid regular expression: {error}",
+                {"error": str(exc)},
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _format_arguments(self) -> EnvVarSpec:
         if self.format is VarFormat.ENUM and not self.values:
             raise PydanticCustomError("env_format", 'format "enum" needs values = [...]')
-        if self.format is VarFormat.REGEX:
-            if not self.pattern:
-                raise PydanticCustomError("env_format", 'format "regex" needs pattern = "..."')
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise PydanticCustomError(
-                    "env_format",
-                    "pattern is not a valid regular expression: {error}",
-                    {"error": str(exc)},
-                ) from None
+        if self.format is VarFormat.REGEX and not self.pattern:
+            raise PydanticCustomError("env_format", 'format "regex" needs pattern = "..."')
         if self.format is VarFormat.PREFIX and not self.prefix:
             raise PydanticCustomError("env_format", 'format "prefix" needs prefix = "..."')
         return self
+
+
+def _var_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise PydanticCustomError(
+            "env_name",
+            'variable name "{name}" must be letters, digits and "_", not starting with a digit',
+            {"name": name},
+        )
+    return name
+
+
+VarName = Annotated[str, AfterValidator(_var_name)]
 
 
 class EnvCatalogSpec(Section):
@@ -61,15 +79,4 @@ class EnvCatalogSpec(Section):
     files: list[str] = Field(default_factory=lambda: [".env", ".env.local"])
     fly_secrets_file: str = ""
     fly_secrets_command: str = ""
-    vars: dict[str, EnvVarSpec] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _names(self) -> EnvCatalogSpec:
-        for name in self.vars:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise PydanticCustomError(
-                    "env_name",
-                    'variable name "{name}" must be letters, digits and "_"',
-                    {"name": name},
-                )
-        return self
+    vars: dict[VarName, EnvVarSpec] = Field(default_factory=dict)

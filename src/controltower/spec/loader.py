@@ -173,10 +173,10 @@ class _Loader:
                 )
                 return ""
             self.expanded[path] = value
+            if default is not None:  # ${NAME:-default}: the default when unset or empty
+                return self.environ.get(name) or default
             if name in self.environ:
                 return self.environ[name]
-            if default is not None:
-                return default
             self.issue(
                 path,
                 f"environment variable {name} is not set "
@@ -213,8 +213,9 @@ class _Loader:
             else:
                 base[key] = copy.deepcopy(value)
                 self.moved[here] = there
-                if (*origin, key) in self.expanded:
-                    self.expanded[here] = self.expanded[there]
+                for expanded, text in list(self.expanded.items()):
+                    if expanded[: len(there)] == there:
+                        self.expanded[here + expanded[len(there) :]] = text
 
     def report(self, error: ValidationError, data: dict[str, Any]) -> None:
         seen: set[KeyPath] = set()
@@ -278,6 +279,8 @@ def _clean_path(loc: tuple[Any, ...], data: Any) -> tuple[KeyPath, Any]:
     missing = object()
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
+        if part == "[key]":  # the error is about the key itself, located at its entry
+            continue
         if (isinstance(current, dict) and part in current) or (
             isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
         ):

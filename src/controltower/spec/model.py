@@ -57,6 +57,21 @@ class Spec(Section):
         return env.is_production(self.environment) if env else self.environment == "production"
 
 
+def _dependency_loop(start: str, depends: dict[str, list[str]]) -> list[str]:
+    """The path from ``start`` back to itself through ``depends_on``, or [] if none."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        name, path = stack.pop()
+        for nxt in depends.get(name, []):
+            if nxt == start:
+                return [*path, nxt]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return []
+
+
 def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
     """Checks that span sections: names that must exist, names that must be unique."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -76,6 +91,18 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                         f'"{dependency}" is not a monitor (monitors: {", ".join(sorted(seen)) or "none"})',
                     )
                 )
+    depends = {monitor.name: monitor.depends_on for monitor in spec.monitors}
+    for index, monitor in enumerate(spec.monitors):
+        loop = _dependency_loop(monitor.name, depends)
+        if loop:
+            problems.append(
+                (
+                    ("monitors", index, "depends_on"),
+                    f"depends on itself through {' -> '.join(loop)} "
+                    "(a monitor cannot wait for itself to be up)",
+                )
+            )
+            break
     channels = set(spec.alerts.channels)
     defined = ", ".join(sorted(channels)) or "none"
     for index, route in enumerate(spec.alerts.routes):

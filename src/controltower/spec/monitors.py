@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from controltower.conditions import ConditionText
+from controltower.exceptions import MonitorError
+from controltower.promexpr import Expression
 from controltower.spec.base import Name, Section
 from controltower.units import Duration, Percent
 
@@ -30,6 +34,10 @@ class MonitorSpec(Section):
     ``conditions`` failing make a check critical (or ``severity``); ``warning``
     conditions failing make it a warning. ``metrics`` (prometheus monitors) names
     expressions over the scraped metrics, usable in both lists.
+
+    What each type needs: http, keyword and prometheus an http(s) ``url``
+    (keyword also ``keyword``); tcp ``host`` and ``port`` (or a ``url`` with
+    both); tls ``host`` or a ``url``; heartbeat and machine nothing.
     """
 
     name: Name
@@ -60,3 +68,41 @@ class MonitorSpec(Section):
     slo: Percent | None = None
     grace: Duration = 0.0
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _needs(self) -> MonitorSpec:
+        kind = ("an " if self.type.value[0] in "aeiouh" else "a ") + self.type.value
+        if self.type in (MonitorType.HTTP, MonitorType.KEYWORD, MonitorType.PROMETHEUS):
+            if not self.url:
+                raise PydanticCustomError("monitor", "{kind} monitor needs url", {"kind": kind})
+            if urlsplit(self.url).scheme not in ("http", "https"):
+                raise PydanticCustomError(
+                    "monitor",
+                    '{kind} monitor\'s url must start with http:// or https:// (got "{url}")',
+                    {"kind": kind, "url": self.url},
+                )
+        if self.type is MonitorType.KEYWORD and not self.keyword:
+            raise PydanticCustomError(
+                "monitor", "a keyword monitor needs keyword (the text the page must contain)"
+            )
+        if self.type in (MonitorType.TCP, MonitorType.TLS):
+            host, port = self.host, self.port
+            if not host and self.url:
+                parts = urlsplit(self.url if "://" in self.url else f"tcp://{self.url}")
+                host, port = parts.hostname or "", port or parts.port
+            if not host:
+                raise PydanticCustomError(
+                    "monitor", "{kind} monitor needs host (or url)", {"kind": kind}
+                )
+            if self.type is MonitorType.TCP and port is None:
+                raise PydanticCustomError("monitor", "a tcp monitor needs port")
+        for name, text in self.metrics.items():
+            try:
+                Expression(text)
+            except MonitorError as exc:
+                raise PydanticCustomError(
+                    "monitor", "metrics.{name}: {why}", {"name": name, "why": exc.message}
+                ) from None
+        if self.interval <= 0 or self.timeout <= 0:
+            raise PydanticCustomError("monitor", "interval and timeout must be above 0s")
+        return self

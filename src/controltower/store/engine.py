@@ -12,7 +12,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from controltower.exceptions import StoreError
+
+if TYPE_CHECKING:
+    from controltower.spec import Spec
 
 ENV_URL = "TOWER_DATABASE_URL"
 DEFAULT_DIR = ".tower"
@@ -113,6 +116,13 @@ class Store:
         if migrate:
             store.migrate()
         return store
+
+    @classmethod
+    def for_spec(cls, spec: Spec, url: str | None = None, *, migrate: bool = True) -> Store:
+        """The store of a loaded spec: ``url``, else ``[store] url``, else ``$TOWER_DATABASE_URL``,
+        else SQLite in ``.tower/`` beside the spec file."""
+        chosen = url or (spec.store.url.get_secret_value() if spec.store.url else None)
+        return cls.open(chosen, root=Path(spec.source).resolve().parent, migrate=migrate)
 
     @property
     def is_postgres(self) -> bool:

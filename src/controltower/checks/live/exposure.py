@@ -53,12 +53,16 @@ async def assets(ctx: CheckContext) -> list[str]:
 
 @register
 class Metrics(Check):
+    """/metrics answers 200 with text that parses as Prometheus exposition and holds at
+    least one metric family."""
+
     id = "observability.metrics"
     title = "/metrics serves valid Prometheus exposition"
     category = Category.OBSERVABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     kind = "live"
+    remedy = "Expose Prometheus metrics at /metrics (prom-client for Node, prometheus_client or appkit for Python)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         response = await ctx.get("/metrics")
@@ -80,12 +84,17 @@ class Metrics(Check):
 
 @register
 class PoweredBy(Check):
+    """The home page sends no X-Powered-By header."""
+
     id = "leaks.powered_by"
     title = "No X-Powered-By header"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.LOW
     kind = "live"
+    remedy = (
+        "Turn it off: poweredByHeader: false in Next.js, app.disable('x-powered-by') in Express."
+    )
 
     async def run(self, ctx: CheckContext) -> Outcome:
         value = (await ctx.get("/")).headers.get("x-powered-by")
@@ -99,12 +108,15 @@ class PoweredBy(Check):
 
 @register
 class ServerVersion(Check):
+    """The Server header does not carry a version number."""
+
     id = "leaks.server_version"
     title = "The Server header does not give a version"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.LOW
     kind = "live"
+    remedy = "Hide the version (uvicorn --no-server-header, nginx server_tokens off)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         value = (await ctx.get("/")).headers.get("server", "")
@@ -122,12 +134,15 @@ class ServerVersion(Check):
 
 @register
 class SourceMapsLeak(Check):
+    """The .map files of the first five same-origin scripts on the home page are not served."""
+
     id = "leaks.source_maps"
     title = "Source maps of browser scripts are not served"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     kind = "live"
+    remedy = "Do not ship browser source maps (productionBrowserSourceMaps: false); upload them to the error tracker instead."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         scripts = [a for a in await assets(ctx) if a.split("?")[0].endswith(".js")][:5]
@@ -153,12 +168,15 @@ class SourceMapsLeak(Check):
 
 @register
 class ExposedFiles(Check):
+    """/.env and /.git/config are not served (a 200 with KEY= lines or a [core] section)."""
+
     id = "leaks.files"
     title = "/.env and /.git/config are not served"
     category = Category.SECURITY
     gate = Gate.CORE
     severity = Severity.CRITICAL
     kind = "live"
+    remedy = "Keep .env* and .git out of the image and the static root (.dockerignore) and rotate every secret that was served."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         exposed = []
@@ -181,12 +199,16 @@ class ExposedFiles(Check):
 
 @register
 class StackTraces(Check):
+    """Error pages for a missing page and a malformed API request show no stack trace or
+    source paths."""
+
     id = "leaks.stack_traces"
     title = "Error pages do not show stack traces"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     kind = "live"
+    remedy = "Turn off debug mode in production and render generic error pages."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         probes = ["/tower-check-does-not-exist", "/api/tower-check-does-not-exist?id=%00%27"]
@@ -206,12 +228,16 @@ class StackTraces(Check):
 
 @register
 class Compression(Check):
+    """Responses of 1.4 kB or more (home page and its first assets) are compressed when the
+    client accepts gzip or br."""
+
     id = "performance.compression"
     title = "HTML and static assets are compressed"
     category = Category.PERFORMANCE
     gate = Gate.DEPLOY
     severity = Severity.MEDIUM
     kind = "live"
+    remedy = "Compress text responses (Fly: [http_service.http_options] compress = true)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         paths = ["/", *(await assets(ctx))[:3]]
@@ -239,12 +265,16 @@ class Compression(Check):
 
 @register
 class Caching(Check):
+    """The HTML home page has Cache-Control, and static assets are cached for at least a
+    day."""
+
     id = "performance.caching"
     title = "HTML and static assets carry Cache-Control"
     category = Category.PERFORMANCE
     gate = Gate.DEPLOY
     severity = Severity.LOW
     kind = "live"
+    remedy = "Cache hashed assets for a year (immutable) and revalidate HTML (no-cache)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         problems = []

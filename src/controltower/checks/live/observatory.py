@@ -1,30 +1,54 @@
 """Security headers graded the way the MDN HTTP Observatory grades them.
 
-A faithful port of the published algorithm (the released
-@mdn/mdn-http-observatory 1.4.8: src/analyzer/tests/*.js, src/grader/charts.js,
-src/scanner/index.js), over its ten tests: CSP, cookies, CORS, redirection,
+A port of the released algorithm (@mdn/mdn-http-observatory 1.4.8:
+``src/analyzer/tests/*.js``, ``src/analyzer/cspParser.js``, ``src/grader/charts.js``,
+``src/scanner/index.js``) over its ten tests: CSP, cookies, CORS, redirection,
 Referrer-Policy, HSTS, SRI, X-Content-Type-Options, X-Frame-Options and CORP.
-Cross-Origin-Opener/Embedder-Policy (scored only by unreleased versions) are
-reported beside the grade, not in it. Each test
-picks one result, each result has a modifier; the score starts at 100, takes
-every negative modifier, and takes the positive ones (bonus) only when the
-penalty-only score is at least 90. The grade is read from the chart in steps
-of 5. Sites on the HSTS preload list get the preload results there; here no
-host is treated as preloaded.
+
+Each test picks one result and each result has a modifier. The score starts at
+100 and takes every negative modifier; the positive ones (bonus) count only when
+the penalty-only score is at least 90. The grade is read from the chart in steps
+of 5. The port keeps the analyzer's quirks, because the point is to give the
+score the Observatory gives:
+
+- repeated headers reach the analyzer the way Node presents them: ``set-cookie``
+  as a list, a few single-valued headers (``content-type``, ``location``,
+  ``server``, ...) keep their first value, every other one is joined with ``", "``;
+  so two CSP headers are read as one policy;
+- only ``<meta http-equiv="content-security-policy">`` and ``<meta name="referrer">``
+  count from the page, and only when ``content-type`` is exactly an HTML type;
+- an HSTS ``max-age`` that is not a number parses as NaN, which is not below six
+  months, so it passes;
+- cookies are those the scanning session stored (its own redirect chain), parsed
+  with RFC 6265 rules as tough-cookie parses them;
+- CSP sources are ordered with the ``en`` collation of ``Intl.Collator``.
+
+Sites on the HSTS preload list get the preload results there; here no host is
+preloaded. Registrable domains (for SRI) use the last two labels, or three
+under the common two-label public suffixes. Cross-Origin-Opener/Embedder-Policy,
+scored only by unreleased versions, are reported beside the grade, not in it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 CORS_ORIGIN = "https://http-observatory.security.mozilla.org"
 SIX_MONTHS = 15_552_000
 EXTRA_CREDIT_MINIMUM = 90
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
+# Node's http module keeps the first of these when a response repeats them.
+SINGLE_VALUED = {
+    "age", "authorization", "content-length", "content-type", "etag", "expires", "from",
+    "host", "if-modified-since", "if-unmodified-since", "last-modified", "location",
+    "max-forwards", "proxy-authorization", "referer", "retry-after", "server", "user-agent",
+}  # fmt: skip
 
 MODIFIERS: dict[str, int] = {
     "csp-implemented-with-no-unsafe-default-src-none": 10,
@@ -124,21 +148,43 @@ class Response:
     verified: bool = True
 
     def all(self, name: str) -> list[str]:
+        """Every value of ``name``, one per header line."""
         return [v for k, v in self.headers if k.lower() == name.lower()]
 
+    def values(self, name: str) -> list[str]:
+        """The header as Node presents it: set-cookie a list, others one combined value."""
+        found = self.all(name)
+        if not found:
+            return []
+        key = name.lower()
+        if key == "set-cookie":
+            return found
+        if key in SINGLE_VALUED:
+            return found[:1]
+        return [", ".join(found)]
+
     def get(self, name: str) -> str | None:
-        """Repeated headers joined with ", ", as HTTP clients combine them."""
-        values = self.all(name)
-        return ", ".join(values) if values else None
+        """The first value as Node presents it, or None."""
+        found = self.values(name)
+        return found[0] if found else None
 
     @property
     def mime(self) -> str:
-        return (self.get("content-type") or "").split(";", 1)[0].strip().lower()
+        """The media type exactly as the analyzer reads it: no trimming, no lowercasing."""
+        return (self.get("content-type") or "").split(";")[0]
 
 
 @dataclass
 class Scan:
-    """What the Observatory retrieves: the site (``auto``), http and https, the CORS preflight."""
+    """What the Observatory retrieves.
+
+    ``auto`` is the page graded (the final HTTPS response when HTTPS answers, else
+    the final HTTP one); ``http_route`` is the chain from ``http://host/``, ``http``
+    its final response; ``https`` the final HTTPS response; ``cors`` the answer to
+    a CORS preflight; ``session`` the chain the grading session followed to
+    ``auto`` (its cookies are the ones graded); ``session_url`` where that session
+    started; ``hostname`` the host scanned.
+    """
 
     auto: Response
     http: Response | None = None
@@ -146,6 +192,17 @@ class Scan:
     https: Response | None = None
     cors: Response | None = None
     cors_origin: str = CORS_ORIGIN
+    session: list[Response] | None = None
+    session_url: str = ""
+    hostname: str = ""
+
+    def __post_init__(self) -> None:
+        if self.session is None:
+            self.session = [self.auto]
+        if not self.session_url:
+            self.session_url = (self.session or [self.auto])[0].url
+        if not self.hostname:
+            self.hostname = urlsplit(self.auto.url).hostname or ""
 
 
 @dataclass(frozen=True)
@@ -177,40 +234,103 @@ def at_least(grade: str, minimum: str) -> bool:
     return GRADE_ORDER.index(grade) <= GRADE_ORDER.index(minimum)
 
 
-class _Html(HTMLParser):
+def _worse(candidate: str, current: str | None, order: list[str]) -> str:
+    """``onlyIfWorse``: keep the result that sits later in ``order``."""
+    if current is None or order.index(candidate) > order.index(current):
+        return candidate
+    return current
+
+
+def _parse_int(text: str) -> float:
+    """JavaScript's ``parseInt(text, 10)``: leading digits after optional space and sign, else NaN."""
+    match = re.match(r"[\s\ufeff]*([+-]?)(\d+)", text)
+    if not match:
+        return math.nan
+    value = int(match.group(2))
+    return float(-value if match.group(1) == "-" else value)
+
+
+# -- the page --------------------------------------------------------------------
+
+
+class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.scripts: list[dict[str, str | None]] = []
-        self.equiv: dict[str, list[str]] = {}
+        self.metas: list[dict[str, str | None]] = []
+        self.base: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {k.lower(): v for k, v in attrs}
+        found: dict[str, str | None] = {}
+        for key, value in attrs:
+            found.setdefault(key.lower(), value if value is not None else "")
         if tag == "script":
             self.scripts.append(found)
-        elif tag == "meta" and found.get("http-equiv") and found.get("content") is not None:
-            self.equiv.setdefault(str(found["http-equiv"]).lower(), []).append(
-                str(found["content"])
-            )
+        elif tag == "meta":
+            self.metas.append(found)
+        elif tag == "base" and self.base is None and found.get("href"):
+            self.base = found["href"]
+
+    handle_startendtag = handle_starttag
 
 
-def _html(response: Response) -> _Html:
-    parser = _Html()
-    if response.mime in HTML_TYPES or not response.mime:
-        parser.feed(response.body)
+def _page(body: str) -> _Page:
+    parser = _Page()
+    parser.feed(body)
+    parser.close()
     return parser
 
 
-# -- CSP -----------------------------------------------------------------
+def http_equiv(scan: Scan) -> dict[str, list[str]]:
+    """``parseHttpEquivHeaders``: CSP from http-equiv metas, Referrer-Policy from ``<meta name=referrer>``."""
+    response = scan.auto
+    if response.mime not in HTML_TYPES or not response.body:
+        return {}
+    found: dict[str, list[str]] = {"content-security-policy": []}
+    for meta in _page(response.body).metas:
+        if "http-equiv" in meta and "content" in meta:
+            if (meta["http-equiv"] or "").lower().strip() == "content-security-policy" and meta[
+                "content"
+            ]:
+                found["content-security-policy"].append(meta["content"])
+        elif (meta.get("name") or "").lower().strip() == "referrer" and meta.get("content"):
+            found["referrer-policy"] = [str(meta["content"])]
+    return found
+
+
+# -- CSP -------------------------------------------------------------------------
 
 BROAD = {"ftp:", "http:", "https:", "*", "http://*", "http://*.*", "https://*", "https://*.*"}
 UNSAFE_INLINE = {"'unsafe-inline'", "data:"}
+BROAD_OR_INLINE = BROAD | UNSAFE_INLINE
+PASSIVE = ("img-src", "media-src")
 NONCES = ("'sha256-", "'sha384-", "'sha512-", "'nonce-")
 ALLOWED_DUPLICATES = {"report-uri", "report-to"}
-DUPLICATES = "_duplicates"
+DISALLOWED_IN_META = ("frame-ancestors", "report-uri", "sandbox")
+DUPLICATES = "_observatory_duplicate_key_warnings"
+SHORTEST_POLICY = len("img-src") - 1
+
+# Primary weights of printable ASCII in the root collation (Intl.Collator("en")),
+# which orders punctuation, then digits, then letters.
+_COLLATION = {
+    c: i
+    for i, c in enumerate(" _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$0123456789abcdefghijklmnopqrstuvwxyz")
+}
+
+
+def _collation_key(text: str) -> tuple[int, ...]:
+    return tuple(_COLLATION.get(c.lower(), 1000 + ord(c)) for c in text)
 
 
 class CspInvalid(ValueError):
     pass
+
+
+@dataclass
+class _Source:
+    source: str
+    index: int
+    keep: bool
 
 
 def _path_part_match(a: str, b: str) -> bool:
@@ -228,14 +348,14 @@ def _path_part_match(a: str, b: str) -> bool:
 
 
 def parse_csp(policies: list[str]) -> dict[str, set[str]]:
-    """The Observatory's CSP parser: several policies intersect; duplicates are invalid."""
+    """The Observatory's CSP parser: several policies intersect; a repeated directive is invalid."""
     clean = [re.sub(r"[\r\n]", "", p).strip() for p in policies]
     if not clean:
         return {}
     for policy in clean:
-        if len(policy) < len("img-src") - 1:
+        if len(policy) < SHORTEST_POLICY:
             raise CspInvalid(policy)
-    csp: dict[str, list[list[object]]] = {}
+    csp: dict[str, list[_Source]] = {}
     duplicates: set[str] = set()
     for index, policy in enumerate(clean):
         seen: set[str] = set()
@@ -245,46 +365,49 @@ def parse_csp(policies: list[str]) -> dict[str, set[str]]:
                 continue
             directive = parts[0].lower()
             if directive in seen:
-                if directive in ALLOWED_DUPLICATES:
-                    duplicates.add(directive)
-                else:
+                if directive not in ALLOWED_DUPLICATES:
                     raise CspInvalid(f"duplicate directive {directive}")
-            seen.add(directive)
+                duplicates.add(directive)
+            else:
+                seen.add(directive)
             keep = index == 0
-            values: list[list[object]] = [[v.strip().lower(), index, keep] for v in parts[1:]]
+            values = [_Source(v.strip().lower(), index, keep) for v in parts[1:]]
             if not values and directive.endswith("-src"):
-                values = [["'none'", index, keep]]
+                values = [_Source("'none'", index, keep)]
             combined = values if index == 0 else [*csp.get(directive, []), *values]
-            combined.sort(key=lambda s: str(s[0]))
+            combined.sort(key=lambda s: _collation_key(s.source))
             for i in range(1, len(combined)):
                 source, previous = combined[i], combined[i - 1]
-                if source[1] == previous[1] and str(source[0]).startswith(str(previous[0])):
-                    source[2] = False
-                if source[1] != previous[1] and _path_part_match(str(previous[0]), str(source[0])):
-                    source[2] = True
-            csp[directive] = [s for s in combined if s[2]]
-            if index == 0 and len(policies) > 1:
+                if source.index == previous.index and source.source.startswith(previous.source):
+                    source.keep = False
+                if source.index != previous.index and _path_part_match(
+                    previous.source, source.source
+                ):
+                    source.keep = True
+            csp[directive] = [s for s in combined if s.keep]
+            if index == 0 and len(clean) > 1:
                 for s in csp[directive]:
-                    s[2] = False
-    final = {d: ({str(s[0]) for s in sources} or {"'none'"}) for d, sources in csp.items()}
+                    s.keep = False
+    final = {d: ({s.source for s in sources} or {"'none'"}) for d, sources in csp.items()}
     if duplicates:
         final[DUPLICATES] = duplicates
     return final
 
 
-def _split_policies(values: Iterable[str]) -> list[str]:
-    return [p.strip() for v in values for p in v.split(",")]
+def _parse_csp_meta(policies: list[str]) -> dict[str, set[str]]:
+    parsed = parse_csp(policies)
+    for directive in DISALLOWED_IN_META:
+        parsed.pop(directive, None)
+    return parsed
 
 
 def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
+    """The CSP result, and the parsed policy when the test got as far as reading it."""
     response = scan.auto
-    header = _split_policies(
-        response.all("content-security-policy")[:1]
-        and [response.get("content-security-policy") or ""]
-    )
-    meta = _split_policies(_html(response).equiv.get("content-security-policy", []))
+    header = response.values("content-security-policy")
+    meta = http_equiv(scan).get("content-security-policy", [])
     try:
-        csp = parse_csp(header + meta)
+        csp = parse_csp([*header, *meta])
     except CspInvalid:
         return "csp-header-invalid", None
     try:
@@ -292,9 +415,7 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
     except CspInvalid:
         header_only = {}
     try:
-        meta_only = parse_csp(meta)
-        for directive in ("frame-ancestors", "report-uri", "sandbox"):
-            meta_only.pop(directive, None)
+        meta_only = _parse_csp_meta(meta)
     except CspInvalid:
         meta_only = {}
     if len(header_only) + len(meta_only) == 0:
@@ -303,10 +424,17 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
         return "csp-not-implemented", None
 
     result: str | None = None
-    sets = {d: set(v) for d, v in csp.items()}  # shared objects, as the original aliases them
-    script_src = sets.get("script-src") or sets.get("default-src") or {"*"}
-    style_src = sets.get("style-src") or sets.get("default-src") or {"*"}
-    object_src = sets.get("object-src") or sets.get("default-src") or {"*"}
+
+    def first(candidate: str) -> None:
+        nonlocal result
+        if result is None:
+            result = candidate
+
+    # The analyzer reads these sets straight out of the parsed policy and edits them
+    # in place, so script-src falling back to default-src changes default-src too.
+    script_src = csp.get("script-src") or csp.get("default-src") or {"*"}
+    style_src = csp.get("style-src") or csp.get("default-src") or {"*"}
+    object_src = csp.get("object-src") or csp.get("default-src") or {"*"}
     for sources in (script_src, style_src):
         if any(s.startswith(NONCES) for s in sources):
             sources.discard("'unsafe-inline'")
@@ -315,24 +443,13 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
             if any(source.startswith(b) for b in BROAD) or source in ("'self'", "'unsafe-inline'"):
                 script_src.discard(source)
     elif "'strict-dynamic'" in script_src:
-        result = "csp-header-invalid"
-    https = urlsplit(response.url).scheme == "https"
-    active = [
-        s for d, v in sets.items() if d not in ("img-src", "media-src", "script-src") for s in v
-    ]
+        first("csp-header-invalid")
+    https = urlsplit(scan.session_url).scheme == "https"
+    active = [s for d, v in csp.items() if d not in PASSIVE and d != "script-src" for s in v]
     active += list(script_src)
-    passive = [
-        s
-        for d in ("img-src", "media-src")
-        for s in (sets.get(d) or sets.get("default-src") or set())
-    ]
+    passive = [s for d in PASSIVE for s in (csp.get(d) or csp.get("default-src") or set())]
 
-    def first(candidate: str) -> None:
-        nonlocal result
-        if result is None:
-            result = candidate
-
-    if script_src & (BROAD | UNSAFE_INLINE) or object_src & BROAD:
+    if script_src & BROAD_OR_INLINE or object_src & BROAD:
         first("csp-implemented-with-unsafe-inline")
     if https and any(s.startswith(("http:", "ftp:")) for s in active):
         first("csp-implemented-with-insecure-scheme")
@@ -340,9 +457,10 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
         first("csp-implemented-with-unsafe-eval")
     if https and any(s.startswith(("http:", "ftp:")) for s in passive):
         first("csp-implemented-with-insecure-scheme-in-passive-content-only")
-    if style_src & (BROAD | UNSAFE_INLINE):
+    if style_src & BROAD_OR_INLINE:
         first("csp-implemented-with-unsafe-inline-in-style-src-only")
-    if sets.get("default-src") == {"'none'"}:
+    default_src = csp.get("default-src")
+    if default_src is not None and "'none'" in default_src and len(default_src) == 1:
         first("csp-implemented-with-no-unsafe-default-src-none")
     else:
         first("csp-implemented-with-no-unsafe")
@@ -354,12 +472,10 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
     }
     if result in passing and DUPLICATES in csp:
         result = "csp-implemented-but-duplicate-directives"
-    return result or "csp-implemented-with-no-unsafe", {
-        d: v for d, v in sets.items() if d != DUPLICATES
-    }
+    return str(result), {d: v for d, v in csp.items() if d != DUPLICATES}
 
 
-# -- the other tests -----------------------------------------------------------
+# -- HSTS, redirection, referrer -------------------------------------------------------
 
 
 def hsts_test(scan: Scan) -> str:
@@ -368,52 +484,192 @@ def hsts_test(scan: Scan) -> str:
         return "hsts-not-implemented-no-https"
     if not response.verified:
         return "hsts-invalid-cert"
-    header = response.get("strict-transport-security")
-    if not header:
+    values = response.values("strict-transport-security")
+    if not values:
         return "hsts-not-implemented"
-    data = header[:1024]
+    data = values[0][:1024]
     if "," in data:
         return "hsts-header-invalid"
-    max_age: int | None = None
+    max_age: float | None = None
     for parameter in (p.strip().lower() for p in data.split(";")):
         if parameter.startswith("max-age="):
-            match = re.match(r"\s*[+-]?\d+", parameter[8:128])
-            max_age = int(match.group(0)) if match else None
-            if max_age is None:
-                return "hsts-header-invalid"
+            max_age = _parse_int(parameter[8:128])
     if max_age is None:
         return "hsts-header-invalid"
-    return (
-        "hsts-implemented-max-age-less-than-six-months"
-        if max_age < SIX_MONTHS
-        else "hsts-implemented-max-age-at-least-six-months"
-    )
+    # NaN (max-age=abc) is not below six months: the analyzer lets it pass.
+    if max_age < SIX_MONTHS:
+        return "hsts-implemented-max-age-less-than-six-months"
+    return "hsts-implemented-max-age-at-least-six-months"
+
+
+def redirection_test(scan: Scan) -> str:
+    response = scan.http
+    if response is None:
+        return "redirection-not-needed-no-http"
+    if not response.verified:
+        return "redirection-invalid-cert"
+    route = scan.http_route or [response]
+    if not route:
+        return "redirection-all-redirects-preloaded"
+    if len(route) == 1:
+        return "redirection-missing"
+    if urlsplit(route[-1].url).scheme != "https":
+        return "redirection-not-to-https"
+    if urlsplit(route[1].url).scheme == "http":
+        return "redirection-not-to-https-on-initial-redirection"
+    first, second = urlsplit(route[0].url), urlsplit(route[1].url)
+    if first.scheme == "http" and second.scheme == "https" and first.hostname != second.hostname:
+        return "redirection-off-host-from-http"
+    return "redirection-to-https"
+
+
+REFERRER_GOOD = ["no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"]
+REFERRER_BAD = ["origin", "origin-when-cross-origin", "unsafe-url", "no-referrer-when-downgrade"]
+
+
+def referrer_test(scan: Scan) -> str:
+    http = scan.auto.values("referrer-policy")
+    equiv = http_equiv(scan).get("referrer-policy", [])
+    if not http and not equiv:
+        return "referrer-policy-not-implemented"
+    data = ", ".join([*http, *equiv])
+    valid = [
+        e.lower().strip()
+        for e in data.split(",")
+        if e.lower().strip() in REFERRER_GOOD + REFERRER_BAD
+    ]
+    policy = valid[-1] if valid else ""
+    if policy in REFERRER_GOOD:
+        return "referrer-policy-private"
+    if policy in REFERRER_BAD:
+        return "referrer-policy-unsafe"
+    return "referrer-policy-header-invalid"
+
+
+# -- cookies ------------------------------------------------------------------------
+
+COMMON_SECOND_LEVEL = {
+    "ac", "co", "com", "edu", "gov", "govt", "net", "org", "ne", "or", "go", "mil", "nom", "gob", "ltd", "plc", "sch",
+}  # fmt: skip
+
+
+def registrable_domain(host: str) -> str | None:
+    """The registrable domain (eTLD+1) of ``host``; None for IP addresses and single labels."""
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return None
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(labels) < 2:
+        return None
+    if len(labels[-1]) == 2 and labels[-2] in COMMON_SECOND_LEVEL:
+        return ".".join(labels[-3:]) if len(labels) >= 3 else None
+    return ".".join(labels[-2:])
 
 
 @dataclass
-class _Cookie:
+class Cookie:
     name: str
-    secure: bool
-    http_only: bool
-    same_site: str | None
+    domain: str
+    path: str
+    secure: bool = False
+    http_only: bool = False
+    same_site: str | None = None
 
 
-def _cookies(header: str) -> _Cookie | None:
-    parts = [p.strip() for p in header.split(";")]
-    name, sep, _ = parts[0].partition("=")
-    if not sep or not name.strip():
+def _default_path(path: str) -> str:
+    if not path.startswith("/") or path.count("/") <= 1:
+        return "/"
+    return path[: path.rfind("/")]
+
+
+def _domain_match(host: str, domain: str) -> bool:
+    if host == domain:
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return False
+    except ValueError:
+        return host.endswith("." + domain)
+
+
+def parse_cookie(raw: str, url: str) -> Cookie | None:
+    """Parse a Set-Cookie value received from ``url`` as tough-cookie stores it, or None if refused."""
+    text = raw.strip()
+    pair, _, attributes = text.partition(";")
+    for terminator in ("\n", "\r", "\0"):
+        pair = pair.split(terminator, 1)[0]
+    equals = pair.find("=")
+    if equals <= 0:
         return None
-    attrs = {
-        p.partition("=")[0].strip().lower(): p.partition("=")[2].strip() for p in parts[1:] if p
-    }
-    same = attrs.get("samesite")
-    same_site = same.lower() if same and same.lower() in ("strict", "lax", "none") else None
-    return _Cookie(name.strip(), "secure" in attrs, "httponly" in attrs, same_site)
+    name, value = pair[:equals].strip(), pair[equals + 1 :].strip()
+    if re.search(r"[\x00-\x1f]", name + value):
+        return None
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    cookie = Cookie(name, host, "")
+    domain: str | None = None
+    path: str | None = None
+    for av in attributes.split(";"):
+        av = av.strip()
+        if not av:
+            continue
+        key, sep, val = av.partition("=")
+        key, val = key.strip().lower(), val.strip() if sep else ""
+        if key == "domain" and val:
+            stripped = val.lstrip(".")
+            if stripped:
+                domain = stripped.lower()
+        elif key == "path":
+            path = val if val.startswith("/") else None
+        elif key == "secure":
+            cookie.secure = True
+        elif key == "httponly":
+            cookie.http_only = True
+        elif key == "samesite":
+            lowered = val.lower() if sep else ""
+            cookie.same_site = lowered if lowered in ("strict", "lax", "none") else None
+    if domain is not None:
+        if registrable_domain(domain) is None and not _is_ip(domain):
+            return None  # a public suffix
+        if not _domain_match(host, domain):
+            return None
+        cookie.domain = domain
+    cookie.path = path or _default_path(parts.path or "/")
+    if cookie.name.startswith("__Secure-") and not cookie.secure:
+        return None
+    if cookie.name.startswith("__Host-") and (
+        not cookie.secure or domain is not None or cookie.path != "/"
+    ):
+        return None
+    return cookie
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def cookie_jar(scan: Scan) -> list[Cookie]:
+    """The cookies the scanning session stored, by (domain, path, name), later ones replacing earlier."""
+    jar: dict[tuple[str, str, str], Cookie] = {}
+    for response in scan.session or [scan.auto]:
+        for raw in response.values("set-cookie"):
+            cookie = parse_cookie(raw, response.url)
+            if cookie is not None:
+                jar[(cookie.domain, cookie.path, cookie.name)] = cookie
+    return list(jar.values())
 
 
 def _invalid_samesite(raw: str) -> bool:
     for part in raw.strip().split(";"):
-        key, _, value = part.strip().partition("=")
+        pieces = part.strip().split("=")
+        key, value = pieces[0], pieces[1] if len(pieces) > 1 else ""
         if key.strip().lower() == "samesite" and (
             not value or value.strip().lower() not in ("lax", "strict", "none")
         ):
@@ -434,46 +690,40 @@ COOKIE_ORDER = [
 
 def cookies_test(scan: Scan) -> str:
     result: str | None = None
-
-    def worse(candidate: str) -> None:
-        nonlocal result
-        if result is None or COOKIE_ORDER.index(candidate) > COOKIE_ORDER.index(result):
-            result = candidate
-
     hsts = hsts_test(scan) in ("hsts-implemented-max-age-at-least-six-months", "hsts-preloaded")
-    for raw in scan.auto.all("set-cookie"):
+    for raw in scan.auto.values("set-cookie"):
         if _invalid_samesite(raw):
-            worse("cookies-samesite-flag-invalid")
-    jar: dict[str, _Cookie] = {}
-    for response in [*scan.http_route, scan.auto]:
-        for raw in response.all("set-cookie"):
-            cookie = _cookies(raw)
-            if cookie and cookie.name != "heroku-session-affinity":
-                jar[cookie.name] = cookie
+            result = _worse("cookies-samesite-flag-invalid", result, COOKIE_ORDER)
+    jar = [c for c in cookie_jar(scan) if c.name and c.name != "heroku-session-affinity"]
     if not jar:
         return "cookies-not-found"
     missing_same_site = False
-    for cookie in jar.values():
-        session = any(i in cookie.name.lower() for i in ("login", "sess"))
-        anticsrf = "csrf" in cookie.name.lower()
+    for cookie in jar:
+        lowered = cookie.name.lower()
+        session = "login" in lowered or "sess" in lowered
+        anticsrf = "csrf" in lowered
         if not cookie.secure and cookie.same_site == "none":
-            worse("cookies-samesite-flag-invalid")
+            result = _worse("cookies-samesite-flag-invalid", result, COOKIE_ORDER)
         if not cookie.secure:
-            worse(
+            result = _worse(
                 "cookies-without-secure-flag-but-protected-by-hsts"
                 if hsts
-                else "cookies-without-secure-flag"
+                else "cookies-without-secure-flag",
+                result,
+                COOKIE_ORDER,
             )
         if anticsrf and not cookie.same_site:
-            worse("cookies-anticsrf-without-samesite-flag")
+            result = _worse("cookies-anticsrf-without-samesite-flag", result, COOKIE_ORDER)
         if session and not cookie.secure:
-            worse(
+            result = _worse(
                 "cookies-session-without-secure-flag-but-protected-by-hsts"
                 if hsts
-                else "cookies-session-without-secure-flag"
+                else "cookies-session-without-secure-flag",
+                result,
+                COOKIE_ORDER,
             )
         if session and not cookie.http_only:
-            worse("cookies-session-without-httponly-flag")
+            result = _worse("cookies-session-without-httponly-flag", result, COOKIE_ORDER)
         missing_same_site = missing_same_site or not cookie.same_site
     if result is None:
         return (
@@ -486,61 +736,18 @@ def cookies_test(scan: Scan) -> str:
 
 def cors_test(scan: Scan) -> str:
     response = scan.cors
-    acao = (
-        response.all("access-control-allow-origin")[0]
-        if response and response.all("access-control-allow-origin")
-        else None
-    )
+    acao = response.get("access-control-allow-origin") if response else None
     if response is None or not acao:
         return "cross-origin-resource-sharing-not-implemented"
-    credentials = response.all("access-control-allow-credentials")
+    credentials = response.get("access-control-allow-credentials")
     if acao[:256].strip().lower() == "*":
         return "cross-origin-resource-sharing-implemented-with-public-access"
-    if acao == scan.cors_origin and credentials and credentials[0].lower().strip() == "true":
+    if acao == scan.cors_origin and credentials and credentials.lower().strip() == "true":
         return "cross-origin-resource-sharing-implemented-with-universal-access"
     return "cross-origin-resource-sharing-implemented-with-restricted-access"
 
 
-def redirection_test(scan: Scan) -> str:
-    if scan.http is None:
-        return "redirection-not-needed-no-http"
-    if not scan.http.verified:
-        return "redirection-invalid-cert"
-    route = scan.http_route or [scan.http]
-    if len(route) == 1:
-        return "redirection-missing"
-    if urlsplit(route[-1].url).scheme != "https":
-        return "redirection-not-to-https"
-    if urlsplit(route[1].url).scheme == "http":
-        return "redirection-not-to-https-on-initial-redirection"
-    first, second = urlsplit(route[0].url), urlsplit(route[1].url)
-    if first.scheme == "http" and second.scheme == "https" and first.hostname != second.hostname:
-        return "redirection-off-host-from-http"
-    return "redirection-to-https"
-
-
-def referrer_test(scan: Scan) -> str:
-    good = ["no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"]
-    bad = ["origin", "origin-when-cross-origin", "unsafe-url", "no-referrer-when-downgrade"]
-    values = scan.auto.all("referrer-policy")
-    http = [scan.auto.get("referrer-policy") or ""] if values else []
-    equiv = _html(scan.auto).equiv.get("referrer-policy", [])
-    if not http and not equiv:
-        return "referrer-policy-not-implemented"
-    data = ", ".join([*http, *equiv])
-    valid = [e.strip().lower() for e in data.split(",") if e.strip().lower() in good + bad]
-    policy = valid[-1] if valid else ""
-    if policy in good:
-        return "referrer-policy-private"
-    if policy in bad:
-        return "referrer-policy-unsafe"
-    return "referrer-policy-header-invalid"
-
-
-def _second_level(host: str) -> str:
-    parts = host.lower().rstrip(".").split(".")
-    return ".".join(parts[-2:]) if len(parts) >= 2 else host.lower()
-
+# -- SRI, XCTO, XFO, CORP ----------------------------------------------------------
 
 SRI_ORDER = [
     "sri-implemented-and-all-scripts-loaded-securely",
@@ -552,52 +759,65 @@ SRI_ORDER = [
 ]
 
 
+def _script_src(raw: str, base: str | None) -> str:
+    """``script.src`` in a document parsed without a URL: resolved against a ``<base>`` only."""
+    stripped = raw.strip(" \t\n\r\f")
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", stripped):
+        return stripped
+    if base and re.match(r"^https?://", base.strip(), re.IGNORECASE):
+        return urljoin(base.strip(), stripped)
+    return raw
+
+
 def sri_test(scan: Scan) -> str:
     response = scan.auto
-    if response.mime and response.mime not in HTML_TYPES:
+    if response.mime not in HTML_TYPES:
         return "sri-not-implemented-response-not-html"
-    try:
-        scripts = _html(response).scripts
-    except Exception:
-        return "html-not-parseable"
+    page = _page(response.body)
     result: str | None = None
-
-    def worse(candidate: str) -> None:
-        nonlocal result
-        if result is None or SRI_ORDER.index(candidate) > SRI_ORDER.index(result):
-            result = candidate
-
     foreign = False
-    site = _second_level(urlsplit(response.url).hostname or "")
-    page_https = urlsplit(response.url).scheme == "https"
-    for script in scripts:
-        src = script.get("src")
+    site = registrable_domain(scan.hostname)
+    session_https = urlsplit(scan.session_url).scheme == "https"
+    for script in page.scripts:
+        raw = script.get("src")
+        if not raw:
+            continue
+        src = _script_src(raw, page.base)
         if not src:
             continue
         integrity = script.get("integrity") or None
-        relative_protocol = bool(re.match(r"^//[^/]", src))
-        relative_origin = False
-        if relative_protocol:
-            same = True
-        elif re.match(r"^https?://", src):
-            same = _second_level(urlsplit(src).hostname or "") == site
+        relative_origin = relative_protocol = False
+        if re.match(r"^//[^/]", src):
+            relative_protocol, same = True, True
+        elif re.match(r"^https?://", src, re.IGNORECASE):
+            same = registrable_domain(urlsplit(src).hostname or "") == site
         else:
             relative_origin, same = True, True
         secure_origin = relative_origin or (same and not relative_protocol)
         if not secure_origin:
             foreign = True
-        scheme = urlsplit(src).scheme if not relative_protocol and not relative_origin else None
-        secure_scheme = scheme == "https" or (relative_origin and page_https)
+        scheme = (
+            urlsplit(src).scheme.lower() if not relative_protocol and not relative_origin else None
+        )
+        secure_scheme = scheme == "https" or (relative_origin and session_https)
         if not secure_origin:
             if integrity and not secure_scheme:
-                worse("sri-implemented-but-external-scripts-not-loaded-securely")
+                result = _worse(
+                    "sri-implemented-but-external-scripts-not-loaded-securely", result, SRI_ORDER
+                )
             elif not integrity and secure_scheme:
-                worse("sri-not-implemented-but-external-scripts-loaded-securely")
+                result = _worse(
+                    "sri-not-implemented-but-external-scripts-loaded-securely", result, SRI_ORDER
+                )
             elif not integrity:
-                worse("sri-not-implemented-and-external-scripts-not-loaded-securely")
+                result = _worse(
+                    "sri-not-implemented-and-external-scripts-not-loaded-securely",
+                    result,
+                    SRI_ORDER,
+                )
         elif integrity and secure_scheme and result is None:
             result = "sri-implemented-and-all-scripts-loaded-securely"
-    if not scripts:
+    if not page.scripts:
         return "sri-not-implemented-but-no-scripts-loaded"
     if result is None:
         return (
@@ -609,15 +829,12 @@ def sri_test(scan: Scan) -> str:
 
 
 def xcto_test(scan: Scan) -> str:
-    values = scan.auto.all("x-content-type-options")
-    if not values:
+    header = scan.auto.get("x-content-type-options")
+    if not header:
         return "x-content-type-options-not-implemented"
-    header = scan.auto.get("x-content-type-options") or ""
-    return (
-        "x-content-type-options-nosniff"
-        if header[:256].strip().lower() == "nosniff"
-        else "x-content-type-options-header-invalid"
-    )
+    if header[:256].strip().lower() == "nosniff":
+        return "x-content-type-options-nosniff"
+    return "x-content-type-options-header-invalid"
 
 
 def xfo_test(scan: Scan, csp: dict[str, set[str]] | None) -> str:
@@ -639,20 +856,16 @@ def xfo_test(scan: Scan, csp: dict[str, set[str]] | None) -> str:
 
 def corp_test(scan: Scan) -> str:
     header = scan.auto.get("cross-origin-resource-policy")
-    equiv = _html(scan.auto).equiv.get("cross-origin-resource-policy", [])
-    value = (
-        header[:256].strip().lower()
-        if header
-        else (equiv[-1][:256].strip().lower() if equiv else "")
-    )
-    if not value:
+    if not header:
         return "corp-not-implemented"
     return {
         "same-site": "corp-implemented-with-same-site",
         "same-origin": "corp-implemented-with-same-origin",
         "cross-origin": "corp-implemented-with-cross-origin",
-    }.get(value, "corp-header-invalid")
+    }.get(header[:256].strip().lower(), "corp-header-invalid")
 
+
+# -- COOP and COEP (reported, not scored) ----------------------------------------------
 
 _TOKEN = re.compile(r"^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 _PARAMS = re.compile(
@@ -766,6 +979,13 @@ PASSING = {
 }
 
 
+def _score(tests: Iterable[TestResult]) -> int:
+    tests = list(tests)
+    with_bonus = 100 + sum(t.modifier for t in tests)
+    penalties_only = 100 + sum(t.modifier for t in tests if t.modifier < 0)
+    return max(with_bonus if penalties_only >= EXTRA_CREDIT_MINIMUM else penalties_only, 0)
+
+
 def grade(scan: Scan) -> Grade:
     """Score and grade ``scan`` with the Observatory's algorithm."""
     csp_result, csp = csp_test(scan)
@@ -785,10 +1005,7 @@ def grade(scan: Scan) -> Grade:
         TestResult(name, result, result in PASSING[name], MODIFIERS[result])
         for name, result in results.items()
     )
-    with_bonus = 100 + sum(t.modifier for t in tests)
-    penalties_only = 100 + sum(t.modifier for t in tests if t.modifier < 0)
-    score = with_bonus if penalties_only >= EXTRA_CREDIT_MINIMUM else penalties_only
-    score = max(score, 0)
+    score = _score(tests)
     extra = tuple(
         TestResult(name, result, result in PASSING[name], 0)
         for name, result in (

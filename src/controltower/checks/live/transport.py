@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import warnings
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from controltower.checks.base import Check, CheckContext, register
@@ -21,6 +24,8 @@ PLAIN_HTTP_ADVICE = (
 
 @register
 class Redirect(Check):
+    """The URL is https, and its http:// form redirects to https:// on the same host."""
+
     id = "https.redirect"
     title = "http:// redirects to https:// on the same host"
     category = Category.SECURITY
@@ -29,6 +34,7 @@ class Redirect(Check):
     kind = "live"
     advice_on = frozenset({Target.LOCAL})
     advice_reason = PLAIN_HTTP_ADVICE
+    remedy = "Redirect http to https on the same host (force_https = true on Fly)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         assert ctx.client is not None and ctx.url is not None
@@ -53,6 +59,7 @@ class Redirect(Check):
 async def peer_certificate(
     host: str, port: int, timeout: float = 5.0, context: ssl.SSLContext | None = None
 ) -> tuple[dict[str, object], str]:
+    """The server's certificate (verified against ``context``) and the TLS version negotiated."""
     context = context or ssl.create_default_context()
     _reader, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout
@@ -62,11 +69,50 @@ async def peer_certificate(
         return sslobj.getpeercert() or {}, sslobj.version() or ""
     finally:
         writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def accepts_old_tls(host: str, port: int, timeout: float = 5.0) -> bool | None:
+    """Whether the server completes a TLS 1.0/1.1 handshake; None when this client cannot offer one."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        return None
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout
+        )
+    except ssl.SSLError as exc:
+        return None if "NO_PROTOCOLS_AVAILABLE" in str(exc).upper() else False
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
         await writer.wait_closed()
+    return True
+
+
+TLS_OPTIONS = Fix(
+    "Allow only TLS 1.2 and 1.3",
+    "fly.toml",
+    "[http_service.tls_options]\n  versions = ['TLSv1.2', 'TLSv1.3']",
+)
 
 
 @register
 class Certificate(Check):
+    """The TLS handshake succeeds with a trusted certificate for the host, negotiates TLS 1.2
+    or 1.3, refuses TLS 1.0/1.1 (when this machine's OpenSSL can still offer them), and the
+    certificate has at least [security] cert_min_days left."""
+
     id = "https.certificate"
     title = "The certificate is valid for long enough, over TLS 1.2 or later"
     category = Category.SECURITY
@@ -75,41 +121,48 @@ class Certificate(Check):
     kind = "live"
     advice_on = frozenset({Target.LOCAL})
     advice_reason = PLAIN_HTTP_ADVICE
+    remedy = "Install or renew the certificate (fly certs add <host>; fly certs check <host>) and allow only TLS 1.2+."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         assert ctx.url is not None
         parts = urlsplit(ctx.url)
+        host, port = parts.hostname or "", parts.port or 443
         if parts.scheme != "https":
             return failed(f"{ctx.url} has no TLS", FORCE_HTTPS)
         try:
-            cert, version = await peer_certificate(
-                parts.hostname or "", parts.port or 443, context=ctx.cache.get("ssl_context")
-            )
+            cert, version = await peer_certificate(host, port, context=ctx.ssl_context)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             return failed(
-                f"TLS handshake failed: {exc}",
-                Fix("Install a valid certificate: fly certs add <hostname>"),
+                f"TLS handshake with {host}:{port} failed: {exc}",
+                Fix(
+                    "Serve a certificate issued for this host by a trusted authority",
+                    "",
+                    f"fly certs add {host}\nfly certs check {host}",
+                ),
             )
         expires = datetime.strptime(str(cert["notAfter"]), "%b %d %H:%M:%S %Y %Z").replace(
             tzinfo=UTC
         )
         days = (expires - ctx.clock.now()).days
         minimum = ctx.spec.security.cert_min_days
+        old = await accepts_old_tls(host, port)
         message = f"{version}, certificate expires in {days} days"
+        message += (
+            "" if old is not None else " (TLS 1.0/1.1 not probed: this OpenSSL cannot offer them)"
+        )
+        data: dict[str, Any] = {"days_left": days, "tls": version, "old_tls": old}
         if version not in ("TLSv1.2", "TLSv1.3"):
-            return failed(
-                message + "; TLS below 1.2",
-                Fix(
-                    "Disable TLS 1.0/1.1",
-                    "fly.toml",
-                    "[http_service.tls_options]\n  versions = ['TLSv1.2', 'TLSv1.3']",
-                ),
-            )
+            return failed(message + "; negotiated TLS below 1.2", TLS_OPTIONS, **data)
+        if old:
+            return failed(message + "; TLS 1.0/1.1 are still accepted", TLS_OPTIONS, **data)
         if days < minimum:
             return failed(
                 message + f" (minimum {minimum})",
                 Fix(
-                    "Renew the certificate; check that automatic renewal works (fly certs check <hostname>)"
+                    "Renew the certificate and check that automatic renewal works",
+                    "",
+                    f"fly certs check {host}",
                 ),
+                **data,
             )
-        return passed(message, days_left=days, tls=version)
+        return passed(message, **data)

@@ -23,8 +23,8 @@ from controltower.checks.model import (
     skipped,
     warned,
 )
-from controltower.checks.static.files import read_text
-from controltower.checks.static.flyschema import vm_memory_mb
+from controltower.checks.static.files import line_of, read_text
+from controltower.checks.static.flyconfig import normalize, vm_memory_mb
 from controltower.spec.service import Stack, Target
 
 CONTAINERS = frozenset({Target.DOCKER, Target.KUBERNETES, Target.FLY})
@@ -32,6 +32,26 @@ NODE = (Stack.NODE, Stack.NEXTJS)
 SECRET_NAME = re.compile(
     r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|API_KEY|ACCESS_KEY|CREDENTIAL", re.IGNORECASE
 )
+SECRET_VALUES = ("sk_live_", "sk_test_", "rk_live_", "whsec_", "ghp_", "github_pat_", "AKIA")
+# hadolint DL3064: names known to hold credentials that the substrings below do not catch.
+KNOWN_SENSITIVE = frozenset(
+    {
+        "APPLICATION_KEY",
+        "CI_DEPLOY_USER",
+        "DOCKER_EMAIL",
+        "FACEBOOK_APP_ID",
+        "HEROKU_API_USER",
+        "OKTA_AUTHN_GROUPID",
+        "OKTA_CLIENT_ORGURL",
+        "OKTA_OAUTH2_CLIENTID",
+        "STRIPE_DEVICE_NAME",
+        "TRAVIS_OS_NAME",
+        "TRAVIS_SECURE_ENV_VARS",
+        "TRAVIS_SUDO",
+    }
+)
+HEAP_FLAG = re.compile(r"--max[-_]old[-_]space[-_]size[= ](\d+)")
+SUSPICIOUS = ("api_key", "client_key", "password", "private", "secret", "token", "username")
 
 
 @dataclass(frozen=True)
@@ -43,10 +63,14 @@ class Instruction:
 
 
 def parse(text: str) -> list[Instruction]:
-    """Instructions with their first line, continuation lines joined, comments dropped."""
+    """Instructions with their first line: continuations joined, heredoc bodies kept, comments dropped."""
     out: list[Instruction] = []
     buffer, start, stage = "", 0, -1
-    for number, raw in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    number = 0
+    while number < len(lines):
+        raw = lines[number]
+        number += 1
         line = raw.strip()
         if not buffer and (not line or line.startswith("#")):
             continue
@@ -58,6 +82,13 @@ def parse(text: str) -> list[Instruction]:
             buffer += line[:-1] + " "
             continue
         buffer += line
+        for marker in re.findall(r"<<-?[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?", buffer):
+            body = []
+            while number < len(lines) and lines[number].strip() != marker:
+                body.append(lines[number])
+                number += 1
+            number += 1
+            buffer += "\n" + "\n".join(body)
         keyword, _, args = buffer.partition(" ")
         keyword = keyword.upper()
         if keyword == "FROM":
@@ -65,6 +96,38 @@ def parse(text: str) -> list[Instruction]:
         out.append(Instruction(keyword, args.strip(), start, stage))
         buffer = ""
     return out
+
+
+def global_args(instructions: list[Instruction]) -> dict[str, str]:
+    """Default values of the ARGs declared before the first FROM (they parameterise FROM lines)."""
+    found: dict[str, str] = {}
+    for i in instructions:
+        if i.keyword == "FROM":
+            break
+        if i.keyword == "ARG":
+            name, _, default = i.args.partition("=")
+            found[name.strip()] = default.strip().strip("\"'")
+    return found
+
+
+def expand(text: str, variables: dict[str, str]) -> str | None:
+    """``$NAME`` / ``${NAME}`` / ``${NAME:-default}`` substituted; None when one has no value."""
+    missing = False
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1) or match.group(2)
+        default = match.group(3)
+        value = variables.get(name) or default
+        if value is None:
+            missing = True
+            return ""
+        return value
+
+    result = re.sub(
+        r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\})", one, text
+    )
+    return None if missing else result
 
 
 class DockerCheck(Check):
@@ -88,11 +151,15 @@ class DockerCheck(Check):
 
 @register
 class MultiStage(DockerCheck):
+    """The Dockerfile has at least two FROM stages, so build tools stay out of the runtime
+    image."""
+
     id = "docker.multistage"
     title = "The image is built in stages"
     category = Category.PERFORMANCE
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Build in one stage and copy only the output into a slim runtime stage."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         stages = sum(1 for i in instructions if i.keyword == "FROM")
@@ -111,12 +178,15 @@ class MultiStage(DockerCheck):
 
 @register
 class NonRootUser(DockerCheck):
+    """The final stage ends with a USER that is not root or 0."""
+
     id = "docker.user"
     title = "The final stage runs as a non-root USER"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     hadolint = "DL3002"
+    remedy = "Add USER node (Node images) or create an unprivileged user and switch to it."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         users = [i for i in self.final(instructions) if i.keyword == "USER"]
@@ -137,31 +207,43 @@ class NonRootUser(DockerCheck):
 
 @register
 class PinnedBase(DockerCheck):
+    """Every FROM names a tag or digest other than latest; ARG defaults used in FROM are
+    resolved first. Stage names and scratch are fine."""
+
     id = "docker.base_pinned"
     title = "Base images are pinned to a version, not latest"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
-    hadolint = "DL3007,DL3006"
+    hadolint = "DL3006,DL3007"
+    remedy = "Pin the base image to a version tag (node:22-slim) or a digest."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         stages: set[str] = set()
-        bad = []
+        variables = global_args(instructions)
+        bad, codes = [], []
         first = 0
         for i in instructions:
             if i.keyword != "FROM":
                 continue
             words = [w for w in i.args.split() if not w.startswith("--")]
-            image = words[0] if words else ""
+            written = words[0] if words else ""
             if len(words) >= 3 and words[1].upper() == "AS":
                 stages.add(words[2].lower())
-            if image.lower() in stages or image == "scratch" or "@sha256:" in image:
+            image = expand(written, variables)
+            if (
+                image is None
+                or written.lower() in stages
+                or image == "scratch"
+                or "@sha256:" in image
+            ):
                 continue
             tag = image.rsplit("/", 1)[-1].partition(":")[2]
             if not tag or tag == "latest":
-                bad.append(
-                    f"line {i.line}: {image} ({'DL3007 latest' if tag else 'DL3006 no tag'})"
-                )
+                code = "DL3007" if tag else "DL3006"
+                shown = image if image == written else f"{written} ({image})"
+                bad.append(f"line {i.line}: {shown}: {'latest' if tag else 'no tag'} ({code})")
+                codes.append(code)
                 first = first or i.line
         if bad:
             base = "node:22-slim" if ctx.spec.service.stack in NODE else "python:3.12-slim"
@@ -170,12 +252,15 @@ class PinnedBase(DockerCheck):
                 Fix("Pin the base image to a version (or a digest)", name, f"FROM {base}"),
                 location=Location(name, first),
                 details=bad,
+                hadolint=",".join(sorted(set(codes))),
             )
         return passed("every base image is pinned")
 
 
 @register
 class InitProcess(DockerCheck):
+    """The final stage runs tini or dumb-init in its ENTRYPOINT, CMD or RUN lines."""
+
     id = "docker.init"
     title = "An init process (tini or dumb-init) reaps zombies and forwards signals"
     category = Category.RELIABILITY
@@ -183,6 +268,7 @@ class InitProcess(DockerCheck):
     severity = Severity.MEDIUM
     advice_on = frozenset({Target.FLY})
     advice_reason = "Fly Machines run Fly's own init as PID 1"
+    remedy = 'Install tini and use ENTRYPOINT ["/usr/bin/tini", "--"]; on Fly, Fly\'s init is PID 1 already.'
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         text = " ".join(
@@ -202,13 +288,17 @@ class InitProcess(DockerCheck):
 
 @register
 class HealthCheck(DockerCheck):
+    """The final stage declares a HEALTHCHECK (not HEALTHCHECK NONE)."""
+
     id = "docker.healthcheck"
     title = "The image declares a HEALTHCHECK"
     category = Category.HEALTH
     gate = Gate.DEPLOY
     severity = Severity.MEDIUM
+    hadolint = "DL3057"
     advice_on = frozenset({Target.FLY, Target.KUBERNETES})
     advice_reason = "the platform ignores HEALTHCHECK; checks live in fly.toml or the pod's probes"
+    remedy = "Add a HEALTHCHECK that requests the liveness path; on Fly and Kubernetes the platform's own checks do this job."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if any(
@@ -224,29 +314,35 @@ class HealthCheck(DockerCheck):
                 name,
                 f'HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD ["wget", "-qO-", "http://127.0.0.1:{port}{path}"]',
             ),
+            location=Location(name, self.final(instructions)[0].line) if instructions else None,
         )
 
 
 @register
 class NoSecrets(DockerCheck):
+    """No ENV or ARG (ONBUILD included) has a credential's name (hadolint DL3064's list and
+    patterns, and more) or a key-shaped value (sk_live_, whsec_, ghp_, AKIA...)."""
+
     id = "docker.secrets"
     title = "No secrets in ENV or ARG"
     category = Category.SECURITY
     gate = Gate.CORE
     severity = Severity.CRITICAL
+    hadolint = "DL3064"
+    remedy = "Pass secrets at run time (fly secrets set) or with RUN --mount=type=secret; rotate any that shipped in an image."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         bad = []
         for i in instructions:
-            if i.keyword not in ("ENV", "ARG"):
+            keyword, args = i.keyword, i.args
+            if keyword == "ONBUILD":
+                keyword, _, args = args.partition(" ")
+                keyword = keyword.upper()
+            if keyword not in ("ENV", "ARG"):
                 continue
-            for key, _, value in re.findall(
-                r"([A-Za-z_][A-Za-z0-9_]*)(=(\"[^\"]*\"|'[^']*'|\S+))?", i.args
-            ):
-                if SECRET_NAME.search(key) or value.strip("=\"'").startswith(
-                    ("sk_live_", "sk_test_", "whsec_")
-                ):
-                    bad.append(f"line {i.line}: {i.keyword} {key}")
+            for key, value in _assignments(keyword, args):
+                if sensitive(key) or value.strip("\"'").startswith(SECRET_VALUES):
+                    bad.append(f"line {i.line}: {keyword} {key}")
         if bad:
             return failed(
                 "secrets baked into the image: " + "; ".join(bad),
@@ -261,14 +357,41 @@ class NoSecrets(DockerCheck):
         return passed("no secret-like ENV or ARG")
 
 
+def _assignments(keyword: str, args: str) -> list[tuple[str, str]]:
+    """(name, value) pairs of an ENV or ARG; the legacy ``ENV NAME value`` form too."""
+    if keyword == "ENV" and "=" not in args.split(" ", 1)[0]:
+        key, _, value = args.partition(" ")
+        return [(key, value)]
+    return [
+        (key, value.lstrip("="))
+        for key, value, _ in re.findall(
+            r"([A-Za-z_][A-Za-z0-9_.-]*)(=(\"[^\"]*\"|'[^']*'|\S+))?", args
+        )
+    ]
+
+
+def sensitive(name: str) -> bool:
+    """hadolint DL3064's test (known names, suspicious substrings) widened with ours."""
+    upper = name.upper()
+    return (
+        upper in KNOWN_SENSITIVE
+        or any(s in name.lower() for s in SUSPICIOUS)
+        or bool(SECRET_NAME.search(name))
+    )
+
+
 @register
 class JsonCmd(DockerCheck):
+    """The final stage has a CMD or ENTRYPOINT, each in the JSON (exec) form and declared
+    once."""
+
     id = "docker.cmd_json"
-    title = "CMD and ENTRYPOINT use the JSON (exec) form"
+    title = "CMD and ENTRYPOINT use the JSON (exec) form, once each"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
-    hadolint = "DL3025"
+    hadolint = "DL3025,DL4003,DL4004"
+    remedy = 'Write CMD ["node", "server.js"]: the exec form makes the app PID 1\'s child that receives SIGTERM.'
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         commands = [i for i in self.final(instructions) if i.keyword in ("CMD", "ENTRYPOINT")]
@@ -277,28 +400,52 @@ class JsonCmd(DockerCheck):
                 "no CMD or ENTRYPOINT in the final stage",
                 Fix("Declare the command", name, 'CMD ["node", "server.js"]'),
             )
+        problems, codes, fixes, first = [], [], [], 0
         for i in commands:
             try:
                 ok = isinstance(json.loads(i.args), list)
             except json.JSONDecodeError:
                 ok = False
             if not ok:
-                exec_form = json.dumps(i.args.split())
-                return failed(
-                    f"{i.keyword} in shell form: the app does not get SIGTERM",
-                    Fix("Use the exec form", name, f"{i.keyword} {exec_form}"),
-                    location=Location(name, i.line),
+                problems.append(
+                    f"line {i.line}: {i.keyword} in shell form: the app does not get SIGTERM (DL3025)"
                 )
+                codes.append("DL3025")
+                fixes.append(f"{i.keyword} {json.dumps(i.args.split())}")
+                first = first or i.line
+        for keyword, code in (("CMD", "DL4003"), ("ENTRYPOINT", "DL4004")):
+            repeated = [i for i in commands if i.keyword == keyword]
+            if len(repeated) > 1:
+                problems.append(
+                    f"line {repeated[-1].line}: {len(repeated)} {keyword} instructions; only the last takes effect ({code})"
+                )
+                codes.append(code)
+                first = first or repeated[-1].line
+        if problems:
+            return failed(
+                "; ".join(p.split(": ", 1)[1] for p in problems),
+                Fix(
+                    "Use the exec form, one CMD (and at most one ENTRYPOINT)",
+                    name,
+                    "\n".join(fixes) or 'CMD ["node", "server.js"]',
+                ),
+                location=Location(name, first),
+                details=problems,
+                hadolint=",".join(sorted(set(codes))),
+            )
         return passed("exec form")
 
 
 @register
 class NodeEnv(DockerCheck):
+    """For Node apps, the final stage sets ENV NODE_ENV=production."""
+
     id = "docker.node_env"
     title = "NODE_ENV=production in the runtime image"
     category = Category.CONFIG
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Add ENV NODE_ENV=production to the runtime stage (Next.js sets it itself)."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if ctx.spec.service.stack not in NODE:
@@ -323,50 +470,69 @@ class NodeEnv(DockerCheck):
 
 @register
 class NodeHeap(DockerCheck):
+    """For Node apps, --max-old-space-size (in the Dockerfile, or NODE_OPTIONS / processes
+    in fly.toml) is between a quarter and 85% of the VM memory."""
+
     id = "docker.node_heap"
     title = "Node's heap limit fits the VM memory"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
+    remedy = 'Set ENV NODE_OPTIONS="--max-old-space-size=<75% of the VM memory in MB>".'
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
         if ctx.spec.service.stack not in NODE:
             return skipped("not a Node app")
         memory = ctx.spec.service.memory // (1024 * 1024)
-        fly_text = (
-            read_text(ctx.path(ctx.spec.service.fly_toml)) if ctx.target is Target.FLY else None
-        )
+        fly_name = ctx.spec.service.fly_toml
+        fly_text = read_text(ctx.path(fly_name)) if ctx.target is Target.FLY else None
+        fly: dict[str, object] = {}
         if fly_text:
             with contextlib.suppress(tomllib.TOMLDecodeError):
-                memory = vm_memory_mb(tomllib.loads(fly_text))
+                fly = normalize(tomllib.loads(fly_text))
+                memory = vm_memory_mb(fly)
         heap = int(memory * 0.75)
         fix = Fix(
             f"Cap the heap at about 75% of the VM's {memory} MB",
             name,
             f'ENV NODE_OPTIONS="--max-old-space-size={heap}"',
         )
-        found = [
-            (i, m)
-            for i in instructions
-            for m in re.findall(r"--max[-_]old[-_]space[-_]size[= ](\d+)", i.args)
+        found: list[tuple[Location, str]] = [
+            (Location(name, i.line), m) for i in instructions for m in HEAP_FLAG.findall(i.args)
         ]
+        # fly.toml [env] and [processes] apply at run time, over the image's ENV.
+        env = fly.get("env")
+        processes = fly.get("processes")
+        for key, text in [
+            *(
+                ("env", str(v))
+                for k, v in (env.items() if isinstance(env, dict) else [])
+                if k == "NODE_OPTIONS"
+            ),
+            *(
+                ("processes", str(v))
+                for v in (processes.values() if isinstance(processes, dict) else [])
+            ),
+        ]:
+            for m in HEAP_FLAG.findall(text):
+                found.append((Location(fly_name, line_of(fly_text or "", rf"^\s*\[{key}\]")), m))
         if not found:
             return warned(
                 f"no --max-old-space-size: Node may grow past the VM's {memory} MB and be OOM-killed",
                 fix,
             )
-        instruction, value = found[-1]
+        where, value = found[-1]
         size = int(value)
         if size > memory * 0.85:
             return failed(
                 f"--max-old-space-size={size} is above 85% of the VM's {memory} MB",
                 fix,
-                location=Location(name, instruction.line),
+                location=where,
             )
         if size < memory * 0.25:
             return warned(
                 f"--max-old-space-size={size} uses under a quarter of the VM's {memory} MB",
                 fix,
-                location=Location(name, instruction.line),
+                location=where,
             )
         return passed(f"heap {size} MB of {memory} MB")

@@ -32,8 +32,10 @@ async def values(ctx: CheckContext) -> dict[str, Value]:
 
 
 class RuleCheck(Check):
+    """A rule of the env catalog; a failure names each variable and shows the lines to set."""
+
     rule: ClassVar[str]
-    fix: ClassVar[Fix]
+    fix_file: ClassVar[str] = ".env"
 
     async def run(self, ctx: CheckContext) -> Outcome:
         found = await values(ctx)
@@ -44,31 +46,64 @@ class RuleCheck(Check):
         location = (
             Location(first.rsplit(":", 1)[0], int(first.rsplit(":", 1)[1])) if first else None
         )
+        files = sorted({p.where.rsplit(":", 1)[0] for p in problems if ":" in p.where})
         return failed(
             "; ".join(str(p) for p in problems[:5])
             + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
-            self.fix,
+            Fix(
+                self.remedy,
+                files[0] if len(files) == 1 else self.fix_file,
+                "\n".join(dict.fromkeys(self.line(ctx, p) for p in problems)),
+            ),
             location=location,
             details=[str(p) for p in problems],
         )
+
+    def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
+        return f"{problem.name}=<the real value>"
 
     def ok(self, ctx: CheckContext, found: dict[str, Value]) -> str:
         return "ok"
 
 
+def _hint(ctx: CheckContext, name: str) -> str:
+    var = ctx.spec.env.vars.get(name)
+    if var is None:
+        return "<value>"
+    fmt = var.format.value
+    if fmt == "enum":
+        return "|".join(var.values)
+    if fmt == "prefix":
+        prefixes = [var.prefix] if isinstance(var.prefix, str) else var.prefix
+        return f"{prefixes[0]}..."
+    return {
+        "url": "<https://host/...>",
+        "email": "<name@example.com>",
+        "int": "<integer>",
+        "bool": "true",
+        "regex": f"<matching {var.pattern}>",
+    }.get(fmt, "<value>")
+
+
 @register
 class Required(RuleCheck):
+    """Every required variable of [env.vars] that applies to this environment is set in the
+    process environment, a .env file or fly secrets."""
+
     id = "env.required"
     title = "Every required variable is set"
     category = Category.CONFIG
     gate = Gate.CORE
     severity = Severity.HIGH
     rule = "required"
-    fix = Fix(
-        "Set the missing variables (fly secrets set NAME=... or the .env file)",
-        "",
-        "fly secrets set NAME=value",
-    )
+    remedy = "Set each missing variable: fly secrets set NAME=... for secrets, the .env file or [env] in fly.toml for the rest."
+
+    def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
+        var = ctx.spec.env.vars.get(problem.name)
+        value = _hint(ctx, problem.name)
+        if var is not None and var.secret and ctx.spec.service.target.value == "fly":
+            return f"fly secrets set {problem.name}={value}"
+        return f"{problem.name}={value}"
 
     def ok(self, ctx: CheckContext, found: dict[str, Value]) -> str:
         return f"{sum(1 for v in ctx.spec.env.vars.values() if v.required)} required variables set"
@@ -76,81 +111,121 @@ class Required(RuleCheck):
 
 @register
 class Formats(RuleCheck):
+    """Every value found fits its declared format: url, email, int, bool, enum, regex or
+    prefix."""
+
     id = "env.format"
     title = "Values fit their declared format"
     category = Category.CONFIG
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     rule = "format"
-    fix = Fix("Correct the values; the format is in [env.vars.<NAME>] of tower.toml")
+    remedy = "Correct each value; its format is declared in [env.vars.<NAME>] of tower.toml."
+
+    def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
+        return f"{problem.name}={_hint(ctx, problem.name)}"
 
 
 @register
 class Placeholders(RuleCheck):
+    """No value is a placeholder: empty (for required variables), [YOUR_KEY], <...>, {{...}},
+    changeme, xxx, todo, your-..., example, dummy, none."""
+
     id = "env.placeholder"
     title = "No placeholder or empty values"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     rule = "placeholder"
-    fix = Fix(
-        "Replace placeholders ([YOUR_KEY], changeme, xxx, empty) with real values",
-        ".env",
-        "STRIPE_SECRET_KEY=<the real key from the Stripe dashboard>",
-    )
+    remedy = "Put the real value in the .env file or in fly secrets."
+
+    def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
+        return f"{problem.name}=<the real value, from the provider's dashboard>"
 
 
 @register
 class ClientSecrets(RuleCheck):
+    """No variable carrying a client prefix (NEXT_PUBLIC_ or [env] client_prefixes) is a
+    catalog secret, has a secret's name, or holds a server-side key (sk_live_, rk_, whsec_,
+    phx_)."""
+
     id = "env.client_secret"
     title = "No secret is exposed to the browser"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.CRITICAL
     rule = "client_secret"
-    fix = Fix(
-        "Drop the client prefix and read the secret on the server only; rotate the key, it has shipped in bundles",
-        ".env",
-        "STRIPE_SECRET_KEY=sk_...   # server only, no NEXT_PUBLIC_",
-    )
+    remedy = "Drop the client prefix and read the value on the server only; rotate the key, it has shipped in browser bundles."
+
+    def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
+        prefix = rules.client_prefix(ctx.spec, problem.name) or ""
+        server = problem.name[len(prefix) :]
+        return f"{server}=<a new key; rotate the exposed one>   # instead of {problem.name}"
 
 
 @register
 class KeyShapes(RuleCheck):
+    """Stripe keys are live in production and test elsewhere, secret keys are sk_/rk_, webhook
+    secrets whsec_, PostHog keys phc_, Supabase URLs https://<ref>.supabase.co."""
+
     id = "env.key_shapes"
     title = "Keys have the right shape: live in production, test elsewhere"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
     rule = "key_shape"
-    fix = Fix(
-        "Use sk_live_/pk_live_ keys in production only, sk_test_/pk_test_ elsewhere; phc_ for PostHog; https://<ref>.supabase.co for Supabase"
-    )
+    remedy = "Use the key of the right kind and environment from the provider's dashboard."
+
+    def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
+        name, upper = problem.name, problem.name.upper()
+        live = ctx.is_production
+        if "STRIPE" in upper and "WEBHOOK" in upper:
+            return f"{name}=whsec_..."
+        if "STRIPE" in upper or "sk_" in problem.message or "pk_" in problem.message:
+            kind = "pk" if "pk_" in problem.message or "PUBLISHABLE" in upper else "sk"
+            return f"{name}={kind}_{'live' if live else 'test'}_..."
+        if "POSTHOG" in upper:
+            return f"{name}=phc_..."
+        if "SUPABASE" in upper:
+            return f"{name}=https://<project-ref>.supabase.co"
+        return f"{name}=<a key of the right kind>"
 
 
 def dotenv_files(ctx: CheckContext) -> list[str]:
     names = set(env_files(ctx.spec, ctx.environment))
-    names |= {p.name for p in ctx.root.glob(".env*") if p.is_file() and p.name != ".env.example"}
+    names |= {p.name for p in ctx.root.iterdir() if p.is_file() and dotenv.is_dotenv(p.name)}
     return sorted(n for n in names if (ctx.root / n).is_file())
 
 
 @register
 class Lint(Check):
+    """.env files pass dotenv-linter's checks, and their values fit the catalog
+    (SchemaViolation). UnorderedKey alone is a warning."""
+
     id = "env.lint"
     title = ".env files are well formed (dotenv-linter rules)"
     category = Category.CONFIG
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Drop the client prefix and read the value on the server only; rotate the key, it has shipped in browser bundles."
+    remedy = "Correct the value; the expected format is in [env.vars.<NAME>] of tower.toml."
+    remedy = "Use the key of the right kind and environment from the provider's dashboard."
+    remedy = "Fix each line listed; `tower env lint` shows them with the rule and line."
+    remedy = "Put the real value in the .env file or in fly secrets."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         files = dotenv_files(ctx)
         if not files:
             return skipped("no .env files")
-        problems = [
-            p
-            for f in files
-            for p in dotenv.lint((ctx.root / f).read_text(encoding="utf-8", errors="replace"), f)
-        ]
+        problems: list[dotenv.LintProblem] = []
+        fixes: list[str] = []
+        for f in files:
+            text = (ctx.root / f).read_text(encoding="utf-8", errors="replace")
+            found = dotenv.lint(text, f, catalog=ctx.spec.env.vars if f != ".env.example" else None)
+            problems += found
+            fixes += [
+                f"{f} {s}" for s in dotenv.suggestions(text, [p for p in found if not p.warning])
+            ]
         if not problems:
             return passed(f"{len(files)} file{'s' if len(files) != 1 else ''} clean")
         errors = [p for p in problems if not p.warning]
@@ -158,7 +233,7 @@ class Lint(Check):
         first = (errors or problems)[0]
         return make(
             f"{len(errors)} problem{'s' if len(errors) != 1 else ''}, {len(problems) - len(errors)} warning{'s' if len(problems) - len(errors) != 1 else ''}",
-            Fix("Fix each line listed (`tower env lint` shows them)", first.file),
+            Fix(self.remedy, first.file, "\n".join(fixes)),
             location=Location(first.file, first.line),
             details=[str(p) for p in problems],
         )
@@ -166,11 +241,14 @@ class Lint(Check):
 
 @register
 class Example(Check):
+    """.env.example exists and lists every variable of [env.vars]."""
+
     id = "env.example"
     title = ".env.example lists every variable of the catalog"
     category = Category.DELIVERY
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Run `tower env example` to write it from the catalog."
 
     async def run(self, ctx: CheckContext) -> Outcome:
         if not ctx.spec.env.vars:

@@ -19,7 +19,9 @@ from controltower.checks.model import (
     warned,
 )
 from controltower.checks.static.files import fly_toml, line_of
-from controltower.checks.static.flyschema import seconds, validate, vm_memory_mb
+from controltower.checks.static.flyconfig import normalize, tables, vm_memory_mb
+from controltower.checks.static.flyschema import dotted, seconds, validate
+from controltower.spec import tomlscan
 from controltower.spec.service import Target
 
 FLY = frozenset({Target.FLY})
@@ -32,6 +34,16 @@ MIGRATION = re.compile(
 )
 
 
+def generated_fly_toml(ctx: CheckContext) -> str:
+    """The fly.toml ``tower generate fly-toml`` would write, or "" when it cannot."""
+    from controltower.generate import build
+
+    try:
+        return build(ctx.spec, "fly-toml", ctx.root)[0].content
+    except Exception:  # the fix is a convenience; the finding stands without it
+        return ""
+
+
 class FlyCheck(Check):
     targets: ClassVar[frozenset[Target]] = FLY
 
@@ -42,8 +54,9 @@ class FlyCheck(Check):
                 failed(
                     f"no {ctx.spec.service.fly_toml} in {ctx.root}",
                     Fix(
-                        "Create it: `tower generate fly` or `fly launch --no-deploy`",
+                        "Create it with `tower generate fly-toml` (its content, from tower.toml, is below)",
                         ctx.spec.service.fly_toml,
+                        generated_fly_toml(ctx),
                     ),
                 )
                 if self.id == "fly.config"
@@ -52,59 +65,84 @@ class FlyCheck(Check):
         name, text, data = loaded
         if "__error__" in data:
             if self.id == "fly.config":
+                error = str(data["__error__"])
+                match = re.search(r"at line (\d+)", error)
                 return failed(
-                    f"{name} is not valid TOML: {data['__error__']}",
-                    Fix("Fix the TOML syntax", name),
+                    f"{name} is not valid TOML: {error}",
+                    Fix("Fix the TOML syntax at the line given", name),
+                    location=Location(name, int(match.group(1)) if match else 0),
                 )
             return skipped(f"{name} does not parse")
-        return self.judge(ctx, name, text, data)
+        return self.judge(ctx, name, text, data if self.raw else normalize(data))
+
+    raw: ClassVar[bool] = False
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         raise NotImplementedError
 
     @staticmethod
     def service(data: dict[str, Any]) -> dict[str, Any]:
+        """The service that takes HTTP traffic: [http_service], else the first [[services]]."""
         http = data.get("http_service")
         if isinstance(http, dict):
             return http
-        services = data.get("services") or []
+        services = tables(data.get("services") or [])
         return services[0] if services and isinstance(services[0], dict) else {}
 
 
 @register
 class FlyConfig(FlyCheck):
+    """fly.toml exists, parses, and every key and value fits Fly's configuration reference:
+    known keys, types, allowed values, ranges (kill_timeout, check intervals, volume sizes,
+    VM memory per CPU) and cross-key rules (process groups, canary/bluegreen with volumes,
+    force_https on an http handler)."""
+
     id = "fly.config"
     title = "fly.toml exists and every key fits Fly's schema"
     category = Category.CONFIG
     gate = Gate.CORE
     severity = Severity.HIGH
+    raw = True
+    remedy = (
+        "Fix each key listed; `tower generate fly-toml` writes a complete file from tower.toml."
+    )
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
-        problems = validate(data)
+        lines = tomlscan.key_lines(text)
+        found = validate(data)
         if not data.get("app"):
-            problems.insert(0, "app: missing (the Fly app name)")
+            found.insert(0, (("app",), "missing (the Fly app name)"))
         if not data.get("http_service") and not data.get("services"):
-            problems.append("http_service: missing: nothing routes traffic to the app")
-        if problems:
-            first = problems[0].split(":", 1)[0].split("[", 1)[0].split(".")[-1]
-            return failed(
-                f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {name}",
-                Fix("Remove unknown keys and fix the values listed", name),
-                location=Location(
-                    name, line_of(text, rf"^\s*{re.escape(first)}\s*=|\[+[^\]]*{re.escape(first)}")
-                ),
-                details=problems,
-            )
-        return passed(f"{name} fits Fly's schema")
+            found.append((("http_service",), "missing: nothing routes traffic to the app"))
+        if not found:
+            return passed(f"{name} fits Fly's schema")
+        located = sorted(
+            ((tomlscan.line_of(lines, path), dotted(path), message) for path, message in found),
+            key=lambda item: item[0],
+        )
+        details = [f"line {line}: {key}: {message}" for line, key, message in located]
+        first_line, first_key, first_message = located[0]
+        return failed(
+            f"{len(found)} problem{'s' if len(found) != 1 else ''} in {name}; first: {first_key}: {first_message}",
+            Fix(
+                "Fix each key listed (Fly's reference: https://fly.io/docs/reference/configuration/)",
+                name,
+            ),
+            location=Location(name, first_line),
+            details=details,
+        )
 
 
 @register
 class FlyMemory(FlyCheck):
+    """The VM serving the HTTP service has at least 512 MB and at least [service] memory."""
+
     id = "fly.memory"
     title = "The VM has at least 512 MB and what the app needs"
     category = Category.RELIABILITY
     gate = Gate.CORE
     severity = Severity.HIGH
+    remedy = "Give [[vm]] memory = '<MB>mb' with at least what the app needs."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         have = vm_memory_mb(data)
@@ -125,43 +163,69 @@ class FlyMemory(FlyCheck):
 
 @register
 class FlyHealthChecks(FlyCheck):
+    """The HTTP service has HTTP checks whose path is one of the spec's health paths
+    (liveness, readiness, simple); top-level [checks] alone is a warning, as they do not
+    steer traffic."""
+
     id = "fly.health_checks"
     title = "The HTTP service has health checks on the spec's health path"
     category = Category.HEALTH
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = (
+        "Add [[http_service.checks]] with path = the readiness path, an interval and a timeout."
+    )
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         health = ctx.spec.health
         paths = {p for p in (health.liveness, health.readiness, health.simple) if p}
         service = self.service(data)
-        checks = service.get("checks") or service.get("http_checks") or []
-        checks = [checks] if isinstance(checks, dict) else checks
-        seen = {c.get("path", "") for c in checks if isinstance(c, dict)}
+        checks = [
+            c
+            for c in tables(service.get("checks") or service.get("http_checks") or [])
+            if isinstance(c, dict)
+        ]
+        top = [
+            c
+            for c in (data.get("checks") or {}).values()
+            if isinstance(c, dict) and c.get("type") == "http"
+        ]
+        seen = {str(c.get("path", "")) for c in [*checks, *top]}
+        section = "http_service.checks" if "http_service" in data else "services.http_checks"
         fix = Fix(
             "Add an HTTP check on the readiness path",
             name,
-            "[[http_service.checks]]\n  grace_period = '10s'\n  interval = '15s'\n  method = 'GET'\n"
+            f"[[{section}]]\n  grace_period = '10s'\n  interval = '15s'\n  method = 'GET'\n"
             f"  timeout = '2s'\n  path = '{health.readiness}'",
         )
-        if not checks:
+        if not checks and not top:
             return failed("the HTTP service has no health checks", fix)
         if not seen & paths:
             return failed(
                 f"health checks probe {', '.join(sorted(seen)) or '(no path)'}, not {', '.join(sorted(paths))}",
                 fix,
-                location=Location(name, line_of(text, r"checks\]\]")),
+                location=Location(name, line_of(text, r"checks\]")),
+            )
+        if not checks:
+            return warned(
+                "only top-level [checks] probe the health path: they do not take failing machines out of the load balancer",
+                fix,
+                location=Location(name, line_of(text, r"^\[checks")),
             )
         return passed(f"checks on {', '.join(sorted(seen & paths))}")
 
 
 @register
 class FlyConcurrency(FlyCheck):
+    """The HTTP service's concurrency is type requests with soft_limit and hard_limit, soft
+    not above hard."""
+
     id = "fly.concurrency"
     title = "Concurrency is counted in requests with soft and hard limits"
     category = Category.PERFORMANCE
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Add [http_service.concurrency] with type = 'requests', soft_limit and hard_limit."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         concurrency = self.service(data).get("concurrency") or {}
@@ -196,11 +260,14 @@ class FlyConcurrency(FlyCheck):
 
 @register
 class FlyMinMachines(FlyCheck):
+    """min_machines_running is at least 1 (at least 2 in production)."""
+
     id = "fly.min_machines"
     title = "Machines keep running: at least 1, at least 2 in production"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Set min_machines_running = 2 under [http_service] for production."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         running = self.service(data).get("min_machines_running", 0)
@@ -221,12 +288,16 @@ class FlyMinMachines(FlyCheck):
 
 @register
 class FlyAutoStop(FlyCheck):
+    """In production, auto_stop_machines is off, so no machine stops when idle and cold-
+    starts on the next request."""
+
     id = "fly.auto_stop"
     title = "Machines are not stopped automatically in production"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
     production_only = True
+    remedy = "Set auto_stop_machines = 'off' under [http_service]."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         value = self.service(data).get("auto_stop_machines", "off")
@@ -245,11 +316,14 @@ class FlyAutoStop(FlyCheck):
 
 @register
 class FlyForceHttps(FlyCheck):
+    """force_https is on for the HTTP service (or on an http port of [[services]])."""
+
     id = "fly.force_https"
     title = "HTTP is redirected to HTTPS by the proxy"
     category = Category.SECURITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Set force_https = true under [http_service]."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         service = self.service(data)
@@ -269,11 +343,14 @@ class FlyForceHttps(FlyCheck):
 
 @register
 class FlyDeployStrategy(FlyCheck):
+    """[deploy] strategy is set (immediate in production is a warning)."""
+
     id = "fly.deploy_strategy"
     title = "A deploy strategy is chosen"
     category = Category.DELIVERY
     gate = Gate.DEPLOY
     severity = Severity.MEDIUM
+    remedy = "Choose rolling, canary or bluegreen under [deploy]."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         strategy = (data.get("deploy") or {}).get("strategy")
@@ -292,11 +369,15 @@ class FlyDeployStrategy(FlyCheck):
 
 @register
 class FlyReleaseCommand(FlyCheck):
+    """[deploy] release_command is set, is not a build (npm/pnpm/yarn/bun run build, next
+    build, vite build) and looks like a migration."""
+
     id = "fly.release_command"
     title = "release_command runs migrations, not a build"
     category = Category.DELIVERY
     gate = Gate.CORE
     severity = Severity.HIGH
+    remedy = "Build in the Dockerfile; run the migration (prisma migrate deploy, alembic upgrade head, ...) as release_command."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         command = (data.get("deploy") or {}).get("release_command")
@@ -327,11 +408,14 @@ class FlyReleaseCommand(FlyCheck):
 
 @register
 class FlyKill(FlyCheck):
+    """kill_signal and kill_timeout are set and the timeout is at least 5 seconds."""
+
     id = "fly.kill"
     title = "kill_signal and kill_timeout give the app a graceful shutdown"
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
+    remedy = "Set kill_signal = 'SIGTERM' and kill_timeout = '30s' so requests can drain."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         signal, timeout = data.get("kill_signal"), seconds(data.get("kill_timeout"))
@@ -348,11 +432,14 @@ class FlyKill(FlyCheck):
 
 @register
 class FlyMetrics(FlyCheck):
+    """fly.toml has a [metrics] section, so Fly scrapes the app's Prometheus metrics."""
+
     id = "fly.metrics"
     title = "[metrics] exposes the app's Prometheus metrics to Fly"
     category = Category.OBSERVABILITY
     gate = Gate.DEPLOY
     severity = Severity.LOW
+    remedy = "Add [metrics] with the app's port and path = '/metrics'."
 
     def judge(self, ctx: CheckContext, name: str, text: str, data: dict[str, Any]) -> Outcome:
         metrics = data.get("metrics")

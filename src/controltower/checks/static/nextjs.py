@@ -63,10 +63,13 @@ def _strip_comments(text: str) -> str:
 
 @register
 class PoweredBy(NextCheck):
+    """next.config sets poweredByHeader: false."""
+
     id = "next.powered_by"
     title = "Next.js does not announce itself (poweredByHeader: false)"
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
+    remedy = "Add poweredByHeader: false to next.config."
 
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         if re.search(r"poweredByHeader\s*:\s*false", text):
@@ -80,10 +83,13 @@ class PoweredBy(NextCheck):
 
 @register
 class SourceMaps(NextCheck):
+    """next.config does not set productionBrowserSourceMaps: true."""
+
     id = "next.source_maps"
     title = "No browser source maps in production"
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = "Set productionBrowserSourceMaps: false and upload maps to the error tracker."
 
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         if re.search(r"productionBrowserSourceMaps\s*:\s*true", text):
@@ -101,12 +107,15 @@ class SourceMaps(NextCheck):
 
 @register
 class Standalone(NextCheck):
+    """For container targets, next.config sets output: 'standalone'."""
+
     id = "next.standalone"
     title = "output: 'standalone' for container images"
     category = Category.PERFORMANCE
     gate = Gate.DEPLOY
     severity = Severity.MEDIUM
     targets = frozenset({Target.FLY, Target.DOCKER, Target.KUBERNETES})
+    remedy = "Add output: 'standalone' so the image carries only the traced server files."
 
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         if re.search(r"output\s*:\s*['\"]standalone['\"]", text):
@@ -119,10 +128,16 @@ class Standalone(NextCheck):
 
 @register
 class SecurityHeaders(NextCheck):
+    """next.config headers() or middleware/proxy sets at least Content-Security-Policy and
+    Strict-Transport-Security."""
+
     id = "next.security_headers"
     title = "Security headers are set in headers() or middleware"
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    remedy = (
+        "Return the security headers from headers() in next.config (or set them in middleware)."
+    )
 
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         places = [(name, text)] + [(m, read_text(ctx.path(m)) or "") for m in MIDDLEWARE]

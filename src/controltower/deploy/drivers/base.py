@@ -9,6 +9,7 @@ the engine.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,14 +91,27 @@ class Driver(ABC):
         """Ask one instance once whether it is ready."""
 
     @abstractmethod
-    def route(self, weights: dict[str, float]) -> None:
-        """Split traffic between releases by weight (summing to 1), in one atomic change."""
+    def route(self, weights: dict[str, float]) -> dict[str, float] | None:
+        """Split traffic between releases by weight (summing to 1), in one atomic change.
+
+        The first key is the release traffic moves to. Returns the split the
+        platform really applies when it differs from ``weights`` (None: as asked).
+        """
 
     @abstractmethod
     def stop(
-        self, release_id: str, *, count: int = 0, drain: float = 30.0, after: float = 0.0
+        self,
+        release_id: str,
+        *,
+        count: int = 0,
+        ids: Sequence[str] = (),
+        drain: float = 30.0,
+        after: float = 0.0,
     ) -> None:
-        """Drain and stop ``count`` instances of a release (0: all), now or ``after`` seconds."""
+        """Drain and stop instances of a release, now or ``after`` seconds from now.
+
+        ``ids`` names the instances; else the first ``count`` of them (0: all).
+        """
 
     def rollback_to(self, release_id: str) -> None:
         """Send all traffic back to an earlier release."""

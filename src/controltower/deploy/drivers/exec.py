@@ -1,10 +1,26 @@
 """The exec driver: shell commands for any other platform (Vercel, kubectl, a script).
 
-Each command runs with the release in its environment: ``TOWER_RELEASE_ID``,
-``TOWER_VERSION``, ``TOWER_IMAGE``, ``TOWER_COUNT``, ``TOWER_WEIGHT`` (percent of
-traffic for the release), ``TOWER_WEIGHTS`` (JSON of every release's share) and
-the release's own variables. A non-zero exit is a failure. ``status`` exiting 0
-means the release is ready. Releases started are remembered in a small state file.
+Five commands, each run by ``sh -c`` in the spec's directory with the release
+in its environment; a non-zero exit is a failure:
+
+=========  =============================================================  ======================
+command    when                                                           extra variables
+=========  =============================================================  ======================
+deploy     start a release that takes no traffic yet                      ``TOWER_COUNT``
+status     readiness of the release, polled by the health gate (exit 0)   ``TOWER_PATH``
+switch     set the traffic split                                          ``TOWER_WEIGHT``,
+                                                                          ``TOWER_WEIGHTS``,
+                                                                          ``TOWER_PREVIOUS_RELEASE_ID``
+rollback   send all traffic back to an earlier release (else ``switch``)  as ``switch``
+stop       retire a release                                               ``TOWER_COUNT``
+=========  =============================================================  ======================
+
+Every command gets ``TOWER_SERVICE``, ``TOWER_RELEASE_ID``, ``TOWER_VERSION``,
+``TOWER_IMAGE`` and ``TOWER_URL``: the last line ``deploy`` printed when it
+looks like a URL (``vercel deploy`` prints the deployment's). ``TOWER_WEIGHT``
+is the percentage of traffic for ``TOWER_RELEASE_ID``; ``TOWER_WEIGHTS`` is
+JSON of every release's share. Releases started, their URLs and the last split
+are remembered in a small state file (``[deploy.exec] state_file``).
 """
 
 from __future__ import annotations
@@ -12,25 +28,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from controltower.deploy.drivers.base import Driver, Instance, Probe, ReleaseInfo
 from controltower.exceptions import DriverError
 from controltower.spec.deploy import ExecDriverSpec
 
 
-def command_env(variables: dict[str, str], release: ReleaseInfo | None = None) -> dict[str, str]:
-    env = dict(release.env) if release else {}
-    if release:
-        env.update(
-            {
-                "TOWER_RELEASE_ID": release.id,
-                "TOWER_VERSION": release.version,
-                "TOWER_IMAGE": release.image,
-            }
-        )
-    env.update({f"TOWER_{k.upper()}": v for k, v in variables.items()})
-    return env
+def _percent(weight: float) -> str:
+    return f"{round(weight * 100, 2):g}"
+
+
+def _last_url(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if lines and lines[-1].startswith(("http://", "https://")) and " " not in lines[-1]:
+        return lines[-1]
+    return ""
 
 
 class ExecDriver(Driver):
@@ -41,7 +56,8 @@ class ExecDriver(Driver):
         if not spec.deploy or not spec.switch:
             raise DriverError(
                 "[deploy.exec] needs at least deploy and switch commands",
-                hint='e.g. deploy = "vercel deploy --prebuilt > .tower/url"',
+                hint='e.g. deploy = "vercel deploy --prebuilt" and '
+                'switch = "vercel alias set $TOWER_URL shop.example.com"',
             )
         self.spec = spec
         self.root = root
@@ -49,16 +65,31 @@ class ExecDriver(Driver):
         self.service = service
         self.state_path = root / spec.state_file
 
-    def _state(self) -> dict[str, dict[str, object]]:
+    # ---- state -------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, dict[str, Any]]:
         try:
-            data: dict[str, dict[str, object]] = json.loads(self.state_path.read_text())
-            return data
+            data: dict[str, dict[str, Any]] = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
-    def _save(self, state: dict[str, dict[str, object]]) -> None:
+    def _save(self, state: dict[str, dict[str, Any]]) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps(state, indent=1))
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.state_path)
+
+    def _env(self, release_id: str, **extra: str) -> dict[str, str]:
+        data = self._state().get(release_id, {})
+        env = {
+            "TOWER_RELEASE_ID": release_id,
+            "TOWER_VERSION": str(data.get("version", "")),
+            "TOWER_IMAGE": str(data.get("image", "")),
+            "TOWER_URL": str(data.get("url", "")),
+        }
+        env.update({f"TOWER_{k.upper()}": v for k, v in extra.items()})
+        return env
 
     def _run(self, what: str, command: str, env: dict[str, str]) -> str:
         try:
@@ -73,7 +104,8 @@ class ExecDriver(Driver):
             )
         except subprocess.TimeoutExpired:
             raise DriverError(
-                f"[deploy.exec] {what} timed out after {self.spec.timeout:g}s"
+                f"[deploy.exec] {what} timed out after {self.spec.timeout:g}s",
+                hint="raise [deploy.exec] timeout or make the command finish sooner",
             ) from None
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
@@ -82,16 +114,37 @@ class ExecDriver(Driver):
             )
         return done.stdout
 
+    # ---- driver ------------------------------------------------------------------------
+
     def start(self, release: ReleaseInfo, count: int) -> list[Instance]:
-        self._run("deploy", self.spec.deploy, command_env({"count": str(count)}, release))
+        env = {
+            **release.env,
+            "TOWER_RELEASE_ID": release.id,
+            "TOWER_VERSION": release.version,
+            "TOWER_IMAGE": release.image,
+            "TOWER_URL": "",
+            "TOWER_COUNT": str(count),
+        }
+        output = self._run("deploy", self.spec.deploy, env)
         state = self._state()
-        state[release.id] = {"version": release.version, "env": release.env, "image": release.image}
+        state[release.id] = {
+            "version": release.version,
+            "image": release.image,
+            "url": _last_url(output),
+            "weight": 0.0,
+        }
         self._save(state)
         return self.instances(release.id)
 
     def instances(self, release_id: str | None = None) -> list[Instance]:
         return [
-            Instance(id=key, release=key, version=str(data.get("version", "")), state="running")
+            Instance(
+                id=key,
+                release=key,
+                version=str(data.get("version", "")),
+                state="running",
+                address=str(data.get("url", "")),
+            )
             for key, data in self._state().items()
             if release_id is None or key == release_id
         ]
@@ -100,47 +153,52 @@ class ExecDriver(Driver):
         if not self.spec.status:
             return Probe(True, "no status command; assumed ready")
         try:
-            self._run(
-                "status",
-                self.spec.status,
-                command_env({"release_id": instance.release, "path": path}),
-            )
+            self._run("status", self.spec.status, self._env(instance.release, path=path))
         except DriverError as exc:
             return Probe(False, exc.message)
         return Probe(True, "status exited 0")
 
-    def route(self, weights: dict[str, float]) -> None:
-        if not weights:
-            return
-        main = max(weights, key=lambda k: weights[k])
+    def _switch(self, what: str, command: str, weights: dict[str, float]) -> None:
+        releases = list(weights)
+        target = releases[0]
         self._run(
-            "switch",
-            self.spec.switch,
-            command_env(
-                {
-                    "release_id": main,
-                    "weight": str(round(weights[main] * 100)),
-                    "weights": json.dumps(weights),
-                }
+            what,
+            command,
+            self._env(
+                target,
+                weight=_percent(weights[target]),
+                previous_release_id=releases[1] if len(releases) > 1 else "",
+                weights=json.dumps(weights),
             ),
         )
+        state = self._state()
+        for key, data in state.items():
+            data["weight"] = weights.get(key, 0.0)
+        self._save(state)
+
+    def route(self, weights: dict[str, float]) -> dict[str, float] | None:
+        if weights:
+            self._switch("switch", self.spec.switch, weights)
+        return None
 
     def rollback_to(self, release_id: str) -> None:
-        command = self.spec.rollback or self.spec.switch
-        self._run(
-            "rollback",
-            command,
-            command_env(
-                {
-                    "release_id": release_id,
-                    "weight": "100",
-                    "weights": json.dumps({release_id: 1.0}),
-                }
-            ),
-        )
+        self._switch("rollback", self.spec.rollback or self.spec.switch, {release_id: 1.0})
+
+    def routes(self) -> dict[str, float]:
+        return {
+            key: float(data.get("weight") or 0.0)
+            for key, data in self._state().items()
+            if float(data.get("weight") or 0.0) > 0
+        }
 
     def stop(
-        self, release_id: str, *, count: int = 0, drain: float = 30.0, after: float = 0.0
+        self,
+        release_id: str,
+        *,
+        count: int = 0,
+        ids: Sequence[str] = (),
+        drain: float = 30.0,
+        after: float = 0.0,
     ) -> None:
         if after > 0:
             return
@@ -148,7 +206,7 @@ class ExecDriver(Driver):
         if release_id not in state:
             return
         if self.spec.stop:
-            self._run("stop", self.spec.stop, command_env({"release_id": release_id}))
+            self._run("stop", self.spec.stop, self._env(release_id, count=str(count)))
         if not count:
             state.pop(release_id, None)
             self._save(state)

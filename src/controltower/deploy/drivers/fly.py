@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -26,6 +26,14 @@ from controltower.spec.deploy import FlyDriverSpec
 NONCE_HEADER = "fly-machine-lease-nonce"
 RELEASE_KEY = "tower_release"
 GONE = ("destroyed", "destroying")
+
+
+class LeaseHeld(DriverError):
+    """Another process (flyctl, another deploy) holds a machine's lease."""
+
+
+class WaitTimeout(Exception):
+    """The wait endpoint answered 408: the state was not reached within its timeout."""
 
 
 class FlyAPI:
@@ -65,6 +73,8 @@ class FlyAPI:
             raise DriverError(
                 f"Fly Machines API {method} {url}: {type(exc).__name__}: {exc}"
             ) from None
+        if response.status_code == 408 and path.endswith("/wait"):
+            raise WaitTimeout(path)
         if response.status_code not in ok:
             try:
                 error = response.json().get("error", response.text)
@@ -96,19 +106,58 @@ class FlyAPI:
         return data
 
     def wait(self, machine_id: str, state: str, timeout: float, instance_id: str = "") -> None:
-        params: dict[str, Any] = {"state": state, "timeout": max(1, min(60, int(timeout)))}
-        if instance_id:
-            params["instance_id"] = instance_id
-        self._call("GET", f"/{machine_id}/wait", params=params, timeout=timeout + 10)
+        """Wait until the machine is in ``state``; the API waits at most 60 s per call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            params: dict[str, Any] = {"state": state, "timeout": max(1, min(60, math.ceil(left)))}
+            if instance_id:
+                params["instance_id"] = instance_id
+            try:
+                self._call(
+                    "GET", f"/{machine_id}/wait", params=params, timeout=params["timeout"] + 10
+                )
+                return
+            except WaitTimeout:
+                if time.monotonic() >= deadline - 0.5:
+                    raise DriverError(
+                        f"Fly machine {machine_id} did not reach {state} within {timeout:g}s",
+                        hint="see `fly machine status " + machine_id + "` and `fly logs`",
+                    ) from None
+
+    def lease_holder(self, machine_id: str) -> str:
+        """Who holds the machine's lease and until when, as a phrase ("" when unknown)."""
+        try:
+            data = self._call("GET", f"/{machine_id}/lease")
+        except DriverError:
+            return ""
+        info = (data or {}).get("data") or {}
+        owner, expires = info.get("owner", ""), info.get("expires_at")
+        if not owner:
+            return ""
+        until = (
+            time.strftime(" until %H:%M:%S UTC", time.gmtime(int(expires)))
+            if isinstance(expires, int | float)
+            else ""
+        )
+        return f"{owner}{until}"
 
     def acquire_lease(self, machine_id: str, ttl: int, description: str = "") -> str:
-        data = self._call(
-            "POST",
-            f"/{machine_id}/lease",
-            params={"ttl": ttl},
-            json={"description": description} if description else None,
-            ok=(200, 201),
-        )
+        try:
+            data = self._call(
+                "POST",
+                f"/{machine_id}/lease",
+                json={"ttl": ttl, "description": description or "tower"},
+                ok=(200, 201),
+            )
+        except DriverError as exc:
+            if " 409 " not in exc.message:
+                raise
+            holder = self.lease_holder(machine_id)
+            raise LeaseHeld(
+                f"Fly machine {machine_id} is leased by {holder or 'someone else'}",
+                hint=f"wait for it, or clear it: fly machine leases clear {machine_id} -a {self.app}",
+            ) from None
         nonce = (data or {}).get("data", {}).get("nonce", "")
         if not nonce:
             raise DriverError(f"Fly Machines API gave no lease nonce for machine {machine_id}")
@@ -305,33 +354,94 @@ class FlyDriver(Driver):
             return Probe(False, f"Fly checks: {shown}")
         return Probe(True, f"started, {len(checks)} check(s) passing")
 
-    def route(self, weights: dict[str, float]) -> None:
+    @contextmanager
+    def all_leased(self, machine_ids: list[str]) -> Iterator[dict[str, str]]:
+        """Leases on every machine a change touches, taken before anything changes."""
+        nonces: dict[str, str] = {}
+        try:
+            for machine_id in machine_ids:
+                nonces[machine_id] = self.api.acquire_lease(
+                    machine_id, self.spec.lease_ttl, "tower deploy"
+                )
+            yield nonces
+        finally:
+            for machine_id, nonce in nonces.items():
+                with suppress(DriverError):
+                    self.api.release_lease(machine_id, nonce)
+
+    def route(self, weights: dict[str, float]) -> dict[str, float] | None:
+        """Register (uncordon) the machines that carry traffic, then cordon the rest.
+
+        Every lease is taken first, so a machine leased by someone else stops the
+        change before any machine moved.
+        """
+        everything = self._machines()
         releases = list(weights)
         if not releases:
-            for machine in self._machines():
-                with self.leased(machine["id"]) as nonce:
-                    self.api.cordon(machine["id"], nonce)
-            return
+            with self.all_leased([m["id"] for m in everything]) as nonces:
+                for machine_id, nonce in nonces.items():
+                    self.api.cordon(machine_id, nonce)
+            return None
         new, old = releases[0], (releases[1] if len(releases) > 1 else None)
-        new_machines = self._machines(new)
-        old_machines = self._machines(old) if old else []
+        new_machines = [m for m in everything if _release_of(m) == new]
+        old_machines = [m for m in everything if old and _release_of(m) == old]
         k_new, k_old = split(weights[new], len(new_machines), len(old_machines))
         register = [m["id"] for m in new_machines[:k_new] + old_machines[:k_old]]
-        for machine_id in register:
-            with self.leased(machine_id) as nonce:
-                self.api.uncordon(machine_id, nonce)
-        keep = set(register)
-        for machine in self._machines():
-            if machine["id"] not in keep:
+        cordon = [m["id"] for m in everything if m["id"] not in set(register)]
+        with self.all_leased(register + cordon) as nonces:
+            for machine_id in register:
+                self.api.uncordon(machine_id, nonces[machine_id])
+            for machine_id in cordon:
+                self.api.cordon(machine_id, nonces[machine_id])
+        effective = {new: k_new / (k_new + k_old)} if k_new + k_old else {new: 0.0}
+        if old is not None and k_old:
+            effective[old] = k_old / (k_new + k_old)
+        return effective
+
+    def rollback_to(self, release_id: str) -> None:
+        """All traffic back on ``release_id``, doing what can be done.
+
+        A machine whose lease someone else holds is left as it is, as long as
+        at least one machine of the release is registered.
+        """
+        everything = self._machines()
+        back = [m["id"] for m in everything if _release_of(m) == release_id]
+        if not back:
+            raise DriverError(f"no Fly machine of release {release_id} is left to roll back to")
+        skipped: list[str] = []
+        registered = 0
+        for machine_id in back:
+            try:
+                with self.leased(machine_id) as nonce:
+                    self.api.uncordon(machine_id, nonce)
+                registered += 1
+            except LeaseHeld as exc:
+                skipped.append(exc.message)
+        if not registered:
+            raise DriverError("could not register any machine again: " + "; ".join(skipped))
+        for machine in everything:
+            if machine["id"] in back:
+                continue
+            try:
                 with self.leased(machine["id"]) as nonce:
                     self.api.cordon(machine["id"], nonce)
+            except LeaseHeld as exc:
+                skipped.append(exc.message)
 
     def stop(
-        self, release_id: str, *, count: int = 0, drain: float = 30.0, after: float = 0.0
+        self,
+        release_id: str,
+        *,
+        count: int = 0,
+        ids: Sequence[str] = (),
+        drain: float = 30.0,
+        after: float = 0.0,
     ) -> None:
         if after > 0:
             return
         machines = self._machines(release_id)
+        if ids:
+            machines = [m for m in machines if m["id"] in ids]
         for machine in machines[: count or len(machines)]:
             with self.leased(machine["id"]) as nonce:
                 self.api.cordon(machine["id"], nonce)
@@ -346,6 +456,10 @@ class FlyDriver(Driver):
 
     def close(self) -> None:
         self.api.close()
+
+
+def _release_of(machine: dict[str, Any]) -> str:
+    return str(((machine.get("config") or {}).get("metadata") or {}).get(RELEASE_KEY, ""))
 
 
 def _instance(machine: dict[str, Any]) -> Instance:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -100,22 +101,29 @@ class LocalDriver(Driver):
             return Probe(False, f"GET {path}: {type(exc).__name__}")
         return Probe(response.is_success, f"GET {path}: {response.status_code}")
 
-    def route(self, weights: dict[str, float]) -> None:
+    def route(self, weights: dict[str, float]) -> dict[str, float] | None:
         self.agent.call("route", weights=weights)
+        return None
 
     def routes(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.agent.call("list")["routes"].items()}
 
     def stop(
-        self, release_id: str, *, count: int = 0, drain: float = 30.0, after: float = 0.0
+        self,
+        release_id: str,
+        *,
+        count: int = 0,
+        ids: Sequence[str] = (),
+        drain: float = 30.0,
+        after: float = 0.0,
     ) -> None:
-        ids: list[str] = []
-        if count:
-            ids = [i.id for i in self.instances(release_id)][:count]
-            if not ids:
+        chosen = list(ids)
+        if not chosen and count:
+            chosen = [i.id for i in self.instances(release_id)][:count]
+            if not chosen:
                 return
         self.agent.call(
-            "stop", release=release_id, ids=ids, drain=drain, after=after, wait=after <= 0
+            "stop", release=release_id, ids=chosen, drain=drain, after=after, wait=after <= 0
         )
 
     def keep(self, release_id: str) -> None:

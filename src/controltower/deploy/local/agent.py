@@ -50,6 +50,7 @@ class Instance:
     healthy: bool = False
     pid: int = 0
     restarts: int = 0
+    admitted: bool = False
     started_at: float = 0.0
     stop_at: float | None = None
     drain: float = 30.0
@@ -71,6 +72,7 @@ class Instance:
             "port": self.port,
             "pid": self.pid,
             "restarts": self.restarts,
+            "admitted": self.admitted,
             "inflight": self.target.inflight,
             "routable": self.target.routable,
         }
@@ -82,7 +84,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     if pid <= 0:
         return False
     try:
@@ -161,8 +164,10 @@ class Agent:
             return
         data = json.loads(path.read_text())
         self.routes = {k: float(v) for k, v in data.get("routes", {}).items()}
+        known = {f.name for f in fields(Instance)}
         for raw in data.get("instances", []):
-            instance = Instance(**raw)
+            raw.setdefault("admitted", raw.get("release") in self.routes)
+            instance = Instance(**{k: v for k, v in raw.items() if k in known})
             instance.state = "starting"
             self.instances[instance.id] = instance
 
@@ -202,9 +207,16 @@ class Agent:
         )
 
     def publish(self) -> None:
-        """Rebuild the routing table from routes and running instances, atomically."""
+        """Rebuild the routing table from routes and admitted running instances, atomically.
+
+        An instance is admitted by the first ``route`` call that finds it running
+        (the engine routes only after its health gate), so a new instance of a
+        release that already has traffic gets none until the next ``route``.
+        """
         for instance in self.instances.values():
-            instance.target.routable = instance.state == "running" and instance.desired == "running"
+            instance.target.routable = (
+                instance.state == "running" and instance.desired == "running" and instance.admitted
+            )
         targets = [i.target for i in self.instances.values() if i.target.routable]
         self.proxy.update(self.routes, targets)
 
@@ -214,7 +226,7 @@ class Agent:
         delay = 0.5
         logs = self.state_dir / LOG_DIR
         logs.mkdir(exist_ok=True)
-        adopted = instance.pid if _alive(instance.pid) else 0
+        adopted = instance.pid if alive(instance.pid) else 0
         while instance.desired == "running":
             if adopted:
                 instance.pid = adopted
@@ -252,9 +264,9 @@ class Agent:
             while instance.desired == "running":
                 if process is not None and process.returncode is not None:
                     break
-                if process is None and not _alive(instance.pid):
+                if process is None and not alive(instance.pid):
                     break
-                if instance.state == "starting" and await _port_open(instance.port):
+                if instance.state == "starting" and await self._ready(instance, process):
                     instance.state = "running"
                     delay = 0.5
                     self.publish()
@@ -275,6 +287,14 @@ class Agent:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    async def _ready(self, instance: Instance, process: asyncio.subprocess.Process | None) -> bool:
+        """Port open; after a crash, readiness passing too, before traffic comes back."""
+        if not await _port_open(instance.port):
+            return False
+        if instance.restarts and instance.admitted and process is not None:
+            return await _http_ok(instance.port, instance.health_path)
+        return True
+
     def kill(self, instance: Instance, sig: signal.Signals) -> None:
         if instance.pid > 0:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -293,12 +313,12 @@ class Agent:
         instance.target.close_idle()
         self.kill(instance, signal.SIGTERM)
         end = time.monotonic() + 10
-        while _alive(instance.pid) and time.monotonic() < end:
+        while alive(instance.pid) and time.monotonic() < end:
             process = self.processes.get(instance.id)
             if process is not None and process.returncode is not None:
                 break
             await asyncio.sleep(0.05)
-        if _alive(instance.pid):
+        if alive(instance.pid):
             self.kill(instance, signal.SIGKILL)
         process = self.processes.pop(instance.id, None)
         if process is not None:
@@ -381,6 +401,13 @@ class Agent:
                     for i in self.instances.values()
                 ):
                     raise ValueError(f"release {release} has no running instance to route to")
+            for instance in self.instances.values():
+                if (
+                    instance.release in weights
+                    and instance.state == "running"
+                    and instance.desired == "running"
+                ):
+                    instance.admitted = True
             self.routes = weights
             self.publish()
             self.save()

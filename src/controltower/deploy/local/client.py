@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controltower.deploy.local.agent import AGENT_FILE
+from controltower.deploy.local.agent import AGENT_FILE, alive
 from controltower.exceptions import DriverError
+
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class AgentClient:
@@ -71,7 +73,7 @@ class AgentClient:
             pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / "agent.log", "ab") as log:
-            subprocess.Popen(
+            process = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -91,6 +93,7 @@ class AgentClient:
                 start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        _STARTED[process.pid] = process
         deadline = time.monotonic() + 20
         delay = 0.05
         while time.monotonic() < deadline:
@@ -113,11 +116,16 @@ class AgentClient:
             self.call("shutdown")
         except DriverError:
             return False
+        pid = int(info["pid"])
         deadline = time.monotonic() + wait
+        delay = 0.02
         while time.monotonic() < deadline:
-            try:
-                os.kill(int(info["pid"]), 0)
-            except ProcessLookupError:
+            child = _STARTED.get(pid)
+            if child is not None and child.poll() is not None:
+                _STARTED.pop(pid, None)
                 return True
-            time.sleep(0.05)
+            if not alive(pid):
+                return True
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
         return False

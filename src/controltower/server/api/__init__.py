@@ -1,17 +1,39 @@
 """The JSON API, one module per resource; each exposes ``routes``.
 
-To add a resource (monitors, incidents, silences, releases, readiness), write
-``server/api/<resource>.py`` with a ``routes`` list of handlers wrapped in
-``requires("read" | "write")``, add it to ``MODULES`` and to openapi.yaml.
+To add a resource, write ``server/api/<resource>.py`` with a ``routes`` list of
+handlers wrapped in ``requires("read" | "write")``, add it to ``MODULES`` and
+document it in openapi.yaml (tests/test_server_api.py holds the two to each other).
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from controltower.server.api import csp, issues, projects, services, tokens
+from controltower.server.api import (
+    csp,
+    incidents,
+    issues,
+    monitors,
+    projects,
+    readiness,
+    releases,
+    services,
+    silences,
+    tokens,
+)
 
-MODULES = [services, projects, issues, csp, tokens]
+MODULES = [
+    services,
+    monitors,
+    incidents,
+    silences,
+    releases,
+    readiness,
+    projects,
+    issues,
+    csp,
+    tokens,
+]
 
 
 def api_routes() -> list[BaseRoute]:

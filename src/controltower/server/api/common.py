@@ -103,6 +103,31 @@ def int_param(request: Request, name: str, default: int, *, low: int, high: int)
     return value
 
 
+MAX_ID = 2**31 - 1
+
+
+def path_id(request: Request, name: str, what: str) -> int:
+    """An integer path parameter naming a row; 404 when no row could have that id."""
+    value: int = request.path_params[name]
+    if not 0 < value <= MAX_ID:
+        raise ApiError(404, "not_found", f"there is no {what} {value}")
+    return value
+
+
+def optional_id(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    return None if not raw else int_param(request, name, 0, low=1, high=MAX_ID)
+
+
+def bool_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "").lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
+
+
 def choice_param(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from controltower.ingest import issues
 from controltower.server.api.common import (
+    MAX_ID,
     ApiError,
     choice_param,
     context,
@@ -21,7 +22,6 @@ from controltower.server.api.common import (
 from controltower.server.tokens import TokenInfo
 
 _EVENT_ID = re.compile(r"^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$")
-MAX_ID = 2**31 - 1
 
 
 def _before(request: Request) -> int | None:

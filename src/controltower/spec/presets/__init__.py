@@ -2,29 +2,56 @@
 
 from __future__ import annotations
 
+import json
+import re
 from importlib import resources
 
 from controltower.spec.detect import Detected
+from controltower.units import parse_size
 
 PRESETS = ("nextjs-fly", "python-asgi")
 
 
+def _string(value: str) -> str:
+    """``value`` as a TOML basic string, quotes included."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _quoted(value: str) -> str:
+    """``value`` escaped for a TOML basic string whose quotes the template supplies."""
+    return _string(value)[1:-1]
+
+
+def _memory(found: Detected, preset: str) -> str:
+    default = "1gb" if preset == "nextjs-fly" else "512mb"
+    text = found.memory.strip().lower()
+    if text.isdigit():
+        text += "mb"
+    try:
+        return text if text and parse_size(text) > 0 else default
+    except ValueError:
+        return default
+
+
 def render(preset: str, found: Detected) -> str:
-    """The preset's text with the detected values filled in."""
+    """The preset's text with the detected values filled in; always a valid spec."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     text = resources.files(__name__).joinpath(f"{preset}.toml").read_text(encoding="utf-8")
-    env_files = ", ".join(f'"{name}"' for name in (found.env_files or [".env"]))
+    fly_app = found.fly_app or found.name
+    stack = found.stack
+    if stack == "other":
+        stack = "nextjs" if preset == "nextjs-fly" else "python-asgi"
     values = {
         "name": found.name,
-        "stack": found.stack
-        if found.stack != "other"
-        else ("nextjs" if preset == "nextjs-fly" else "python-asgi"),
+        "stack": stack,
         "target": found.target if preset == "python-asgi" else "fly",
-        "port": str(found.port),
-        "memory": found.memory or ("1gb" if preset == "nextjs-fly" else "512mb"),
-        "fly_app": found.fly_app or found.name,
-        "env_files": env_files,
+        "port": str(found.port if 1 <= found.port <= 65535 else 8080),
+        "memory": _quoted(_memory(found, preset)),
+        "fly_app": _quoted(fly_app),
+        "fly_host": re.sub(r"[^a-z0-9-]+", "-", fly_app.lower()).strip("-") or "app",
+        "env_files": ", ".join(_string(name) for name in (found.base_env_files or [".env"])),
+        "command": _quoted(found.serve_command),
     }
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)

@@ -1,0 +1,260 @@
+"""tower's reverse proxy, in process, in front of real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from controltower.deploy.local.proxy import Metrics, Proxy, RoutingTable, Target
+from tests.conftest import free_port
+
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256
+    daemon_threads = True
+
+
+class Upstream:
+    """An HTTP/1.1 server that says who it is; ``/slow?s=``, ``/status?code=``, ``/chunked``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.seen: list[dict[str, str]] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def _answer(self, body: bytes = b"") -> None:
+                parts = urlsplit(self.path)
+                query = parse_qs(parts.query)
+                upstream.seen.append({k.lower(): v for k, v in self.headers.items()})
+                if parts.path == "/slow":
+                    time.sleep(float(query["s"][0]))
+                status = int(query.get("code", ["200"])[0])
+                if parts.path == "/chunked":
+                    self.send_response(200)
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for piece in (b"one,", b"two,", upstream.name.encode()):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                out = body or upstream.name.encode()
+                self.send_response(status)
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(out)
+
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_HEAD(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self._answer(b"got:" + self.rfile.read(length))
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def target(self, release: str) -> Target:
+        return Target(self.name, release, "127.0.0.1", self.port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstreams() -> Iterator[dict[str, Upstream]]:
+    made = {name: Upstream(name) for name in ("a1", "a2", "b1")}
+    yield made
+    for upstream in made.values():
+        upstream.close()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[Proxy]:
+    server = Proxy("127.0.0.1", 0)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def base(proxy: Proxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}"
+
+
+class TestRouting:
+    async def test_weighted_split(self, proxy: Proxy, upstreams: dict[str, Upstream]) -> None:
+        """A 90/10 split sends about a tenth of requests to the canary release."""
+        proxy.update(
+            {"stable": 0.9, "canary": 0.1},
+            [upstreams["a1"].target("stable"), upstreams["b1"].target("canary")],
+        )
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            answers = Counter(
+                [(await client.get("/")).headers["x-tower-release"] for _ in range(600)]
+            )
+        assert set(answers) == {"stable", "canary"}
+        assert 0.05 <= answers["canary"] / 600 <= 0.16
+
+    async def test_instances_of_a_release_share_its_traffic(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """Requests of one release spread over its instances."""
+        proxy.update({"a": 1.0}, [upstreams["a1"].target("a"), upstreams["a2"].target("a")])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            bodies = Counter([(await client.get("/")).text for _ in range(100)])
+        assert bodies["a1"] > 10 and bodies["a2"] > 10
+
+    async def test_switch_is_atomic_under_concurrency(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """Flipping the table while requests fly loses none; afterwards only the new release answers."""
+        blue, green = upstreams["a1"].target("blue"), upstreams["b1"].target("green")
+        proxy.update({"blue": 1.0}, [blue])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+
+            async def one() -> httpx.Response:
+                return await client.get("/")
+
+            first = [asyncio.create_task(one()) for _ in range(50)]
+            await asyncio.sleep(0.01)
+            proxy.update({"green": 1.0}, [green])
+            second = [asyncio.create_task(one()) for _ in range(50)]
+            answers = await asyncio.gather(*first, *second)
+            after = [(await client.get("/")).headers["x-tower-release"] for _ in range(20)]
+        assert [r.status_code for r in answers if r.status_code != 200] == []
+        assert set(after) == {"green"}
+
+    async def test_no_route_is_502(self, proxy: Proxy) -> None:
+        """With nothing routed the proxy answers 502 at once."""
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            response = await client.get("/")
+        assert response.status_code == 502
+        assert response.text == "no healthy upstream"
+
+    async def test_refused_connection_is_retried_elsewhere(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """An instance that went away costs no request: it is retried on another instance."""
+        dead = Target("dead", "a", "127.0.0.1", free_port())
+        proxy.update({"a": 1.0}, [dead, upstreams["a1"].target("a")])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            statuses = {(await client.get("/")).status_code for _ in range(30)}
+        assert statuses == {200}
+
+
+class TestForwarding:
+    async def test_post_body_and_headers(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """The body reaches the app with its length; x-forwarded-for names the client."""
+        proxy.update({"a": 1.0}, [upstreams["a1"].target("a")])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            response = await client.post(
+                "/", content=b"hello", headers={"x-forwarded-for": "10.0.0.9"}
+            )
+        assert response.text == "got:hello"
+        assert response.headers["x-tower-release"] == "a"
+        seen = upstreams["a1"].seen[-1]
+        assert seen["content-length"] == "5"
+        assert seen["x-forwarded-for"] == "10.0.0.9, 127.0.0.1"
+
+    async def test_chunked_and_head(self, proxy: Proxy, upstreams: dict[str, Upstream]) -> None:
+        """Chunked bodies pass through whole; HEAD gets headers only."""
+        proxy.update({"a": 1.0}, [upstreams["a1"].target("a")])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            chunked = await client.get("/chunked")
+            head = await client.head("/")
+        assert chunked.text == "one,two,a1"
+        assert head.status_code == 200 and head.content == b""
+
+
+class TestDraining:
+    async def test_in_flight_request_finishes_after_removal(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """Removing an instance stops new requests to it; one already in flight completes."""
+        old, new = upstreams["a1"].target("old"), upstreams["b1"].target("new")
+        proxy.update({"old": 1.0}, [old])
+        async with httpx.AsyncClient(base_url=base(proxy), timeout=10) as client:
+            slow = asyncio.create_task(client.get("/slow?s=0.8"))
+            deadline = time.monotonic() + 5
+            while old.inflight == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert old.inflight == 1
+            proxy.update({"new": 1.0}, [new])
+            quick = await client.get("/")
+            assert old.inflight == 1, "the slow request is still being served"
+            finished = await slow
+        assert quick.headers["x-tower-release"] == "new"
+        assert finished.status_code == 200 and finished.text == "a1"
+        assert old.inflight == 0
+
+
+class TestMetrics:
+    async def test_per_release_counts_errors_and_latency(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """The router counts each release's answers, its 5xx and its latency quantiles."""
+        proxy.update(
+            {"a": 0.5, "b": 0.5}, [upstreams["a1"].target("a"), upstreams["b1"].target("b")]
+        )
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            for _ in range(20):
+                await client.get("/status?code=500")
+            proxy.update({"a": 1.0}, [upstreams["a1"].target("a")])
+            for _ in range(10):
+                await client.get("/slow?s=0.05")
+        a, b = proxy.metrics.window("a", 60), proxy.metrics.window("b", 60)
+        assert a["requests"] + b["requests"] == 30
+        assert a["errors"] + b["errors"] == 20
+        assert b["error_rate"] == 1.0
+        assert a["p99"] >= 0.05
+        assert 0 < a["p50"] <= a["p95"] <= a["p99"]
+
+    def test_window_forgets_old_samples(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Samples older than the window are left out; the totals keep them."""
+        now = [1000.0]
+        monkeypatch.setattr("controltower.deploy.local.proxy.time.monotonic", lambda: now[0])
+        metrics = Metrics()
+        metrics.record("r", 0.01, True)
+        now[0] += 30
+        metrics.record("r", 0.02, False)
+        recent = metrics.window("r", 10)
+        assert (recent["requests"], recent["errors"], recent["total_requests"]) == (1, 0, 2)
+        assert metrics.window("unknown", 10)["requests"] == 0
+
+
+class TestRoutingTable:
+    def test_weights_of_releases_without_instances_are_ignored(self) -> None:
+        """A release with no routable instance gets nothing; the rest share by their weights."""
+        a = Target("a1", "a", "127.0.0.1", 1)
+        table = RoutingTable({"a": 0.2, "ghost": 0.8}, [a])
+        assert {table.choose(set()).id for _ in range(50)} == {"a1"}  # type: ignore[union-attr]
+
+    def test_excluded_targets_fall_back_to_other_releases(self) -> None:
+        """When every instance of the chosen release failed, another routed release answers."""
+        a, b = Target("a1", "a", "h", 1), Target("b1", "b", "h", 2)
+        table = RoutingTable({"a": 0.99, "b": 0.01}, [a, b])
+        assert table.choose({"a1"}) is b
+        assert table.choose({"a1", "b1"}) is None

@@ -35,9 +35,7 @@ def progress_line(progress: Progress) -> Text:
 
 def summary_renderable(report: dict[str, Any]) -> RenderableType:
     """A table per scenario, then budgets, notes and the comparison."""
-    table = Table(
-        title=report["description"], title_justify="left", box=None, padding=(0, 1), pad_edge=False
-    )
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
     for column in ("scenario", "requests", "req/s", "errors"):
         table.add_column(column, justify="left" if column == "scenario" else "right", no_wrap=True)
     for column in ("p50", "p90", "p95", "p99", "p99.9", "max"):

@@ -22,8 +22,9 @@ Takes about four minutes with the defaults (10 s per measurement, 3 rounds).
    loops, shown for context.
 3. Coordinated omission: a 10 ms target that stalls for 1 s, loaded at the
    same time by tower's open model and the reference at 500 req/s, and by two
-   closed loops of about the same rate (tower ``--users``, Locust). The open
-   measures show the stall in p90 and p99; the closed loops hide it but for max.
+   closed loops of 10 users at about the same rate (tower ``--users``, Locust).
+   The open measures show the stall in p90 and p99; the closed loops hide it
+   but for max.
 4. Accuracy: tower at 150 req/s against uniform 10-30 ms, its percentiles
    against the delays the target itself applied.
 """
@@ -58,6 +59,7 @@ RATE = 1000
 REFERENCE_CONNECTIONS = 50
 TOWER_CONNECTIONS = 64
 STALL_RATE = 500
+STALL_USERS = 10
 GOAL_PER_CORE = 1.0
 GOAL_DEVIATION = 0.05
 
@@ -492,8 +494,8 @@ def main() -> None:
             opened = Tower(url, seconds, "--rate", str(STALL_RATE))
             wait_first_request(url)
             side = Reference(reference_binary, url, seconds, STALL_RATE, 20)
-            closed = Tower(url, seconds, "--users", "10", "--think-time", "10ms")
-            users = run_locust(url, seconds, 50, STALL_RATE / 50)
+            closed = Tower(url, seconds, "--users", str(STALL_USERS), "--think-time", "10ms")
+            users = run_locust(url, seconds, STALL_USERS, STALL_RATE / STALL_USERS)
             report, cpu = opened.finish()
             stalls = [tower_figures(report, cpu, "tower load --rate (open model)"), side.finish()]
             report, cpu = closed.finish()
@@ -542,9 +544,9 @@ def main() -> None:
         "",
         *table(stalls, per_core=False),
         "",
-        "- The open-model measures charge the stall to every request due during it, so it"
-        " shows in p90 and p99; the closed loops sent nothing while they waited, so only their"
-        " max shows it.",
+        "- The open-model measures charge the stall to every request due during it: it shows"
+        f" in p90 and p99. The closed loops ({STALL_USERS} users each) stopped sending while"
+        f" they waited: {STALL_USERS} slow requests among thousands, seen in max only.",
         "",
         "**Accuracy** (tower at 150 req/s vs the delays the target applied, uniform 10-30 ms;"
         f" medians of {args.rounds} rounds of {min(seconds, 5.0):g} s):",

@@ -144,6 +144,22 @@ class TestCommand:
         assert "FAIL  [global] p50 < 2ms" in result.stdout
         assert not (tmp_path / ".tower").exists()
 
+    def test_credentials_in_the_url_are_never_shown(
+        self, load_target: Start, tmp_path: Path
+    ) -> None:
+        """User, password and query of --url stay out of the output, the HTML and the store."""
+        url = load_target().replace("http://", "http://user:s3cret@") + "/?key=s3cret"
+        spec = _project(tmp_path)
+        html = tmp_path / "load.html"
+        arguments = ["load", "--spec", str(spec), "--url", url, "--duration", "1s"]
+        result = CliRunner().invoke(app, [*arguments, "--html", str(html), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["summary"]["requests"] > 20 and report["summary"]["errors"] == 0
+        assert "s3cret" not in result.output and "s3cret" not in html.read_text()
+        assert "s3cret" not in (tmp_path / ".tower" / "tower.db").read_bytes().decode("latin-1")
+        assert report["plan"]["url"].startswith("http://127.0.0.1:")
+
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
         """No URL, both models at once, a zero duration or rate, a baseline not kept: bad usage."""
         spec = _project(tmp_path)

@@ -9,12 +9,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from controltower.conditions import Condition, parse_condition
 from controltower.exceptions import LoadTestError
 from controltower.spec.budgets import BudgetsSpec, FlowStepSpec, ScenarioSpec
 
-__all__ = ["Plan", "Scenario", "Step", "plan_from_budgets", "resolve_capture", "substitute"]
+__all__ = [
+    "Plan",
+    "Scenario",
+    "Step",
+    "plan_from_budgets",
+    "redact_target",
+    "resolve_capture",
+    "substitute",
+]
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -80,7 +89,8 @@ class Plan:
             if self.model == "open"
             else f"{self.users} users (closed model, think {self.think_time:g}s)"
         )
-        return f"{load} for {self.duration:g}s against {self.url}, {self.workers} worker(s)"
+        target = redact_target(self.url)
+        return f"{load} for {self.duration:g}s against {target}, {self.workers} worker(s)"
 
 
 RATE_PER_WORKER = 2500
@@ -91,6 +101,15 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def redact_target(url: str) -> str:
+    """The URL without user, password, query or fragment: what may be shown and stored."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def default_workers(model: str, rate: float, users: int) -> int:

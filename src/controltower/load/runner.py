@@ -15,7 +15,7 @@ from typing import Any
 
 from controltower.exceptions import LoadTestError
 from controltower.load.budgets import lost
-from controltower.load.plan import Plan
+from controltower.load.plan import Plan, redact_target
 from controltower.load.results import Aggregate, LoadResult, Second
 from controltower.load.worker import run_worker
 
@@ -42,6 +42,7 @@ class Progress:
 
 def _plan_dict(plan: Plan) -> dict[str, Any]:
     data = asdict(plan)
+    data["url"] = redact_target(plan.url)
     data["scenarios"] = [
         {"name": scenario.name, "weight": scenario.weight, "steps": len(scenario.steps)}
         for scenario in plan.scenarios

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -161,6 +165,26 @@ class TestBehaviour:
         assert 20 <= result.total.requests <= 40  # without the pause: hundreds
         assert result.total.errors == {}
         assert 0.009 <= result.total.percentile(50) < 0.2  # from the send: thinking is not latency
+
+    @pytest.mark.parametrize("model", ["open", "closed"])
+    def test_ctrl_c_does_not_wait_out_slow_requests(self, load_target: Start, model: str) -> None:
+        """Interrupted while every request hangs (server 20 s, timeout 30 s): back in seconds."""
+        url = load_target("--latency", "fixed:20s")
+
+        def interrupt() -> None:
+            deadline = time.monotonic() + 60
+            while _counter(url, "count") < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        plan = _plan(url, model=model, users=2, rate=20.0, duration=30.0, timeout=30.0)
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        result = run_load(plan)
+        assert result.interrupted
+        assert result.failures == []  # every worker sent its final report itself
+        assert time.monotonic() - started < 12  # stop noticed within 1 s, then 2 s of grace
+        assert result.total.requests == 0 and result.elapsed < 10
 
     def test_ramp_up_rises_linearly(self, load_target: Start) -> None:
         """With a 2 s ramp to 200 req/s the first second carries a quarter of a full second's load."""

@@ -106,6 +106,23 @@ class TestPlan:
         plan = plan_from_budgets(spec.budgets, "http://x")
         assert [(s.name, s.steps[0].path) for s in plan.scenarios] == [("default", "/")]
 
+    def test_default_workers_follow_the_load_and_the_cores(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """One worker per 2,500 arrivals/s up to the usable cores; closed: one per core or user."""
+        from controltower.load import plan as plan_module
+
+        monkeypatch.setattr(plan_module, "usable_cores", lambda: 4)
+        spec = parse_spec('[service]\nname = "a"\n', environ={})
+        workers = {
+            (model, value): plan_from_budgets(spec.budgets, "http://x", **{model: value}).workers
+            for model, value in (("rate", 100.0), ("rate", 6000.0), ("rate", 1e6))
+        }
+        assert workers == {("rate", 100.0): 1, ("rate", 6000.0): 3, ("rate", 1e6): 4}
+        assert plan_from_budgets(spec.budgets, "http://x", users=1).workers == 1
+        assert plan_from_budgets(spec.budgets, "http://x", users=50).workers == 4
+        assert plan_from_budgets(spec.budgets, "http://x", users=50, workers=2).workers == 2
+
     def test_a_ramp_longer_than_the_run_is_refused(self) -> None:
         """Ramp-up must fit in the duration."""
         spec = parse_spec(SPEC, environ={})

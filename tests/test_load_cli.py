@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,11 @@ capture = {{ token = "body.token" }}
 path = "/private"
 headers = {{ Authorization = "Bearer {{{{token}}}}" }}
 """
+
+
+def _served(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/__count", timeout=5) as response:
+        return int(response.read())
 
 
 def _project(tmp_path: Path, budget: str = "p95 < 500ms") -> Path:
@@ -94,44 +100,37 @@ class TestCommand:
     def test_json_report_html_baseline_and_compare(
         self, load_target: Start, tmp_path: Path
     ) -> None:
-        """A run saves a baseline; the next compares with it; JSON and HTML carry the figures."""
-        url = load_target("--latency", "fixed:5ms")
+        """A baseline is saved; a slower run is a regression (exit 1); a faster one is not."""
+        fast = load_target("--latency", "fixed:5ms")
+        slow = load_target("--latency", "fixed:60ms")
         spec = _project(tmp_path)
         runner = CliRunner()
-        first = runner.invoke(
-            app,
-            ["load", "--spec", str(spec), "--url", url, "--save-baseline", "--format", "json"],
-        )
+        base = ["load", "--spec", str(spec)]
+        first = runner.invoke(app, [*base, "--url", fast, "--save-baseline", "--format", "json"])
         assert first.exit_code == 0, first.output
         report = json.loads(first.stdout)
         assert report["passed"] and report["run_id"] == 1
         assert report["summary"]["requests"] > 60
         assert set(report["scenarios"]) == {"landing", "login"}
         assert "saved run 1 as the baseline" in report["notes"]
+        assert report["comparison"] is None
         html = tmp_path / "report.html"
         second = runner.invoke(
-            app,
-            [
-                "load",
-                "--spec",
-                str(spec),
-                "--url",
-                url,
-                "--compare",
-                "baseline",
-                "--html",
-                str(html),
-            ],
+            app, [*base, "--url", slow, "--compare", "baseline", "--html", str(html)]
         )
-        assert second.exit_code == 0, second.output
-        assert "vs baseline (run 1)" in second.stdout
-        assert "budgets met" in second.stdout
+        assert second.exit_code == 1, second.output
+        assert "latency is slower than the baseline (run 1) beyond noise" in second.stdout
+        assert "budgets met" in second.stdout  # the exit code is the regression's
+        assert "ran a different load" in second.stdout  # another URL
         page = html.read_text(encoding="utf-8")
-        assert (
-            page.count("<svg") == 3
-            and "Latency over time" in page
-            and "http" not in page.split("<body>")[1].split("<h1>")[0]
+        assert page.count("<svg") == 3 and "Latency over time" in page
+        assert "latency is slower than the baseline" in page
+        third = runner.invoke(
+            app, [*base, "--url", fast, "--compare", "previous", "--format", "json"]
         )
+        assert third.exit_code == 0, third.output
+        comparison = json.loads(third.stdout)["comparison"]
+        assert comparison["verdict"] == "faster" and comparison["against"] == "previous (run 2)"
         assert (tmp_path / ".tower" / "tower.db").exists()
 
     def test_a_failed_budget_exits_1(self, load_target: Start, tmp_path: Path) -> None:
@@ -145,8 +144,24 @@ class TestCommand:
         assert "FAIL  [global] p50 < 2ms" in result.stdout
         assert not (tmp_path / ".tower").exists()
 
+    def test_credentials_in_the_url_are_never_shown(
+        self, load_target: Start, tmp_path: Path
+    ) -> None:
+        """User, password and query of --url stay out of the output, the HTML and the store."""
+        url = load_target().replace("http://", "http://user:s3cret@") + "/?key=s3cret"
+        spec = _project(tmp_path)
+        html = tmp_path / "load.html"
+        arguments = ["load", "--spec", str(spec), "--url", url, "--duration", "1s"]
+        result = CliRunner().invoke(app, [*arguments, "--html", str(html), "--format", "json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["summary"]["requests"] > 20 and report["summary"]["errors"] == 0
+        assert "s3cret" not in result.output and "s3cret" not in html.read_text()
+        assert "s3cret" not in (tmp_path / ".tower" / "tower.db").read_bytes().decode("latin-1")
+        assert report["plan"]["url"].startswith("http://127.0.0.1:")
+
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
-        """No URL, or both models at once, is bad usage."""
+        """No URL, both models at once, a zero duration or rate, a baseline not kept: bad usage."""
         spec = _project(tmp_path)
         runner = CliRunner()
         missing = runner.invoke(app, ["load", "--spec", str(spec)])
@@ -156,11 +171,22 @@ class TestCommand:
             app, ["load", "--spec", str(spec), "--url", "http://x", "--rate", "5", "--users", "5"]
         )
         assert isinstance(both.exception, UsageError) and "exclude" in str(both.exception)
+        nothing = runner.invoke(
+            app, ["load", "--spec", str(spec), "--url", "http://x", "--duration", "0s"]
+        )
+        assert isinstance(nothing.exception, UsageError)
+        assert "--duration must be longer than 0s" in str(nothing.exception)
+        kept = runner.invoke(
+            app, ["load", "--spec", str(spec), "--url", "http://x", "--save-baseline", "--no-store"]
+        )
+        assert isinstance(kept.exception, UsageError) and "--no-store" in str(kept.exception)
+        zero = runner.invoke(app, ["load", "--spec", str(spec), "--url", "http://x", "--rate", "0"])
+        assert zero.exit_code == 2
 
     def test_ctrl_c_stops_cleanly_with_a_partial_report(
         self, load_target: Start, tmp_path: Path
     ) -> None:
-        """SIGINT during a 30 s run stops it within seconds, prints a partial JSON report, exits 130."""
+        """SIGINT once requests flow in a 30 s run: stops within seconds, a partial JSON report, exit 130."""
         url = load_target("--latency", "fixed:5ms")
         spec = _project(tmp_path)
         process = subprocess.Popen(
@@ -183,12 +209,15 @@ class TestCommand:
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        time.sleep(3.5)
+        deadline = time.monotonic() + 60
+        while _served(url) < 50 and time.monotonic() < deadline:
+            time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=20)
         assert process.returncode == 130, stderr.decode()
         report = json.loads(stdout)
         assert report["interrupted"]
         assert 0 < report["elapsed"] < 10
-        assert report["summary"]["requests"] > 20
+        assert report["summary"]["requests"] >= 50  # what was measured before the stop is kept
         assert any("partial report" in note for note in report["notes"])
+        assert "s/30s" in stderr.decode()  # progress lines while it ran, on stderr

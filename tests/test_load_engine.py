@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import threading
+import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +25,11 @@ Start = Callable[..., str]
 def _plan(url: str, **changes: object) -> Plan:
     base = Plan(url=url, scenarios=(Scenario("default", (Step(),)),), duration=3.0, workers=1)
     return base.with_changes(**changes)
+
+
+def _counter(url: str, name: str) -> int:
+    with urllib.request.urlopen(f"{url}/__{name}", timeout=5) as response:
+        return int(response.read())
 
 
 def _applied_delays(url: str) -> list[float]:
@@ -147,6 +158,34 @@ class TestBehaviour:
         refused = run_load(_plan(f"http://127.0.0.1:{free_port()}", rate=20.0, duration=1.0))
         assert refused.total.errors == {"connect": 20}
 
+    def test_closed_model_users_think_between_requests(self, load_target: Start) -> None:
+        """4 users thinking 200 ms after each 10 ms answer send at most 10 requests each in 2 s."""
+        url = load_target("--latency", "fixed:10ms")
+        result = run_load(_plan(url, model="closed", users=4, think_time=0.2, duration=2.0))
+        assert 20 <= result.total.requests <= 40  # without the pause: hundreds
+        assert result.total.errors == {}
+        assert 0.009 <= result.total.percentile(50) < 0.2  # from the send: thinking is not latency
+
+    @pytest.mark.parametrize("model", ["open", "closed"])
+    def test_ctrl_c_does_not_wait_out_slow_requests(self, load_target: Start, model: str) -> None:
+        """Interrupted while every request hangs (server 20 s, timeout 30 s): back in seconds."""
+        url = load_target("--latency", "fixed:20s")
+
+        def interrupt() -> None:
+            deadline = time.monotonic() + 60
+            while _counter(url, "count") < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        plan = _plan(url, model=model, users=2, rate=20.0, duration=30.0, timeout=30.0)
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        result = run_load(plan)
+        assert result.interrupted
+        assert result.failures == []  # every worker sent its final report itself
+        assert time.monotonic() - started < 12  # stop noticed within 1 s, then 2 s of grace
+        assert result.total.requests == 0 and result.elapsed < 10
+
     def test_ramp_up_rises_linearly(self, load_target: Start) -> None:
         """With a 2 s ramp to 200 req/s the first second carries a quarter of a full second's load."""
         url = load_target()
@@ -186,3 +225,51 @@ class TestBehaviour:
             for reason in generator["reasons"]
         )
         assert result.total.requests + result.dropped == 400_000  # what was not sent is counted
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "30",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class TestConnections:
+    def test_keep_alive_reuses_the_connections(self, load_target: Start) -> None:
+        """200 requests over 4 keep-alive connections open no more than 4 connections."""
+        url = load_target("--latency", "fixed:5ms")
+        before = _counter(url, "connections")
+        result = run_load(_plan(url, rate=100.0, duration=2.0, connections=4))
+        assert result.total.requests == 200 and result.total.errors == {}
+        assert 1 <= _counter(url, "connections") - before - 1 <= 4  # the -1: this query
+
+    def test_a_server_that_closes_each_connection(self, load_target: Start) -> None:
+        """Answers with Connection: close are read in full and the next request reconnects."""
+        url = load_target()
+        before = _counter(url, "connections")
+        close = Scenario("close", (Step(path="/close"),))
+        result = run_load(_plan(url, scenarios=(close,), rate=50.0, duration=1.0))
+        assert result.total.requests == 50 and result.total.errors == {}
+        assert _counter(url, "connections") - before - 1 == 50
+
+    def test_https_verifies_certificates_unless_insecure(
+        self, load_target: Start, certificate: tuple[Path, Path]
+    ) -> None:
+        """A self-signed certificate is refused (connect errors) unless insecure is set."""
+        cert, key = certificate
+        url = load_target("--tls-cert", str(cert), "--tls-key", str(key))
+        https = url.replace("http://", "https://")
+        trusted = run_load(_plan(https, rate=40.0, duration=1.0, insecure=True))
+        assert trusted.total.requests == 40 and trusted.total.errors == {}
+        refused = run_load(_plan(https, rate=40.0, duration=1.0))
+        assert refused.total.errors == {"connect": 40}

@@ -233,7 +233,7 @@ def _report(**changes: Any) -> dict[str, Any]:
             {"scope": "global", "ok": False, "message": "p95 < 10ms: observed 20ms (failed)"}
         ],
         "notes": ["saved run 3 as the baseline"],
-        "comparison": {"message": "no latency change (vs baseline (run 2)) beyond noise"},
+        "comparison": {"message": "no latency change from the baseline (run 2) beyond noise"},
         "generator": {
             "bound": False,
             "reasons": [],

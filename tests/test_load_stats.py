@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
-from controltower.load.stats import compare_samples, mann_whitney_u
+from controltower.load.stats import compare_samples, mann_whitney_u, tail_test
 
 
 class TestMannWhitneyU:
@@ -79,3 +80,41 @@ class TestCompareSamples:
         comparison = compare_samples(before, now)
         assert comparison.p_value < 0.01
         assert comparison.verdict == "unchanged"
+
+
+class TestTail:
+    def _latencies(self, seed: int, n: int = 5000) -> list[float]:
+        rng = random.Random(seed)
+        return [0.020 + rng.lognormvariate(-6, 0.3) for _ in range(n)]
+
+    def test_a_slow_path_for_a_few_percent_is_found(self) -> None:
+        """5% of requests going from ~22 ms to 200 ms barely moves P(slower) but fails the tail test."""
+        before = self._latencies(1)
+        now = self._latencies(2)
+        for index in range(0, len(now), 20):
+            now[index] = 0.200
+        comparison = compare_samples(before, now, against="baseline (run 4)")
+        assert abs(comparison.probability_slower - 0.5) < 0.056  # Mann-Whitney alone: noise
+        assert comparison.verdict == "slower"
+        assert comparison.reasons == ("the slowest requests",)
+        assert comparison.tail_now > 1.5 * comparison.tail_before
+        assert comparison.sentence().startswith(
+            "latency is slower than the baseline (run 4) beyond noise (the slowest requests)"
+        )
+
+    def test_the_two_proportion_z_test(self) -> None:
+        """Shares above the threshold and z follow the pooled two-proportion formula."""
+        first = [1.0] * 30 + [0.0] * 70
+        second = [1.0] * 10 + [0.0] * 90
+        result = tail_test(first, second, 0.5)
+        assert (result.share_first, result.share_second) == (0.3, 0.1)
+        pooled = 0.2
+        z = (0.3 - 0.1) / math.sqrt(pooled * (1 - pooled) * (2 / 100))
+        assert result.z == pytest.approx(z)
+        assert result.p_value == pytest.approx(math.erfc(z / math.sqrt(2)))
+
+    def test_equal_tails_are_unchanged(self) -> None:
+        """Two runs from one distribution pass both tests: unchanged, with no reasons."""
+        comparison = compare_samples(self._latencies(3), self._latencies(4), against="previous run")
+        assert comparison.verdict == "unchanged" and comparison.reasons == ()
+        assert comparison.sentence().startswith("no latency change from the previous run")

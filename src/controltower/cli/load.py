@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.text import Text
 
 from controltower.cli.common import (
     EXIT_FAILED,
@@ -46,13 +46,16 @@ class Reference(StrEnum):
     PREVIOUS = "previous"
 
 
-def _seconds(value: str | None, name: str) -> float | None:
+def _seconds(value: str | None, name: str, *, positive: bool = False) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise UsageError(f"{name} {exc}") from None
+    if positive and seconds <= 0:
+        raise UsageError(f"{name} must be longer than 0s (got {value!r})")
+    return seconds
 
 
 def _store(spec: Spec) -> Store:
@@ -69,11 +72,13 @@ def load_command(
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option("--rate", "-r", help="Open model: requests per second, sent on schedule."),
+        typer.Option(
+            "--rate", "-r", min=0.01, help="Open model: arrivals per second, sent on schedule."
+        ),
     ] = None,
     users: Annotated[
         int | None,
-        typer.Option("--users", help="Closed model: users that each wait for an answer."),
+        typer.Option("--users", min=1, help="Closed model: users that each wait for an answer."),
     ] = None,
     think_time: Annotated[
         str | None, typer.Option("--think-time", help="Closed model: pause between requests.")
@@ -85,12 +90,15 @@ def load_command(
         str | None, typer.Option("--ramp-up", help="Rise linearly to the full load over this.")
     ] = None,
     connections: Annotated[
-        int | None, typer.Option("--connections", "-c", help="Open model: keep-alive connections.")
+        int | None,
+        typer.Option("--connections", "-c", min=1, help="Open model: keep-alive connections."),
     ] = None,
     timeout: Annotated[str | None, typer.Option("--timeout", help="Per-request timeout.")] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-w", help="Worker processes (default: one per core as needed)."),
+        typer.Option(
+            "--workers", "-w", min=1, help="Worker processes (default: one per core as needed)."
+        ),
     ] = None,
     abort_on_fail: Annotated[
         bool | None,
@@ -128,6 +136,8 @@ def load_command(
         )
     if rate is not None and users is not None:
         raise UsageError("--rate (open model) and --users (closed model) exclude each other")
+    if save_baseline and no_store:
+        raise UsageError("--save-baseline keeps the run in the store; drop --no-store")
     try:
         plan = plan_from_budgets(
             loaded.budgets,
@@ -135,10 +145,10 @@ def load_command(
             rate=rate,
             users=users,
             think_time=_seconds(think_time, "--think-time"),
-            duration=_seconds(duration, "--duration"),
+            duration=_seconds(duration, "--duration", positive=True),
             ramp_up=_seconds(ramp_up, "--ramp-up"),
             connections=connections,
-            timeout=_seconds(timeout, "--timeout"),
+            timeout=_seconds(timeout, "--timeout", positive=True),
             workers=workers,
             abort_on_fail=abort_on_fail,
             insecure=insecure or None,
@@ -148,7 +158,7 @@ def load_command(
     text = format is Format.TEXT
     if text:
         console.print(f"load: {plan.describe()}", markup=False, soft_wrap=True)
-    outcome = _run(plan, live=text and console.is_terminal)
+    outcome = _run(plan, live=err_console.is_terminal)
     service = loaded.service.name
     environment = loaded.environment or "default"
     if not no_store or compare is not None:
@@ -164,6 +174,12 @@ def load_command(
                     compare_with(
                         outcome, reference.sample, against=f"{compare.value} (run {reference.id})"
                     )
+                    earlier = reference.summary.get("description")
+                    if earlier and earlier != plan.describe():
+                        outcome.notes.append(
+                            f"the {compare.value} (run {reference.id}) ran a different load: "
+                            f"{earlier}"
+                        )
             if not no_store:
                 outcome.run_id = save_run(
                     store,
@@ -212,7 +228,8 @@ def _stored_summary(outcome: LoadOutcome) -> dict[str, object]:
 def _run(plan: Plan, *, live: bool) -> LoadOutcome:
     if not live:
         return run_plan(plan, on_progress=_plain_progress if plan.duration >= 1 else None)
-    with Live(console=err_console, refresh_per_second=4, transient=True) as display:
+    starting = Text(f"starting {plan.workers} worker process(es) ...", style="dim")
+    with Live(starting, console=err_console, refresh_per_second=4, transient=True) as display:
 
         def show(progress: Progress) -> None:
             display.update(progress_line(progress))
@@ -221,10 +238,9 @@ def _run(plan: Plan, *, live: bool) -> LoadOutcome:
 
 
 def _plain_progress(progress: Progress) -> None:
-    if err_console.is_terminal or sys.stderr.isatty():
-        return
-    if int(progress.elapsed) % 5 == 0:
-        err_console.print(progress_line(progress))
+    """Without a terminal for a live line: after the first second, then every five, on stderr."""
+    if int(progress.elapsed) in (1, progress.duration) or int(progress.elapsed) % 5 == 0:
+        err_console.print(progress_line(progress), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

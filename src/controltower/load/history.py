@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 
+from controltower.load.plan import redact_target
 from controltower.store import Store, record_audit, service_id
 from controltower.store.models.load import LoadRun
 
@@ -24,15 +24,6 @@ class StoredRun:
     baseline: bool
     summary: dict[str, Any]
     sample: list[int]
-
-
-def redact_target(url: str) -> str:
-    """The URL without user, password or query string: what may be stored and shown."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def save_run(

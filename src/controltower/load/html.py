@@ -240,6 +240,8 @@ def render_html(report: dict[str, Any]) -> str:
     )
     title = f"tower load: {plan['url']}"
     verdict = "passed" if report["passed"] else "failed"
+    if report.get("interrupted"):
+        verdict = f"interrupted, {verdict} so far"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>

@@ -9,12 +9,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from controltower.conditions import Condition, parse_condition
 from controltower.exceptions import LoadTestError
 from controltower.spec.budgets import BudgetsSpec, FlowStepSpec, ScenarioSpec
 
-__all__ = ["Plan", "Scenario", "Step", "plan_from_budgets", "resolve_capture", "substitute"]
+__all__ = [
+    "Plan",
+    "Scenario",
+    "Step",
+    "plan_from_budgets",
+    "redact_target",
+    "resolve_capture",
+    "substitute",
+]
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -80,14 +89,36 @@ class Plan:
             if self.model == "open"
             else f"{self.users} users (closed model, think {self.think_time:g}s)"
         )
-        return f"{load} for {self.duration:g}s against {self.url}, {self.workers} worker(s)"
+        target = redact_target(self.url)
+        return f"{load} for {self.duration:g}s against {target}, {self.workers} worker(s)"
+
+
+RATE_PER_WORKER = 2500
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not all the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def redact_target(url: str) -> str:
+    """The URL without user, password, query or fragment: what may be shown and stored."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def default_workers(model: str, rate: float, users: int) -> int:
-    """One worker per core, fewer when the load is light enough for one core."""
-    cores = os.cpu_count() or 1
+    """Open model: one worker per 2,500 arrivals/s, up to one per core (a worker sends
+    2,500/s with about a tenth of a core, so it stays punctual); closed model: one
+    per core, no more than there are users."""
+    cores = usable_cores()
     if model == "open":
-        return max(1, min(cores, math.ceil(rate / 2500)))
+        return max(1, min(cores, math.ceil(rate / RATE_PER_WORKER)))
     return max(1, min(cores, users))
 
 

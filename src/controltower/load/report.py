@@ -35,9 +35,7 @@ def progress_line(progress: Progress) -> Text:
 
 def summary_renderable(report: dict[str, Any]) -> RenderableType:
     """A table per scenario, then budgets, notes and the comparison."""
-    table = Table(
-        title=report["description"], title_justify="left", box=None, padding=(0, 1), pad_edge=False
-    )
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
     for column in ("scenario", "requests", "req/s", "errors"):
         table.add_column(column, justify="left" if column == "scenario" else "right", no_wrap=True)
     for column in ("p50", "p90", "p95", "p99", "p99.9", "max"):
@@ -79,5 +77,7 @@ def summary_renderable(report: dict[str, Any]) -> RenderableType:
     verdict = "budgets met" if report["passed"] else "budgets failed"
     if not report["budgets"]:
         verdict = "no budgets set" if report["passed"] else "run failed"
+    if report.get("interrupted"):
+        verdict = f"interrupted: {verdict} so far"
     parts.append(Text(verdict, style="bold green" if report["passed"] else "bold red"))
     return Group(*parts)

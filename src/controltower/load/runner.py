@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue as queue_module
+import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from controltower.exceptions import LoadTestError
 from controltower.load.budgets import lost
-from controltower.load.plan import Plan
+from controltower.load.plan import Plan, redact_target
 from controltower.load.results import Aggregate, LoadResult, Second
 from controltower.load.worker import run_worker
 
 __all__ = ["Progress", "run_load"]
 
 STARTUP_DEADLINE = 60.0
+FINISH_DEADLINE = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Progress:
 
 def _plan_dict(plan: Plan) -> dict[str, Any]:
     data = asdict(plan)
+    data["url"] = redact_target(plan.url)
     data["scenarios"] = [
         {"name": scenario.name, "weight": scenario.weight, "steps": len(scenario.steps)}
         for scenario in plan.scenarios
@@ -54,7 +59,7 @@ def run_load(
 
     An interrupted or aborted run still returns what was measured so far.
     """
-    context = multiprocessing.get_context("spawn")
+    context = _context()
     messages: Any = context.Queue()
     go = context.Event()
     stop = context.Event()
@@ -71,69 +76,80 @@ def run_load(
     aggregate = Aggregate([scenario.name for scenario in plan.scenarios], plan.workers)
     interrupted = False
     aborted = ""
+    stopped_at: float | None = None
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
+    finished: set[int] = set()
+    last_shown = -1
     try:
-        for process in processes:
-            process.start()
-        _wait_ready(messages, processes)
-        t0 = time.monotonic() + 0.05
-        start.value = t0
-        started_at = datetime.now(UTC)
-        go.set()
-        finished: set[int] = set()
-        deadline_after_end = plan.timeout + 10.0
-        last_shown = -1
-        while len(finished) < plan.workers:
+        try:
+            with _bare_main():
+                for process in processes:
+                    process.start()
+            _wait_ready(messages, processes)
+        except KeyboardInterrupt:
+            interrupted = True
+            stopped_at = time.monotonic()
+        if not interrupted:
+            t0 = time.monotonic() + 0.05
+            start.value = t0
+            started_at = datetime.now(UTC)
+            go.set()
+        while go.is_set() and len(finished) < plan.workers:
             try:
-                message = messages.get(timeout=0.2)
-            except queue_module.Empty:
-                message = None
-            except KeyboardInterrupt:
-                interrupted = True
-                stop.set()
-                continue
-            now = time.monotonic()
-            if message is not None:
-                if message["kind"] == "failed":
-                    aggregate.failures.append(f"worker {message['worker']}: {message['error']}")
-                    finished.add(int(message["worker"]))
-                    stop.set()
-                    continue
-                aggregate.fold(message)
-                if message["kind"] == "final":
-                    finished.add(int(message["worker"]))
-                    continue
-                second = int(message["second"])
-                if second > last_shown:
-                    last_shown = second
-                    status = _progress(plan, aggregate, second, now - t0)
-                    if plan.abort_on_fail and not aborted and status.lost:
-                        aborted = "; ".join(status.lost)
+                message = _next(messages)
+                now = time.monotonic()
+                if message is not None:
+                    if message["kind"] == "failed":
+                        aggregate.failures.append(f"worker {message['worker']}: {message['error']}")
+                        finished.add(int(message["worker"]))
+                        stopped_at = stopped_at or now
                         stop.set()
-                    if on_progress is not None:
-                        on_progress(status)
-            if now - t0 > plan.duration + deadline_after_end:
-                aggregate.failures.append("workers did not finish in time and were stopped")
-                break
-            if not any(process.is_alive() for process in processes) and messages.empty():
-                missing = set(range(plan.workers)) - finished
-                if missing:
-                    aggregate.failures.append(f"workers {sorted(missing)} exited without a report")
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        stop.set()
+                        continue
+                    aggregate.fold(message)
+                    if message["kind"] == "final":
+                        finished.add(int(message["worker"]))
+                        continue
+                    second = int(message["second"])
+                    if second > last_shown:
+                        last_shown = second
+                        status = _progress(plan, aggregate, second, now - t0)
+                        if plan.abort_on_fail and not aborted and status.lost:
+                            aborted = "; ".join(status.lost)
+                            stopped_at = stopped_at or now
+                            stop.set()
+                        if on_progress is not None:
+                            on_progress(status)
+                if now - t0 > plan.duration + plan.timeout + FINISH_DEADLINE or (
+                    stopped_at is not None and now - stopped_at > FINISH_DEADLINE
+                ):
+                    aggregate.failures.append("workers did not finish in time and were stopped")
+                    break
+                if not any(process.is_alive() for process in processes) and messages.empty():
+                    missing = set(range(plan.workers)) - finished
+                    if missing:
+                        aggregate.failures.append(
+                            f"workers {sorted(missing)} exited without a report"
+                        )
+                    break
+            except KeyboardInterrupt:
+                # stop sending, then keep collecting: each worker still sends its final report
+                interrupted = True
+                stopped_at = stopped_at or time.monotonic()
+                stop.set()
     finally:
+        stop.set()
         for process in processes:
             if process.pid is None:
                 continue
-            process.join(timeout=3)
+            process.join(timeout=3 if go.is_set() else 0)
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=2)
         messages.close()
-    elapsed = max(1e-9, min(time.monotonic() - t0, _measured(plan, aggregate)))
+    # the time the load ran: the whole duration, or until it was told to stop
+    end = stopped_at if stopped_at is not None else time.monotonic()
+    elapsed = max(1e-9, min(end - t0, plan.duration))
     total = aggregate.total()
     return LoadResult(
         plan=_plan_dict(plan),
@@ -152,12 +168,46 @@ def run_load(
     )
 
 
-def _measured(plan: Plan, aggregate: Aggregate) -> float:
-    """The time the load ran: the plan's duration, or less when stopped early."""
-    if not aggregate.timeline:
-        return plan.duration
-    last = max(aggregate.timeline)
-    return min(plan.duration, float(last + 1))
+def _context() -> Any:
+    """Workers fork from a server process that imported the worker module once.
+
+    Spawning imports controltower afresh in every worker (about a second each,
+    several on a busy machine); forking the CLI process itself would copy its
+    threads' locks. The fork server is a clean single-threaded process started
+    on first use and kept for later runs (tower check, tests); where it does
+    not exist (Windows) workers are spawned.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["controltower.load.worker"])
+    return context
+
+
+@contextlib.contextmanager
+def _bare_main() -> Iterator[None]:
+    """Start workers as if ``__main__`` were empty: they need nothing from it.
+
+    multiprocessing re-runs the main script in each new process (the ``tower``
+    script imports every command, seconds on a busy machine), and refuses to
+    start from a script without an ``if __name__ == "__main__"`` guard. The
+    workers get only a Plan and queues, all from controltower's own modules.
+    """
+    real = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if real is not None:
+            sys.modules["__main__"] = real
+
+
+def _next(messages: Any) -> dict[str, Any] | None:
+    try:
+        message: dict[str, Any] = messages.get(timeout=0.2)
+    except queue_module.Empty:
+        return None
+    return message
 
 
 def _wait_ready(messages: Any, processes: list[Any]) -> None:

@@ -1,12 +1,21 @@
-"""Did latency change beyond noise? A Mann-Whitney U test on two samples, with effect size.
+"""Did latency change beyond noise? Two tests on the latency samples of two runs.
 
-The test asks whether a latency drawn from one run tends to be larger than one
-drawn from the other, without assuming any distribution (latencies are skewed
-and heavy-tailed, so a t-test or a fixed percentage would mislead). Large
-samples make tiny differences significant, so a change also needs an effect
-size of at least "small": the probability that a request from the new run is
-slower than one from the old, ``P(new > old)``, must leave 0.5 by 0.056 (the
-common-language equivalent of Cohen's d = 0.2).
+1. Mann-Whitney U asks whether a latency drawn from one run tends to be larger
+   than one drawn from the other, without assuming any distribution (latencies
+   are skewed and heavy-tailed, so a t-test or a fixed percentage would
+   mislead). Large samples make tiny differences significant, so a change also
+   needs an effect size of at least "small": the probability that a request
+   from the new run is slower than one from the old, ``P(new > old)``, must
+   leave 0.5 by 0.056 (the common-language equivalent of Cohen's d = 0.2).
+2. The tail: a slow path hit by a few percent of requests barely moves
+   ``P(new > old)``. So the share of each sample above the pooled 95th
+   percentile is compared with a two-proportion z-test; a change needs that
+   share to grow (or shrink) by half, e.g. from 5% to 7.5%.
+
+Either test finding a slowdown makes the verdict ``slower``; ``faster`` needs
+one to find a speed-up and neither a slowdown. Both tests treat requests as
+independent, which consecutive requests are not quite (a pause slows several),
+so the significance level is a strict 1%.
 """
 
 from __future__ import annotations
@@ -15,10 +24,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Comparison", "MannWhitney", "compare_samples", "mann_whitney_u"]
+__all__ = [
+    "Comparison",
+    "MannWhitney",
+    "TailTest",
+    "compare_samples",
+    "mann_whitney_u",
+    "tail_test",
+]
 
 ALPHA = 0.01
 SMALL_EFFECT = 0.056
+TAIL_PERCENT = 95.0
+TAIL_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,33 @@ def mann_whitney_u(first: Sequence[float], second: Sequence[float]) -> MannWhitn
 
 
 @dataclass(frozen=True)
+class TailTest:
+    """Shares of two samples above ``threshold`` and a two-sided two-proportion z-test."""
+
+    threshold: float
+    share_first: float
+    share_second: float
+    z: float
+    p_value: float
+
+
+def tail_test(first: Sequence[float], second: Sequence[float], threshold: float) -> TailTest:
+    """Compare the shares of ``first`` and ``second`` strictly above ``threshold``."""
+    n1, n2 = len(first), len(second)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both samples need at least one value")
+    above1 = sum(1 for value in first if value > threshold)
+    above2 = sum(1 for value in second if value > threshold)
+    share1, share2 = above1 / n1, above2 / n2
+    pooled = (above1 + above2) / (n1 + n2)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return TailTest(threshold, share1, share2, 0.0, 1.0)
+    z = (share1 - share2) / spread
+    return TailTest(threshold, share1, share2, z, min(1.0, math.erfc(abs(z) / math.sqrt(2))))
+
+
+@dataclass(frozen=True)
 class Comparison:
     """The verdict on latency: ``slower``, ``faster`` or ``unchanged`` (within noise)."""
 
@@ -86,6 +131,11 @@ class Comparison:
     p95_before: float
     p95_now: float
     against: str = ""
+    tail_threshold: float = 0.0
+    tail_before: float = 0.0
+    tail_now: float = 0.0
+    tail_p_value: float = 1.0
+    reasons: tuple[str, ...] = ()
 
     @property
     def regressed(self) -> bool:
@@ -97,25 +147,33 @@ class Comparison:
         detail = (
             f"median {self.median_before * 1000:.1f}ms -> {self.median_now * 1000:.1f}ms ({shift}), "
             f"p95 {self.p95_before * 1000:.1f}ms -> {self.p95_now * 1000:.1f}ms ({tail}); "
-            f"P(slower) {self.probability_slower:.2f}, p={self.p_value:.2g}"
+            f"P(slower) {self.probability_slower:.2f} (p={self.p_value:.2g}), "
+            f"above {self.tail_threshold * 1000:.1f}ms {self.tail_before:.1%} -> "
+            f"{self.tail_now:.1%} (p={self.tail_p_value:.2g})"
         )
-        against = f" (vs {self.against})" if self.against else ""
+        against = f" than the {self.against}" if self.against else ""
         if self.verdict == "slower":
-            return f"latency is slower{against} beyond noise: {detail}"
+            return f"latency is slower{against} beyond noise ({', '.join(self.reasons)}): {detail}"
         if self.verdict == "faster":
-            return f"latency is faster{against} beyond noise: {detail}"
-        return f"no latency change{against} beyond noise: {detail}"
+            return f"latency is faster{against} beyond noise ({', '.join(self.reasons)}): {detail}"
+        versus = f" from the {self.against}" if self.against else ""
+        return f"no latency change{versus} beyond noise: {detail}"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "against": self.against,
             "verdict": self.verdict,
+            "reasons": list(self.reasons),
             "p_value": self.p_value,
             "probability_slower": self.probability_slower,
             "median_before": self.median_before,
             "median_now": self.median_now,
             "p95_before": self.p95_before,
             "p95_now": self.p95_now,
+            "tail_threshold": self.tail_threshold,
+            "tail_before": self.tail_before,
+            "tail_now": self.tail_now,
+            "tail_p_value": self.tail_p_value,
             "message": self.sentence(),
         }
 
@@ -137,9 +195,18 @@ def compare_samples(
     """Compare two latency samples (seconds): significant *and* at least a small effect."""
     test = mann_whitney_u(now, before)
     probability = test.probability_greater
-    verdict = "unchanged"
+    threshold = _quantile([*before, *now], TAIL_PERCENT / 100)
+    tail = tail_test(now, before, threshold)
+    slower: list[str] = []
+    faster: list[str] = []
     if test.p_value < alpha and abs(probability - 0.5) >= SMALL_EFFECT:
-        verdict = "slower" if probability > 0.5 else "faster"
+        (slower if probability > 0.5 else faster).append("most requests")
+    if tail.p_value < alpha:
+        if tail.share_first >= TAIL_RATIO * tail.share_second:
+            slower.append("the slowest requests")
+        elif tail.share_second >= TAIL_RATIO * tail.share_first:
+            faster.append("the slowest requests")
+    verdict = "slower" if slower else "faster" if faster else "unchanged"
     return Comparison(
         verdict=verdict,
         p_value=test.p_value,
@@ -149,4 +216,9 @@ def compare_samples(
         p95_before=_quantile(before, 0.95),
         p95_now=_quantile(now, 0.95),
         against=against,
+        tail_threshold=threshold,
+        tail_before=tail.share_second,
+        tail_now=tail.share_first,
+        tail_p_value=tail.p_value,
+        reasons=tuple(slower or faster),
     )

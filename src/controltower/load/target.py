@@ -8,8 +8,11 @@ Every request waits as ``--latency`` says (``none``, ``fixed:20ms``,
 ``--stall-for`` seconds, that long after the first request. Paths:
 ``/login`` answers ``{"token": ...}``, ``/private`` wants ``Authorization: Bearer
 <that token>`` (else 401), ``/status/<code>`` answers that status, ``/chunked``
-answers with a chunked body, ``/__delays`` lists the delays actually applied (seconds);
-everything else answers 200 ``ok``.
+answers with a chunked body, ``/__delays`` lists the delays actually applied (seconds),
+``/__count`` says how many requests were answered and ``/__connections`` how many
+connections were opened (in this process), ``/close`` answers with ``Connection:
+close`` and closes; everything else answers 200 ``ok``. ``--tls-cert`` and
+``--tls-key`` serve HTTPS.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import time
 from typing import cast
 
@@ -57,6 +61,8 @@ class Server:
         self.stall_for = stall_for
         self.first: float | None = None
         self.delays: list[float] = []
+        self.count = 0
+        self.connections = 0
 
     def delay(self) -> float:
         now = time.monotonic()
@@ -73,6 +79,13 @@ class Server:
     def respond(self, method: str, path: str, headers: dict[str, str]) -> bytes:
         if path == "/__delays":
             return _response(200, json.dumps(self.delays).encode(), "application/json")
+        if path == "/__count":
+            return _response(200, str(self.count).encode())
+        if path == "/__connections":
+            return _response(200, str(self.connections).encode())
+        self.count += 1
+        if path == "/close":
+            return _response(200, b"bye", close=True)
         if path == "/login":
             return _response(200, json.dumps({"token": TOKEN}).encode(), "application/json")
         if path == "/private":
@@ -87,10 +100,18 @@ class Server:
         return _response(200, b"ok", head=method == "HEAD")
 
 
-def _response(status: int, body: bytes, kind: str = "text/plain", head: bool = False) -> bytes:
+def _response(
+    status: int, body: bytes, kind: str = "text/plain", head: bool = False, close: bool = False
+) -> bytes:
+    connection = "Connection: close\r\n" if close else ""
     return (
-        f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+        f"{connection}\r\n"
     ).encode() + (b"" if head else body)
+
+
+def _closes(response: bytes) -> bool:
+    return b"\r\nConnection: close\r\n" in response[: response.find(b"\r\n\r\n") + 2]
 
 
 class _Protocol(asyncio.Protocol):
@@ -103,6 +124,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.server.connections += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -122,7 +144,7 @@ class _Protocol(asyncio.Protocol):
             self.buffer = self.buffer[end + 4 + length :]
             method, path = lines[0].split(" ")[:2]
             response = self.server.respond(method, path, headers)
-            if path == "/__delays":
+            if path.startswith("/__"):
                 assert self.transport is not None
                 self.transport.write(response)
                 continue
@@ -131,6 +153,9 @@ class _Protocol(asyncio.Protocol):
             if wait <= 0 and self.queue is None:
                 assert self.transport is not None
                 self.transport.write(response)
+                if _closes(response):
+                    self.transport.close()
+                    return
                 continue
             if self.queue is None:
                 self.queue = asyncio.Queue()
@@ -146,20 +171,28 @@ class _Protocol(asyncio.Protocol):
                 return
             self.transport.write(response)
             self.server.delays.append(time.monotonic() - arrived)
+            if _closes(response):
+                self.transport.close()
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.writer is not None:
             self.writer.cancel()
 
 
-async def serve(port: int, server: Server, sock: socket.socket | None = None) -> None:
+async def serve(
+    port: int,
+    server: Server,
+    sock: socket.socket | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     if sock is None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", port))
-    listener = await loop.create_server(lambda: _Protocol(server), sock=sock, backlog=2048)
+    listener = await loop.create_server(lambda: _Protocol(server), sock=sock, backlog=2048, ssl=tls)
     async with listener:
         await listener.serve_forever()
 
@@ -172,7 +205,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stall-for", type=float, default=1.0)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="and this key (PEM)")
     args = parser.parse_args(argv)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     for _ in range(args.processes - 1):
         if os.fork() == 0:
             break
@@ -182,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     server = Server(Latency(args.latency), args.stall_at, args.stall_for)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, server))
+        asyncio.run(serve(args.port, server, tls=tls))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ SAMPLE_SIZE = 10_000
 # arrival is due and sending at once keeps the send within a fraction of a
 # millisecond of the schedule instead of up to a millisecond after it.
 TIMER_LEAD = 0.0005
+# Stopped early (Ctrl-C, a lost budget): how long requests in flight may still finish.
+STOP_GRACE = 2.0
 Message = dict[str, Any]
 
 
@@ -282,7 +284,7 @@ class _Worker:
         grace = plan.timeout + 1
         if self.stopping:
             pending.clear()
-            grace = min(grace, 2.0)
+            grace = min(grace, STOP_GRACE)
         deadline = time.monotonic() + grace
         delay = 0.005
         while (pending or self.active) and time.monotonic() < deadline:
@@ -316,7 +318,18 @@ class _Worker:
             finally:
                 connection.close()
 
-        await asyncio.gather(*(user(number) for number in mine))
+        tasks = [asyncio.create_task(user(number)) for number in mine]
+        cutoff: float | None = None
+        while tasks:
+            _, waiting = await asyncio.wait(tasks, timeout=0.25)
+            tasks = list(waiting)
+            if self.stopping and cutoff is None:
+                cutoff = time.monotonic() + STOP_GRACE  # stopped early: don't wait out timeouts
+            if tasks and cutoff is not None and time.monotonic() > cutoff:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                break
 
 
 def _install_loop() -> None:

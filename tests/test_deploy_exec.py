@@ -168,7 +168,7 @@ on_rollback = ['echo "rolled back $TOWER_RELEASE_ID" > rollback.txt']
         second = engine.deploy(version="2.0")
         assert second.status == "rolled_back"
         assert (
-            "pre_switch hook" in second.reason
+            "hooks:pre_switch: " in second.reason
             and "exited 4: migration check failed" in second.reason
         )
         assert not any(line.startswith("switch 2.0") for line in calls(tmp_path))
@@ -191,7 +191,7 @@ required = true
         )
         release = engine.deploy(version="1.0")
         assert release.status == "failed"
-        assert "pre-deploy gates failed" in release.reason
+        assert release.reason.startswith("gates: ")
         assert "gate 1 NO-GO" in release.reason and "env.required" in release.reason
         assert not (tmp_path / "calls.log").exists(), "nothing was deployed"
         monkeypatch.setenv("SHOP_SECRET_KEY", "x" * 40)

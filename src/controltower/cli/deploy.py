@@ -270,35 +270,31 @@ def rollback(
 
 
 def _table(releases: list[ReleaseView]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in (
-        "id",
-        "kind",
-        "version",
-        "strategy",
-        "status",
-        "started",
-        "took",
-        "by",
-        "commit",
-        "reason",
-    ):
-        table.add_column(column)
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("id", "version", "strategy", "status", "started", "took", "by", "commit"):
+        table.add_column(
+            column,
+            no_wrap=column in ("id", "status", "started"),
+            overflow="ellipsis",
+            max_width=None if column in ("id", "version") else 12,
+        )
     for r in releases:
         style = STYLE.get(r.status, "")
         table.add_row(
             r.id,
-            r.kind,
             r.version,
             r.strategy,
             f"[{style}]{r.status}[/{style}]" if style else r.status,
-            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{r.created_at:%m-%d %H:%M}",
             format_duration(r.duration) if r.duration is not None else "-",
-            r.actor.split(":")[0],
-            r.git_commit[:8],
-            r.reason[:60],
+            r.actor.split("@")[0],
+            r.git_commit[:7],
         )
     return table
+
+
+def _reasons(releases: list[ReleaseView]) -> list[str]:
+    return [f"{r.id}: {r.reason}" for r in releases if r.reason and r.status != "succeeded"]
 
 
 def _dora_text(figures: dict[str, object]) -> str:
@@ -338,6 +334,8 @@ def releases(
         )
         return
     console.print(_table(shown))
+    for line in _reasons(shown):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
     if figures:
         console.print(_dora_text(figures))
 

@@ -193,7 +193,12 @@ class Engine:
         self.actor = actor or default_owner()
         self.environment = spec.environment or "default"
         self.on_step = on_step or (lambda state, message: None)
-        self.lock = DeployLock(store, lock_name(spec.service.name, self.environment), clock=clock)
+        self.lock = DeployLock(
+            store,
+            lock_name(spec.service.name, self.environment),
+            clock=clock,
+            ttl=spec.deploy.lock_timeout,
+        )
         with store.session() as session:
             self.service_id = service_id(session, spec.service.name, self.environment)
         self._prepared = False
@@ -270,6 +275,11 @@ class Engine:
     ) -> ReleaseView:
         """Create a release and run its plan; returns it in its final state."""
         chosen = strategy or self.spec.deploy.strategy
+        if chosen is Strategy.CANARY and not self.driver.supports_weights:
+            raise DeployError(
+                f"the {self.driver.name} driver cannot split traffic by weight",
+                hint="use --strategy bluegreen or rolling",
+            )
         self._prepare()
         self.lock.acquire({"command": "deploy"})
         try:
@@ -792,8 +802,9 @@ class Engine:
         spec = self.spec.deploy.analysis
         new_metrics = self.driver.metrics(info.id, window)
         stable = self.driver.metrics(old, window) if old and old != info.id else None
+        instances = "|".join(i.id for i in self.driver.instances(info.id))
         extra, problems = analysis.prometheus_values(
-            spec, {"release": info.id, "version": info.version}
+            spec, {"release": info.id, "version": info.version, "instances": instances}
         )
         verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
         if problems and verdict.outcome == analysis.PASS:

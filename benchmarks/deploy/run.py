@@ -1,6 +1,6 @@
 """Deploys under load: switch time, rollback time and failed requests per strategy.
 
-    python -m benchmarks.deploy.run [--rate 200] [--rounds 1] [--record]
+    python -m benchmarks.deploy.run [--rate 200] [--rounds 2] [--record]
 
 The example app (examples/app) runs on the local driver, two instances behind
 tower's proxy, while a constant-rate load (default 200 requests/s, open model:
@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import fcntl
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -182,7 +183,14 @@ def tower_deploys(rate: float, rounds: int, root: Path) -> dict[str, list[Measur
             progress(f"tower rollback to the warm blue release (round {round_ + 1})")
             blue = site.engine().current()
             assert blue is not None
-            green = site.engine().deploy(version=f"{version}.0", strategy=Strategy.BLUEGREEN)
+            green, _ = under_load(
+                site,
+                rate,
+                lambda v=version: site.engine().deploy(
+                    version=f"{v}.0", strategy=Strategy.BLUEGREEN
+                ),
+            )
+            assert isinstance(green, ReleaseView) and green.status == "succeeded", green
             back, result = under_load(site, rate, lambda: site.engine().rollback())
             assert isinstance(back, ReleaseView)
             switched = next(
@@ -327,7 +335,7 @@ def report(
 
     def ratio(ours: float, theirs: float) -> str:
         if ours <= 0:
-            return "tower: none" if theirs > 0 else "equal"
+            return "n/a: none with tower" if theirs > 0 else "equal"
         return f"{theirs / ours:.1f}x"
 
     lines += [
@@ -363,6 +371,7 @@ def main() -> None:
         "--record", action="store_true", help="write the deploy section of RESULTS.md"
     )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups in finally
     with bench_lock(), tempfile.TemporaryDirectory(prefix="tower-bench-deploy-") as tmp:
         root = Path(tmp)
         (root / "tower").mkdir()

@@ -234,22 +234,66 @@ def status(
 agent_app = typer.Typer(help="The local driver's agent (proxy and supervised processes).")
 
 
-@agent_app.command("start")
-def agent_start(spec: SpecOption = None, env: EnvOption = None) -> None:
-    """Start the local agent if it is not running."""
-    engine = _engine(spec, env, Format.JSON)
-    engine.driver.prepare()
-    console.print(f"agent running; proxy at {engine.driver.public_url()}")
+AGENT_EXITS = "Exit codes: 0 done; 1 the agent could not be started or stopped; 2 bad usage."
 
 
-@agent_app.command("stop")
-def agent_stop(spec: SpecOption = None, env: EnvOption = None) -> None:
-    """Stop the local agent, its proxy and every app process it runs."""
+def _agent(spec: Path | None, env: str | None) -> AgentClient:
     from controltower.deploy import spec_root
 
     loaded = load(spec, env)
-    client = AgentClient((spec_root(loaded) / loaded.deploy.local.state_dir).resolve())
-    console.print("agent stopped" if client.shutdown() else "agent was not running")
+    if loaded.deploy.driver.value != "local":
+        raise UsageError(
+            f"[deploy] driver is {loaded.deploy.driver.value}; only the local driver has an agent"
+        )
+    return AgentClient((spec_root(loaded) / loaded.deploy.local.state_dir).resolve())
+
+
+@agent_app.command(
+    "start",
+    epilog=epilog(
+        ["tower deploy agent start", "tower deploy agent start --format json"], AGENT_EXITS
+    ),
+)
+def agent_start(
+    spec: SpecOption = None, env: EnvOption = None, format: FormatOption = Format.TEXT
+) -> None:
+    """Start the local agent (proxy and process supervisor) if it is not running."""
+    client = _agent(spec, env)
+    engine = _engine(spec, env, Format.JSON)
+    engine.driver.prepare()
+    info = client.call("ping")
+    data = {
+        "pid": info["pid"],
+        "proxy": engine.driver.public_url(),
+        "state_dir": str(client.state_dir),
+    }
+    if format is Format.JSON:
+        emit_json(data)
+    else:
+        console.print(f"agent running (pid {data['pid']}); proxy at {data['proxy']}")
+
+
+@agent_app.command(
+    "stop",
+    epilog=epilog(["tower deploy agent stop"], AGENT_EXITS),
+)
+def agent_stop(
+    spec: SpecOption = None, env: EnvOption = None, format: FormatOption = Format.TEXT
+) -> None:
+    """Stop the local agent, its proxy and every app process it runs."""
+    client = _agent(spec, env)
+    was_running = client.alive()
+    stopped = client.shutdown() if was_running else False
+    if format is Format.JSON:
+        emit_json({"was_running": was_running, "stopped": stopped})
+    else:
+        console.print(
+            "agent stopped"
+            if stopped
+            else ("agent did not stop" if was_running else "agent was not running")
+        )
+    if was_running and not stopped:
+        raise typer.Exit(EXIT_FAILED)
 
 
 deploy_app.add_typer(agent_app, name="agent")

@@ -79,9 +79,9 @@ class Load:
                 await asyncio.sleep(delay)
             elif count % 20 == 0:
                 await asyncio.sleep(0)
+        self.result.duration = time.monotonic() - self._started  # sending time: the rate's base
         if pending:
             await asyncio.wait(pending, timeout=self.timeout + 1)
-        self.result.duration = time.monotonic() - self._started
         for _, writer in self._idle:
             writer.close()
 

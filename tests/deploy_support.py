@@ -56,7 +56,6 @@ state_dir = "{state_dir}"
 [deploy.local.env]
 APP_VERSION = "{{version}}"
 APP_DATABASE = "{database}"
-APP_SEED = "7"
 
 [deploy.health]
 consecutive = 2
@@ -103,7 +102,7 @@ class LocalSite:
             f'\n[[deploy.steps]]\nweight = "{w}"\n' + (f'pause = "{p}"\n' if p else "")
             for w, p in chosen
         )
-        cond = conditions if conditions is not None else ["error_rate < 5%"]
+        cond = conditions if conditions is not None else ["error_rate < 2%"]
         self.spec_path.write_text(
             SPEC.format(
                 strategy=strategy,

@@ -103,7 +103,7 @@ class TestBadReleases:
             site, version="4.erroring", env={"APP_ERROR_RATE": "0.2"}, strategy=Strategy.CANARY
         )
         assert release.status == "rolled_back"
-        assert "error_rate < 5%: observed" in release.reason
+        assert "error_rate < 2%: observed" in release.reason
         steps = site.engine().show(release.id).steps
         routed = next(s.at for s in steps if s.state == "route")
         restored = next(

@@ -215,7 +215,7 @@ class TestDeploy:
         engine, _driver = make(store, tmp_path, extra=extra)
         release = engine.deploy(version="1.0")
         assert release.status == "failed"
-        assert "pre_deploy hook" in release.reason and "exited 3" in release.reason
+        assert "hooks:pre_deploy: " in release.reason and "exited 3" in release.reason
         assert "checking 1.0" in release.reason
         assert (tmp_path / "rolled.txt").read_text().strip() == release.id
 

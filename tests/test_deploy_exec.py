@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from controltower.deploy import Engine, ReleaseInfo, open_engine
 from controltower.deploy.drivers.exec import ExecDriver
+from controltower.deploy.lock import DeployLock
 from controltower.exceptions import DriverError
 from controltower.notify import Dispatcher
 from controltower.spec import parse_spec
@@ -30,6 +33,7 @@ target = "local"
 driver = "exec"
 strategy = "canary"
 instances = 1
+{lock}
 
 [deploy.exec]
 deploy = 'echo "deploy $TOWER_RELEASE_ID $TOWER_VERSION count=$TOWER_COUNT flag=$FLAG" >> calls.log; echo "building..."; echo "https://$TOWER_VERSION.preview.test"'
@@ -51,9 +55,9 @@ pause = "10ms"
 """
 
 
-def make(tmp_path: Path, extra: str = "", timeout: str = "30s") -> Engine:
+def make(tmp_path: Path, extra: str = "", timeout: str = "30s", lock: str = "") -> Engine:
     path = tmp_path / "tower.toml"
-    path.write_text(SPEC.format(extra=extra, timeout=timeout))
+    path.write_text(SPEC.format(extra=extra, timeout=timeout, lock=lock))
     spec = parse_spec(path.read_text(), source=str(path))
     return open_engine(spec, store=Store.open(f"sqlite:///{tmp_path / 'tower.db'}"), actor="ci")
 
@@ -168,11 +172,34 @@ on_rollback = ['echo "rolled back $TOWER_RELEASE_ID" > rollback.txt']
         second = engine.deploy(version="2.0")
         assert second.status == "rolled_back"
         assert (
-            "pre_switch hook" in second.reason
+            "hooks:pre_switch: " in second.reason
             and "exited 4: migration check failed" in second.reason
         )
         assert not any(line.startswith("switch 2.0") for line in calls(tmp_path))
         assert (tmp_path / "rollback.txt").read_text().strip() == f"rolled back {second.id}"
+
+
+class TestLock:
+    def test_long_hook_keeps_the_lock(self, tmp_path: Path) -> None:
+        """A hook longer than lock_timeout does not let another deploy in: the lock is renewed."""
+        engine = make(
+            tmp_path, '\n[deploy.hooks]\npre_deploy = ["sleep 2"]\n', lock='lock_timeout = "0.5s"'
+        )
+        other = DeployLock(engine.store, engine.lock.name, owner="ci@elsewhere:1")
+        outcome: list[bool] = []
+
+        def contend() -> None:
+            time.sleep(1.2)
+            outcome.append(other.try_acquire())
+
+        thread = threading.Thread(target=contend)
+        thread.start()
+        release = engine.deploy(version="1.0")
+        thread.join()
+        assert release.status == "succeeded", release.reason
+        assert outcome == [False]
+        assert other.try_acquire(), "free once the deploy is over"
+        other.release()
 
 
 class TestGates:
@@ -191,7 +218,7 @@ required = true
         )
         release = engine.deploy(version="1.0")
         assert release.status == "failed"
-        assert "pre-deploy gates failed" in release.reason
+        assert release.reason.startswith("gates: ")
         assert "gate 1 NO-GO" in release.reason and "env.required" in release.reason
         assert not (tmp_path / "calls.log").exists(), "nothing was deployed"
         monkeypatch.setenv("SHOP_SECRET_KEY", "x" * 40)

@@ -379,3 +379,30 @@ def state_inflight(driver: LocalDriver, release_id: str) -> int:
 def _quietly(call: Any) -> None:
     with contextlib.suppress(httpx.HTTPError):
         call()
+
+
+class TestAgentCommands:
+    def test_start_and_stop(self, tmp_path: Path) -> None:
+        """`tower deploy agent start` starts the agent; `stop` ends it and its processes."""
+        from typer.testing import CliRunner
+
+        from controltower.cli.main import app
+
+        port = free_port()
+        spec = tmp_path / "tower.toml"
+        spec.write_text(
+            '[service]\nname = "tiny"\n[deploy]\ndriver = "local"\n[deploy.local]\n'
+            f'command = "{{python}} {TINY} {{port}}"\nproxy_port = {port}\nstate_dir = "state"\n'
+        )
+        runner = CliRunner()
+        started = runner.invoke(
+            app, ["deploy", "agent", "start", "--spec", str(spec), "--format", "json"]
+        )
+        assert started.exit_code == 0, started.output
+        data = json.loads(started.stdout)
+        assert data["proxy"] == f"http://127.0.0.1:{port}" and alive(int(data["pid"]))
+        stopped = runner.invoke(app, ["deploy", "agent", "stop", "--spec", str(spec)])
+        assert stopped.exit_code == 0 and "agent stopped" in stopped.stdout
+        assert not alive(int(data["pid"]))
+        again = runner.invoke(app, ["deploy", "agent", "stop", "--spec", str(spec)])
+        assert "agent was not running" in again.stdout

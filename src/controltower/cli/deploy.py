@@ -234,34 +234,66 @@ def status(
 agent_app = typer.Typer(help="The local driver's agent (proxy and supervised processes).")
 
 
+AGENT_EXITS = "Exit codes: 0 done; 1 the agent could not be started or stopped; 2 bad usage."
+
+
+def _agent(spec: Path | None, env: str | None) -> AgentClient:
+    from controltower.deploy import spec_root
+
+    loaded = load(spec, env)
+    if loaded.deploy.driver.value != "local":
+        raise UsageError(
+            f"[deploy] driver is {loaded.deploy.driver.value}; only the local driver has an agent"
+        )
+    return AgentClient((spec_root(loaded) / loaded.deploy.local.state_dir).resolve())
+
+
 @agent_app.command(
     "start",
     epilog=epilog(
-        ["tower deploy agent start", "tower deploy agent start --spec examples/app/tower.toml"],
-        "Exit codes: 0 the agent runs; 1 it could not be started; 2 bad usage or an invalid tower.toml.",
+        ["tower deploy agent start", "tower deploy agent start --format json"], AGENT_EXITS
     ),
 )
-def agent_start(spec: SpecOption = None, env: EnvOption = None) -> None:
-    """Start the local agent if it is not running."""
+def agent_start(
+    spec: SpecOption = None, env: EnvOption = None, format: FormatOption = Format.TEXT
+) -> None:
+    """Start the local agent (proxy and process supervisor) if it is not running."""
+    client = _agent(spec, env)
     engine = _engine(spec, env, Format.JSON)
     engine.driver.prepare()
-    console.print(f"agent running; proxy at {engine.driver.public_url()}")
+    info = client.call("ping")
+    data = {
+        "pid": info["pid"],
+        "proxy": engine.driver.public_url(),
+        "state_dir": str(client.state_dir),
+    }
+    if format is Format.JSON:
+        emit_json(data)
+    else:
+        console.print(f"agent running (pid {data['pid']}); proxy at {data['proxy']}")
 
 
 @agent_app.command(
     "stop",
-    epilog=epilog(
-        ["tower deploy agent stop"],
-        "Exit codes: 0 the agent is stopped (or was not running); 2 bad usage or an invalid tower.toml.",
-    ),
+    epilog=epilog(["tower deploy agent stop"], AGENT_EXITS),
 )
-def agent_stop(spec: SpecOption = None, env: EnvOption = None) -> None:
+def agent_stop(
+    spec: SpecOption = None, env: EnvOption = None, format: FormatOption = Format.TEXT
+) -> None:
     """Stop the local agent, its proxy and every app process it runs."""
-    from controltower.deploy import spec_root
-
-    loaded = load(spec, env)
-    client = AgentClient((spec_root(loaded) / loaded.deploy.local.state_dir).resolve())
-    console.print("agent stopped" if client.shutdown() else "agent was not running")
+    client = _agent(spec, env)
+    was_running = client.alive()
+    stopped = client.shutdown() if was_running else False
+    if format is Format.JSON:
+        emit_json({"was_running": was_running, "stopped": stopped})
+    else:
+        console.print(
+            "agent stopped"
+            if stopped
+            else ("agent did not stop" if was_running else "agent was not running")
+        )
+    if was_running and not stopped:
+        raise typer.Exit(EXIT_FAILED)
 
 
 deploy_app.add_typer(agent_app, name="agent")
@@ -282,35 +314,31 @@ def rollback(
 
 
 def _table(releases: list[ReleaseView]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in (
-        "id",
-        "kind",
-        "version",
-        "strategy",
-        "status",
-        "started",
-        "took",
-        "by",
-        "commit",
-        "reason",
-    ):
-        table.add_column(column)
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("id", "version", "strategy", "status", "started", "took", "by", "commit"):
+        table.add_column(
+            column,
+            no_wrap=column in ("id", "status", "started"),
+            overflow="ellipsis",
+            max_width=None if column in ("id", "version") else 12,
+        )
     for r in releases:
         style = STYLE.get(r.status, "")
         table.add_row(
             r.id,
-            r.kind,
             r.version,
             r.strategy,
             f"[{style}]{r.status}[/{style}]" if style else r.status,
-            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{r.created_at:%m-%d %H:%M}",
             format_duration(r.duration) if r.duration is not None else "-",
-            r.actor.split(":")[0],
-            r.git_commit[:8],
-            r.reason[:60],
+            r.actor.split("@")[0],
+            r.git_commit[:7],
         )
     return table
+
+
+def _reasons(releases: list[ReleaseView]) -> list[str]:
+    return [f"{r.id}: {r.reason}" for r in releases if r.reason and r.status != "succeeded"]
 
 
 def _dora_text(figures: dict[str, object]) -> str:
@@ -350,6 +378,8 @@ def releases(
         )
         return
     console.print(_table(shown))
+    for line in _reasons(shown):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
     if figures:
         console.print(_dora_text(figures))
 

@@ -14,6 +14,7 @@ release are left out while the stable release has too little traffic.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,11 +57,18 @@ def build_context(
 def prometheus_values(
     spec: AnalysisSpec, variables: dict[str, str], *, client: httpx.Client | None = None
 ) -> tuple[dict[str, Any], list[str]]:
-    """Run each named PromQL query (``{release}``, ``{version}`` filled in); scalars by name."""
+    """Run each named PromQL query; its first sample's value, by name.
+
+    ``{release}``, ``{version}`` and ``{instances}`` (the release's instance ids
+    joined by ``|``, for a regex matcher) are filled in. The token in
+    ``$<prometheus_token_env>`` is sent as a bearer token.
+    """
     if not spec.prometheus_url or not spec.queries:
         return {}, []
     values: dict[str, Any] = {}
     problems: list[str] = []
+    token = os.environ.get(spec.prometheus_token_env, "") if spec.prometheus_token_env else ""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = client or httpx.Client(timeout=5.0)
     try:
         for name, query in spec.queries.items():
@@ -69,7 +77,9 @@ def prometheus_values(
                 text = text.replace("{" + key + "}", value)
             try:
                 response = http.get(
-                    spec.prometheus_url.rstrip("/") + "/api/v1/query", params={"query": text}
+                    spec.prometheus_url.rstrip("/") + "/api/v1/query",
+                    params={"query": text},
+                    headers=headers,
                 )
                 data = response.json()
             except (httpx.HTTPError, ValueError) as exc:

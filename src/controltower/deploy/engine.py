@@ -193,7 +193,12 @@ class Engine:
         self.actor = actor or default_owner()
         self.environment = spec.environment or "default"
         self.on_step = on_step or (lambda state, message: None)
-        self.lock = DeployLock(store, lock_name(spec.service.name, self.environment), clock=clock)
+        self.lock = DeployLock(
+            store,
+            lock_name(spec.service.name, self.environment),
+            clock=clock,
+            ttl=spec.deploy.lock_timeout,
+        )
         with store.session() as session:
             self.service_id = service_id(session, spec.service.name, self.environment)
         self._prepared = False
@@ -270,6 +275,11 @@ class Engine:
     ) -> ReleaseView:
         """Create a release and run its plan; returns it in its final state."""
         chosen = strategy or self.spec.deploy.strategy
+        if chosen is Strategy.CANARY and not self.driver.supports_weights:
+            raise DeployError(
+                f"the {self.driver.name} driver cannot split traffic by weight",
+                hint="use --strategy bluegreen or rolling",
+            )
         self._prepare()
         self.lock.acquire({"command": "deploy"})
         try:
@@ -561,6 +571,9 @@ class Engine:
             start = release.step
             if release.state == "paused":
                 start = release.step + 1 if release.request == "promote" else release.step
+                if release.request == "promote":
+                    release.request = ""
+                    self._log(session, release, "analyse", "promoted by request")
         for index in range(start, len(plan)):
             step = plan[index]
             with self.store.session() as session:
@@ -621,7 +634,7 @@ class Engine:
                 {"failing": outcome.failing, "check_run": outcome.run_id},
             )
             if not outcome.passed:
-                raise GateFailed(f"pre-deploy gates failed: {outcome.summary}")
+                raise GateFailed(outcome.summary)
         elif step.kind == "hooks":
             self._hooks(release_id, step.phase, variables, fatal=True)
         elif step.kind == "start":
@@ -726,7 +739,7 @@ class Engine:
             self._log_now(release_id, f"hooks:{phase}", message, detail)
             if not result.ok and fatal:
                 tail = result.output.splitlines()[-1] if result.output else ""
-                raise GateFailed(f"{phase} hook {message}" + (f": {tail}" if tail else ""))
+                raise GateFailed(message + (f": {tail}" if tail else ""))
 
     def _wait(self, release_id: str, seconds: float) -> str:
         """Sleep up to ``seconds``, waking for promote/abort requests; returns the request."""
@@ -765,7 +778,7 @@ class Engine:
                     passes[instance.id] = 0
                     failed_round = True
                     if probe.fatal:
-                        raise GateFailed(f"health: instance {instance.id}: {probe.detail}")
+                        raise GateFailed(f"instance {instance.id}: {probe.detail}")
             if all(n >= gate.consecutive for n in passes.values()):
                 self._log_now(
                     release_id,
@@ -777,7 +790,7 @@ class Engine:
             if self.clock.monotonic() >= deadline:
                 worst = min(passes, key=lambda k: passes[k])
                 raise GateFailed(
-                    f"health: instance {worst} passed readiness {path} "
+                    f"instance {worst} passed readiness {path} "
                     f"{passes[worst]} of {gate.consecutive} times in a row within "
                     f"{gate.deadline:g}s (last: {last[worst]})"
                 )
@@ -789,8 +802,9 @@ class Engine:
         spec = self.spec.deploy.analysis
         new_metrics = self.driver.metrics(info.id, window)
         stable = self.driver.metrics(old, window) if old and old != info.id else None
+        instances = "|".join(i.id for i in self.driver.instances(info.id))
         extra, problems = analysis.prometheus_values(
-            spec, {"release": info.id, "version": info.version}
+            spec, {"release": info.id, "version": info.version, "instances": instances}
         )
         verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
         if problems and verdict.outcome == analysis.PASS:
@@ -800,21 +814,36 @@ class Engine:
         return verdict
 
     def _analyse(self, release_id: str, info: ReleaseInfo, old: str, step: Step) -> None:
+        """Hold the step: evaluate the conditions every interval until the pause is over.
+
+        The step passes when its pause is over and the last verdict passed (or
+        there are no conditions). A failed verdict counts toward the failure
+        limit; an inconclusive one (too little traffic) keeps the step paused.
+        A step without a pause waits for `tower deploy promote` while the
+        analysis keeps running. Promote and abort requests end the wait at once.
+        """
         spec = self.spec.deploy.analysis
         started = self.clock.monotonic()
         failures = 0
         paused = False
         verdict: analysis.Verdict | None = None
         last_eval = started
+        if step.pause is None:
+            paused = True
+            self._set_state(
+                release_id,
+                "paused",
+                "waiting for `tower deploy promote`"
+                + (" (analysis keeps running)" if spec.conditions else ""),
+            )
         while True:
             now = self.clock.monotonic()
-            until_pause = None if step.pause is None else started + step.pause - now
+            due: list[float] = []
             if spec.conditions:
-                wait = last_eval + spec.interval - now
-                if until_pause is not None and not paused:
-                    wait = min(wait, until_pause)
-            else:
-                wait = until_pause if until_pause is not None and not paused else 3600.0
+                due.append(last_eval + spec.interval)
+            if step.pause is not None and now < started + step.pause:
+                due.append(started + step.pause)
+            wait = min(due) - now if due else 3600.0
             request = self._wait(release_id, max(0.0, wait))
             if request == "abort":
                 self._clear_request(release_id)
@@ -824,15 +853,16 @@ class Engine:
                 self._log_now(release_id, "analyse", "promoted by request")
                 return
             now = self.clock.monotonic()
-            if (
-                spec.conditions
-                and now - last_eval >= min(spec.interval, max(now - started, 0.5)) - 1e-3
-            ):
+            pause_over = step.pause is not None and now - started >= step.pause - 1e-3
+            evaluate = spec.conditions and (
+                now - last_eval >= spec.interval - 1e-3
+                or (pause_over and verdict is None and now - last_eval >= 0.5)
+            )
+            if evaluate:
                 verdict = self._verdict(info, old, max(now - last_eval, 1.0))
                 last_eval = now
-                detail = {k: v for k, v in verdict.context.items()}
                 self._log_now(
-                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", detail
+                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", verdict.context
                 )
                 if verdict.outcome == analysis.FAIL:
                     failures += 1
@@ -841,20 +871,18 @@ class Engine:
                             f"analysis failed {failures} time(s) "
                             f"(limit {spec.failure_limit}): {verdict.message}"
                         )
-            pause_over = step.pause is not None and now - started >= step.pause - 1e-3
             if pause_over and (
                 not spec.conditions or (verdict and verdict.outcome == analysis.PASS)
             ):
                 return
-            if (pause_over or step.pause is None) and not paused:
+            if pause_over and not paused:
                 paused = True
-                why = (
-                    "waiting for `tower deploy promote`"
-                    if step.pause is None
-                    else f"paused, {verdict.message if verdict else 'no verdict yet'}; "
-                    "waiting for traffic or `tower deploy promote`"
+                self._set_state(
+                    release_id,
+                    "paused",
+                    f"paused, {verdict.message if verdict else 'no verdict yet'}; "
+                    "waiting for traffic or `tower deploy promote`",
                 )
-                self._set_state(release_id, "paused", why)
 
     def _clear_request(self, release_id: str) -> None:
         with self.store.session() as session:
@@ -882,7 +910,7 @@ class Engine:
                 result = run_smoke(smoke, base, client)
                 self._log_now(release_id, "smoke", result.message)
                 if not result.ok:
-                    raise GateFailed(f"smoke check {result.message}")
+                    raise GateFailed(result.message)
 
     def _rollback(self, release_id: str, reason: str | None) -> None:
         """Put all traffic back on the previous release and stop the new one."""

@@ -1,14 +1,17 @@
 """One deploy at a time per service and environment: a store lock with stale detection.
 
-The lock names its owner (``user@host:pid``). It is stale when it expired (the
-holder stopped renewing) or when its holder is a process on this host that no
-longer exists; a stale lock is taken over.
+The lock names its owner (``user@host:pid``). The holder renews it while it
+works; it is stale when it was not renewed for ``[deploy] lock_timeout`` (the
+holder died, maybe on another machine) or when its holder is a process on this
+host that no longer exists. A stale lock is taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 
 from controltower.clock import system_clock
 from controltower.exceptions import LockHeld
@@ -39,18 +42,28 @@ def owner_alive(owner: str) -> bool:
 
 class DeployLock:
     def __init__(
-        self, store: Store, name: str, *, owner: str | None = None, clock: Clock = system_clock
+        self,
+        store: Store,
+        name: str,
+        *,
+        owner: str | None = None,
+        clock: Clock = system_clock,
+        ttl: float = TTL,
     ) -> None:
         self.locks = Locks(store, clock=clock)
+        self.ttl = ttl
         self.name = name
         self.owner = owner or default_owner()
         self.clock = clock
         self.held = False
         self._renewed = 0.0
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def try_acquire(self, detail: dict[str, str] | None = None) -> bool:
-        if self.locks.acquire(self.name, self.owner, ttl=TTL, detail=detail):
+        if self.locks.acquire(self.name, self.owner, ttl=self.ttl, detail=detail):
             self.held, self._renewed = True, self.clock.monotonic()
+            self._start_renewing()
             return True
         info = self.locks.info(self.name)
         if info is not None and (info.expired or not owner_alive(info.owner)):
@@ -75,11 +88,29 @@ class DeployLock:
         return info.owner
 
     def heartbeat(self) -> None:
-        if self.held and self.clock.monotonic() - self._renewed > TTL / 6:
-            self.locks.renew(self.name, self.owner, ttl=TTL)
+        if self.held and self.clock.monotonic() - self._renewed > self.ttl / 6:
+            self.locks.renew(self.name, self.owner, ttl=self.ttl)
             self._renewed = self.clock.monotonic()
 
+    def _start_renewing(self) -> None:
+        """Renew from a thread too, so a long hook or platform command keeps the lock."""
+        self._stop.clear()
+        if self._renewer is not None and self._renewer.is_alive():
+            return
+
+        def renew() -> None:
+            while not self._stop.wait(max(self.ttl / 6, 0.05)):
+                with contextlib.suppress(Exception):
+                    self.locks.renew(self.name, self.owner, ttl=self.ttl)
+
+        self._renewer = threading.Thread(target=renew, name=f"renew {self.name}", daemon=True)
+        self._renewer.start()
+
     def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(5)
+            self._renewer = None
         if self.held:
             self.locks.release(self.name, self.owner)
             self.held = False

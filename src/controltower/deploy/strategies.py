@@ -11,7 +11,7 @@ from typing import Any
 
 from controltower.spec.deploy import CanaryStepSpec, DeploySpec, Strategy
 
-DEFAULT_CANARY = (0.05, 0.25, 0.5)
+DEFAULT_CANARY = ("5%", "25%", "50%")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ def bluegreen(spec: DeploySpec) -> list[Step]:
 
 def canary(spec: DeploySpec) -> list[Step]:
     steps = spec.steps or [
-        CanaryStepSpec(weight=w, pause=spec.analysis.interval) for w in DEFAULT_CANARY
+        CanaryStepSpec.model_validate({"weight": w, "pause": spec.analysis.interval})
+        for w in DEFAULT_CANARY
     ]
     plan = [
         *_pre("deploy"),

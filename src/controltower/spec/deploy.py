@@ -46,6 +46,7 @@ class AnalysisSpec(Section):
     failure_limit: int = Field(default=1, ge=1)
     min_requests: int = Field(default=20, ge=0)
     prometheus_url: str = ""
+    prometheus_token_env: str = ""
     queries: dict[str, str] = Field(default_factory=dict)
 
 
@@ -121,4 +122,4 @@ class DeploySpec(Section):
     local: LocalDriverSpec = Field(default_factory=LocalDriverSpec)
     fly: FlyDriverSpec = Field(default_factory=FlyDriverSpec)
     exec: ExecDriverSpec = Field(default_factory=ExecDriverSpec)
-    lock_timeout: Duration = 3600.0
+    lock_timeout: Duration = 60.0

@@ -273,7 +273,7 @@ def test(
         )
     monitor_spec = monitors[name]
     opened: Store | None = None
-    env_probe = ProbeEnv(deploy=loaded.deploy, root=spec_root(loaded))
+    env_probe = ProbeEnv.for_spec(loaded, root=spec_root(loaded))
     if monitor_spec.type.value == "heartbeat":
         opened = open_store(loaded, store)
         _service, ids = sync_monitors(opened, loaded)

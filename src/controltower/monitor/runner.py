@@ -112,8 +112,8 @@ class MonitorRunner:
         self.service_id, self.ids = await asyncio.to_thread(sync_monitors, self.store, self.spec)
         by_name = {m.name: m for m in self.spec.monitors}
         self.monitors = {mid: by_name[name] for name, mid in self.ids.items()}
-        env = ProbeEnv(
-            deploy=self.spec.deploy,
+        env = ProbeEnv.for_spec(
+            self.spec,
             root=self.root,
             last_ping=lambda name: last_ping(self.store, self.ids[name]),
             now=self.clock.now,

@@ -133,6 +133,95 @@ class TestHttp:
         assert found.ok and not missing.ok
 
 
+class KeepAliveServer:
+    """An HTTP/1.1 server that remembers which client port sent each request."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner.ports.append(self.client_address[1])
+                if self.path == "/old":
+                    self.send_response(302)
+                    self.send_header("location", "/new")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps({"path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestPlainHttp:
+    async def test_keep_alive_connections_are_reused(self) -> None:
+        """Checks of one host share a kept-alive connection instead of opening one each."""
+        server = KeepAliveServer()
+        env = ProbeEnv()
+        try:
+            for _ in range(5):
+                outcome = await check(monitor(url=f"{server.url}/health"), env)
+                assert outcome.ok and outcome.context["body"] == {"path": "/health"}
+        finally:
+            await env.aclose()
+            server.close()
+        assert len(server.ports) == 5 and len(set(server.ports)) == 1
+
+    async def test_redirects(self) -> None:
+        """A redirect is followed to its target, unless follow_redirects is off."""
+        server = KeepAliveServer()
+        try:
+            followed = await run(monitor(url=f"{server.url}/old"))
+            kept = await run(monitor(url=f"{server.url}/old", follow_redirects=False))
+        finally:
+            server.close()
+        assert followed.context["status"] == 200 and followed.context["url"].endswith("/new")
+        assert followed.context["body"] == {"path": "/new"}
+        assert kept.context["status"] == 302 and kept.context["header"]["location"] == "/new"
+
+    async def test_cost_per_check(self) -> None:
+        """A plain-HTTP check costs far less CPU than the same request through httpx."""
+        import time
+
+        server = KeepAliveServer()
+        env = ProbeEnv()
+        spec = monitor(url=f"{server.url}/health")
+        try:
+            await check(spec, env)
+            started = time.process_time()
+            for _ in range(30):
+                await check(spec, env)
+            plain = time.process_time() - started
+            async with httpx.AsyncClient() as client:
+                await client.get(spec.url)
+                started = time.process_time()
+                for _ in range(30):
+                    await client.get(spec.url)
+                general = time.process_time() - started
+        finally:
+            await env.aclose()
+            server.close()
+        assert plain < general, (plain, general)
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
@@ -424,7 +513,7 @@ class TestMachine:
             driver.start(ReleaseInfo("rel1", "v1"), 2)
             env = ProbeEnv.for_spec(spec, root=tmp_path)
             outcome = await run(spec.monitors[0], env)
-            for _ in range(100):
+            for _ in range(30):
                 if outcome.ok:
                     break
                 await asyncio.sleep(0.1)

@@ -27,6 +27,8 @@ import httpx
 
 from controltower.conditions import Condition, ConditionResult, parse_condition
 from controltower.exceptions import MonitorError, TowerError
+from controltower.load.client import ConnectError, ProtocolError
+from controltower.monitor.http import REDIRECTS, PlainHttp
 from controltower.promexpr import CounterMemory, Expression, parse_samples
 from controltower.spec import Spec
 from controltower.spec.monitors import MonitorSpec, MonitorType
@@ -117,6 +119,7 @@ class ProbeEnv:
     last_ping: Callable[[str], Any] | None = None
     now: Callable[[], datetime] = field(default_factory=lambda: lambda: datetime.now(UTC))
     max_connections: int = 1000
+    plain: PlainHttp = field(default_factory=PlainHttp)
     _clients: dict[tuple[bool, str], httpx.AsyncClient] = field(default_factory=dict)
     _memories: dict[str, CounterMemory] = field(default_factory=dict)
 
@@ -149,6 +152,7 @@ class ProbeEnv:
         return self._memories.setdefault(name, CounterMemory())
 
     async def aclose(self) -> None:
+        self.plain.close()
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
@@ -166,9 +170,22 @@ def _cert_days(not_after: str, now: datetime) -> float:
     return round((expires - now).total_seconds() / 86400, 3)
 
 
-def _decode_body(response: httpx.Response) -> Any:
-    content_type = response.headers.get("content-type", "")
-    text = response.content[:_BODY_LIMIT].decode(response.encoding or "utf-8", "replace")
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            return value.strip('"')
+    return "utf-8"
+
+
+def _text(content: bytes, content_type: str) -> str:
+    try:
+        return content.decode(_charset(content_type), "replace")
+    except LookupError:
+        return content.decode("utf-8", "replace")
+
+
+def _decode_body(text: str, content_type: str) -> Any:
     if "json" in content_type or text[:1] in ("{", "["):
         try:
             return json.loads(text)
@@ -177,35 +194,72 @@ def _decode_body(response: httpx.Response) -> Any:
     return text
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What an HTTP check saw, whichever client made the request."""
+
+    status: int
+    headers: dict[str, str]
+    content: bytes
+    latency: float
+    url: str
+    cert_days: float | None = None
+
+
+async def fetch(monitor: MonitorSpec, env: ProbeEnv, *, method: str | None = None) -> Answer:
+    """``monitor``'s request: plain HTTP on pooled connections, HTTPS and redirects by httpx."""
+    chosen = method or monitor.method
+    if env.plain.handles(monitor) and chosen == monitor.method:
+        got = await env.plain.fetch(monitor)
+        if not (monitor.follow_redirects and got.status in REDIRECTS and "location" in got.headers):
+            return Answer(got.status, got.headers, got.body, got.latency, monitor.url)
+    client = env.client(monitor)
+    started = time.perf_counter()
+    response = await client.request(
+        chosen,
+        monitor.url,
+        headers=monitor.headers or None,
+        content=monitor.body.encode() if monitor.body and method is None else None,
+        timeout=monitor.timeout,
+        follow_redirects=monitor.follow_redirects,
+    )
+    latency = time.perf_counter() - started
+    cert_days = None
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is not None:
+        cert = ssl_object.getpeercert()
+        if cert and cert.get("notAfter"):
+            cert_days = _cert_days(str(cert["notAfter"]), env.now())
+    return Answer(
+        response.status_code,
+        dict(response.headers),
+        response.content,
+        latency,
+        str(response.url),
+        cert_days,
+    )
+
+
 class HttpProbe(Probe):
     async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
-        client = env.client(monitor)
-        started = time.perf_counter()
-        response = await client.request(
-            monitor.method,
-            monitor.url,
-            headers=monitor.headers or None,
-            content=monitor.body.encode() if monitor.body else None,
-            timeout=monitor.timeout,
-            follow_redirects=monitor.follow_redirects,
-        )
-        latency = time.perf_counter() - started
+        answer = await fetch(monitor, env)
+        content_type = answer.headers.get("content-type", "")
+        text = _text(answer.content[:_BODY_LIMIT], content_type)
         context: dict[str, Any] = {
-            "status": response.status_code,
-            "latency": latency,
-            "body": _decode_body(response),
-            "header": dict(response.headers),
-            "url": str(response.url),
+            "status": answer.status,
+            "latency": answer.latency,
+            "body": _decode_body(text, content_type),
+            "header": answer.headers,
+            "url": answer.url,
         }
-        stream = response.extensions.get("network_stream")
-        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-        if ssl_object is not None:
-            cert = ssl_object.getpeercert()
-            if cert and cert.get("notAfter"):
-                context["cert_days"] = _cert_days(str(cert["notAfter"]), env.now())
+        if answer.cert_days is not None:
+            context["cert_days"] = answer.cert_days
         if monitor.type is MonitorType.KEYWORD:
-            text = response.text
-            context["keyword"] = bool(monitor.keyword) and monitor.keyword in text
+            full = (
+                text if len(answer.content) <= _BODY_LIMIT else _text(answer.content, content_type)
+            )
+            context["keyword"] = bool(monitor.keyword) and monitor.keyword in full
         return context
 
 
@@ -316,16 +370,11 @@ class PrometheusProbe(Probe):
     """
 
     async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
-        client = env.client(monitor)
-        started = time.perf_counter()
-        response = await client.request(
-            "GET", monitor.url, headers=monitor.headers or None, timeout=monitor.timeout
-        )
-        latency = time.perf_counter() - started
-        context: dict[str, Any] = {"status": response.status_code, "latency": latency}
-        if response.status_code != 200:
+        answer = await fetch(monitor, env, method="GET")
+        context: dict[str, Any] = {"status": answer.status, "latency": answer.latency}
+        if answer.status != 200:
             return context
-        samples = parse_samples(response.text)
+        samples = parse_samples(_text(answer.content, answer.headers.get("content-type", "")))
         limit = monitor.memory_limit or env.memory_limit
         if limit and not any(name == LIMIT_METRIC for name, _labels, _value in samples):
             samples.append((LIMIT_METRIC, {}, float(limit)))
@@ -421,8 +470,10 @@ PROBES: dict[MonitorType, Probe] = {
 def describe_error(exc: BaseException, monitor: MonitorSpec) -> str:
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
         return f"timed out after {monitor.timeout:g}s"
-    if isinstance(exc, httpx.ConnectError | ConnectionError):
+    if isinstance(exc, httpx.ConnectError | ConnectionError | ConnectError):
         return f"cannot connect: {exc or type(exc).__name__}"
+    if isinstance(exc, ProtocolError):
+        return f"bad HTTP response: {exc}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed: {exc.reason or exc}"
     if isinstance(exc, MonitorError):

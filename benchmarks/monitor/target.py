@@ -51,14 +51,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve(args.host, args.port))
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve(args.host, args.port))
+        else:
+            uvloop.run(serve(args.host, args.port))
 
 
 if __name__ == "__main__":

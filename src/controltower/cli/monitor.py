@@ -146,7 +146,8 @@ async def _serve(
 
             for name, problem in build_channels(spec.alerts)[1].items():
                 err_console.print(
-                    f"warning: channel {name} cannot be used, its notifications will wait: "
+                    f"warning: channel {name} cannot be used; its notifications wait in the "
+                    f"outbox until it is fixed (or [alerts.delivery] max_age passes): "
                     f"{problem}",
                     markup=False,
                     soft_wrap=True,

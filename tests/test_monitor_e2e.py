@@ -223,3 +223,22 @@ class TestSilenceAndEscalation:
             acknowledge(store, open_incidents(store)[0].id, "ana")
             await asyncio.sleep(3.5)
         assert received(receiver, path="/pager") == []
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("monitor-heavy")
+class TestBeatAcrossRestarts:
+    async def test_next_runner_keeps_the_beat(
+        self, store: Store, target: Target, receiver: WebhookReceiver
+    ) -> None:
+        """A runner taking over a monitor checks it at its stored due time, not at once."""
+        spec = spec_for(target, receiver)
+        interval = spec.monitors[0].interval
+        async with running(spec, store, defaults=True, jitter=False):
+            await eventually(lambda: target.hits_of("/health"), within=5)
+            await asyncio.sleep(0.2)
+        [last] = target.hits_of("/health")
+        async with running(spec, store, defaults=True, jitter=False):
+            await eventually(lambda: target.hits_of("/health", last + 0.01), within=5)
+        first = target.hits_of("/health", last + 0.01)[0]
+        assert first - last >= 0.8 * interval, first - last

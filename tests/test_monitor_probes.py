@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
@@ -130,6 +131,95 @@ class TestHttp:
         found = await run(monitor(type="keyword", url=target.url, keyword="Welcome"))
         missing = await run(monitor(type="keyword", url=target.url, keyword="Checkout"))
         assert found.ok and not missing.ok
+
+
+class KeepAliveServer:
+    """An HTTP/1.1 server that remembers which client port sent each request."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner.ports.append(self.client_address[1])
+                if self.path == "/old":
+                    self.send_response(302)
+                    self.send_header("location", "/new")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps({"path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TestPlainHttp:
+    async def test_keep_alive_connections_are_reused(self) -> None:
+        """Checks of one host share a kept-alive connection instead of opening one each."""
+        server = KeepAliveServer()
+        env = ProbeEnv()
+        try:
+            for _ in range(5):
+                outcome = await check(monitor(url=f"{server.url}/health"), env)
+                assert outcome.ok and outcome.context["body"] == {"path": "/health"}
+        finally:
+            await env.aclose()
+            server.close()
+        assert len(server.ports) == 5 and len(set(server.ports)) == 1
+
+    async def test_redirects(self) -> None:
+        """A redirect is followed to its target, unless follow_redirects is off."""
+        server = KeepAliveServer()
+        try:
+            followed = await run(monitor(url=f"{server.url}/old"))
+            kept = await run(monitor(url=f"{server.url}/old", follow_redirects=False))
+        finally:
+            server.close()
+        assert followed.context["status"] == 200 and followed.context["url"].endswith("/new")
+        assert followed.context["body"] == {"path": "/new"}
+        assert kept.context["status"] == 302 and kept.context["header"]["location"] == "/new"
+
+    async def test_cost_per_check(self) -> None:
+        """A plain-HTTP check costs far less CPU than the same request through httpx."""
+        import time
+
+        server = KeepAliveServer()
+        env = ProbeEnv()
+        spec = monitor(url=f"{server.url}/health")
+        try:
+            await check(spec, env)
+            started = time.process_time()
+            for _ in range(30):
+                await check(spec, env)
+            plain = time.process_time() - started
+            async with httpx.AsyncClient() as client:
+                await client.get(spec.url)
+                started = time.process_time()
+                for _ in range(30):
+                    await client.get(spec.url)
+                general = time.process_time() - started
+        finally:
+            await env.aclose()
+            server.close()
+        assert plain < general, (plain, general)
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +356,49 @@ http_requests_total{{status="500"}} {errors}
             levels.append(outcome.level)
         assert levels == ["ok", "warning", "critical"]
 
+    async def test_memory_pct_of_the_service_memory(self, target: Target) -> None:
+        """memory_pct is ready-made: resident memory against [service] memory (or memory_limit)."""
+        target.content_type = "text/plain; version=0.0.4"
+        target.body = self.EXPOSITION.format(rss=460 * 1024 * 1024, ok=1, errors=0)
+        spec = spec_from(
+            '[service]\nname = "shop"\nmemory = "512mb"\n[[monitors]]\nname = "mem"\n'
+            f'type = "prometheus"\nurl = "{target.url}/metrics"\n'
+            'warning = ["memory_pct < 85"]\nconditions = ["memory_pct < 95"]\n'
+            '[[monitors]]\nname = "small"\ntype = "prometheus"\n'
+            f'url = "{target.url}/metrics"\nmemory_limit = "460mb"\n'
+            'conditions = ["memory_pct < 95"]\n'
+        )
+        env = ProbeEnv.for_spec(spec, root=Path.cwd())
+        try:
+            mem = await check(spec.monitors[0], env)
+            small = await check(spec.monitors[1], env)
+        finally:
+            await env.aclose()
+        assert mem.level == "warning"
+        assert mem.context["memory_pct"] == pytest.approx(460 / 512 * 100)
+        assert small.level == "critical" and small.context["memory_pct"] == pytest.approx(100)
+
+    async def test_error_rate_between_scrapes(self, target: Target) -> None:
+        """error_rate is the 5xx share of the requests since the previous scrape."""
+        target.content_type = "text/plain; version=0.0.4"
+        spec = monitor(
+            type="prometheus",
+            url=f"{target.url}/metrics",
+            conditions=["error_rate < 5%"],
+        )
+        env = ProbeEnv()
+        seen = []
+        try:
+            for ok, errors in ((100, 0), (190, 10), (290, 10), (300, 30)):
+                target.body = self.EXPOSITION.format(rss=1, ok=ok, errors=errors)
+                outcome = await check(spec, env)
+                seen.append((round(outcome.context["error_rate"], 3), outcome.level))
+        finally:
+            await env.aclose()
+        assert seen == [(0, "ok"), (0.1, "critical"), (0, "ok"), (round(20 / 30, 3), "critical")]
+        assert "memory_pct" not in outcome.context
+        assert outcome.context["requests"] == 30
+
 
 class TestHeartbeat:
     SPEC = '[service]\nname = "shop"\n[[monitors]]\nname = "backup"\ntype = "heartbeat"\ninterval = "1h"\ngrace = "5m"\n'
@@ -348,59 +481,98 @@ class FlyApi:
         self.server.server_close()
 
 
-class TestMachine:
-    async def test_local_status_file(self, tmp_path: Path) -> None:
-        """The local driver's status.json gives running, crashed and healthy counts."""
-        spec = spec_from(
-            '[service]\nname = "shop"\n[deploy]\ndriver = "local"\n[deploy.local]\nstate_dir = "state"\n'
-            '[[monitors]]\nname = "machines"\ntype = "machine"\n'
-            'conditions = ["running >= 2", "crashed == 0", "healthy == 2"]\n'
-        )
-        (tmp_path / "state").mkdir()
-        status = tmp_path / "state" / "status.json"
-        instances = [
-            {"id": "a", "version": "v2", "state": "running", "healthy": True, "port": 1, "pid": 2},
-            {"id": "b", "version": "v2", "state": "running", "healthy": True, "port": 3, "pid": 4},
-        ]
-        status.write_text(json.dumps({"service": "shop", "instances": instances}))
-        env = ProbeEnv(deploy=spec.deploy, root=tmp_path)
-        assert (await run(spec.monitors[0], env)).ok
-        instances[1]["state"] = "crashed"
-        instances[1]["healthy"] = False
-        status.write_text(json.dumps({"service": "shop", "instances": instances}))
-        outcome = await run(spec.monitors[0], ProbeEnv(deploy=spec.deploy, root=tmp_path))
-        assert not outcome.ok
-        assert outcome.context["crashed"] == 1 and outcome.context["running"] == 1
+def fly_machine(number: str, state: str, check: str | None = None) -> dict[str, object]:
+    machine: dict[str, object] = {
+        "id": number,
+        "state": state,
+        "region": "cdg",
+        "config": {"image": "r:1", "metadata": {"tower_release": "rel1", "tower_version": "v1"}},
+    }
+    if check is not None:
+        machine["checks"] = [{"name": "http", "status": check}]
+    return machine
 
-    async def test_missing_status_file(self, tmp_path: Path) -> None:
-        """No status file yet is a failed check that says to deploy first."""
-        spec = spec_from('[service]\nname = "shop"\n[[monitors]]\nname = "m"\ntype = "machine"\n')
-        outcome = await run(spec.monitors[0], ProbeEnv(deploy=spec.deploy, root=tmp_path))
+
+class TestMachine:
+    async def test_local_driver(self, tmp_path: Path) -> None:
+        """Through the local driver's agent: two running instances pass; one stopped fails."""
+        from controltower.deploy.drivers.base import ReleaseInfo
+        from controltower.deploy.drivers.factory import make_driver
+        from controltower.deploy.local.client import AgentClient
+
+        spec = spec_from(
+            '[service]\nname = "shop"\n[deploy]\ndriver = "local"\n[deploy.local]\n'
+            'command = "{python} -m http.server {port} --bind 127.0.0.1"\n'
+            f'state_dir = "state"\nproxy_port = {free_port()}\n'
+            '[[monitors]]\nname = "machines"\ntype = "machine"\n'
+            'conditions = ["running >= 2", "crashed == 0"]\n'
+        )
+        driver = make_driver(spec, root=tmp_path)
+        try:
+            driver.prepare()
+            driver.start(ReleaseInfo("rel1", "v1"), 2)
+            env = ProbeEnv.for_spec(spec, root=tmp_path)
+            outcome = await run(spec.monitors[0], env)
+            for _ in range(30):
+                if outcome.ok:
+                    break
+                await asyncio.sleep(0.1)
+                outcome = await run(spec.monitors[0], ProbeEnv.for_spec(spec, root=tmp_path))
+            assert outcome.ok, outcome.message
+            assert outcome.context["versions"] == ["v1"] and outcome.context["total"] == 2
+            driver.stop("rel1", count=1, drain=0)
+            outcome = await run(spec.monitors[0], ProbeEnv.for_spec(spec, root=tmp_path))
+            assert not outcome.ok
+            assert outcome.context["running"] == 1
+            assert "running >= 2: observed 1 (failed)" in outcome.message
+        finally:
+            # The agent is this process's child: wait for it to remove its file, not its pid.
+            AgentClient(tmp_path / "state").shutdown(wait=0)
+            for _ in range(150):
+                if not (tmp_path / "state" / "agent.json").exists():
+                    break
+                await asyncio.sleep(0.1)
+            driver.close()
+
+    async def test_agent_not_running(self, tmp_path: Path) -> None:
+        """With no agent for the local driver, the check fails saying so and what to do."""
+        spec = spec_from(
+            '[service]\nname = "shop"\n[deploy]\ndriver = "local"\n[deploy.local]\n'
+            'command = "run"\n[[monitors]]\nname = "m"\ntype = "machine"\n'
+        )
+        outcome = await run(spec.monitors[0], ProbeEnv.for_spec(spec, root=tmp_path))
         assert not outcome.ok
-        assert "no machine status" in outcome.message
+        assert "the local driver cannot list instances" in outcome.message
+        assert "local agent is not running" in outcome.message
 
     async def test_fly_machines_api(self) -> None:
-        """On Fly, machine states and check statuses come from the Machines API with the token."""
+        """On Fly, states and checks of tower's machines come from the Machines API."""
         fly = FlyApi(
             [
-                {"id": "1", "state": "started", "config": {"image": "r:1"}, "checks": [{"name": "http", "status": "passing"}]},
-                {"id": "2", "state": "started", "config": {"image": "r:1"}, "checks": [{"name": "http", "status": "critical"}]},
-                {"id": "3", "state": "stopped", "config": {"image": "r:1"}},
+                fly_machine("1", "started", "passing"),
+                fly_machine("2", "started", "critical"),
+                fly_machine("3", "stopped"),
+                fly_machine("4", "failed"),
             ]
-        )  # fmt: skip
+        )
         try:
             spec = spec_from(
                 f'[service]\nname = "shop"\n[deploy]\ndriver = "fly"\n'
                 f'[deploy.fly]\napp = "shop"\napi_url = "{fly.url}"\n'
                 '[[monitors]]\nname = "machines"\ntype = "machine"\n'
-                'conditions = ["running >= 2", "healthy == running"]\n'
+                'conditions = ["running >= 2", "crashed == 0"]\n'
             )
-            env = ProbeEnv(deploy=spec.deploy, environ={"FLY_API_TOKEN": "fly-token"})
-            outcome = await run(spec.monitors[0], env)
-            assert outcome.context["running"] == 2 and outcome.context["stopped"] == 1
-            assert outcome.context["healthy"] == 1
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("FLY_API_TOKEN", "fly-token")
+                env = ProbeEnv.for_spec(spec, root=Path.cwd())
+                outcome = await run(spec.monitors[0], env)
+            context = outcome.context
+            assert (context["running"], context["stopped"], context["crashed"]) == (2, 1, 1)
+            assert [item["region"] for item in context["instances"]] == ["cdg"] * 4
             assert not outcome.ok
-            no_token = await run(spec.monitors[0], ProbeEnv(deploy=spec.deploy, environ={}))
-            assert "token" in no_token.message
+            with pytest.MonkeyPatch.context() as patch:
+                patch.delenv("FLY_API_TOKEN", raising=False)
+                no_token = await run(spec.monitors[0], ProbeEnv.for_spec(spec, root=Path.cwd()))
+            assert "FLY_API_TOKEN" in no_token.message
         finally:
             fly.close()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from controltower.exceptions import MonitorError
 from controltower.monitor.rules import FIRING, OK, PENDING, alert_status, failing_dependency
@@ -32,7 +33,7 @@ def at(seconds: float) -> datetime:
 class TestAlertStatus:
     def test_states(self) -> None:
         """ok without failure; pending until `for`; firing after; ok after keep_firing_for."""
-        rule = MonitorSpec(name="m", **{"for": 60, "keep_firing_for": 120})
+        rule = MonitorSpec(name="m", type="heartbeat", **{"for": 60, "keep_firing_for": 120})
         assert alert_status(rule, State(), at(0)) == OK
         assert alert_status(rule, State(at(0)), at(30)) == PENDING
         assert alert_status(rule, State(at(0)), at(60)) == FIRING
@@ -41,12 +42,12 @@ class TestAlertStatus:
 
     def test_recovery_while_pending_is_ok(self) -> None:
         """A monitor that recovers before `for` elapsed never fired, so it is simply ok."""
-        rule = MonitorSpec(name="m", **{"for": 60, "keep_firing_for": 600})
+        rule = MonitorSpec(name="m", type="heartbeat", **{"for": 60, "keep_firing_for": 600})
         assert alert_status(rule, State(at(0), at(30)), at(31)) == OK
 
     def test_transitive_dependency(self) -> None:
         """A monitor is blocked by any monitor it depends on, directly or through another."""
-        app = MonitorSpec(name="app", depends_on=["api"])
+        app = MonitorSpec(name="app", type="heartbeat", depends_on=["api"])
         depends = {"app": ["api"], "api": ["db"], "db": []}
         assert failing_dependency(app, {"db"}, depends) == "db"
         assert failing_dependency(app, set(), depends) is None
@@ -94,9 +95,14 @@ class TestMaintenanceWindows:
         assert not window_active(window, datetime(2026, 3, 2, 1, 30, tzinfo=UTC))
 
     def test_bad_timezone(self) -> None:
-        """An unknown timezone is an error that names the window."""
+        """An unknown timezone is refused at load, and by the window check if it gets past."""
+        with pytest.raises(ValidationError, match="IANA time zone"):
+            MaintenanceSpec(name="w", cron="0 3 * * *", timezone="Mars/Base")
+        window = MaintenanceSpec.model_construct(
+            name="w", cron="", weekdays=[], start="03:00", duration=60.0, timezone="Mars/Base"
+        )
         with pytest.raises(MonitorError, match="timezone"):
-            window_active(MaintenanceSpec(name="w", timezone="Mars/Base"), T0)
+            window_active(window, T0)
 
 
 class TestScheduler:
@@ -160,6 +166,23 @@ class TestScheduler:
         await asyncio.sleep(0.6)
         await scheduler.stop()
         assert peak == 3 and scheduler.started == 20
+
+    async def test_finished_checks_leave_nothing_behind(self) -> None:
+        """Once its checks are done a monitor holds no task, only its next timer."""
+        done: list[int] = []
+
+        async def run(key: int, due: float) -> None:
+            done.append(key)
+
+        loop = asyncio.get_running_loop()
+        scheduler = Scheduler(run)
+        for key in range(50):
+            scheduler.add(key, 10, loop.time())
+        await asyncio.sleep(0.2)
+        assert sorted(done) == list(range(50))
+        assert scheduler._tasks == set()
+        assert not any(entry.running for entry in scheduler._entries.values())
+        await scheduler.stop()
 
     def test_percentile(self) -> None:
         """Percentiles pick the nearest rank."""

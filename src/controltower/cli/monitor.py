@@ -146,7 +146,8 @@ async def _serve(
 
             for name, problem in build_channels(spec.alerts)[1].items():
                 err_console.print(
-                    f"warning: channel {name} cannot be used, its notifications will wait: "
+                    f"warning: channel {name} cannot be used; its notifications wait in the "
+                    f"outbox until it is fixed (or [alerts.delivery] max_age passes): "
                     f"{problem}",
                     markup=False,
                     soft_wrap=True,
@@ -273,7 +274,7 @@ def test(
         )
     monitor_spec = monitors[name]
     opened: Store | None = None
-    env_probe = ProbeEnv(deploy=loaded.deploy, root=spec_root(loaded))
+    env_probe = ProbeEnv.for_spec(loaded, root=spec_root(loaded))
     if monitor_spec.type.value == "heartbeat":
         opened = open_store(loaded, store)
         _service, ids = sync_monitors(opened, loaded)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import ssl
@@ -19,16 +20,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from controltower.conditions import Condition, ConditionResult, parse_condition
-from controltower.exceptions import MonitorError
+from controltower.exceptions import MonitorError, TowerError
+from controltower.load.client import ConnectError, ProtocolError
+from controltower.monitor.http import REDIRECTS, PlainHttp
 from controltower.promexpr import CounterMemory, Expression, parse_samples
-from controltower.spec.deploy import DeploySpec, DriverName
+from controltower.spec import Spec
 from controltower.spec.monitors import MonitorSpec, MonitorType
+
+if TYPE_CHECKING:
+    from controltower.deploy.drivers.base import Driver
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 _BODY_LIMIT = 1024 * 1024
@@ -101,14 +107,19 @@ def judge(
 
 @dataclass
 class ProbeEnv:
-    """What probes share: HTTP clients, the deploy settings, a clock, counter memories."""
+    """What probes share: HTTP clients, the deploy driver's instances, a clock, counter memories.
 
-    deploy: DeploySpec = field(default_factory=DeploySpec)
-    root: Path = field(default_factory=Path.cwd)
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    ``for_spec`` fills it from a tower.toml: the driver's instance listing and
+    the service's memory (what ``memory_pct`` is a percentage of).
+    """
+
+    instances: Callable[[], list[dict[str, Any]]] | None = None
+    driver_name: str = "deploy"
+    memory_limit: float | None = None
     last_ping: Callable[[str], Any] | None = None
     now: Callable[[], datetime] = field(default_factory=lambda: lambda: datetime.now(UTC))
     max_connections: int = 1000
+    plain: PlainHttp = field(default_factory=PlainHttp)
     _clients: dict[tuple[bool, str], httpx.AsyncClient] = field(default_factory=dict)
     _memories: dict[str, CounterMemory] = field(default_factory=dict)
 
@@ -128,10 +139,20 @@ class ProbeEnv:
             )
         return self._clients[key]
 
+    @classmethod
+    def for_spec(cls, spec: Spec, *, root: Path, **values: Any) -> ProbeEnv:
+        return cls(
+            instances=driver_instances(spec, root=root),
+            driver_name=spec.deploy.driver.value,
+            memory_limit=float(spec.service.memory),
+            **values,
+        )
+
     def memory(self, name: str) -> CounterMemory:
         return self._memories.setdefault(name, CounterMemory())
 
     async def aclose(self) -> None:
+        self.plain.close()
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
@@ -149,9 +170,22 @@ def _cert_days(not_after: str, now: datetime) -> float:
     return round((expires - now).total_seconds() / 86400, 3)
 
 
-def _decode_body(response: httpx.Response) -> Any:
-    content_type = response.headers.get("content-type", "")
-    text = response.content[:_BODY_LIMIT].decode(response.encoding or "utf-8", "replace")
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            return value.strip('"')
+    return "utf-8"
+
+
+def _text(content: bytes, content_type: str) -> str:
+    try:
+        return content.decode(_charset(content_type), "replace")
+    except LookupError:
+        return content.decode("utf-8", "replace")
+
+
+def _decode_body(text: str, content_type: str) -> Any:
     if "json" in content_type or text[:1] in ("{", "["):
         try:
             return json.loads(text)
@@ -160,35 +194,72 @@ def _decode_body(response: httpx.Response) -> Any:
     return text
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What an HTTP check saw, whichever client made the request."""
+
+    status: int
+    headers: dict[str, str]
+    content: bytes
+    latency: float
+    url: str
+    cert_days: float | None = None
+
+
+async def fetch(monitor: MonitorSpec, env: ProbeEnv, *, method: str | None = None) -> Answer:
+    """``monitor``'s request: plain HTTP on pooled connections, HTTPS and redirects by httpx."""
+    chosen = method or monitor.method
+    if env.plain.handles(monitor) and chosen == monitor.method:
+        got = await env.plain.fetch(monitor)
+        if not (monitor.follow_redirects and got.status in REDIRECTS and "location" in got.headers):
+            return Answer(got.status, got.headers, got.body, got.latency, monitor.url)
+    client = env.client(monitor)
+    started = time.perf_counter()
+    response = await client.request(
+        chosen,
+        monitor.url,
+        headers=monitor.headers or None,
+        content=monitor.body.encode() if monitor.body and method is None else None,
+        timeout=monitor.timeout,
+        follow_redirects=monitor.follow_redirects,
+    )
+    latency = time.perf_counter() - started
+    cert_days = None
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is not None:
+        cert = ssl_object.getpeercert()
+        if cert and cert.get("notAfter"):
+            cert_days = _cert_days(str(cert["notAfter"]), env.now())
+    return Answer(
+        response.status_code,
+        dict(response.headers),
+        response.content,
+        latency,
+        str(response.url),
+        cert_days,
+    )
+
+
 class HttpProbe(Probe):
     async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
-        client = env.client(monitor)
-        started = time.perf_counter()
-        response = await client.request(
-            monitor.method,
-            monitor.url,
-            headers=monitor.headers or None,
-            content=monitor.body.encode() if monitor.body else None,
-            timeout=monitor.timeout,
-            follow_redirects=monitor.follow_redirects,
-        )
-        latency = time.perf_counter() - started
+        answer = await fetch(monitor, env)
+        content_type = answer.headers.get("content-type", "")
+        text = _text(answer.content[:_BODY_LIMIT], content_type)
         context: dict[str, Any] = {
-            "status": response.status_code,
-            "latency": latency,
-            "body": _decode_body(response),
-            "header": dict(response.headers),
-            "url": str(response.url),
+            "status": answer.status,
+            "latency": answer.latency,
+            "body": _decode_body(text, content_type),
+            "header": answer.headers,
+            "url": answer.url,
         }
-        stream = response.extensions.get("network_stream")
-        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-        if ssl_object is not None:
-            cert = ssl_object.getpeercert()
-            if cert and cert.get("notAfter"):
-                context["cert_days"] = _cert_days(str(cert["notAfter"]), env.now())
+        if answer.cert_days is not None:
+            context["cert_days"] = answer.cert_days
         if monitor.type is MonitorType.KEYWORD:
-            text = response.text
-            context["keyword"] = bool(monitor.keyword) and monitor.keyword in text
+            full = (
+                text if len(answer.content) <= _BODY_LIMIT else _text(answer.content, content_type)
+            )
+            context["keyword"] = bool(monitor.keyword) and monitor.keyword in full
         return context
 
 
@@ -276,23 +347,44 @@ class HeartbeatProbe(Probe):
         }
 
 
+LIMIT_METRIC = "tower_memory_limit_bytes"
+DEFAULT_METRICS = {
+    "memory_bytes": "process_resident_memory_bytes",
+    "memory_pct": f"process_resident_memory_bytes / {LIMIT_METRIC} * 100",
+    "requests": "increase(http_requests_total)",
+    "error_rate": 'increase(http_requests_total{status=~"5.."}) / increase(http_requests_total)',
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _expression(text: str) -> Expression:
+    return Expression(text)
+
+
 class PrometheusProbe(Probe):
+    """Scrapes a ``/metrics`` page and evaluates ``metrics`` (and the defaults) over it.
+
+    Always available when the app exports them: ``memory_bytes``, ``memory_pct``
+    (of the monitor's ``memory_limit``, else ``[service] memory``), ``requests``
+    and ``error_rate`` (5xx share of the requests since the previous scrape).
+    """
+
     async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
-        client = env.client(monitor)
-        started = time.perf_counter()
-        response = await client.request(
-            "GET", monitor.url, headers=monitor.headers or None, timeout=monitor.timeout
-        )
-        latency = time.perf_counter() - started
-        context: dict[str, Any] = {"status": response.status_code, "latency": latency}
-        if response.status_code != 200:
+        answer = await fetch(monitor, env, method="GET")
+        context: dict[str, Any] = {"status": answer.status, "latency": answer.latency}
+        if answer.status != 200:
             return context
-        samples = parse_samples(response.text)
-        memory = env.memory(monitor.name)
+        samples = parse_samples(_text(answer.content, answer.headers.get("content-type", "")))
+        limit = monitor.memory_limit or env.memory_limit
+        if limit and not any(name == LIMIT_METRIC for name, _labels, _value in samples):
+            samples.append((LIMIT_METRIC, {}, float(limit)))
         now = time.monotonic()
         values: dict[str, Any] = {}
-        for name, text in monitor.metrics.items():
-            value = Expression(text).evaluate(samples, now=now, memory=memory)
+        for name, text in {**DEFAULT_METRICS, **monitor.metrics}.items():
+            # Each expression remembers its own previous scrape: two using
+            # increase() of one counter must not see each other's update.
+            memory = env.memory(f"{monitor.name}\0{name}")
+            value = _expression(text).evaluate(samples, now=now, memory=memory)
             if value is not None:
                 values[name] = value
                 context[name] = value
@@ -301,71 +393,65 @@ class PrometheusProbe(Probe):
 
 
 class MachineProbe(Probe):
-    """Instances reported by the deploy driver: the local driver's status file or Fly."""
+    """Instances as the deploy driver reports them: the local agent, Fly Machines, exec state."""
 
     async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
-        if env.deploy.driver is DriverName.FLY:
-            instances = await self._fly(monitor, env)
-        else:
-            instances = await asyncio.to_thread(self._local, env)
+        if env.instances is None:
+            raise MonitorError(
+                "machine monitors need the service's [deploy] settings",
+                hint="run them with `tower monitor`, which reads [deploy] from tower.toml",
+            )
+        listing = env.instances
+        try:
+            instances = await asyncio.wait_for(asyncio.to_thread(listing), monitor.timeout)
+        except TowerError as exc:
+            raise MonitorError(
+                f"the {env.driver_name} driver cannot list instances: {exc}"
+            ) from None
         return machine_context(instances)
 
-    def _local(self, env: ProbeEnv) -> list[dict[str, Any]]:
-        path = env.root / env.deploy.local.state_dir / "status.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MonitorError(
-                f"no machine status at {path}", hint="deploy the service with `tower deploy` first"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise MonitorError(f"cannot read machine status {path}: {exc}") from None
-        return list(data.get("instances", []))
 
-    async def _fly(self, monitor: MonitorSpec, env: ProbeEnv) -> list[dict[str, Any]]:
-        fly = env.deploy.fly
-        token = env.environ.get(fly.token_env, "")
-        if not token or not fly.app:
-            raise MonitorError(
-                "the fly machine monitor needs deploy.fly.app and a token",
-                hint=f"set [deploy.fly] app and export {fly.token_env}",
-            )
-        response = await env.client(monitor).get(
-            f"{fly.api_url.rstrip('/')}/v1/apps/{fly.app}/machines",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=monitor.timeout,
-        )
-        if response.status_code != 200:
-            raise MonitorError(f"Fly Machines API answered {response.status_code}")
-        instances = []
-        for machine in response.json():
-            checks = machine.get("checks") or []
-            state = machine.get("state", "")
-            instances.append(
-                {
-                    "id": machine.get("id", ""),
-                    "version": (machine.get("config") or {}).get("image", ""),
-                    "state": {"started": "running", "failed": "crashed"}.get(state, state),
-                    "healthy": bool(checks) and all(c.get("status") == "passing" for c in checks)
-                    if checks
-                    else state == "started",
-                }
-            )
-        return instances
+def driver_instances(
+    spec: Spec, *, root: Path, environ: Mapping[str, str] | None = None
+) -> Callable[[], list[dict[str, Any]]]:
+    """A function listing the deploy driver's instances (the driver is made on first use)."""
+    made: list[Driver] = []
+
+    def listing() -> list[dict[str, Any]]:
+        if not made:
+            from controltower.deploy.drivers.factory import make_driver
+
+            made.append(make_driver(spec, root=root, environ=dict(environ or os.environ)))
+        return [
+            {
+                "id": item.id,
+                "release": item.release,
+                "version": item.version,
+                "state": item.state,
+                "healthy": bool(item.healthy),
+                **{k: v for k, v in item.detail.items() if k in ("region", "restarts")},
+            }
+            for item in made[0].instances()
+        ]
+
+    return listing
 
 
 def machine_context(instances: list[dict[str, Any]]) -> dict[str, Any]:
-    def count(state: str) -> int:
-        return sum(1 for item in instances if item.get("state") == state)
+    """Counts conditions can use: ``running``, ``crashed``, ``healthy``, ``total``..."""
+
+    def count(*states: str) -> int:
+        return sum(1 for item in instances if item.get("state") in states)
 
     return {
         "instances": instances,
         "total": len(instances),
         "running": count("running"),
-        "starting": count("starting"),
-        "stopped": count("stopped"),
-        "crashed": count("crashed"),
+        "starting": count("starting", "created"),
+        "stopped": count("stopped", "suspended"),
+        "crashed": count("crashed", "failed"),
         "healthy": sum(1 for item in instances if item.get("healthy")),
+        "restarts": sum(int(item.get("restarts") or 0) for item in instances),
         "versions": sorted({str(item.get("version", "")) for item in instances}),
     }
 
@@ -384,8 +470,10 @@ PROBES: dict[MonitorType, Probe] = {
 def describe_error(exc: BaseException, monitor: MonitorSpec) -> str:
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
         return f"timed out after {monitor.timeout:g}s"
-    if isinstance(exc, httpx.ConnectError | ConnectionError):
+    if isinstance(exc, httpx.ConnectError | ConnectionError | ConnectError):
         return f"cannot connect: {exc or type(exc).__name__}"
+    if isinstance(exc, ProtocolError):
+        return f"bad HTTP response: {exc}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS failed: {exc.reason or exc}"
     if isinstance(exc, MonitorError):

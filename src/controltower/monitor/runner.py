@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,6 +61,9 @@ class RunnerOptions:
     ``deliver`` runs an outbox dispatcher in the runner (turn it off when another
     process of the same store delivers); ``dispatch_poll`` is how often it looks
     for rows enqueued by other processes (``tower incidents resolve``, deploys).
+    ``freeze_gc`` moves everything alive at start (the spec, parsed conditions)
+    out of the garbage collector's reach (``gc.freeze``), so full collections
+    stay short and do not delay checks.
     """
 
     owner: str = field(default_factory=default_owner)
@@ -72,6 +76,7 @@ class RunnerOptions:
     retention: RetentionPolicy | None = None
     deliver: bool = True
     dispatch_poll: float = 1.0
+    freeze_gc: bool = True
     stop_timeout: float = 15.0
 
 
@@ -112,8 +117,8 @@ class MonitorRunner:
         self.service_id, self.ids = await asyncio.to_thread(sync_monitors, self.store, self.spec)
         by_name = {m.name: m for m in self.spec.monitors}
         self.monitors = {mid: by_name[name] for name, mid in self.ids.items()}
-        env = ProbeEnv(
-            deploy=self.spec.deploy,
+        env = ProbeEnv.for_spec(
+            self.spec,
             root=self.root,
             last_ping=lambda name: last_ping(self.store, self.ids[name]),
             now=self.clock.now,
@@ -202,6 +207,12 @@ class MonitorRunner:
                 held = await asyncio.to_thread(leases.sync, set(self.monitors))
                 self.held = len(held)
                 self._reschedule(held, await asyncio.to_thread(self._due_times, held))
+                if not self.ready.is_set() and self.options.freeze_gc:
+                    # Thousands of monitors are a large, long-lived object graph
+                    # (specs, parsed conditions, timers); a full collection walking
+                    # it would stall the loop for hundreds of milliseconds.
+                    gc.collect()
+                    gc.freeze()
                 self.ready.set()
             except Exception as exc:
                 log.warning("lease renewal failed", error=str(exc))

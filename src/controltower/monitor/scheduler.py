@@ -11,6 +11,7 @@ once. ``drift`` records how late each check started against its due time.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ class _Entry:
     interval: float
     due: float
     handle: asyncio.TimerHandle | None = None
-    task: asyncio.Task[None] | None = None
+    running: bool = False
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Scheduler:
     _entries: dict[int, _Entry] = field(default_factory=dict)
     _semaphore: asyncio.Semaphore | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     def __post_init__(self) -> None:
         self._semaphore = asyncio.Semaphore(self.concurrency)
@@ -55,7 +57,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         entry = _Entry(key, interval, first_due)
         self._entries[key] = entry
-        entry.handle = loop.call_at(first_due, self._fire, entry)
+        entry.handle = loop.call_at(first_due, self._fire, entry, context=self._context)
 
     def remove(self, key: int) -> None:
         entry = self._entries.pop(key, None)
@@ -69,22 +71,27 @@ class Scheduler:
         now = loop.time()
         while entry.due <= now:
             entry.due += entry.interval
-        entry.handle = loop.call_at(entry.due, self._fire, entry)
-        if entry.task is not None and not entry.task.done():
+        entry.handle = loop.call_at(entry.due, self._fire, entry, context=self._context)
+        if entry.running:
             self.skipped += 1
             return
-        task = loop.create_task(self._start(entry.key, due))
-        entry.task = task
+        entry.running = True
+        # Only tasks in flight are referenced, so a finished check leaves nothing
+        # behind for the garbage collector to walk.
+        task = loop.create_task(self._start(entry, due))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _start(self, key: int, due: float) -> None:
+    async def _start(self, entry: _Entry, due: float) -> None:
         assert self._semaphore is not None
-        async with self._semaphore:
-            loop = asyncio.get_running_loop()
-            self.drift.append(loop.time() - due)
-            self.started += 1
-            await self.run(key, due)
+        try:
+            async with self._semaphore:
+                loop = asyncio.get_running_loop()
+                self.drift.append(loop.time() - due)
+                self.started += 1
+                await self.run(entry.key, due)
+        finally:
+            entry.running = False
 
     async def stop(self) -> None:
         for key in list(self._entries):

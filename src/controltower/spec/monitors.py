@@ -10,7 +10,7 @@ from controltower.conditions import ConditionText
 from controltower.exceptions import MonitorError
 from controltower.promexpr import Expression
 from controltower.spec.base import Name, Section
-from controltower.units import Duration, Percent
+from controltower.units import Duration, Percent, Size
 
 
 class MonitorType(StrEnum):
@@ -54,6 +54,7 @@ class MonitorSpec(Section):
     conditions: list[ConditionText] = Field(default_factory=list)
     warning: list[ConditionText] = Field(default_factory=list)
     metrics: dict[str, str] = Field(default_factory=dict)
+    memory_limit: Size | None = None
     verify: bool = True
     ca_file: str = ""
     follow_redirects: bool = True

@@ -2,7 +2,9 @@
 
 Values under a sensitive key (``password``, ``token``, ``authorization``, ``cookie``...)
 become ``[Filtered]``; inside any string, card numbers that pass the Luhn check,
-bearer tokens, tower tokens, URL credentials and ``secret=value`` pairs are replaced.
+bearer tokens, tower tokens, URL credentials, ``secret=value`` pairs, quoted
+secrets assigned in code (``password = "..."`` in a frame's source lines) and keys
+of well-known formats (Stripe ``sk_live_...``, Resend, GitHub, Slack, AWS) are replaced.
 """
 
 from __future__ import annotations
@@ -25,7 +27,21 @@ _SECRET_TEXT = re.compile(
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
     r"|(?<=[?&;\s])(?:password|passwd|pwd|secret|token|api_?key|access_token|auth)=[^&\s;]+"
 )
-_SUSPECT = re.compile(r"\d{4}|(?i:bearer|basic|tower_|://|=)")
+# A secret written into code or config text, as source lines in stack frames show it:
+# ``password = "..."``, ``"api_key": "..."``, ``TOKEN='...'``.
+_ASSIGNED = re.compile(
+    r"""(?i)\b(\w*(?:password|passwd|pwd|secret|token|api[-_]?key|access[-_]?key|private[-_]?key)"""
+    r"""\w*["']?\s*[:=]\s*)(["'])[^"'\n]{3,}\2"""
+)
+# Keys whose format gives them away wherever they appear: Stripe secret and restricted
+# keys, Resend, GitHub, Slack, AWS access key ids, Supabase service keys.
+_KNOWN_KEYS = re.compile(
+    r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{8,}|re_[A-Za-z0-9_]{16,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|sbp_[a-f0-9]{20,})\b"
+)
+_SUSPECT = re.compile(
+    r"\d{4}|(?i:bearer|basic|tower_|://|=|k_live|k_test|re_|gh[pousr]_|xox|akia|sbp_)"
+)
 _MAX_DEPTH = 24
 
 
@@ -66,6 +82,8 @@ def scrub_text(text: str) -> str:
     if not _SUSPECT.search(text):
         return text
     text = _SECRET_TEXT.sub(_secret, text)
+    text = _ASSIGNED.sub(rf"\1\2{FILTERED}\2", text)
+    text = _KNOWN_KEYS.sub(FILTERED, text)
     return _CARD.sub(_card, text)
 
 

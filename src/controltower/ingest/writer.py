@@ -9,6 +9,7 @@ enqueue the notifications the alert rules ask for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -403,17 +404,24 @@ class IngestWriter:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Write batches until ``stop``, then everything still queued.
+
+        A batch is written when ``batch_size`` events are queued or the oldest has
+        waited ``flush_interval``, whichever comes first; a failed write is retried
+        with backoff while the events stay queued.
+        """
         delay = self.flush_interval
         while not stop.is_set():
-            waiter = asyncio.ensure_future(stop.wait())
-            await self.buffer.wait(self.flush_interval)
-            waiter.cancel()
+            await self.buffer.wait_for(1, None, stop)
+            await self.buffer.wait_for(self.batch_size, self.flush_interval, stop)
             try:
                 while await self.flush_once():
                     delay = self.flush_interval
+                    if len(self.buffer) < self.batch_size:
+                        break
             except Exception:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await _pause(stop, delay)
+                delay = min(max(delay, 0.05) * 2, 5.0)
         await self.drain()
 
     async def drain(self, attempts: int = 3) -> None:
@@ -428,3 +436,8 @@ class IngestWriter:
                     log.error("%d error events were not stored at shutdown", len(self.buffer))
                     return
                 await asyncio.sleep(0.5 * failures)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -85,17 +86,60 @@ def write_batch(
         ids = _issue_ids(session, groups, insert, result)
         _advance(session, groups, ids, result)
         rows = [event.row(ids[key]) for key, group in groups.items() for event in group.events]
-        inserted = session.execute(
-            insert(ErrorEvent)
-            .on_conflict_do_nothing(index_elements=["project_id", "event_id"])
-            .returning(ErrorEvent.id),
-            rows,
-        )
-        result.stored = len(inserted.all())
+        if store.is_postgres:
+            result.stored = _copy_events(session, rows)
+        else:
+            inserted = session.execute(
+                sqlite_insert(cast(Table, ErrorEvent.__table__)).on_conflict_do_nothing(
+                    index_elements=["project_id", "event_id"]
+                ),
+                rows,
+            )
+            result.stored = max(0, inserted.rowcount)  # type: ignore[attr-defined]
         _count_hours(session, groups, ids, insert)
         if rules.enabled:
             _alert(session, groups, ids, rules, result, clock.now())
     return result
+
+
+EVENT_COLUMNS = (
+    "project_id",
+    "issue_id",
+    "event_id",
+    "timestamp",
+    "received_at",
+    "level",
+    "environment",
+    "release",
+    "code",
+    "message",
+    "platform",
+    "data",
+)
+_LOAD_TABLE = "error_events_load"
+
+
+def _copy_events(session: Session, rows: list[dict[str, object]]) -> int:
+    """Insert events on PostgreSQL with COPY into a temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (a re-sent event id is skipped).
+    Returns how many were new."""
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    columns = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+    cursor.execute(  # per connection; a rolled-back batch may have rolled its creation back
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} ON COMMIT DELETE ROWS AS "
+        f"SELECT {columns} FROM error_events WITH NO DATA"
+    )
+    with cursor.copy(f"COPY {_LOAD_TABLE} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            values = [row[name] for name in EVENT_COLUMNS]
+            values[-1] = json.dumps(values[-1], separators=(",", ":"))
+            copy.write_row(values)
+    cursor.execute(
+        f"INSERT INTO error_events ({columns}) SELECT {columns} FROM {_LOAD_TABLE} "
+        "ON CONFLICT (project_id, event_id) DO NOTHING"
+    )
+    return max(0, int(cursor.rowcount))
 
 
 def _issue_ids(

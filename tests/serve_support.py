@@ -326,6 +326,8 @@ class ServeProcess:
                 str(spec_path),
                 "--port",
                 str(self.port),
+                "--database-url",
+                database_url,
                 "--log-level",
                 "warning",
                 *extra,
@@ -341,7 +343,8 @@ class ServeProcess:
             raise AssertionError(f"tower serve did not start:\n{self.output()}") from None
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 30) -> int:

@@ -169,7 +169,7 @@ class TestPages:
         assert 'class="pill down"' in row
         assert re.search(r"<td>9\d\.\d\d%</td>", row), "24h uptime"
         assert f"#{facts.incident_id} api is failing" in row
-        assert "v1.5.0" in row and "rolled_back" in row
+        assert "v1.5.0" in row and ">rolled back</span>" in row
         assert re.search(r"<td>\d+%</td>", row), "readiness score"
         assert '<svg class="spark"' in row
 
@@ -186,11 +186,13 @@ class TestPages:
         assert browser.client.get("/services/nope").status_code == 404
 
     def test_deploys_and_step_log(self, site: tuple[Browser, Seeded, Store]) -> None:
-        """Deploys list with DORA figures and charts; a release shows its step log."""
+        """Deploys list with DORA figures (as the API computes them) and charts; a release
+        shows its step log."""
         browser, facts, _ = site
         browser.login()
         html = browser.client.get("/deploys").text
-        assert "Change failure rate" in html and "50%" in html
+        figures = re.findall(r'<div class="value">([^<]*)</div>', html)
+        assert figures == ["0.2", "50%", "4m", "3h4m"], "the DORA figures of /api/v1/dora"
         assert html.count('<svg class="bars"') == 2
         release = browser.client.get(f"/deploys/{facts.bad_release}").text
         assert "error rate 23.5% &gt; 1%: rolling back" in release

@@ -257,6 +257,29 @@ class TestScrub:
             assert secret not in text
         assert "page=2" in text
 
+    def test_secrets_assigned_in_source_lines(self) -> None:
+        """A quoted secret assigned in code (a frame's source context) is filtered; the rest stays."""
+        assert scrub_text('    password = "hunter2-very-secret"  # x') == (
+            '    password = "[Filtered]"  # x'
+        )
+        assert scrub_text('{"api_key": "abcd1234"}') == '{"api_key": "[Filtered]"}'
+        assert scrub_text("DB_TOKEN='xyz123'") == "DB_TOKEN='[Filtered]'"
+        assert scrub_text('token_count = 3; name = "bob"') == 'token_count = 3; name = "bob"'
+
+    def test_keys_of_known_formats(self) -> None:
+        """Stripe, Resend, GitHub, Slack and AWS keys are filtered wherever they appear."""
+        keys = [
+            "sk_live_abcdefghijklmnop",
+            "rk_test_51Habcdefgh",
+            "re_123456789abcdefghij",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123",
+            "xoxb-1234567890-abcdefghij",
+            "AKIAABCDEFGHIJKLMNOP",
+        ]
+        text = scrub_text("set_extra('k', " + " ".join(f'"{key}"' for key in keys) + ")")
+        assert not any(key in text for key in keys), text
+        assert scrub_text("re_use the sk_ prefix") == "re_use the sk_ prefix"
+
     def test_events_are_scrubbed(self) -> None:
         """A parsed event keeps no secret from its request, extra data or frame variables."""
         payload = exception_event(value="card 4242424242424242 declined")

@@ -359,28 +359,19 @@ def deploys(store: Store, *, now: datetime) -> dict[str, Any]:
 
 
 def _dora(rows: list[Release], now: datetime) -> dict[str, str]:
-    deploys_ = [
-        r for r in rows if r.kind in ("deploy", "") and r.created_at >= now - timedelta(days=30)
-    ]
-    finished = [r for r in deploys_ if r.status in ("succeeded", "failed", "rolled_back")]
-    failed = [r for r in finished if r.status in ("failed", "rolled_back")]
-    restores = []
-    ordered = sorted(finished, key=lambda r: r.created_at)
-    for index, release in enumerate(ordered):
-        if release.status in ("failed", "rolled_back"):
-            later = next((r for r in ordered[index + 1 :] if r.status == "succeeded"), None)
-            if later is not None and later.finished_at is not None:
-                restores.append((later.finished_at - release.created_at).total_seconds())
-    leads = [
-        (r.finished_at - r.committed_at).total_seconds()
-        for r in finished
-        if r.status == "succeeded" and r.finished_at and r.committed_at
-    ]
+    """The DORA figures of the last 30 days, as ``tower releases`` and the API compute them."""
+    from controltower.deploy.engine import view
+    from controltower.deploy.history import dora
+
+    figures = dora([view(row) for row in rows], now=now, days=30.0)
+    rate = figures.change_failure_rate
     return {
-        "frequency": f"{len(deploys_) / (30 / 7):.1f}",
-        "failure_rate": f"{len(failed) / len(finished) * 100:.0f}%" if finished else "-",
-        "restore": format_duration(sum(restores) / len(restores)) if restores else "-",
-        "lead_time": format_duration(sorted(leads)[len(leads) // 2]) if leads else "-",
+        "frequency": f"{figures.deploys_per_day * 7:.1f}",
+        "failure_rate": f"{rate * 100:.0f}%" if rate is not None else "-",
+        "restore": format_duration(figures.time_to_restore)
+        if figures.time_to_restore is not None
+        else "-",
+        "lead_time": format_duration(figures.lead_time) if figures.lead_time is not None else "-",
     }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 
 from controltower.ingest.event import ParsedEvent
@@ -17,7 +16,7 @@ class IngestBuffer:
             raise ValueError("an ingest buffer needs a capacity of at least 1")
         self.capacity = capacity
         self._events: deque[ParsedEvent] = deque()
-        self._wake = asyncio.Event()
+        self._grown = asyncio.Event()
         self.accepted = 0
 
     def __len__(self) -> int:
@@ -33,25 +32,37 @@ class IngestBuffer:
             return False
         self._events.extend(events)
         self.accepted += len(events)
-        self._wake.set()
+        self._grown.set()
         return True
 
     def take(self, limit: int) -> list[ParsedEvent]:
         batch: list[ParsedEvent] = []
         while self._events and len(batch) < limit:
             batch.append(self._events.popleft())
-        if not self._events:
-            self._wake.clear()
         return batch
 
     def put_back(self, events: list[ParsedEvent]) -> None:
         """Return a batch that could not be written, ahead of everything else."""
         self._events.extendleft(reversed(events))
-        self._wake.set()
+        self._grown.set()
 
-    async def wait(self, timeout: float) -> None:
-        """Until something is queued or ``timeout`` seconds pass."""
-        if self._events:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+    async def wait_for(
+        self, count: int, timeout: float | None, stop: asyncio.Event | None = None
+    ) -> None:
+        """Until ``count`` events are queued, ``timeout`` seconds pass (None: no limit)
+        or ``stop`` is set."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while len(self._events) < count and not (stop is not None and stop.is_set()):
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            self._grown.clear()
+            waiters = [asyncio.ensure_future(self._grown.wait())]
+            if stop is not None:
+                waiters.append(asyncio.ensure_future(stop.wait()))
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()

@@ -137,43 +137,52 @@ def _code(payload: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
     return ""
 
 
+_FRAME_KEYS = (
+    "filename",
+    "abs_path",
+    "module",
+    "function",
+    "lineno",
+    "colno",
+    "in_app",
+    "context_line",
+    "pre_context",
+    "post_context",
+    "vars",
+)
+_PLAIN = (int, float, bool, type(None))
+
+
+def _frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """The frame's known fields, scrubbed (source lines and variables may hold secrets)."""
+    out: dict[str, Any] = {}
+    for key in _FRAME_KEYS:
+        if key in frame:
+            value = frame[key]
+            out[key] = value if type(value) in _PLAIN else scrub(value)
+    return out
+
+
 def _stack(exceptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     chain = []
     for exception in exceptions:
         stack = exception.get("stacktrace")
         frames = stack.get("frames") if isinstance(stack, dict) else None
+        mechanism = exception.get("mechanism")
         chain.append(
             {
-                "type": _text(exception.get("type"), 200),
+                "type": scrub_text(_text(exception.get("type"), 200)),
                 "value": scrub_text(_text(exception.get("value"), 8192)),
-                "module": _text(exception.get("module"), 200),
-                "mechanism": exception.get("mechanism")
-                if isinstance(exception.get("mechanism"), dict)
-                else None,
+                "module": scrub_text(_text(exception.get("module"), 200)),
+                "mechanism": scrub(mechanism) if isinstance(mechanism, dict) else None,
                 "frames": [
-                    {
-                        key: frame[key]
-                        for key in (
-                            "filename",
-                            "abs_path",
-                            "module",
-                            "function",
-                            "lineno",
-                            "colno",
-                            "in_app",
-                            "context_line",
-                            "pre_context",
-                            "post_context",
-                            "vars",
-                        )
-                        if key in frame
-                    }
+                    _frame(frame)
                     for frame in (frames if isinstance(frames, list) else [])
                     if isinstance(frame, dict)
                 ],
             }
         )
-    return scrub(chain)  # type: ignore[no-any-return]
+    return chain
 
 
 def parse_event(

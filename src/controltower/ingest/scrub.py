@@ -2,11 +2,14 @@
 
 Values under a sensitive key (``password``, ``token``, ``authorization``, ``cookie``...)
 become ``[Filtered]``; inside any string, card numbers that pass the Luhn check,
-bearer tokens, tower tokens, URL credentials and ``secret=value`` pairs are replaced.
+bearer tokens, tower tokens, URL credentials, ``secret=value`` pairs, quoted
+secrets assigned in code (``password = "..."`` in a frame's source lines) and keys
+of well-known formats (Stripe ``sk_live_...``, Resend, GitHub, Slack, AWS) are replaced.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -25,7 +28,21 @@ _SECRET_TEXT = re.compile(
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
     r"|(?<=[?&;\s])(?:password|passwd|pwd|secret|token|api_?key|access_token|auth)=[^&\s;]+"
 )
-_SUSPECT = re.compile(r"\d{4}|(?i:bearer|basic|tower_|://|=)")
+# A secret written into code or config text, as source lines in stack frames show it:
+# ``password = "..."``, ``"api_key": "..."``, ``TOKEN='...'``.
+_ASSIGNED = re.compile(
+    r"""(?i)\b(\w*(?:password|passwd|pwd|secret|token|api[-_]?key|access[-_]?key|private[-_]?key)"""
+    r"""\w*["']?\s*[:=]\s*)(["'])[^"'\n]{3,}\2"""
+)
+# Keys whose format gives them away wherever they appear: Stripe secret and restricted
+# keys, Resend, GitHub, Slack, AWS access key ids, Supabase service keys.
+_KNOWN_KEYS = re.compile(
+    r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{8,}|re_[A-Za-z0-9_]{16,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|sbp_[a-f0-9]{20,})\b"
+)
+_SUSPECT = re.compile(
+    r"\d{4}|(?i:bearer|basic|tower_|://|=|k_live|k_test|re_|gh[pousr]_|xox|akia|sbp_)"
+)
 _MAX_DEPTH = 24
 
 
@@ -56,19 +73,41 @@ def _secret(match: re.Match[str]) -> str:
     return FILTERED
 
 
+# Short strings found clean before (file names, source lines, keys repeat from event
+# to event): skipped next time. Only clean strings are kept, never one with a secret.
+_CLEAN: dict[str, None] = {}
+_CLEAN_LENGTH = 512
+_CLEAN_KEPT = 50_000
+
+
 def scrub_text(text: str) -> str:
     """``text`` with card numbers, tokens and credentials replaced by ``[Filtered]``.
 
     NUL characters, which PostgreSQL text cannot hold, become U+FFFD.
     """
+    if text in _CLEAN:
+        return text
+    scrubbed = _scrub_text(text)
+    if scrubbed is text and len(text) <= _CLEAN_LENGTH:
+        if len(_CLEAN) >= _CLEAN_KEPT:
+            _CLEAN.clear()
+        _CLEAN[text] = None
+    return scrubbed
+
+
+def _scrub_text(text: str) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     if not _SUSPECT.search(text):
         return text
-    text = _SECRET_TEXT.sub(_secret, text)
-    return _CARD.sub(_card, text)
+    scrubbed = _SECRET_TEXT.sub(_secret, text)
+    scrubbed = _ASSIGNED.sub(rf"\1\2{FILTERED}\2", scrubbed)
+    scrubbed = _KNOWN_KEYS.sub(FILTERED, scrubbed)
+    scrubbed = _CARD.sub(_card, scrubbed)
+    return text if scrubbed == text else scrubbed
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive(key: str) -> bool:
     return key.lower() not in _NOT_SENSITIVE and SENSITIVE_KEY.search(key) is not None
 
@@ -80,14 +119,35 @@ def scrub(value: Any, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         return FILTERED
     if isinstance(value, dict):
-        return {
-            scrub_text(str(key)): FILTERED
-            if isinstance(key, str) and item not in (None, "") and is_sensitive(key)
-            else scrub(item, depth + 1)
-            for key, item in value.items()
-        }
+        return _scrub_dict(value, depth)
     if isinstance(value, list):
         if len(value) == 2 and isinstance(value[0], str) and is_sensitive(value[0]):
             return [value[0], FILTERED]
-        return [scrub(item, depth + 1) for item in value]
+        return [_scrub_item(item, depth) for item in value]
     return value
+
+
+_PLAIN = (int, float, bool, type(None))
+
+
+def _scrub_item(item: Any, depth: int) -> Any:
+    kind = type(item)
+    if kind is str:
+        return item if item in _CLEAN else scrub_text(item)
+    if kind in _PLAIN:
+        return item
+    return scrub(item, depth + 1)
+
+
+def _scrub_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(key, str):
+            name = key if key in _CLEAN else scrub_text(key)
+            if is_sensitive(key) and item is not None and item != "":
+                out[name] = FILTERED
+                continue
+        else:
+            name = scrub_text(str(key))
+        out[name] = _scrub_item(item, depth)
+    return out

@@ -9,6 +9,8 @@ enqueue the notifications the alert rules ask for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -84,17 +86,60 @@ def write_batch(
         ids = _issue_ids(session, groups, insert, result)
         _advance(session, groups, ids, result)
         rows = [event.row(ids[key]) for key, group in groups.items() for event in group.events]
-        inserted = session.execute(
-            insert(ErrorEvent)
-            .on_conflict_do_nothing(index_elements=["project_id", "event_id"])
-            .returning(ErrorEvent.id),
-            rows,
-        )
-        result.stored = len(inserted.all())
+        if store.is_postgres:
+            result.stored = _copy_events(session, rows)
+        else:
+            inserted = session.execute(
+                sqlite_insert(cast(Table, ErrorEvent.__table__)).on_conflict_do_nothing(
+                    index_elements=["project_id", "event_id"]
+                ),
+                rows,
+            )
+            result.stored = max(0, inserted.rowcount)  # type: ignore[attr-defined]
         _count_hours(session, groups, ids, insert)
         if rules.enabled:
             _alert(session, groups, ids, rules, result, clock.now())
     return result
+
+
+EVENT_COLUMNS = (
+    "project_id",
+    "issue_id",
+    "event_id",
+    "timestamp",
+    "received_at",
+    "level",
+    "environment",
+    "release",
+    "code",
+    "message",
+    "platform",
+    "data",
+)
+_LOAD_TABLE = "error_events_load"
+
+
+def _copy_events(session: Session, rows: list[dict[str, object]]) -> int:
+    """Insert events on PostgreSQL with COPY into a temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (a re-sent event id is skipped).
+    Returns how many were new."""
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    columns = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+    cursor.execute(  # per connection; a rolled-back batch may have rolled its creation back
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} ON COMMIT DELETE ROWS AS "
+        f"SELECT {columns} FROM error_events WITH NO DATA"
+    )
+    with cursor.copy(f"COPY {_LOAD_TABLE} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            values = [row[name] for name in EVENT_COLUMNS]
+            values[-1] = json.dumps(values[-1], separators=(",", ":"))
+            copy.write_row(values)
+    cursor.execute(
+        f"INSERT INTO error_events ({columns}) SELECT {columns} FROM {_LOAD_TABLE} "
+        "ON CONFLICT (project_id, event_id) DO NOTHING"
+    )
+    return max(0, int(cursor.rowcount))
 
 
 def _issue_ids(
@@ -403,17 +448,24 @@ class IngestWriter:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Write batches until ``stop``, then everything still queued.
+
+        A batch is written when ``batch_size`` events are queued or the oldest has
+        waited ``flush_interval``, whichever comes first; a failed write is retried
+        with backoff while the events stay queued.
+        """
         delay = self.flush_interval
         while not stop.is_set():
-            waiter = asyncio.ensure_future(stop.wait())
-            await self.buffer.wait(self.flush_interval)
-            waiter.cancel()
+            await self.buffer.wait_for(1, None, stop)
+            await self.buffer.wait_for(self.batch_size, self.flush_interval, stop)
             try:
                 while await self.flush_once():
                     delay = self.flush_interval
+                    if len(self.buffer) < self.batch_size:
+                        break
             except Exception:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await _pause(stop, delay)
+                delay = min(max(delay, 0.05) * 2, 5.0)
         await self.drain()
 
     async def drain(self, attempts: int = 3) -> None:
@@ -428,3 +480,8 @@ class IngestWriter:
                     log.error("%d error events were not stored at shutdown", len(self.buffer))
                     return
                 await asyncio.sleep(0.5 * failures)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

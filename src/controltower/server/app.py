@@ -109,10 +109,10 @@ def create_app(context: ServerContext) -> Starlette:
             await runner.shutdown()
 
     routes: list[BaseRoute] = [
+        *ingest_routes.routes,  # first: the busiest routes are matched soonest
         *health_routes,
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *api_routes(),
-        *ingest_routes.routes,
         *_heartbeats(context),
         *_dashboard(context),
     ]

@@ -15,9 +15,11 @@ Takes about four minutes with the defaults (10 s per measurement, 3 rounds).
    tower's open model and a wrk2-style reference loading the target at the
    same time (so both see the same target and the same machine; medians of
    three rounds). wrk2 is not packaged for
-   Debian, so ``wrk2ref.c`` (compiled here) restates its algorithm: 50
-   keep-alive connections, each on its own fixed schedule, latency measured
-   from the scheduled send time; nanosecond waits, exact percentiles. Locust
+   Debian, so ``wrk2ref.c`` (compiled here) restates its algorithm: 200
+   keep-alive connections, each on its own fixed schedule (one request every
+   200 ms, so an answer must be very late to delay the next on its
+   connection), latency measured from the scheduled send time; nanosecond
+   waits, exact percentiles. Locust
    (``constant_throughput``) and wrk paced with a Lua ``delay`` are closed
    loops, shown for context.
 3. Coordinated omission: a 10 ms target that stalls for 1 s, loaded at the
@@ -56,7 +58,8 @@ HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 CONNECTIONS = 32
 RATE = 1000
-REFERENCE_CONNECTIONS = 50
+REFERENCE_CONNECTIONS = 200
+CONTEXT_USERS = 50
 TOWER_CONNECTIONS = 64
 STALL_RATE = 500
 STALL_USERS = 10
@@ -478,11 +481,9 @@ def main() -> None:
                 references.append(side.finish())
             tower_rate, reference = median_figures(towers), median_figures(references)
             say("    Locust FastHttpUser")
-            locust_rate = run_locust(
-                url, seconds, REFERENCE_CONNECTIONS, RATE / REFERENCE_CONNECTIONS
-            )
+            locust_rate = run_locust(url, seconds, CONTEXT_USERS, RATE / CONTEXT_USERS)
             say("    wrk (paced)")
-            wrk_rate = run_wrk(url, seconds, REFERENCE_CONNECTIONS, delay_ms=30.0)
+            wrk_rate = run_wrk(url, seconds, CONTEXT_USERS, delay_ms=30.0)
         finally:
             stop(process)
 

@@ -202,6 +202,10 @@ class TestBudgets:
         }
         message = next(item.result.message for item in results if item.scope == "slow")
         assert "observed 250ms" in message
+        kinds = evaluate(
+            ("errors_by_kind.timeout < 1", "errors_by_kind.status_5xx < 1"), {}, slow, {}, 1.0
+        )
+        assert [item.ok for item in kinds] == [True, False]  # a kind that never happened is 0
 
     def test_a_budget_is_lost_only_when_the_rest_cannot_save_it(self) -> None:
         """p95 < 100ms is lost when more than 5% of all planned requests were slower."""

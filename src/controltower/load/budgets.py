@@ -40,11 +40,22 @@ class BudgetResult:
         }
 
 
+ERROR_KINDS = ("connect", "timeout", "protocol", *(f"status_{n}xx" for n in range(1, 6)))
+
+
+def _figures(stats: LatencyStats, elapsed: float) -> dict[str, Any]:
+    """A summary where every error kind is present (0 when none happened)."""
+    out = stats.summary(elapsed)
+    out["errors_by_kind"] = dict.fromkeys(ERROR_KINDS, 0) | out["errors_by_kind"]
+    return out
+
+
 def context(
     total: LatencyStats, scenarios: dict[str, LatencyStats], elapsed: float
 ) -> dict[str, Any]:
-    out = total.summary(elapsed)
-    out["scenarios"] = {name: stats.summary(elapsed) for name, stats in scenarios.items()}
+    """What a global budget sees: the totals, and each scenario under ``scenarios.<name>``."""
+    out = _figures(total, elapsed)
+    out["scenarios"] = {name: _figures(stats, elapsed) for name, stats in scenarios.items()}
     return out
 
 
@@ -61,7 +72,7 @@ def evaluate(
         for text in conditions
     ]
     for name, texts in scenario_conditions.items():
-        local = scenarios[name].summary(elapsed)
+        local = _figures(scenarios[name], elapsed)
         results.extend(BudgetResult(name, parse_condition(text).evaluate(local)) for text in texts)
     return results
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -40,13 +41,19 @@ CANARY_BOUNDARIES = [
 ]
 
 
+CRASH_SPEC: dict[str, Any] = {
+    "instances": 1,
+    "steps": [("50%", "1s")],
+    "conditions": [],
+    "health_deadline": "20s",
+}
 BY_COMMAND = {"route:50%", "stop_old:all", "done"}
 
 
 @pytest.fixture(scope="module")
 def crash_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSite]:
     opened = LocalSite(tmp_path_factory.mktemp("crash"))
-    opened.write(instances=1, steps=[("50%", "1s")], conditions=[], health_deadline="6s")
+    opened.write(**CRASH_SPEC)
     try:
         first = opened.engine().deploy(version="1.0")
         assert first.status == "succeeded", first.reason
@@ -134,7 +141,13 @@ class TestKilledAtEachStepBoundary:
         """Killed while rolling back an unhealthy release: the next command finishes the rollback."""
         before = crash_site.engine().current()
         assert before is not None
-        data, result, _ = kill_and_recover(crash_site, "rolling_back", "--set", "APP_FAIL_HEALTH=1")
+        crash_site.write(**{**CRASH_SPEC, "health_deadline": "3s"})
+        try:
+            data, result, _ = kill_and_recover(
+                crash_site, "rolling_back", "--set", "APP_FAIL_HEALTH=1"
+            )
+        finally:
+            crash_site.write(**CRASH_SPEC)
         assert_clean(result)
         killed = crash_site.engine().releases(1)[0]
         assert killed.status == "rolled_back"
@@ -145,7 +158,7 @@ class TestKilledAtEachStepBoundary:
     def test_rolling_after_an_old_instance_stopped(self, crash_site: LocalSite) -> None:
         """Killed mid-rolling, one old instance already gone: rollback restores the old count."""
         crash_site.write(
-            strategy="rolling", instances=2, steps=[], conditions=[], health_deadline="10s"
+            strategy="rolling", instances=2, steps=[], conditions=[], health_deadline="20s"
         )
         try:
             grown = crash_site.engine().deploy(version="2.0", strategy=Strategy.IMMEDIATE)
@@ -161,4 +174,4 @@ class TestKilledAtEachStepBoundary:
             assert len(old) == 2 and all(i.state == "running" for i in old)
             assert crash_site.engine().driver.instances(killed.id) == []
         finally:
-            crash_site.write(instances=1, steps=[("50%", "1s")], conditions=[])
+            crash_site.write(**CRASH_SPEC)

@@ -183,6 +183,36 @@ class TestDeploy:
         assert "error_rate < 5%: observed 20%" in second.reason
         assert driver.weights == {first.id: 1.0}
 
+    def test_failure_limit_tolerates_one_bad_verdict(self, store: Store, tmp_path: Path) -> None:
+        """With failure_limit = 2, one failed verdict is logged and the canary goes on."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = engine.spec.model_copy(
+            update={
+                "deploy": engine.spec.deploy.model_copy(
+                    update={
+                        "analysis": engine.spec.deploy.analysis.model_copy(
+                            update={"failure_limit": 2}
+                        )
+                    }
+                )
+            }
+        )
+        engine.deploy(version="1.0")
+        bad = TargetMetrics(200, 40, 0.2, 0.01, 0.05, 0.1)
+        calls = {"n": 0}
+        original = driver.metrics
+
+        def metrics(release_id: str, window: float) -> TargetMetrics | None:
+            calls["n"] += 1  # the first call is the new release's first verdict
+            return bad if calls["n"] == 1 else original(release_id, window)
+
+        driver.metrics = metrics  # type: ignore[method-assign]
+        second = engine.deploy(version="2.0")
+        assert second.status == "succeeded", second.reason
+        log = [s.message for s in engine.show(second.id).steps if s.state == "analyse"]
+        assert log[0].startswith("fail: error_rate < 5%: observed 20%")
+        assert any(m.startswith("pass:") for m in log[1:])
+
     def test_too_little_traffic_pauses_until_promote(self, store: Store, tmp_path: Path) -> None:
         """An inconclusive analysis pauses the canary; a promote request moves it on."""
         engine, driver = make(store, tmp_path)

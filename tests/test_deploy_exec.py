@@ -23,6 +23,7 @@ from controltower.spec import parse_spec
 from controltower.spec.deploy import ExecDriverSpec, Strategy
 from controltower.store import Store
 from tests.fakes.receiver import WebhookReceiver
+from tests.fakes.server import FakeServer, Request, Response
 
 SPEC = """
 [service]
@@ -177,6 +178,41 @@ on_rollback = ['echo "rolled back $TOWER_RELEASE_ID" > rollback.txt']
         )
         assert not any(line.startswith("switch 2.0") for line in calls(tmp_path))
         assert (tmp_path / "rollback.txt").read_text().strip() == f"rolled back {second.id}"
+
+
+class Site(FakeServer):
+    """The service as the smoke checks see it: each version answers what the test says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 200
+
+    def handle(self, request: Request) -> Response:
+        return Response(self.status, b'{"status": "pass"}', {"content-type": "application/json"})
+
+
+class TestSmoke:
+    def test_failing_smoke_check_rolls_back_naming_the_condition(self, tmp_path: Path) -> None:
+        """A smoke check whose condition fails rolls back; the reason quotes what was observed."""
+        site = Site().start()
+        try:
+            extra = f"""
+[[deploy.smoke]]
+name = "items"
+url = "{site.url}/api/items"
+conditions = ["status == 200", 'body.status == "pass"']
+"""
+            engine = make(tmp_path, extra)
+            first = engine.deploy(version="1.0")
+            assert first.status == "succeeded", first.reason
+            site.status = 503
+            second = engine.deploy(version="2.0")
+        finally:
+            site.stop()
+        assert second.status == "rolled_back"
+        assert second.reason.startswith("smoke: items (")
+        assert "status == 200: observed 503 (failed)" in second.reason
+        assert engine.driver.routes() == {first.id: 1.0}
 
 
 class TestLock:

@@ -365,7 +365,7 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s (default 200)")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="rounds; medians are kept (default 1)"
+        "--rounds", type=int, default=2, help="rounds; medians are kept (default 2)"
     )
     parser.add_argument(
         "--record", action="store_true", help="write the deploy section of RESULTS.md"

@@ -74,9 +74,10 @@ def demo_spec(example_text: str, *, app_dir: Path, workspace: Path, ports: Ports
     local = deploy["local"]
     local["cwd"] = str(app_dir)
     local["proxy_port"] = ports.proxy
-    env = tomlkit.inline_table()
-    env.update({"APP_VERSION": "{version}", "APP_DATABASE": str(workspace / "example.db")})
-    local["env"] = env
+    if "env" not in local:
+        local["env"] = tomlkit.table()
+    local["env"]["APP_VERSION"] = "{version}"
+    local["env"]["APP_DATABASE"] = str(workspace / "example.db")
 
     monitors = doc.get("monitors")
     if not isinstance(monitors, AoT):

@@ -70,6 +70,7 @@ class Ingestion:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
     _unknown: dict[str, float] = field(default_factory=dict)
+    _accepted: dict[str, Any] = field(default_factory=dict)
 
     def set_projects(self, projects: list[ProjectInfo]) -> None:
         self._by_key = {project.public_key: project for project in projects}
@@ -123,8 +124,10 @@ class Ingestion:
     def queue(self, project: ProjectInfo, events: list[ParsedEvent]) -> None:
         if not self.buffer.offer(events):
             raise RateLimited("the ingest buffer is full", retry_after=_BUFFER_FULL_RETRY)
-        self.metrics.accepted.labels(project.name).inc(len(events))
-        self.metrics.buffered.set(len(self.buffer))
+        counter = self._accepted.get(project.name)
+        if counter is None:
+            counter = self._accepted[project.name] = self.metrics.accepted.labels(project.name)
+        counter.inc(len(events))
 
 
 def _failure(exc: Rejected, metrics: IngestMetrics) -> Response:

@@ -141,13 +141,21 @@ def _scrub_item(item: Any, depth: int) -> Any:
 
 def _scrub_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    clean = _CLEAN
+    plain = _PLAIN
     for key, item in value.items():
-        if isinstance(key, str):
-            name = key if key in _CLEAN else scrub_text(key)
+        if type(key) is str:
+            name = key if key in clean else scrub_text(key)
             if is_sensitive(key) and item is not None and item != "":
                 out[name] = FILTERED
                 continue
         else:
             name = scrub_text(str(key))
-        out[name] = _scrub_item(item, depth)
+        kind = type(item)
+        if kind is str:
+            out[name] = item if item in clean else scrub_text(item)
+        elif kind in plain:
+            out[name] = item
+        else:
+            out[name] = scrub(item, depth + 1)
     return out

@@ -204,6 +204,8 @@ class TestWorkers:
         finally:
             assert live.server.stop() == 0, live.server.output()
 
+
+class TestWorkerOptions:
     def test_sqlite_refuses_several_workers(self, tmp_path: Path) -> None:
         """Several workers on SQLite is a usage error (exit 2), not a slow surprise."""
         spec = tmp_path / "tower.toml"
@@ -299,3 +301,64 @@ class TestServeRunsEverything:
                 assert server.stop() == 0, server.output()
         finally:
             resend.stop()
+
+
+class TestStartServer:
+    """The server embedded in another program, as `tower demo` runs it."""
+
+    def test_start_dsn_user_and_stop(self, tmp_path: Path) -> None:
+        """start_server on a free port answers; .dsn() makes a project that takes events at
+        once; .add_user() lets a person log in; stop() writes what is buffered."""
+        import re
+
+        from controltower.server import start_server
+        from controltower.spec import parse_spec
+
+        spec = parse_spec(SPEC.format(flush="30s", batch=100000), environ={})
+        with Store.open(f"sqlite:///{tmp_path / 'tower.db'}") as store:
+            server = start_server(spec, store, port=0)
+            try:
+                assert httpx.get(f"{server.url}/healthz").json()["status"] == "pass"
+                dsn = server.dsn("demo")
+                assert dsn.startswith("http://") and dsn.endswith("/2")
+                key, project = dsn.split("//")[1].split("@")[0], dsn.rsplit("/", 1)[1]
+                for n in range(5):
+                    event = crash_event("ValueError", f"bad {n}", "parse")
+                    sent = httpx.post(
+                        f"{server.url}/api/{project}/envelope/?sentry_key={key}",
+                        content=envelope(event),
+                    )
+                    assert sent.status_code == 200
+                server.add_user("demo", "a long demo password")
+                with httpx.Client(base_url=server.url) as browser:
+                    form = browser.get("/login").text
+                    found = re.search(r'name="csrf" value="([^"]+)"', form)
+                    assert found is not None
+                    token = found.group(1)
+                    login = browser.post(
+                        "/login",
+                        data={"csrf": token, "name": "demo", "password": "a long demo password"},
+                    )
+                    assert login.status_code == 303 and "tower_session" in browser.cookies
+            finally:
+                server.stop()
+            assert not server.running
+            from sqlalchemy import func, select
+
+            from controltower.store.models.ingest import ErrorEvent
+
+            with store.session() as session:
+                assert session.scalar(select(func.count()).select_from(ErrorEvent)) == 5
+
+    def test_port_in_use_is_a_usage_error(self, tmp_path: Path) -> None:
+        """A port another process holds is refused with a hint, not a thread traceback."""
+        import socket
+
+        from controltower.exceptions import UsageError
+        from controltower.server import start_server
+
+        with socket.socket() as taken, Store.open(f"sqlite:///{tmp_path / 't.db'}") as store:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            with pytest.raises(UsageError, match="cannot listen"):
+                start_server(None, store, port=taken.getsockname()[1])

@@ -18,7 +18,7 @@ from controltower.server.api.common import forget_tokens
 from controltower.server.factory import prepare
 from controltower.spec import Spec, parse_spec
 from controltower.store import Store
-from tests.serve_support import Seeded, seed, seed_spec
+from tests.serve_support import Seeded, fresh_database, seed, seed_spec
 
 SPEC = """
 [service]
@@ -381,10 +381,28 @@ def seeded(store: Store) -> Iterator[tuple[Api, Seeded]]:
         yield Api(client, store, {p.name: p for p in projects}), facts
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Api, Seeded]]:
+    """The same, one per backend, for the tests that only read."""
+    forget_tokens()
+    with (
+        fresh_database(request.param, tmp_path_factory.mktemp("api")) as url,
+        Store.open(url) as store,
+    ):
+        facts = seed(store)
+        context, projects = prepare(seed_spec(), store, monitors=False, notify=False)
+        with TestClient(create_app(context)) as client:
+            yield Api(client, store, {p.name: p for p in projects}), facts
+
+
 class TestMonitorsApi:
-    def test_list_and_one(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_list_and_one(self, shared: tuple[Api, Seeded]) -> None:
         """Monitors carry their service, latest level and uptime per window."""
-        api, facts = seeded
+        api, facts = shared
         items = api.get("/api/v1/monitors").json()["items"]
         by_name = {item["name"]: item for item in items}
         assert set(by_name) == {"api", "db"}
@@ -399,9 +417,9 @@ class TestMonitorsApi:
         }
         assert api.get("/api/v1/monitors/999999").status_code == 404
 
-    def test_results_page_and_rollups(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_results_page_and_rollups(self, shared: tuple[Api, Seeded]) -> None:
         """Raw results page newest first; rollups sum checks and failures per bucket."""
-        api, facts = seeded
+        api, facts = shared
         path = f"/api/v1/monitors/{facts.monitors['api']}"
         first = api.get(f"{path}/results?limit=10").json()
         assert len(first["items"]) == 10 and first["next"] is not None
@@ -416,9 +434,9 @@ class TestMonitorsApi:
 
 
 class TestIncidentsApi:
-    def test_list_filter_and_timeline(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_list_filter_and_timeline(self, shared: tuple[Api, Seeded]) -> None:
         """Incidents list with their timeline; ?status=open and ?status=resolved filter."""
-        api, facts = seeded
+        api, facts = shared
         [incident] = api.get("/api/v1/incidents?status=open").json()["items"]
         assert incident["id"] == facts.incident_id and incident["status"] == "firing"
         assert incident["monitors"] == ["api"]
@@ -484,9 +502,9 @@ class TestSilencesApi:
 
 
 class TestReleasesApi:
-    def test_list_detail_and_dora(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_list_detail_and_dora(self, shared: tuple[Api, Seeded]) -> None:
         """Releases list newest first; one release has its step log; DORA counts the rollback."""
-        api, facts = seeded
+        api, facts = shared
         items = api.get("/api/v1/releases").json()["items"]
         assert [r["id"] for r in items] == [facts.bad_release, facts.good_release]
         assert items[0]["status"] == "rolled_back" and items[0]["service"] == "shop"
@@ -507,9 +525,9 @@ class TestReleasesApi:
 
 
 class TestReadinessApi:
-    def test_runs_and_findings(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_runs_and_findings(self, shared: tuple[Api, Seeded]) -> None:
         """Readiness runs list with scores and gates; one run lists its findings."""
-        api, facts = seeded
+        api, facts = shared
         [run] = api.get("/api/v1/readiness").json()["items"]
         assert run["id"] == facts.readiness_run and run["passed"] is False
         assert run["overall"] is not None and "1" in run["gates"]

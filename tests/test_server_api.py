@@ -241,7 +241,8 @@ class TestErrorsApi:
         assert api.get("/api/v1/issues").json()["items"] == []
 
     def test_csp_reports(self, api: Api) -> None:
-        """CSP reports posted with ?sentry_key= are grouped in /api/v1/csp."""
+        """CSP reports (report-uri JSON and the Reporting API) posted with ?sentry_key= are
+        grouped by directive and blocked origin in /api/v1/csp, scrubbed."""
         info = api.projects["web"]
         report = {
             "csp-report": {
@@ -256,12 +257,29 @@ class TestErrorsApi:
                 headers={"Content-Type": "application/csp-report"},
             )
             assert response.status_code == 204
-        [group] = api.get("/api/v1/csp").json()["items"]
-        assert (group["directive"], group["blocked_uri"], group["count"]) == (
-            "script-src",
-            "https://x.example",
-            2,
+        reporting_api = [
+            {
+                "type": "csp-violation",
+                "url": "https://shop.example/cart",
+                "body": {
+                    "effectiveDirective": "script-src-elem",
+                    "blockedURL": "https://x.example/b.js?v=2",
+                    "documentURL": "https://shop.example/cart?token=abcdef123",
+                },
+            }
+        ]
+        response = api.client.post(
+            f"/api/{info.id}/security/?sentry_key={info.public_key}",
+            content=json.dumps(reporting_api),
+            headers={"Content-Type": "application/reports+json"},
         )
+        assert response.status_code == 204
+        groups = {
+            (g["directive"], g["blocked_uri"]): g for g in api.get("/api/v1/csp").json()["items"]
+        }
+        assert groups[("script-src", "https://x.example")]["count"] == 2
+        elem = groups[("script-src-elem", "https://x.example")]
+        assert elem["count"] == 1 and "abcdef123" not in json.dumps(elem)
 
 
 class TestIngestLimits:
@@ -323,6 +341,17 @@ class TestServerEndpoints:
         text = api.client.get("/metrics").text
         assert 'tower_ingest_events_accepted_total{project="web"} 1.0' in text
         assert "tower_ingest_events_stored_total 1.0" in text
+
+    def test_heartbeat_pings(self, api: Api) -> None:
+        """/ping/<heartbeat monitor> records a ping (and /fail a failed run); others are 404."""
+        from controltower.store.models.monitor import MonitorState
+
+        assert api.client.post("/ping/nightly").json()["status"] == "up"
+        assert api.client.get("/ping/nightly/fail").json()["status"] == "fail"
+        assert api.client.post("/ping/nope").status_code == 404
+        with api.store.session() as session:
+            state = session.query(MonitorState).filter_by(name="nightly").one()
+            assert state.last_ping_at is not None and state.last_ping_status == "fail"
 
     def test_unknown_path_is_json_404(self, api: Api) -> None:
         """Unknown paths answer a JSON error."""

@@ -71,10 +71,15 @@ class Live:
 
 
 def start(
-    tmp_path: Path, store_url: str, *args: str, flush: str = "50ms", batch: int = 500
+    tmp_path: Path,
+    store_url: str,
+    *args: str,
+    flush: str = "50ms",
+    batch: int = 500,
+    extra: str = "",
 ) -> Live:
     spec = tmp_path / "tower.toml"
-    spec.write_text(SPEC.format(flush=flush, batch=batch))
+    spec.write_text(SPEC.format(flush=flush, batch=batch) + extra)
     server = ServeProcess(spec, store_url, *args)
     with Store.open(store_url) as store:
         token, _ = create_token(store, "test", ["read"])
@@ -184,8 +189,10 @@ class TestShutdown:
 @pytest.mark.slow
 class TestWorkers:
     def test_two_workers_share_postgres(self, tmp_path: Path, postgres_url: str) -> None:
-        """--workers 2 on PostgreSQL: every event sent to either worker is stored once."""
-        live = start(tmp_path, postgres_url, "--workers", "2", "--no-monitors")
+        """--workers 2 on PostgreSQL: every event sent to either worker is stored once;
+        --no-monitors leaves the spec's monitors to `tower monitor`."""
+        monitor = '[[monitors]]\nname = "api"\nurl = "http://127.0.0.1:9/"\ninterval = "1h"\n'
+        live = start(tmp_path, postgres_url, "--workers", "2", "--no-monitors", extra=monitor)
         try:
             project = live.client.get("/api/v1/projects").json()["items"][0]
             key = project["dsn"].split("//")[1].split("@")[0]
@@ -201,6 +208,8 @@ class TestWorkers:
                         == 200
                     )
             wait_until(lambda: live.stored() == 60, within=20, what="sixty events stored")
+            services = httpx.get(f"{live.server.url}/readyz").json()["services"]
+            assert "ingest-writer" in services and "monitors" not in services
         finally:
             assert live.server.stop() == 0, live.server.output()
 

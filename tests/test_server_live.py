@@ -81,8 +81,12 @@ def start(
     spec = tmp_path / "tower.toml"
     spec.write_text(SPEC.format(flush=flush, batch=batch) + extra)
     server = ServeProcess(spec, store_url, *args)
-    with Store.open(store_url) as store:
-        token, _ = create_token(store, "test", ["read"])
+    try:
+        with Store.open(store_url) as store:
+            token, _ = create_token(store, "test", ["read"])
+    except BaseException:
+        server.stop()
+        raise
     return Live(server, token)
 
 
@@ -162,17 +166,20 @@ class TestShutdown:
     def test_sigterm_writes_buffered_events(self, tmp_path: Path, store_url: str) -> None:
         """Events accepted but not yet written when SIGTERM arrives are written before exit 0."""
         live = start(tmp_path, store_url, flush="30s", batch=100000)
-        project = live.client.get("/api/v1/projects").json()["items"][0]
-        key = project["dsn"].split("//")[1].split("@")[0]
-        with httpx.Client(base_url=live.server.url) as client:
-            for n in range(200):
-                event = crash_event("ValueError", f"bad input {n}", "parse")
-                response = client.post(
-                    f"/api/{project['id']}/envelope/?sentry_key={key}", content=envelope(event)
-                )
-                assert response.status_code == 200
-        assert live.stored() == 0, "the long flush interval keeps events in the buffer"
-        code = live.server.stop()
+        try:
+            project = live.client.get("/api/v1/projects").json()["items"][0]
+            key = project["dsn"].split("//")[1].split("@")[0]
+            with httpx.Client(base_url=live.server.url) as client:
+                for n in range(200):
+                    event = crash_event("ValueError", f"bad input {n}", "parse")
+                    response = client.post(
+                        f"/api/{project['id']}/envelope/?sentry_key={key}",
+                        content=envelope(event),
+                    )
+                    assert response.status_code == 200
+            assert live.stored() == 0, "the long flush interval keeps events in the buffer"
+        finally:
+            code = live.server.stop()
         output = live.server.output()
         assert code == 0, output
         assert "200 error events received, 200 stored" in output
@@ -284,10 +291,10 @@ class TestServeRunsEverything:
             spec = tmp_path / "tower.toml"
             spec.write_text(ALERTS_SPEC.format(resend=resend.url, closed=free_port()))
             server = ServeProcess(spec, store_url)
-            with Store.open(store_url) as store:
-                token, _ = create_token(store, "test", ["read"])
-            live = Live(server, token)
             try:
+                with Store.open(store_url) as store:
+                    token, _ = create_token(store, "test", ["read"])
+                live = Live(server, token)
                 incident = wait_until(
                     lambda: live.client.get("/api/v1/incidents?status=open").json()["items"],
                     within=30,

@@ -10,6 +10,7 @@ ingest writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -277,6 +278,32 @@ def seed(store: Store, spec: Spec | None = None) -> Seeded:
     run = seed_readiness(store)
     project, issues = seed_errors(store, now)
     return Seeded(service, monitors, incident, good, bad, run, issues, project)
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
+    """A new, empty store URL of ``kind`` (sqlite or postgres) for a group of tests;
+    PostgreSQL unreachable skips, or fails under TOWER_REQUIRE_POSTGRES=1."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'{uuid.uuid4().hex[:8]}.db'}"
+        return
+    import psycopg
+
+    from tests.conftest import DEFAULT_PG, unavailable
+
+    admin_url = os.environ.get("TOWER_TEST_POSTGRES_URL", DEFAULT_PG)
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL is not reachable at {admin_url}: {exc}", "TOWER_REQUIRE_POSTGRES")
+    name = f"tower_m_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def envelope(*events: dict[str, Any], event_id: str | None = None) -> bytes:

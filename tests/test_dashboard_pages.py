@@ -18,7 +18,7 @@ from controltower.server import create_app
 from controltower.server.factory import prepare
 from controltower.store import Store
 from controltower.store.models.monitor import Incident
-from tests.serve_support import Seeded, seed, seed_spec
+from tests.serve_support import Seeded, fresh_database, seed, seed_spec
 
 PASSWORD = "correct horse battery"
 
@@ -55,6 +55,22 @@ def _site(store: Store) -> Iterator[tuple[Browser, Seeded, Store]]:
 def site(store: Store) -> Iterator[tuple[Browser, Seeded, Store]]:
     """The dashboard over a seeded store, on SQLite and on PostgreSQL."""
     yield from _site(store)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def shared_site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Browser, Seeded, Store]]:
+    """One seeded dashboard per backend, logged in, for the tests that only read."""
+    with (
+        fresh_database(request.param, tmp_path_factory.mktemp("pages")) as url,
+        Store.open(url) as store,
+    ):
+        for site in _site(store):
+            site[0].login()
+            yield site
 
 
 @pytest.fixture
@@ -160,10 +176,9 @@ class TestActions:
 
 
 class TestPages:
-    def test_overview(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_overview(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """Status, uptime, the open incident, the last deploy and the readiness score per service."""
-        browser, facts, _ = site
-        browser.login()
+        browser, facts, _ = shared_site
         html = browser.client.get("/").text
         row = html[html.index('href="/services/shop"') :]
         assert 'class="pill down"' in row
@@ -173,10 +188,9 @@ class TestPages:
         assert re.search(r"<td>\d+%</td>", row), "readiness score"
         assert '<svg class="spark"' in row
 
-    def test_service_page(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_service_page(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """A response-time chart and one uptime bar per day for 90 days, one red."""
-        browser, _, _ = site
-        browser.login()
+        browser, _, _ = shared_site
         html = browser.client.get("/services/shop").text
         assert '<svg class="chart"' in html
         bars = re.findall(r'<rect [^>]*class="(bar-[a-z]+)"', html)
@@ -185,11 +199,10 @@ class TestPages:
         assert bars[-1] != "bar-none"
         assert browser.client.get("/services/nope").status_code == 404
 
-    def test_deploys_and_step_log(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_deploys_and_step_log(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """Deploys list with DORA figures (as the API computes them) and charts; a release
         shows its step log."""
-        browser, facts, _ = site
-        browser.login()
+        browser, facts, _ = shared_site
         html = browser.client.get("/deploys").text
         figures = re.findall(r'<div class="value">([^<]*)</div>', html)
         assert figures == ["0.2", "50%", "4m", "3h4m"], "the DORA figures of /api/v1/dora"
@@ -198,10 +211,9 @@ class TestPages:
         assert "error rate 23.5% &gt; 1%: rolling back" in release
         assert "v1.4.0 serves all traffic again" in release
 
-    def test_errors_and_stack_trace(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_errors_and_stack_trace(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """Issues list with counts and sparklines; an issue shows its stack with source lines."""
-        browser, facts, _ = site
-        browser.login()
+        browser, facts, _ = shared_site
         html = browser.client.get("/errors").text
         assert "ZeroDivisionError: division by zero" in html and "<td>6</td>" in html
         assert html.count('<svg class="spark"') == 2
@@ -210,18 +222,16 @@ class TestPages:
         assert "total = cart.total / cart.count" in issue
         assert "v1.5.0" in issue and "production" in issue
 
-    def test_readiness_history(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_readiness_history(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """The score chart, gate verdicts and failing findings of the latest run."""
-        browser, _, _ = site
-        browser.login()
+        browser, _, _ = shared_site
         html = browser.client.get("/readiness").text
         assert '<svg class="chart"' in html and "no-go" in html
         assert "env.client_secret" in html
 
-    def test_pages_carry_security_headers(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_pages_carry_security_headers(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """Pages forbid scripts, framing and sniffing; they load only their own stylesheet."""
-        browser, _, _ = site
-        browser.login()
+        browser, _, _ = shared_site
         response = browser.client.get("/")
         policy = response.headers["content-security-policy"]
         assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
@@ -231,10 +241,13 @@ class TestPages:
 
 
 class TestStatusPage:
-    def test_public_components_and_incident(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_public_components_and_incident(
+        self, shared_site: tuple[Browser, Seeded, Store]
+    ) -> None:
         """Without a login: overall state, each component with 90 days of bars, the incident."""
-        browser, _, _ = site
-        response = browser.client.get("/status")
+        browser, _, _ = shared_site
+        anonymous = TestClient(browser.client.app, base_url="http://tower.test")
+        response = anonymous.get("/status")
         assert response.status_code == 200
         html = response.text
         assert "Shop status" in html and "Major outage" in html
@@ -242,9 +255,9 @@ class TestStatusPage:
         assert html.count('<svg class="uptime"') == 2
         assert "api is failing" in html
 
-    def test_badges(self, site: tuple[Browser, Seeded, Store]) -> None:
+    def test_badges(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """SVG badges for status and 30-day uptime, cacheable, for unknown services too."""
-        browser, _, _ = site
+        browser, _, _ = shared_site
         status = browser.client.get("/badge/shop/status.svg")
         assert status.headers["content-type"] == "image/svg+xml"
         assert "shop: down" in status.text and "#d1372e" in status.text

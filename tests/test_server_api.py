@@ -18,7 +18,7 @@ from controltower.server.api.common import forget_tokens
 from controltower.server.factory import prepare
 from controltower.spec import Spec, parse_spec
 from controltower.store import Store
-from tests.serve_support import Seeded, seed, seed_spec
+from tests.serve_support import Seeded, fresh_database, seed, seed_spec
 
 SPEC = """
 [service]
@@ -241,7 +241,8 @@ class TestErrorsApi:
         assert api.get("/api/v1/issues").json()["items"] == []
 
     def test_csp_reports(self, api: Api) -> None:
-        """CSP reports posted with ?sentry_key= are grouped in /api/v1/csp."""
+        """CSP reports (report-uri JSON and the Reporting API) posted with ?sentry_key= are
+        grouped by directive and blocked origin in /api/v1/csp, scrubbed."""
         info = api.projects["web"]
         report = {
             "csp-report": {
@@ -256,12 +257,29 @@ class TestErrorsApi:
                 headers={"Content-Type": "application/csp-report"},
             )
             assert response.status_code == 204
-        [group] = api.get("/api/v1/csp").json()["items"]
-        assert (group["directive"], group["blocked_uri"], group["count"]) == (
-            "script-src",
-            "https://x.example",
-            2,
+        reporting_api = [
+            {
+                "type": "csp-violation",
+                "url": "https://shop.example/cart",
+                "body": {
+                    "effectiveDirective": "script-src-elem",
+                    "blockedURL": "https://x.example/b.js?v=2",
+                    "documentURL": "https://shop.example/cart?token=abcdef123",
+                },
+            }
+        ]
+        response = api.client.post(
+            f"/api/{info.id}/security/?sentry_key={info.public_key}",
+            content=json.dumps(reporting_api),
+            headers={"Content-Type": "application/reports+json"},
         )
+        assert response.status_code == 204
+        groups = {
+            (g["directive"], g["blocked_uri"]): g for g in api.get("/api/v1/csp").json()["items"]
+        }
+        assert groups[("script-src", "https://x.example")]["count"] == 2
+        elem = groups[("script-src-elem", "https://x.example")]
+        assert elem["count"] == 1 and "abcdef123" not in json.dumps(elem)
 
 
 class TestIngestLimits:
@@ -324,6 +342,17 @@ class TestServerEndpoints:
         assert 'tower_ingest_events_accepted_total{project="web"} 1.0' in text
         assert "tower_ingest_events_stored_total 1.0" in text
 
+    def test_heartbeat_pings(self, api: Api) -> None:
+        """/ping/<heartbeat monitor> records a ping (and /fail a failed run); others are 404."""
+        from controltower.store.models.monitor import MonitorState
+
+        assert api.client.post("/ping/nightly").json()["status"] == "up"
+        assert api.client.get("/ping/nightly/fail").json()["status"] == "fail"
+        assert api.client.post("/ping/nope").status_code == 404
+        with api.store.session() as session:
+            state = session.query(MonitorState).filter_by(name="nightly").one()
+            assert state.last_ping_at is not None and state.last_ping_status == "fail"
+
     def test_unknown_path_is_json_404(self, api: Api) -> None:
         """Unknown paths answer a JSON error."""
         response = api.client.get("/nope")
@@ -381,10 +410,28 @@ def seeded(store: Store) -> Iterator[tuple[Api, Seeded]]:
         yield Api(client, store, {p.name: p for p in projects}), facts
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Api, Seeded]]:
+    """The same, one per backend, for the tests that only read."""
+    forget_tokens()
+    with (
+        fresh_database(request.param, tmp_path_factory.mktemp("api")) as url,
+        Store.open(url) as store,
+    ):
+        facts = seed(store)
+        context, projects = prepare(seed_spec(), store, monitors=False, notify=False)
+        with TestClient(create_app(context)) as client:
+            yield Api(client, store, {p.name: p for p in projects}), facts
+
+
 class TestMonitorsApi:
-    def test_list_and_one(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_list_and_one(self, shared: tuple[Api, Seeded]) -> None:
         """Monitors carry their service, latest level and uptime per window."""
-        api, facts = seeded
+        api, facts = shared
         items = api.get("/api/v1/monitors").json()["items"]
         by_name = {item["name"]: item for item in items}
         assert set(by_name) == {"api", "db"}
@@ -399,9 +446,9 @@ class TestMonitorsApi:
         }
         assert api.get("/api/v1/monitors/999999").status_code == 404
 
-    def test_results_page_and_rollups(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_results_page_and_rollups(self, shared: tuple[Api, Seeded]) -> None:
         """Raw results page newest first; rollups sum checks and failures per bucket."""
-        api, facts = seeded
+        api, facts = shared
         path = f"/api/v1/monitors/{facts.monitors['api']}"
         first = api.get(f"{path}/results?limit=10").json()
         assert len(first["items"]) == 10 and first["next"] is not None
@@ -416,9 +463,9 @@ class TestMonitorsApi:
 
 
 class TestIncidentsApi:
-    def test_list_filter_and_timeline(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_list_filter_and_timeline(self, shared: tuple[Api, Seeded]) -> None:
         """Incidents list with their timeline; ?status=open and ?status=resolved filter."""
-        api, facts = seeded
+        api, facts = shared
         [incident] = api.get("/api/v1/incidents?status=open").json()["items"]
         assert incident["id"] == facts.incident_id and incident["status"] == "firing"
         assert incident["monitors"] == ["api"]
@@ -484,9 +531,9 @@ class TestSilencesApi:
 
 
 class TestReleasesApi:
-    def test_list_detail_and_dora(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_list_detail_and_dora(self, shared: tuple[Api, Seeded]) -> None:
         """Releases list newest first; one release has its step log; DORA counts the rollback."""
-        api, facts = seeded
+        api, facts = shared
         items = api.get("/api/v1/releases").json()["items"]
         assert [r["id"] for r in items] == [facts.bad_release, facts.good_release]
         assert items[0]["status"] == "rolled_back" and items[0]["service"] == "shop"
@@ -507,9 +554,9 @@ class TestReleasesApi:
 
 
 class TestReadinessApi:
-    def test_runs_and_findings(self, seeded: tuple[Api, Seeded]) -> None:
+    def test_runs_and_findings(self, shared: tuple[Api, Seeded]) -> None:
         """Readiness runs list with scores and gates; one run lists its findings."""
-        api, facts = seeded
+        api, facts = shared
         [run] = api.get("/api/v1/readiness").json()["items"]
         assert run["id"] == facts.readiness_run and run["passed"] is False
         assert run["overall"] is not None and "1" in run["gates"]

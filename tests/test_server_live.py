@@ -71,13 +71,22 @@ class Live:
 
 
 def start(
-    tmp_path: Path, store_url: str, *args: str, flush: str = "50ms", batch: int = 500
+    tmp_path: Path,
+    store_url: str,
+    *args: str,
+    flush: str = "50ms",
+    batch: int = 500,
+    extra: str = "",
 ) -> Live:
     spec = tmp_path / "tower.toml"
-    spec.write_text(SPEC.format(flush=flush, batch=batch))
+    spec.write_text(SPEC.format(flush=flush, batch=batch) + extra)
     server = ServeProcess(spec, store_url, *args)
-    with Store.open(store_url) as store:
-        token, _ = create_token(store, "test", ["read"])
+    try:
+        with Store.open(store_url) as store:
+            token, _ = create_token(store, "test", ["read"])
+    except BaseException:
+        server.stop()
+        raise
     return Live(server, token)
 
 
@@ -157,17 +166,20 @@ class TestShutdown:
     def test_sigterm_writes_buffered_events(self, tmp_path: Path, store_url: str) -> None:
         """Events accepted but not yet written when SIGTERM arrives are written before exit 0."""
         live = start(tmp_path, store_url, flush="30s", batch=100000)
-        project = live.client.get("/api/v1/projects").json()["items"][0]
-        key = project["dsn"].split("//")[1].split("@")[0]
-        with httpx.Client(base_url=live.server.url) as client:
-            for n in range(200):
-                event = crash_event("ValueError", f"bad input {n}", "parse")
-                response = client.post(
-                    f"/api/{project['id']}/envelope/?sentry_key={key}", content=envelope(event)
-                )
-                assert response.status_code == 200
-        assert live.stored() == 0, "the long flush interval keeps events in the buffer"
-        code = live.server.stop()
+        try:
+            project = live.client.get("/api/v1/projects").json()["items"][0]
+            key = project["dsn"].split("//")[1].split("@")[0]
+            with httpx.Client(base_url=live.server.url) as client:
+                for n in range(200):
+                    event = crash_event("ValueError", f"bad input {n}", "parse")
+                    response = client.post(
+                        f"/api/{project['id']}/envelope/?sentry_key={key}",
+                        content=envelope(event),
+                    )
+                    assert response.status_code == 200
+            assert live.stored() == 0, "the long flush interval keeps events in the buffer"
+        finally:
+            code = live.server.stop()
         output = live.server.output()
         assert code == 0, output
         assert "200 error events received, 200 stored" in output
@@ -184,8 +196,10 @@ class TestShutdown:
 @pytest.mark.slow
 class TestWorkers:
     def test_two_workers_share_postgres(self, tmp_path: Path, postgres_url: str) -> None:
-        """--workers 2 on PostgreSQL: every event sent to either worker is stored once."""
-        live = start(tmp_path, postgres_url, "--workers", "2", "--no-monitors")
+        """--workers 2 on PostgreSQL: every event sent to either worker is stored once;
+        --no-monitors leaves the spec's monitors to `tower monitor`."""
+        monitor = '[[monitors]]\nname = "api"\nurl = "http://127.0.0.1:9/"\ninterval = "1h"\n'
+        live = start(tmp_path, postgres_url, "--workers", "2", "--no-monitors", extra=monitor)
         try:
             project = live.client.get("/api/v1/projects").json()["items"][0]
             key = project["dsn"].split("//")[1].split("@")[0]
@@ -201,9 +215,13 @@ class TestWorkers:
                         == 200
                     )
             wait_until(lambda: live.stored() == 60, within=20, what="sixty events stored")
+            services = httpx.get(f"{live.server.url}/readyz").json()["services"]
+            assert "ingest-writer" in services and "monitors" not in services
         finally:
             assert live.server.stop() == 0, live.server.output()
 
+
+class TestWorkerOptions:
     def test_sqlite_refuses_several_workers(self, tmp_path: Path) -> None:
         """Several workers on SQLite is a usage error (exit 2), not a slow surprise."""
         spec = tmp_path / "tower.toml"
@@ -273,10 +291,10 @@ class TestServeRunsEverything:
             spec = tmp_path / "tower.toml"
             spec.write_text(ALERTS_SPEC.format(resend=resend.url, closed=free_port()))
             server = ServeProcess(spec, store_url)
-            with Store.open(store_url) as store:
-                token, _ = create_token(store, "test", ["read"])
-            live = Live(server, token)
             try:
+                with Store.open(store_url) as store:
+                    token, _ = create_token(store, "test", ["read"])
+                live = Live(server, token)
                 incident = wait_until(
                     lambda: live.client.get("/api/v1/incidents?status=open").json()["items"],
                     within=30,
@@ -299,3 +317,64 @@ class TestServeRunsEverything:
                 assert server.stop() == 0, server.output()
         finally:
             resend.stop()
+
+
+class TestStartServer:
+    """The server embedded in another program, as `tower demo` runs it."""
+
+    def test_start_dsn_user_and_stop(self, tmp_path: Path) -> None:
+        """start_server on a free port answers; .dsn() makes a project that takes events at
+        once; .add_user() lets a person log in; stop() writes what is buffered."""
+        import re
+
+        from controltower.server import start_server
+        from controltower.spec import parse_spec
+
+        spec = parse_spec(SPEC.format(flush="30s", batch=100000), environ={})
+        with Store.open(f"sqlite:///{tmp_path / 'tower.db'}") as store:
+            server = start_server(spec, store, port=0)
+            try:
+                assert httpx.get(f"{server.url}/healthz").json()["status"] == "pass"
+                dsn = server.dsn("demo")
+                assert dsn.startswith("http://") and dsn.endswith("/2")
+                key, project = dsn.split("//")[1].split("@")[0], dsn.rsplit("/", 1)[1]
+                for n in range(5):
+                    event = crash_event("ValueError", f"bad {n}", "parse")
+                    sent = httpx.post(
+                        f"{server.url}/api/{project}/envelope/?sentry_key={key}",
+                        content=envelope(event),
+                    )
+                    assert sent.status_code == 200
+                server.add_user("demo", "a long demo password")
+                with httpx.Client(base_url=server.url) as browser:
+                    form = browser.get("/login").text
+                    found = re.search(r'name="csrf" value="([^"]+)"', form)
+                    assert found is not None
+                    token = found.group(1)
+                    login = browser.post(
+                        "/login",
+                        data={"csrf": token, "name": "demo", "password": "a long demo password"},
+                    )
+                    assert login.status_code == 303 and "tower_session" in browser.cookies
+            finally:
+                server.stop()
+            assert not server.running
+            from sqlalchemy import func, select
+
+            from controltower.store.models.ingest import ErrorEvent
+
+            with store.session() as session:
+                assert session.scalar(select(func.count()).select_from(ErrorEvent)) == 5
+
+    def test_port_in_use_is_a_usage_error(self, tmp_path: Path) -> None:
+        """A port another process holds is refused with a hint, not a thread traceback."""
+        import socket
+
+        from controltower.exceptions import UsageError
+        from controltower.server import start_server
+
+        with socket.socket() as taken, Store.open(f"sqlite:///{tmp_path / 't.db'}") as store:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            with pytest.raises(UsageError, match="cannot listen"):
+                start_server(None, store, port=taken.getsockname()[1])

@@ -159,6 +159,7 @@ def serve(
             log_level=log_level,
             timeout_graceful_shutdown=timeout,
             server_header=False,
+            access_log=log_level in ("debug", "trace", "info"),
         )
         return
     config = uvicorn.Config(
@@ -168,6 +169,7 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=timeout,
         server_header=False,
+        access_log=log_level in ("debug", "trace", "info"),
     )
     started = time.monotonic()
     try:

@@ -16,7 +16,8 @@ class IngestBuffer:
             raise ValueError("an ingest buffer needs a capacity of at least 1")
         self.capacity = capacity
         self._events: deque[ParsedEvent] = deque()
-        self._grown = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._want = 0
         self.accepted = 0
 
     def __len__(self) -> int:
@@ -32,7 +33,7 @@ class IngestBuffer:
             return False
         self._events.extend(events)
         self.accepted += len(events)
-        self._grown.set()
+        self._wake()
         return True
 
     def take(self, limit: int) -> list[ParsedEvent]:
@@ -44,25 +45,27 @@ class IngestBuffer:
     def put_back(self, events: list[ParsedEvent]) -> None:
         """Return a batch that could not be written, ahead of everything else."""
         self._events.extendleft(reversed(events))
-        self._grown.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._want and len(self._events) >= self._want:
+            self._ready.set()
 
     async def wait_for(
         self, count: int, timeout: float | None, stop: asyncio.Event | None = None
     ) -> None:
         """Until ``count`` events are queued, ``timeout`` seconds pass (None: no limit)
-        or ``stop`` is set."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while len(self._events) < count and not (stop is not None and stop.is_set()):
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return
-            self._grown.clear()
-            waiters = [asyncio.ensure_future(self._grown.wait())]
-            if stop is not None:
-                waiters.append(asyncio.ensure_future(stop.wait()))
-            try:
-                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        or ``stop`` is set. Queuing wakes the waiter only once the count is reached."""
+        if len(self._events) >= count or (stop is not None and stop.is_set()):
+            return
+        self._want = count
+        self._ready.clear()
+        waiters = [asyncio.ensure_future(self._ready.wait())]
+        if stop is not None:
+            waiters.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._want = 0
+            for waiter in waiters:
+                waiter.cancel()

@@ -17,9 +17,16 @@ def _no_constant(name: str) -> None:
     return None
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads(data: bytes | str) -> Any:
     """JSON as sent by SDKs; NaN and Infinity (which no store column takes) read as null."""
-    return json.loads(data, parse_constant=_no_constant)
+    if isinstance(data, bytes):
+        if b"\x00" in data[:4]:  # UTF-16 or UTF-32, which JSON allows: let json detect it
+            return json.loads(data, parse_constant=_no_constant)
+        return _DECODER.decode(data.decode("utf-8").removeprefix("\ufeff"))
+    return _DECODER.decode(data)
 
 
 @dataclass(frozen=True)

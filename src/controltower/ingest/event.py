@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,10 +60,13 @@ def _text(value: Any, limit: int) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
 def normalize_event_id(value: Any) -> str:
     if isinstance(value, str):
         hex_id = value.replace("-", "").lower()
-        if len(hex_id) == 32 and all(c in "0123456789abcdef" for c in hex_id):
+        if _HEX32.fullmatch(hex_id):
             return hex_id
     return uuid.uuid4().hex
 
@@ -159,7 +163,13 @@ def _frame(frame: dict[str, Any]) -> dict[str, Any]:
     for key in _FRAME_KEYS:
         if key in frame:
             value = frame[key]
-            out[key] = value if type(value) in _PLAIN else scrub(value)
+            kind = type(value)
+            if kind is str:
+                out[key] = scrub_text(value)
+            elif kind in _PLAIN:
+                out[key] = value
+            else:
+                out[key] = scrub(value)
     return out
 
 

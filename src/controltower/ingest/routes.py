@@ -29,7 +29,7 @@ from controltower.ingest.csp import parse_csp, store_violations
 from controltower.ingest.decode import decompress
 from controltower.ingest.envelope import loads, parse_envelope
 from controltower.ingest.errors import AuthFailed, RateLimited, Rejected, TooLarge
-from controltower.ingest.event import ParsedEvent, parse_event
+from controltower.ingest.event import ParsedEvent, normalize_event_id, parse_event
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.projects import ProjectInfo, find_project
 from controltower.ingest.ratelimit import RateLimiter
@@ -70,6 +70,7 @@ class Ingestion:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
     _unknown: dict[str, float] = field(default_factory=dict)
+    _accepted: dict[str, Any] = field(default_factory=dict)
 
     def set_projects(self, projects: list[ProjectInfo]) -> None:
         self._by_key = {project.public_key: project for project in projects}
@@ -123,8 +124,10 @@ class Ingestion:
     def queue(self, project: ProjectInfo, events: list[ParsedEvent]) -> None:
         if not self.buffer.offer(events):
             raise RateLimited("the ingest buffer is full", retry_after=_BUFFER_FULL_RETRY)
-        self.metrics.accepted.labels(project.name).inc(len(events))
-        self.metrics.buffered.set(len(self.buffer))
+        counter = self._accepted.get(project.name)
+        if counter is None:
+            counter = self._accepted[project.name] = self.metrics.accepted.labels(project.name)
+        counter.inc(len(events))
 
 
 def _failure(exc: Rejected, metrics: IngestMetrics) -> Response:
@@ -137,6 +140,12 @@ def _failure(exc: Rejected, metrics: IngestMetrics) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
         headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}::organization"
     return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+
+def _accepted(event_id: str) -> Response:
+    """200 ``{"id": "<event id>"}``; ids are 32 hex digits, so no JSON encoder is needed."""
+    body = b'{"id":"%s"}' % event_id.encode() if event_id else b"{}"
+    return Response(body, media_type="application/json")
 
 
 def _ingestion(request: Request) -> Ingestion:
@@ -182,7 +191,7 @@ async def envelope_endpoint(request: Request) -> Response:
     except Rejected as exc:
         return _failure(exc, ingestion.metrics)
     event_id = events[0].event_id if events else envelope.headers.get("event_id")
-    return JSONResponse({"id": event_id} if event_id else {})
+    return _accepted(normalize_event_id(event_id) if event_id else "")
 
 
 async def store_endpoint(request: Request) -> Response:
@@ -201,7 +210,7 @@ async def store_endpoint(request: Request) -> Response:
         ingestion.queue(project, [event])
     except Rejected as exc:
         return _failure(exc, ingestion.metrics)
-    return JSONResponse({"id": event.event_id})
+    return _accepted(event.event_id)
 
 
 async def security_endpoint(request: Request) -> Response:

@@ -114,15 +114,22 @@ def is_sensitive(key: str) -> bool:
 
 def scrub(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` (JSON data) with every secret replaced."""
-    if isinstance(value, str):
-        return scrub_text(value)
+    kind = type(value)
+    if kind is str:
+        return value if value in _CLEAN else scrub_text(value)
     if depth > _MAX_DEPTH:
         return FILTERED
+    if kind is dict:
+        return _scrub_dict(value, depth)
+    if kind is list:
+        if len(value) == 2 and isinstance(value[0], str) and is_sensitive(value[0]):
+            return [value[0], FILTERED]
+        return [_scrub_item(item, depth) for item in value]
+    if isinstance(value, str):
+        return scrub_text(value)
     if isinstance(value, dict):
         return _scrub_dict(value, depth)
     if isinstance(value, list):
-        if len(value) == 2 and isinstance(value[0], str) and is_sensitive(value[0]):
-            return [value[0], FILTERED]
         return [_scrub_item(item, depth) for item in value]
     return value
 
@@ -141,13 +148,21 @@ def _scrub_item(item: Any, depth: int) -> Any:
 
 def _scrub_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    clean = _CLEAN
+    plain = _PLAIN
     for key, item in value.items():
-        if isinstance(key, str):
-            name = key if key in _CLEAN else scrub_text(key)
+        if type(key) is str:
+            name = key if key in clean else scrub_text(key)
             if is_sensitive(key) and item is not None and item != "":
                 out[name] = FILTERED
                 continue
         else:
             name = scrub_text(str(key))
-        out[name] = _scrub_item(item, depth)
+        kind = type(item)
+        if kind is str:
+            out[name] = item if item in clean else scrub_text(item)
+        elif kind in plain:
+            out[name] = item
+        else:
+            out[name] = scrub(item, depth + 1)
     return out

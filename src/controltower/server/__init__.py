@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from controltower.server.app import create_app
 from controltower.server.context import ServerContext
+from controltower.server.factory import open_store
 from controltower.server.running import RunningServer, start_server
 from controltower.server.services import Service, ServiceRunner, register_service
 from controltower.server.tokens import create_token, revoke_token, verify_token
@@ -16,6 +17,7 @@ __all__ = [
     "ServiceRunner",
     "create_app",
     "create_token",
+    "open_store",
     "register_service",
     "revoke_token",
     "start_server",

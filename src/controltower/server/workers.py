@@ -14,10 +14,12 @@ against one PostgreSQL store; leases and ``SKIP LOCKED`` claims keep them apart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from controltower.clock import system_clock
-from controltower.monitor.runner import MonitorRunner
+from controltower.monitor.runner import MonitorRunner, RunnerOptions
 from controltower.notify.dispatch import Dispatcher
 from controltower.spec import Spec
 from controltower.store import Store
@@ -32,8 +34,18 @@ class MonitorService:
     def __init__(
         self, spec: Spec, store: Store, *, root: Path | None = None, clock: Clock = system_clock
     ) -> None:
+        options = RunnerOptions()
+        if any(field.name == "deliver" for field in dataclasses.fields(options)):
+            # A runner can deliver the outbox itself; in tower serve NotifyService does
+            # (error alerts too, and with --no-monitors), so the runner leaves it.
+            changes: dict[str, Any] = {"deliver": False}
+            options = dataclasses.replace(options, **changes)
         self.runner = MonitorRunner(
-            spec, store, clock=clock, root=root or Path(spec.source).resolve().parent
+            spec,
+            store,
+            options=options,
+            clock=clock,
+            root=root or Path(spec.source).resolve().parent,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

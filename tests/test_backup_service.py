@@ -138,13 +138,16 @@ class TestInsideServe:
     async def test_serve_runs_scheduled_backups(
         self, source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Registered like `tower serve` does, the service backs up on schedule until shutdown."""
+        """The server runs the backup service by itself: backups on schedule until shutdown."""
         spec = _spec(tmp_path, source, backup='schedule = "@every 1s"')
-        monkeypatch.setattr(services, "_factories", {"backup": backup_service})
+        monkeypatch.setattr(services, "_factories", {})
         with Store.open(f"sqlite:///{tmp_path / 'tower.db'}") as store:
+            off = create_app(ServerContext.build(store, spec, backups=False))
+            async with off.router.lifespan_context(off):
+                assert "backup" not in off.state.runner.running
             app = create_app(ServerContext.build(store, spec))
             async with app.router.lifespan_context(app):
-                assert "backup" in app.state.runner.running
+                assert app.state.runner.running.count("backup") == 1
                 good = await _async_eventually(lambda: _count(store, "ok") >= 2, within=60)
                 assert good, "no scheduled backups within 60s"
             stopped = _count(store, None)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from controltower.backup.service import wanted as backups_wanted
 from controltower.cli.common import (
     EXIT_FAILED,
     EnvOption,
@@ -68,6 +69,14 @@ def serve(
             "process does).",
         ),
     ] = True,
+    backups: Annotated[
+        bool,
+        typer.Option(
+            "--backups/--no-backups",
+            help="Run the [backup] schedule and RPO watch here (under a lease, so several "
+            "servers back up once).",
+        ),
+    ] = True,
     dashboard: Annotated[
         bool,
         typer.Option(
@@ -92,7 +101,7 @@ def serve(
             "several workers need a PostgreSQL store (SQLite takes one writer at a time)",
             hint="pass --database-url postgresql://... or set [store] url",
         )
-    context, projects = prepare(loaded, store, monitors=monitors, notify=notify)
+    context, projects = prepare(loaded, store, monitors=monitors, notify=notify, backups=backups)
     context.dashboard = dashboard
     bind_host = host or loaded.server.host
     bind_port = loaded.server.port if port is None else port
@@ -145,7 +154,12 @@ def serve(
         os.environ[ENV_URL] = store.url
         os.environ[ENV_SKIP] = ",".join(
             part
-            for part, on in (("monitors", monitors), ("notify", notify), ("dashboard", dashboard))
+            for part, on in (
+                ("monitors", monitors),
+                ("notify", notify),
+                ("backups", backups),
+                ("dashboard", dashboard),
+            )
             if not on
         )
         if env:
@@ -198,6 +212,8 @@ def _running_parts(context: ServerContext) -> list[str]:
         parts.append(f"{len(spec.monitors)} monitors")
     if spec is not None and context.notify and spec.alerts.channels:
         parts.append("notifications")
+    if spec is not None and context.backups and backups_wanted(spec):
+        parts.append("backups")
     return parts
 
 

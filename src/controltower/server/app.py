@@ -4,7 +4,8 @@
 document, the JSON API one module per resource, Sentry ingestion, heartbeat
 pings, the dashboard and status page) and a lifespan that starts the background
 services (the ingest writer always; the monitors and the notification
-dispatcher when the spec has them and the context asks for them; anything in
+dispatcher when the spec has them and the context asks for them; the backup
+schedule and RPO watch when ``[backup]`` names a database; anything in
 ``context.services`` or registered) and stops them, flushing the ingest buffer,
 on shutdown.
 """
@@ -38,6 +39,7 @@ async def openapi(request: Request) -> Response:
 
 def build_services(context: ServerContext) -> list[Service]:
     """The services this server runs, in start order."""
+    from controltower.backup.service import backup_service
     from controltower.server.workers import MonitorService, NotifyService
 
     services: list[Service] = []
@@ -59,6 +61,8 @@ def build_services(context: ServerContext) -> list[Service]:
         services.append(MonitorService(spec, context.store, root=context.root, clock=context.clock))
     if spec is not None and context.notify and spec.alerts.channels:
         services.append(NotifyService(spec, context.store, clock=context.clock))
+    if context.backups and (backups := backup_service(context)) is not None:
+        services.append(backups)
     for name, factory in registered_services().items():
         service = factory(context)
         if service is not None:

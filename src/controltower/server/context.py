@@ -24,8 +24,9 @@ class ServerContext:
 
     ``monitors`` and ``notify`` say whether this process runs the spec's monitors
     and delivers the outbox (turn them off when ``tower monitor`` or another
-    dispatcher does that work); ``dashboard`` whether it serves the dashboard
-    and the status page.
+    dispatcher does that work); ``backups`` whether it runs the ``[backup]``
+    schedule and RPO watch; ``dashboard`` whether it serves the dashboard and
+    the status page.
     """
 
     store: Store
@@ -37,6 +38,7 @@ class ServerContext:
     rules: ErrorAlertRules = field(default_factory=ErrorAlertRules)
     monitors: bool = True
     notify: bool = True
+    backups: bool = True
     dashboard: bool = True
     root: Path | None = None
 
@@ -49,6 +51,7 @@ class ServerContext:
         clock: Clock = system_clock,
         monitors: bool = True,
         notify: bool = True,
+        backups: bool = True,
         dashboard: bool = True,
     ) -> ServerContext:
         context = cls(
@@ -57,6 +60,7 @@ class ServerContext:
             clock=clock,
             monitors=monitors,
             notify=notify,
+            backups=backups,
             dashboard=dashboard,
             root=Path(spec.source).resolve().parent if spec is not None else None,
         )

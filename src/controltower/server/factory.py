@@ -38,10 +38,13 @@ def prepare(
     clock: Clock = system_clock,
     monitors: bool = True,
     notify: bool = True,
+    backups: bool = True,
 ) -> tuple[ServerContext, list[ProjectInfo]]:
     """Create the spec's projects and build the server's context."""
     projects = ensure_projects(store, spec.server.projects)
-    context = ServerContext.build(store, spec, clock=clock, monitors=monitors, notify=notify)
+    context = ServerContext.build(
+        store, spec, clock=clock, monitors=monitors, notify=notify, backups=backups
+    )
     return context, projects
 
 
@@ -49,7 +52,11 @@ def from_environment() -> Starlette:
     spec = load_spec(os.environ.get(ENV_SPEC) or None, env=os.environ.get("TOWER_ENV") or None)
     skip = set(os.environ.get(ENV_SKIP, "").split(","))
     context, _ = prepare(
-        spec, open_store(spec), monitors="monitors" not in skip, notify="notify" not in skip
+        spec,
+        open_store(spec),
+        monitors="monitors" not in skip,
+        notify="notify" not in skip,
+        backups="backups" not in skip,
     )
     context.dashboard = "dashboard" not in skip
     return create_app(context)

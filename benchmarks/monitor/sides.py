@@ -168,7 +168,8 @@ async def naive(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(min(15.0, left))
             progress(
                 side,
-                f"{counts['checks'] - checks0} checks in the window, {end - time.monotonic():.0f}s left",
+                f"{counts['checks'] - checks0} checks in the window, "
+                f"{max(0.0, end - time.monotonic()):.0f}s left",
             )
         cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
         window = drifts[mark:]

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,25 @@ def received(receiver: WebhookReceiver, kind: str = "", path: str = "") -> list[
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """SQLite here; the tests that matter most on PostgreSQL take ``both`` instead (and
+    tests/test_monitor_workers.py runs the whole loop on PostgreSQL in real processes)."""
+    with Store.open(f"sqlite:///{tmp_path / 'tower.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = (
+        f"sqlite:///{tmp_path / 'tower.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    with Store.open(url) as opened:
+        yield opened
+
+
+@pytest.fixture
 def target() -> Iterator[Target]:
     server = Target()
     yield server
@@ -91,9 +111,10 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.mark.xdist_group("monitor-heavy")
 class TestOutageAndRecovery:
     async def test_one_notification_within_the_bound_then_one_resolve(
-        self, store: Store, target: Target, receiver: WebhookReceiver
+        self, both: Store, target: Target, receiver: WebhookReceiver
     ) -> None:
         """An outage reaches the receiver once within interval x threshold + 1 s; recovery once."""
+        store = both
         async with running(spec_for(target, receiver), store, defaults=True):
             await asyncio.sleep(2 * INTERVAL)
             assert receiver.requests == []
@@ -152,9 +173,10 @@ class TestNothingLostNothingTwice:
         assert all(count == 1 for count in Counter(receiver.keys()).values())
 
     async def test_restart_mid_incident_duplicates_nothing(
-        self, store: Store, target: Target, receiver: WebhookReceiver
+        self, both: Store, target: Target, receiver: WebhookReceiver
     ) -> None:
         """Stopping the runner mid-incident and starting another neither re-sends nor forgets."""
+        store = both
         spec = spec_for(target, receiver)
         target.status = 500
         async with running(spec, store, defaults=True):

@@ -1,6 +1,7 @@
 """10,000 HTTP monitors at a 30 s interval: schedule drift, CPU, and the store after 30 days.
 
     python -m benchmarks.monitor.run [--record] [--monitors 10000] [--measure 60]
+    python -m benchmarks.monitor.run --render /tmp/tower-monitor-bench.json --record
 
 1. A local target (``benchmarks/monitor/target.py``, its own process) answers
    every ``GET`` with ``200 {"status":"pass"}``.
@@ -170,22 +171,29 @@ def markdown(
     ]
     per_monitor = sim["bytes_per_monitor"]
     rows = sim["rows"]
+    count = sim["monitors"]
     everything = sim["keep_everything_bytes_per_monitor"]
     growth = ", ".join(
-        f"day {day}: {size / 1e6:.2f} MB" for day, size in sim["file_bytes_by_day"].items()
+        f"day {day} {size / 1e6:.2f} MB" for day, size in sim["file_bytes_by_day"].items()
     )
+    hour_days = sim["retention"]["hour"] / 86400
+    day_days = sim["retention"]["day"] / 86400
     lines += [
-        f"Store after {sim['days']} simulated days (real write path and hourly pruning "
-        f"with a fake clock, {sim['monitors']} monitors at 30 s, {sim['checks']:,} checks, "
-        f"default retention): {per_monitor / 1024:.0f} KiB per monitor in results and "
-        f"rollups ({rows.get('monitor_results', 0) // sim['monitors']} raw results, "
-        f"{rows.get('rollups_minute', 0) // sim['monitors']} minute, "
-        f"{rows.get('rollups_hour', 0) // sim['monitors']} hour and "
-        f"{rows.get('rollups_day', 0) // sim['monitors']} day rollups each), so "
+        f"Store after {sim['days']} simulated days (the real write path and hourly pruning "
+        f"with a fake clock, {count} monitors at 30 s, {sim['checks']:,} checks, default "
+        f"retention): {per_monitor / 1024:.0f} KiB per monitor in results and rollups "
+        f"({rows.get('monitor_results', 0) // count} raw results, "
+        f"{rows.get('rollups_minute', 0) // count} minute, "
+        f"{rows.get('rollups_hour', 0) // count} hour and "
+        f"{rows.get('rollups_day', 0) // count} day rollups each), so "
         f"**{per_monitor * args.monitors / 1e9:.2f} GB for {args.monitors:,} monitors**. "
         f"Keeping every raw result for {sim['days']} days instead would take "
         f"{everything * args.monitors / 1e9:.1f} GB ({everything / per_monitor:.0f}x more). "
-        f"The sample's file stays flat once retention applies ({growth}).",
+        f"Raw results and minutes stop growing within hours; hour rollups grow until "
+        f"{hour_days:.0f} days and day rollups until {day_days:.0f} days, so one monitor "
+        f"stays under about {sim['bound_bytes_per_monitor'] / 1024:.0f} KiB "
+        f"({sim['bound_bytes_per_monitor'] * args.monitors / 1e9:.2f} GB for "
+        f"{args.monitors:,}). The sample's whole SQLite file as the days went: {growth}.",
     ]
     return "\n".join(lines)
 
@@ -197,7 +205,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--measure", type=float, default=60.0)
-    parser.add_argument("--store-monitors", type=int, default=10)
+    parser.add_argument("--store-monitors", type=int, default=5)
+    parser.add_argument(
+        "--save", default="/tmp/tower-monitor-bench.json", help="where to keep the measurements"
+    )
+    parser.add_argument(
+        "--render", default="", help="write the results of a saved run instead of measuring"
+    )
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     for module in ("aiohttp",):
@@ -207,14 +221,26 @@ def main() -> None:
             raise SystemExit(f"missing {module}: pip install -e '.[bench]'") from None
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     started = time.monotonic()
-    with bench_lock():
-        with target() as url:
-            sides = {
-                "tower": side("tower", url, args, "tower"),
-                "naive httpx": side("naive httpx", url, args, "naive", "--client", "httpx"),
-                "naive aiohttp": side("naive aiohttp", url, args, "naive", "--client", "aiohttp"),
-            }
-        sim = store(args)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        args = argparse.Namespace(**{**vars(args), **saved["args"], "render": args.render})
+        sides, sim = saved["sides"], saved["store"]
+    else:
+        with bench_lock():
+            with target() as url:
+                sides = {
+                    "tower": side("tower", url, args, "tower"),
+                    "naive httpx": side("naive httpx", url, args, "naive", "--client", "httpx"),
+                    "naive aiohttp": side(
+                        "naive aiohttp", url, args, "naive", "--client", "aiohttp"
+                    ),
+                }
+            sim = store(args)
+        kept = {k: v for k, v in vars(args).items() if k not in ("record", "render", "save")}
+        Path(args.save).write_text(
+            json.dumps({"args": kept, "sides": sides, "store": sim}, indent=1)
+        )
+        say(f"measurements saved in {args.save}")
     text = markdown(args, sides, sim)
     say("")
     say(text)

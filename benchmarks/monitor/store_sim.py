@@ -1,6 +1,6 @@
 """How big the store gets: 30 simulated days of checks through the real write path.
 
-    python -m benchmarks.monitor.store_sim --monitors 10 --days 30
+    python -m benchmarks.monitor.store_sim --monitors 5 --days 30
 
 A fake clock walks 30 days in 30 s steps. Every check of every monitor goes
 through ``write_batch`` (raw result, counters, minute/hour/day rollups) in
@@ -120,6 +120,14 @@ def simulate(monitors: int, days: int, *, progress: bool = True) -> dict[str, An
         size for name, size in sizes.items() if name in ("monitor_results", "monitor_rollups")
     )
     raw_row = sizes.get("monitor_results", 0) / max(counted["monitor_results"], 1)
+    rollup_rows = sum(count for name, count in counted.items() if name.startswith("rollups_"))
+    rollup_row = sizes.get("monitor_rollups", 0) / max(rollup_rows, 1)
+    # What retention lets one monitor reach at most: raw rows, 2 h of minutes,
+    # 35 d of hours and 400 d of days.
+    most_rows = (
+        policy.minute / 60 + policy.hour / 3600 + policy.day / 86400,
+        100,
+    )
     return {
         "monitors": monitors,
         "days": days,
@@ -131,13 +139,16 @@ def simulate(monitors: int, days: int, *, progress: bool = True) -> dict[str, An
         "rows": counted,
         "bytes_per_monitor": monitor_bytes / monitors,
         "raw_bytes_per_row": raw_row,
+        "rollup_bytes_per_row": rollup_row,
+        "bound_bytes_per_monitor": most_rows[0] * rollup_row + most_rows[1] * raw_row,
+        "retention": {"minute": policy.minute, "hour": policy.hour, "day": policy.day},
         "keep_everything_bytes_per_monitor": raw_row * days * 86400 / STEP,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--monitors", type=int, default=10)
+    parser.add_argument("--monitors", type=int, default=5)
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     print(json.dumps(simulate(args.monitors, args.days)))

@@ -130,6 +130,7 @@ async def _serve(
         if listen:
             host, port = parse_listen(listen)
             sock = bind(host, port)
+            listen = f"{host}:{sock.getsockname()[1]}"
             routes = await asyncio.to_thread(heartbeat_routes, store, spec)
             config = uvicorn.Config(
                 Starlette(routes=routes),

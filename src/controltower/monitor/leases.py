@@ -2,7 +2,8 @@
 
 Each worker announces itself with a lock ``monitor-worker:<service>:<owner>``
 that it renews; the live workers split the monitors evenly. A worker renews
-the leases it holds, gives back what is above its share, and claims free or
+the leases it holds, gives back what is above its share (claimable by others
+after a short hand-off, once its last result is written), and claims free or
 expired rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
 claim the same row). A worker that dies stops renewing; its rows expire and
 the others take them over. Only the holder of a row's lease checks it.
@@ -30,12 +31,14 @@ class MonitorLeases:
         owner: str,
         *,
         ttl: float = 15.0,
+        handoff: float = 1.0,
         clock: Clock = system_clock,
     ) -> None:
         self.store = store
         self.service_id = service_id
         self.owner = owner
         self.ttl = ttl
+        self.handoff = handoff
         self.clock = clock
         self.locks = Locks(store, clock=clock)
         self.prefix = f"monitor-worker:{service_id}:"
@@ -66,10 +69,15 @@ class MonitorLeases:
             extras = sorted(held)[share:] if len(held) > share else []
             give_back = stale | set(extras)
             if give_back:
+                # Free, but claimable only after ``handoff``: by then this worker has
+                # flushed its last result and the monitor's next due time, so the
+                # next holder keeps the beat instead of checking again at once.
                 session.execute(
                     update(MonitorState)
                     .where(MonitorState.id.in_(give_back), MonitorState.lease_owner == self.owner)
-                    .values(lease_owner="", lease_expires_at=None)
+                    .values(
+                        lease_owner="", lease_expires_at=now + timedelta(seconds=self.handoff)
+                    )
                 )
                 held -= give_back
             if held:

@@ -131,6 +131,7 @@ class MonitorRunner:
             self.service_id,
             self.options.owner,
             ttl=self.options.lease_ttl,
+            handoff=max(1.0, 4 * self.options.flush_interval),
             clock=self.clock,
         )
         alerting = Alerting(

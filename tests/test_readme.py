@@ -38,3 +38,12 @@ class TestReadme:
         """Every relative link in the README names a file in the repository."""
         for target in re.findall(r"\]\(([^)#:]+)\)", README):
             assert (ROOT / target).exists(), target
+
+    @pytest.mark.parametrize(
+        "page", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    )
+    def test_doc_links_resolve(self, page: str) -> None:
+        """Every relative link in docs/ names a file that exists."""
+        path = ROOT / page
+        for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", path.read_text()):
+            assert (path.parent / target).exists(), f"{page} links {target}"

@@ -14,9 +14,7 @@ against one PostgreSQL store; leases and ``SKIP LOCKED`` claims keep them apart.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 from controltower.clock import system_clock
 from controltower.monitor.runner import MonitorRunner, RunnerOptions
@@ -34,16 +32,12 @@ class MonitorService:
     def __init__(
         self, spec: Spec, store: Store, *, root: Path | None = None, clock: Clock = system_clock
     ) -> None:
-        options = RunnerOptions()
-        if any(field.name == "deliver" for field in dataclasses.fields(options)):
-            # A runner can deliver the outbox itself; in tower serve NotifyService does
-            # (error alerts too, and with --no-monitors), so the runner leaves it.
-            changes: dict[str, Any] = {"deliver": False}
-            options = dataclasses.replace(options, **changes)
+        # In tower serve NotifyService delivers the outbox (error alerts too, and with
+        # --no-monitors), so the runner leaves delivery to it.
         self.runner = MonitorRunner(
             spec,
             store,
-            options=options,
+            options=RunnerOptions(deliver=False),
             clock=clock,
             root=root or Path(spec.source).resolve().parent,
         )

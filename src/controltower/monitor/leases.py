@@ -75,9 +75,7 @@ class MonitorLeases:
                 session.execute(
                     update(MonitorState)
                     .where(MonitorState.id.in_(give_back), MonitorState.lease_owner == self.owner)
-                    .values(
-                        lease_owner="", lease_expires_at=now + timedelta(seconds=self.handoff)
-                    )
+                    .values(lease_owner="", lease_expires_at=now + timedelta(seconds=self.handoff))
                 )
                 held -= give_back
             if held:

@@ -191,6 +191,13 @@ class TestEveryCommand:
         assert result.exit_code == 0, result.output
         assert "Examples:" in result.output and "Exit codes:" in result.output
 
+    @pytest.mark.parametrize(("name", "command"), COMMANDS, ids=[name for name, _ in COMMANDS])
+    def test_speaks_json(self, name: str, command: Any) -> None:
+        """Every command takes ``--format json``, for machines."""
+        assert any("--format" in getattr(p, "opts", []) for p in command.params), name
+        result = CliRunner().invoke(app, [*name.split(), "--format", "no-such-format"])
+        assert result.exit_code == 2 and "json" in result.output, result.output
+
 
 class TestValidate:
     def test_valid_prints_one_line_summary(self, cli: Cli) -> None:

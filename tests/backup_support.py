@@ -57,7 +57,9 @@ def fingerprint(url: str) -> str:
     return str(row[0]) if row else ""
 
 
-def write_spec(folder: Path, database_url: str, *, extra: str = "", destination: str = "") -> Spec:
+def write_spec(
+    folder: Path, database_url: str, *, extra: str = "", destination: str = "", tail: str = ""
+) -> Spec:
     backups = folder / "backups"
     text = f"""
 [service]
@@ -71,7 +73,7 @@ rto = "1h"
 
 [backup.destination]
 {destination or f'type = "local"{chr(10)}path = "{backups}"'}
-"""
+{tail}"""
     path = folder / "tower.toml"
     path.write_text(text)
     return load_spec(path, environ={})

@@ -19,6 +19,7 @@ from controltower.backup.heartbeat import ping
 from controltower.backup.schedule import BackupScheduler
 from controltower.backup.service import BackupService, backup_service
 from controltower.backup.status import RpoWatch, open_incident
+from controltower.exceptions import SpecError
 from controltower.monitor.heartbeat import last_ping
 from controltower.monitor.registry import sync_monitors
 from controltower.server import services
@@ -49,10 +50,8 @@ def source(postgres_admin_url: str) -> Iterator[str]:
 
 
 def _spec(folder: Path, url: str, *, backup: str = "", monitors: str = "") -> Spec:
-    write_spec(folder, url, extra=backup)
-    path = folder / "tower.toml"
-    path.write_text(path.read_text() + monitors)
-    return load_spec(path, environ={})
+    write_spec(folder, url, extra=backup, tail=monitors)
+    return load_spec(folder / "tower.toml", environ={})
 
 
 class TestHeartbeatPing:
@@ -72,17 +71,30 @@ class TestHeartbeatPing:
         assert ping(spec.backup.heartbeat, ok=False, spec=spec, store=store, clock=clock) == ""
         assert last_ping(store, ids["backups"])[:2] == (clock.now(), "fail")
 
-    def test_unknown_monitor_is_explained(self, store: Store, tmp_path: Path) -> None:
-        """A name that is no heartbeat monitor gives a message naming the ones there are."""
+    def test_unknown_monitor_is_refused_at_load(self, tmp_path: Path) -> None:
+        """A name that is no heartbeat monitor is a spec error naming the ones there are."""
+        with pytest.raises(SpecError) as caught:
+            _spec(
+                tmp_path,
+                "postgresql://u@h/db",
+                backup='heartbeat = "nightly"',
+                monitors=HEARTBEAT_MONITOR.format(interval="15m", grace="5m"),
+            )
+        assert '"nightly" is not a heartbeat monitor (heartbeat monitors: backups)' in str(
+            caught.value
+        )
+
+    def test_disabled_monitor_is_explained(self, store: Store, tmp_path: Path) -> None:
+        """A heartbeat monitor switched off takes no pings, and the message says so."""
         spec = _spec(
             tmp_path,
             "postgresql://u@h/db",
-            backup='heartbeat = "nightly"',
-            monitors=HEARTBEAT_MONITOR.format(interval="15m", grace="5m"),
+            backup='heartbeat = "backups"',
+            monitors=HEARTBEAT_MONITOR.format(interval="15m", grace="5m") + "enabled = false\n",
         )
         message = ping(spec.backup.heartbeat, ok=True, spec=spec, store=store)
         assert message == (
-            "[backup] heartbeat 'nightly' is not an enabled heartbeat monitor of this "
+            "[backup] heartbeat 'backups' is not an enabled heartbeat monitor of this "
             "tower.toml (heartbeat monitors: backups)"
         )
 

@@ -369,6 +369,12 @@ CASES: list[tuple[str, str, str]] = [
         "tower.toml:3: cost.volumes[0].size: required key is missing",
     ),
     (
+        "backup heartbeat names no heartbeat monitor",
+        BASE + '[backup]\nheartbeat = "nightly"\n[[monitors]]\nname = "backups"\ntype = "heartbeat"\n',
+        'tower.toml:4: backup.heartbeat: "nightly" is not a heartbeat monitor '
+        "(heartbeat monitors: backups)",
+    ),
+    (
         "load duration of zero",
         BASE + '[budgets]\nduration = "0s"\n',
         'tower.toml:4: budgets.duration: must be greater than 0.0 (got "0s")',

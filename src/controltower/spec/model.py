@@ -123,4 +123,15 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                     f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
                 )
             )
+    heartbeat = spec.backup.heartbeat
+    if heartbeat and not heartbeat.startswith(("http://", "https://")):
+        pushed = sorted(m.name for m in spec.monitors if m.type.value == "heartbeat")
+        if heartbeat not in pushed:
+            problems.append(
+                (
+                    ("backup", "heartbeat"),
+                    f'"{heartbeat}" is not a heartbeat monitor '
+                    f"(heartbeat monitors: {', '.join(pushed) or 'none'})",
+                )
+            )
     return problems

@@ -370,7 +370,8 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "backup heartbeat names no heartbeat monitor",
-        BASE + '[backup]\nheartbeat = "nightly"\n[[monitors]]\nname = "backups"\ntype = "heartbeat"\n',
+        BASE
+        + '[backup]\nheartbeat = "nightly"\n[[monitors]]\nname = "backups"\ntype = "heartbeat"\n',
         'tower.toml:4: backup.heartbeat: "nightly" is not a heartbeat monitor '
         "(heartbeat monitors: backups)",
     ),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: dependencies, PostgreSQL, Chromium, lint, types, tests.
+# Set up and run the whole test suite: dependencies, PostgreSQL, Chromium, Redis, the released
+# HTTP Observatory (npm) for the header-grade cross-check, lint, types, tests.
 # PostgreSQL and browser tests are required here: they fail, not skip, if they cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ TOWER_CHROMIUM="$(bash scripts/chromium.sh | tail -1)"
 export TOWER_CHROMIUM TOWER_REQUIRE_BROWSER=1
 bash scripts/redis.sh >/dev/null
 export TOWER_REQUIRE_REDIS=1
+TOWER_OBSERVATORY_PACKAGE="$(bash scripts/observatory.sh | tail -1)"
+export TOWER_OBSERVATORY_PACKAGE
 echo "== lint"
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/ruff format --check src tests examples benchmarks

@@ -97,6 +97,18 @@ class TestParts:
         finally:
             receiver.stop()
 
+    def test_notifications_are_shown_as_sent(self, tmp_path: Path) -> None:
+        """A notification's text reaches the terminal as sent, brackets included."""
+        from rich.console import Console
+
+        from controltower.demo.run import Demo
+
+        console = Console(record=True, width=200)
+        demo = Demo(tmp_path, console=console, ports=PORTS)
+        demo._notified({"kind": "incident.firing", "title": "[critical] search is failing"})
+        assert "incident.firing: [critical] search is failing" in console.export_text()
+        assert demo.notifications() == ["incident.firing: [critical] search is failing"]
+
     def test_traffic_counts_failures(self) -> None:
         """Background traffic counts 5xx answers and refused connections as failures."""
         closed = free_port()

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from controltower.demo.receiver import Receiver
 from controltower.demo.traffic import Traffic
@@ -192,13 +193,17 @@ class Demo:
         self.steps.append(step)
         mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
         self.console.print(
-            f" {mark} {detail} [dim]({step.seconds:.1f}s)[/dim]", highlight=False, soft_wrap=True
+            f" {mark} {escape(detail)} [dim]({step.seconds:.1f}s)[/dim]",
+            highlight=False,
+            soft_wrap=True,
         )
 
     def _notified(self, body: dict[str, Any]) -> None:
         with self._lines_lock:
             self._lines.append(describe(body))
-        self.console.print(f"   [cyan]notification[/cyan] {describe(body)}", highlight=False)
+        self.console.print(
+            f"   [cyan]notification[/cyan] {escape(describe(body))}", highlight=False
+        )
 
     # -- steps ------------------------------------------------------------------
 

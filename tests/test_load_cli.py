@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -209,15 +210,28 @@ class TestCommand:
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        assert process.stderr is not None
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.extend(line.decode() for line in process.stderr), daemon=True
+        )
+        reader.start()
         deadline = time.monotonic() + 60
-        while _served(url) < 50 and time.monotonic() < deadline:
+        # Interrupt once requests flow and a progress line has been printed on stderr.
+        while time.monotonic() < deadline and (
+            _served(url) < 50 or not any("s/30s" in line for line in list(lines))
+        ):
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=20)
-        assert process.returncode == 130, stderr.decode()
+        assert process.stdout is not None
+        process.wait(timeout=20)  # the JSON report is far smaller than the pipe's buffer
+        stdout = process.stdout.read()
+        reader.join(5)
+        stderr = "".join(lines)
+        assert process.returncode == 130, stderr
         report = json.loads(stdout)
         assert report["interrupted"]
         assert 0 < report["elapsed"] < 10
         assert report["summary"]["requests"] >= 50  # what was measured before the stop is kept
         assert any("partial report" in note for note in report["notes"])
-        assert "s/30s" in stderr.decode()  # progress lines while it ran, on stderr
+        assert "s/30s" in stderr  # progress lines while it ran, on stderr

@@ -99,6 +99,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def self_signed_certificate(
+    folder: Path,
+    *,
+    days: int = 30,
+    common_name: str = "127.0.0.1",
+    names: str = "IP:127.0.0.1",
+) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, made by openssl in ``folder``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days),
+            "-subj", f"/CN={common_name}", "-addext", f"subjectAltName={names}",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def wait_for_port(port: int, deadline: float = 15.0) -> None:
     end = time.monotonic() + deadline
     delay = 0.02

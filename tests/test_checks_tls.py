@@ -8,7 +8,6 @@ import http.server
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import pytest
 from controltower.checks import CheckContext, CheckRun, Status, run_checks, select
 from controltower.spec import parse_spec
 from controltower.testing import FakeClock
+from tests.conftest import self_signed_certificate
 
 SPEC = """
 [service]
@@ -104,22 +104,10 @@ class _DualServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         return  # handshakes refused on purpose (old TLS, untrusted clients)
 
 
-def _certificate(folder: Path, days: int) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-            "-out", str(cert), "-days", str(days), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def _serve(tmp_path: Path, old_tls: bool) -> Iterator[Site]:
-    cert, key = _certificate(tmp_path, days=30)
+    cert, key = self_signed_certificate(
+        tmp_path, common_name="localhost", names="DNS:localhost,IP:127.0.0.1"
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     if old_tls:
         with warnings.catch_warnings():

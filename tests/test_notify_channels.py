@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -31,6 +30,7 @@ from controltower.notify.channels import (
 )
 from controltower.notify.message import Notification
 from controltower.spec.alerts import ChannelSpec
+from tests.conftest import self_signed_certificate
 from tests.fakes.receiver import WebhookReceiver
 from tests.fakes.resend import FakeResend
 from tests.fakes.server import free_port
@@ -233,20 +233,6 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-def make_cert(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 class TestSmtp:
     def smtp_spec(self, port: int, **overrides: Any) -> ChannelSpec:
         values = {
@@ -279,7 +265,7 @@ class TestSmtp:
 
     def test_starttls_with_login(self, tmp_path: Path) -> None:
         """STARTTLS upgrades the connection before AUTH; the server only allows auth over TLS."""
-        cert, key = make_cert(tmp_path)
+        cert, key = self_signed_certificate(tmp_path, days=1)
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_tls.load_cert_chain(cert, key)
         logins: list[tuple[bytes, bytes]] = []

@@ -268,6 +268,34 @@ class Outcome:
     seconds: float
     cpu_us: float
 
+    @classmethod
+    def measured(
+        cls,
+        system: str,
+        url: str,
+        result: Wrk,
+        *,
+        accepted: int,
+        stored: int,
+        seconds: float,
+        cpu: float,
+    ) -> Outcome:
+        """One system's figures from its wrk run, the rows it stored and its CPU seconds."""
+        return cls(
+            system,
+            "PostgreSQL" if url.startswith("postgresql") else "SQLite",
+            result.requests,
+            accepted,
+            result.non_2xx,
+            stored,
+            stored / seconds,
+            result.rps,
+            result.p50_ms,
+            result.p99_ms,
+            seconds,
+            cpu / stored * 1e6 if stored else 0.0,
+        )
+
     @property
     def capacity(self) -> float:
         """Events/s one core would sustain at the measured server CPU per event."""
@@ -382,20 +410,14 @@ def run_tower(
         process.terminate()
         process.wait(60)
         log.close()
-    rows = count_rows(url, "error_events")
-    return Outcome(
+    return Outcome.measured(
         "tower serve" + (f" --workers {workers}" if workers > 1 else ""),
-        "PostgreSQL" if url.startswith("postgresql") else "SQLite",
-        result.requests,
-        accepted,
-        result.non_2xx,
-        rows,
-        rows / elapsed,
-        result.rps,
-        result.p50_ms,
-        result.p99_ms,
-        elapsed,
-        cpu / rows * 1e6 if rows else 0.0,
+        url,
+        result,
+        accepted=accepted,
+        stored=count_rows(url, "error_events"),
+        seconds=elapsed,
+        cpu=cpu,
     )
 
 
@@ -433,21 +455,14 @@ def run_baseline(url: str, workdir: Path, duration: float, connections: int) -> 
         process.terminate()
         process.wait(60)
         log.close()
-    rows = count_rows(url, "baseline_events")
-    accepted = result.requests - result.non_2xx
-    return Outcome(
+    return Outcome.measured(
         "baseline (INSERT per event)",
-        "PostgreSQL" if url.startswith("postgresql") else "SQLite",
-        result.requests,
-        accepted,
-        result.non_2xx,
-        rows,
-        rows / elapsed,
-        result.rps,
-        result.p50_ms,
-        result.p99_ms,
-        elapsed,
-        cpu / rows * 1e6 if rows else 0.0,
+        url,
+        result,
+        accepted=result.requests - result.non_2xx,
+        stored=count_rows(url, "baseline_events"),
+        seconds=elapsed,
+        cpu=cpu,
     )
 
 

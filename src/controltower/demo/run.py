@@ -111,10 +111,9 @@ def tower_argv(*args: str) -> list[str]:
 
 
 def describe(notification: dict[str, Any]) -> str:
-    """One line for a webhook notification body."""
-    title = notification.get("title") or notification.get("summary") or notification.get("text")
-    kind = notification.get("kind") or notification.get("event") or notification.get("status")
-    if title and kind and str(kind) not in str(title):
+    """One line for a webhook notification body (its documented ``kind`` and ``title``)."""
+    kind, title = notification.get("kind"), notification.get("title")
+    if kind and title:
         return f"{kind}: {title}"
     return str(title or kind or json.dumps(notification)[:120])
 
@@ -184,7 +183,7 @@ class Demo:
         with self.console.status(title) as status:
 
             def say(news: str) -> None:
-                status.update(f"{title} [dim]{news}[/dim]")
+                status.update(f"{title} [dim]{escape(news)}[/dim]")
 
             yield say
 

@@ -9,7 +9,6 @@ from there. ``demo_spec`` is pure and is tested by what it returns.
 from __future__ import annotations
 
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import tomlkit
 from tomlkit.items import AoT
 
 import controltower
+from controltower.deploy.local.agent import free_port
 from controltower.exceptions import UsageError
 
 PROJECT = "example"
@@ -45,13 +45,6 @@ def example_dir() -> Path:
         "the example app is missing from this installation",
         hint="run the demo from a controltower checkout: bash scripts/demo.sh",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pick_ports() -> Ports:

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from controltower.backup.service import wanted as backups_wanted
 from controltower.cli.common import (
     EXIT_FAILED,
     EnvOption,
@@ -208,11 +207,11 @@ def _running_parts(context: ServerContext) -> list[str]:
     parts = ["api", "ingest"]
     if context.dashboard:
         parts.append("dashboard")
-    if spec is not None and context.monitors and spec.monitors:
+    if spec is not None and context.runs_monitors:
         parts.append(f"{len(spec.monitors)} monitors")
-    if spec is not None and context.notify and spec.alerts.channels:
+    if context.runs_notify:
         parts.append("notifications")
-    if spec is not None and context.backups and backups_wanted(spec):
+    if context.runs_backups:
         parts.append("backups")
     return parts
 

@@ -57,11 +57,11 @@ def build_services(context: ServerContext) -> list[Service]:
                 metrics=context.ingestion.metrics,
             )
         )
-    if spec is not None and context.monitors and spec.monitors:
+    if spec is not None and context.runs_monitors:
         services.append(MonitorService(spec, context.store, root=context.root, clock=context.clock))
-    if spec is not None and context.notify and spec.alerts.channels:
+    if spec is not None and context.runs_notify:
         services.append(NotifyService(spec, context.store, clock=context.clock))
-    if context.backups and (backups := backup_service(context)) is not None:
+    if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():
         service = factory(context)

@@ -42,6 +42,23 @@ class ServerContext:
     dashboard: bool = True
     root: Path | None = None
 
+    @property
+    def runs_monitors(self) -> bool:
+        """Whether this process checks the spec's monitors."""
+        return self.spec is not None and self.monitors and bool(self.spec.monitors)
+
+    @property
+    def runs_notify(self) -> bool:
+        """Whether this process delivers the outbox to the spec's channels."""
+        return self.spec is not None and self.notify and bool(self.spec.alerts.channels)
+
+    @property
+    def runs_backups(self) -> bool:
+        """Whether this process runs the [backup] schedule and RPO watch."""
+        from controltower.backup.service import wanted
+
+        return self.spec is not None and self.backups and wanted(self.spec)
+
     @classmethod
     def build(
         cls,

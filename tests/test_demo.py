@@ -119,6 +119,21 @@ class TestParts:
         assert "ConnectError" in totals.by_status
 
 
+class TestUsage:
+    def test_short_password_is_refused_before_anything_starts(self, tmp_path: Path) -> None:
+        """A dashboard password under 10 characters is bad usage: exit 2, no workspace, not echoed."""
+        workspace = tmp_path / "demo"
+        done = subprocess.run(
+            [sys.executable, "-m", "controltower", "demo", "--exit", "--dir", str(workspace),
+             "--password", "hunter2"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert "needs at least 10 characters" in done.stderr
+        assert "hunter2" not in done.stdout + done.stderr
+        assert not workspace.exists()
+
+
 @pytest.mark.slow
 class TestDemoEndToEnd:
     def test_demo_runs_every_step(self, tmp_path: Path) -> None:

@@ -49,8 +49,11 @@ def demo(
     rolled back automatically, sends errors through the Sentry SDK, waits for an
     incident, and leaves the dashboard running until Ctrl-C.
     """
+    from controltower.dashboard.auth import validate_password
     from controltower.demo import Demo
 
+    if password is not None:
+        validate_password(password)
     shown = err_console if format is Format.JSON else console
     runner = Demo(workspace, console=shown, password=password, rate=rate)
     shown.print(

@@ -56,6 +56,15 @@ class SessionInfo:
     csrf_token: str
 
 
+MIN_PASSWORD = 10
+
+
+def validate_password(password: str) -> None:
+    """Refuse a dashboard password that is too short to keep."""
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"a dashboard password needs at least {MIN_PASSWORD} characters")
+
+
 class Accounts:
     """Users and sessions in the store."""
 
@@ -64,8 +73,7 @@ class Accounts:
         self.clock = clock
 
     def add_user(self, name: str, password: str) -> None:
-        if len(password) < 10:
-            raise UsageError("a dashboard password needs at least 10 characters")
+        validate_password(password)
         with self.store.session() as session:
             existing = session.scalar(select(User).where(User.name == name))
             if existing is not None:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from controltower.cli.main import app
 from controltower.deploy import ReleaseView, dora, open_engine
-from controltower.deploy.engine import git_info
+from controltower.deploy.git import git_info
 from controltower.exceptions import TowerError
 from controltower.spec import load_spec
 from controltower.store import Store

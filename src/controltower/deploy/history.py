@@ -3,7 +3,8 @@
 - deployment frequency: deploys that succeeded per day over the period;
 - change failure rate: deploys that served traffic and were then rolled back,
   failed, undone by ``tower rollback`` or followed by an incident while they
-  served, over all finished deploys that served traffic; a release refused before
+  served (one starting within ``INCIDENT_WINDOW`` of the deploy's end), over all
+  finished deploys that served traffic; a release refused before
   it took any traffic (gates, health, a hook before the switch) is counted apart,
   as ``refused``, and is not a failed change;
 - time to restore: from the start of a failed change to the moment traffic was
@@ -20,6 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controltower.deploy.views import ReleaseView
+
+
+INCIDENT_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,10 @@ def dora(
             failures.append((release, undone[release.id].finished_at))
         elif release.status == "succeeded" and release.finished_at is not None:
             until = serving_until.get(release.id)
-            if any(release.finished_at <= at and (until is None or at < until) for at in incidents):
+            end = release.finished_at + INCIDENT_WINDOW
+            if until is not None:
+                end = min(end, until)
+            if any(release.finished_at <= at < end for at in incidents):
                 failures.append((release, until))
     restores = [
         (restored - release.created_at).total_seconds()

@@ -87,7 +87,10 @@ class S3Client:
         }
         try:
             self.store: S3Store = S3Store(
-                bucket, config=config, client_options=client, retry_config=retry
+                bucket,
+                config=config,  # type: ignore[arg-type]
+                client_options=client,  # type: ignore[arg-type]
+                retry_config=retry,  # type: ignore[arg-type]
             )
         except Exception as exc:
             raise BackupError(

@@ -22,7 +22,6 @@ from typing import Any
 
 from controltower.deploy.views import ReleaseView
 
-
 INCIDENT_WINDOW = timedelta(hours=24)
 
 

@@ -230,6 +230,7 @@ class TestMetrics:
         )
         async with httpx.AsyncClient(base_url=base(proxy)) as client:
             for _ in range(20):
+                client.cookies.clear()
                 await client.get("/status?code=500")
             proxy.update({"a": 1.0}, [upstreams["a1"].target("a")])
             for _ in range(10):

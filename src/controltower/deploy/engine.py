@@ -860,6 +860,10 @@ class Engine:
                     backoff = True
                     continue
                 refused[instance.id] += 1
+                if refused[instance.id] == 1:
+                    self._log_now(
+                        release_id, "health", f"instance {instance.id} answered {probe.detail}"
+                    )
                 if refused[instance.id] >= gate.consecutive:
                     raise GateFailed(
                         f"instance {instance.id} failed readiness {path} "

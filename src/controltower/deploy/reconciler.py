@@ -44,7 +44,7 @@ class DeployReconciler:
     name = "deploys"
 
     def __init__(
-        self, spec: Spec, store: Store, *, clock: Clock = system_clock, poll: float = 1.0
+        self, spec: Spec, store: Store, *, clock: Clock = system_clock, poll: float = 0.5
     ) -> None:
         self.spec = spec
         self.store = store

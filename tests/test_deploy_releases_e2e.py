@@ -7,6 +7,7 @@ its ``build.txt`` (``/api/build`` answers ``build <name>``). A constant load of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -129,7 +130,8 @@ class TestBadReleasesRolledBack:
         shown = site.engine().show(release.id)
         routed = step_at(shown, "route")
         restored = step_at(shown, "rolling_back", "traffic:")
-        assert seconds(restored, routed) <= 1.0 + 2.0
+        log = "\n".join(f"{s.at:%H:%M:%S.%f} {s.state} {s.message}" for s in shown.steps)
+        assert seconds(restored, routed) <= 1.0 + 2.0, log
         assert result.failed / result.sent < 0.01, f"{result.failed} of {result.sent} failed"
         assert result.rate >= RATE * 0.95
         assert all("status 500" in why for _, why in result.failures)
@@ -198,29 +200,32 @@ def _answers(url: str) -> bool:
     return True
 
 
-class TestReconciler:
-    @pytest.fixture
-    def serving(self, site: LocalSite) -> Iterator[subprocess.Popen[str]]:
-        """`tower serve` on the site's spec and store, as it runs all the time."""
-        port = free_port()
-        process = subprocess.Popen(
-            [TOWER, "serve", "--spec", str(site.spec_path), "--env", "local"]
-            + ["--port", str(port), "--no-dashboard", "--log-level", "warning"],
-            cwd=site.root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+@contextlib.contextmanager
+def serving(site: LocalSite) -> Iterator[subprocess.Popen[str]]:
+    """`tower serve` on the site's spec and store, as it runs all the time."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(TOWER, "serve", "--spec", str(site.spec_path), "--env", "local"),
+            *("--port", str(port), "--no-dashboard", "--log-level", "warning"),
+        ],
+        cwd=site.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), deadline=60)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
         try:
-            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), deadline=60)
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
+
+class TestReconciler:
     def _killed_canary(
         self, site: LocalSite, version: str, env: list[str]
     ) -> tuple[float, LoadResult, Load]:
@@ -236,14 +241,12 @@ class TestReconciler:
         assert killed.returncode == -9, killed.stdout + killed.stderr
         return time.monotonic(), load.result, load
 
-    def test_killed_bad_canary_is_rolled_back_without_a_command(
-        self, site: LocalSite, serving: subprocess.Popen[str]
-    ) -> None:
+    def test_killed_bad_canary_is_rolled_back_without_a_command(self, site: LocalSite) -> None:
         """kill -9 of `tower deploy` during a bad canary: `tower serve` rolls it back in time."""
         site.write(steps=[("50%", "6s")], interval="2s")
         stable = site.engine().current()
         assert stable is not None
-        try:
+        with serving(site):
             killed_at, _, load = self._killed_canary(
                 site, "bad-canary", ["--set", "APP_ERROR_RATE=0.5"]
             )
@@ -253,9 +256,8 @@ class TestReconciler:
                 what="traffic back on the stable release",
             )
             restored = time.monotonic() - killed_at
-        finally:
             load.stop()
-            site.write()
+        site.write()
         assert restored <= 2.0 + 2.0, f"traffic back after {restored:.1f}s"
         bad = site.engine().releases(1)[0]
         wait_until(lambda: site.engine().show(bad.id).status == "rolled_back", deadline=30)
@@ -263,12 +265,10 @@ class TestReconciler:
         assert "analysis failed" in shown.reason
         assert any(s.state == "recover" for s in shown.steps)
 
-    def test_killed_good_canary_is_finished(
-        self, site: LocalSite, serving: subprocess.Popen[str]
-    ) -> None:
+    def test_killed_good_canary_is_finished(self, site: LocalSite) -> None:
         """kill -9 of `tower deploy` during a good canary: `tower serve` finishes it."""
         site.write(steps=[("50%", "6s")], interval="2s")
-        try:
+        with serving(site):
             _, _, load = self._killed_canary(site, "good-canary", [])
             good = site.engine().releases(1)[0]
             wait_until(
@@ -277,8 +277,6 @@ class TestReconciler:
                 what="the canary finished",
             )
             result = load.stop()
-        finally:
-            load.stop()
-            site.write()
+        site.write()
         assert site.engine().driver.routes() == {good.id: 1.0}
         assert_clean(result)

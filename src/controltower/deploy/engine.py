@@ -579,6 +579,10 @@ class Engine:
                     return
                 release.step = index
                 release.state = step.label
+                began = dict(release.config.get("step_started") or {})
+                if str(index) not in began:  # a resumed step keeps its first start
+                    began[str(index)] = self.clock.now().isoformat()
+                    release.config = {**release.config, "step_started": began}
                 self._log(session, release, step.label, "started")
             self._kill_point(step.label, index)
             try:
@@ -991,7 +995,7 @@ class Engine:
     ) -> None:
         spec = self.spec.deploy.analysis
         slack = 1e-3
-        started = self.clock.monotonic()
+        started = self.clock.monotonic() - self._step_elapsed(release_id, step)
         pause_end = None if step.pause is None else started + step.pause
         next_due = started + spec.interval
         limit = spec.inconclusive_seconds()
@@ -1033,10 +1037,19 @@ class Engine:
                 window = max(min(spec.interval, now - started), 1.0)
                 verdict = self._verdict(release_id, info, old, window, traffic)
                 last_eval = now
+                late = now - next_due
                 while next_due <= now + slack:
                     next_due += spec.interval
                 self._log_now(
-                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", verdict.context
+                    release_id,
+                    "analyse",
+                    f"{verdict.outcome}: {verdict.message}",
+                    {
+                        **verdict.context,
+                        "window": round(window, 3),
+                        "late": round(late, 3),
+                        "took": round(self.clock.monotonic() - now, 3),
+                    },
                 )
                 if verdict.outcome == analysis.FAIL:
                     failures += 1
@@ -1074,6 +1087,22 @@ class Engine:
                     f"paused, {verdict.message if verdict else 'no verdict yet'}; "
                     "waiting for traffic or `tower deploy promote`",
                 )
+
+    def _step_elapsed(self, release_id: str, step: Step) -> float:
+        """Seconds since the current step first started: a resumed step goes on, not over.
+
+        The router counted the traffic while nobody watched, so the first window of
+        a step resumed by the reconciler is judged as soon as it is due.
+        """
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            raw = (release.config.get("step_started") or {}).get(str(release.step))
+        if not raw:
+            return 0.0
+        elapsed = (self.clock.now() - datetime.fromisoformat(str(raw))).total_seconds()
+        limit = step.pause if step.pause is not None else elapsed
+        return max(0.0, min(elapsed, limit))
 
     def _clear_request(self, release_id: str) -> None:
         with self.store.session() as session:

@@ -1019,8 +1019,11 @@ class Engine:
                 due.append(next_due)
                 if step.pause is not None:
                     due.append(undecided_since + limit)
-            if pause_end is not None and now < pause_end:
-                due.append(pause_end)
+            if pause_end is not None:
+                if now < pause_end:
+                    due.append(pause_end)
+                elif not spec.conditions or last_eval < pause_end - slack:
+                    due.append(now)  # over already (a resumed step): judge or end at once
             wait = min(due) - now if due else 3600.0
             request = self._wait(release_id, max(0.0, wait))
             if request == "abort":

@@ -29,6 +29,7 @@ from controltower.ingest.alerts import ErrorAlertRules
 from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.event import ParsedEvent
 from controltower.ingest.metrics import IngestMetrics
+from controltower.ingest.symbolicate import Symbolicator
 from controltower.notify import Notification, enqueue
 from controltower.store import Store
 from controltower.store.models.ingest import ErrorEvent, ErrorIssue, ErrorIssueHour, Project
@@ -423,6 +424,7 @@ class IngestWriter:
         self.dropped_in_last = 0
         self.metrics = metrics
         self.last_result = BatchResult()
+        self.symbolicator = Symbolicator(store)
 
     async def flush_once(self) -> int:
         """Write one batch. A batch the store rejects for its data is written event by event
@@ -432,6 +434,7 @@ class IngestWriter:
         if not batch:
             return 0
         started = time.perf_counter()
+        batch = await asyncio.to_thread(self.symbolicator.apply, batch)
         try:
             result = await asyncio.to_thread(
                 write_batch, self.store, batch, self.rules, clock=self.clock

@@ -1,7 +1,7 @@
 """A poisoned run through a real ``tower serve``, SIGTERM mid-backlog, then a restart.
 
 The scaled-down version of ``benchmarks/ingest/poison.py`` (which runs 20,000
-events per store and records the accepted rate with and without poison): 1,200
+events per store and records the accepted rate with and without poison): 800
 events, 1% carrying every poison shape, on SQLite and PostgreSQL. Every event
 answered 200 is afterwards in the store or in the dead letters (0 dropped), what
 the stop could not write in time was spooled and replayed by the restart, the restarted

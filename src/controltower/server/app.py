@@ -61,6 +61,10 @@ def build_services(context: ServerContext) -> list[Service]:
         services.append(MonitorService(spec, context.store, root=context.root, clock=context.clock))
     if spec is not None and context.runs_notify:
         services.append(NotifyService(spec, context.store, clock=context.clock))
+    if spec is not None and context.deploys:
+        from controltower.deploy.reconciler import DeployReconciler
+
+        services.append(DeployReconciler(spec, context.store, clock=context.clock))
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():

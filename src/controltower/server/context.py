@@ -26,7 +26,8 @@ class ServerContext:
     ``monitors`` and ``notify`` say whether this process runs the spec's monitors
     and delivers the outbox (turn them off when ``tower monitor`` or another
     dispatcher does that work); ``backups`` whether it runs the ``[backup]``
-    schedule and RPO watch; ``dashboard`` whether it serves the dashboard and
+    schedule and RPO watch; ``deploys`` whether it runs the deploy reconciler
+    (a deploy whose ``tower`` died is finished or rolled back); ``dashboard`` whether it serves the dashboard and
     the status page.
     """
 
@@ -40,6 +41,7 @@ class ServerContext:
     monitors: bool = True
     notify: bool = True
     backups: bool = True
+    deploys: bool = True
     dashboard: bool = True
     root: Path | None = None
 

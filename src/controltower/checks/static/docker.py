@@ -199,8 +199,7 @@ class MultiStage(DockerCheck):
                 Fix(
                     "Build in one stage, copy only the output into a slim runtime stage",
                     name,
-                    "FROM node:22-slim AS build\nWORKDIR /app\nCOPY . .\nRUN npm ci && npm run build\n\n"
-                    "FROM node:22-slim\nWORKDIR /app\nCOPY --from=build /app/.next/standalone ./",
+                    stack_snippet(ctx, "stages"),
                 ),
             )
         return passed(f"{stages} stages")
@@ -400,6 +399,16 @@ def _assignments(keyword: str, args: str) -> list[tuple[str, str]]:
     ]
 
 
+def stack_snippet(ctx: CheckContext, kind: str) -> str:
+    """The generator's snippet for the app's stack (a Python app gets Python, not Node.js)."""
+    from controltower.generate.dockerfile import fix_snippets
+
+    try:
+        return fix_snippets(ctx.spec, ctx.root)[kind]
+    except Exception:  # the fix is a convenience; the finding stands without it
+        return ""
+
+
 def sensitive(name: str) -> bool:
     """hadolint DL3064's test (known names, suspicious substrings) widened with ours."""
     upper = name.upper()
@@ -428,7 +437,7 @@ class JsonCmd(DockerCheck):
         if not commands:
             return failed(
                 "no CMD or ENTRYPOINT in the final stage",
-                Fix("Declare the command", name, 'CMD ["node", "server.js"]'),
+                Fix("Declare the command", name, stack_snippet(ctx, "cmd")),
             )
         problems, codes, fixes, first = [], [], [], 0
         for i in commands:
@@ -457,7 +466,7 @@ class JsonCmd(DockerCheck):
                 Fix(
                     "Use the exec form, one CMD (and at most one ENTRYPOINT)",
                     name,
-                    "\n".join(fixes) or 'CMD ["node", "server.js"]',
+                    "\n".join(fixes) or stack_snippet(ctx, "cmd"),
                 ),
                 location=Location(name, first),
                 details=problems,

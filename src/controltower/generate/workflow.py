@@ -163,7 +163,7 @@ def github_actions(
             "    steps:",
             "      - uses: actions/checkout@v4",
             *_install_tower(),
-            "      - uses: superfly/flyctl-actions/setup-flyctl@master",
+            "      - uses: superfly/flyctl-actions/setup-flyctl@1.6",
             "      - name: build the image on Fly's remote builder and push it",
             f"        run: flyctl deploy --build-only --push --remote-only -a {app.fly_app} "
             '--image-label "${{ github.sha }}"',

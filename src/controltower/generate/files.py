@@ -18,6 +18,7 @@ from typing import Any
 
 import tomlkit
 from tomlkit.container import Container
+from tomlkit.toml_document import TOMLDocument
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
 
@@ -59,15 +60,20 @@ class Outcome:
         return dict(self.__dict__)
 
 
-def merge_toml(existing: str, generated: str) -> str:
-    """``existing`` with every key of ``generated`` set to the generated value."""
+def parse_existing(text: str, name: str = "the existing file") -> TOMLDocument:
+    """A TOML file on disk, or a GenerateError saying it cannot be merged into."""
     try:
-        document = tomlkit.parse(existing)
+        return tomlkit.parse(text)
     except TOMLKitError as exc:
         raise GenerateError(
-            f"the existing file is not valid TOML: {exc}",
+            f"{name} is not valid TOML: {exc}",
             hint="fix it or move it away, then generate again",
         ) from None
+
+
+def merge_toml(existing: str, generated: str) -> str:
+    """``existing`` with every key of ``generated`` set to the generated value."""
+    document = parse_existing(existing)
     _merge(document, tomlkit.parse(generated))
     return tomlkit.dumps(document)
 

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
 
-from controltower.exceptions import GenerateError
 from controltower.generate.common import App
-from controltower.generate.files import GeneratedFile, Reconciled
+from controltower.generate.files import GeneratedFile, Reconciled, parse_existing
 from controltower.spec import Spec
 from controltower.spec.deploy import Strategy
 from controltower.spec.service import Stack
@@ -269,13 +267,7 @@ def failing(spec: Spec, root: Path, name: str, text: str) -> list[tuple[str, str
 def reconcile(spec: Spec, app: App, generated: str, existing: str) -> Reconciled:
     """The user's fly.toml with the keys it lacks added, secrets moved out of [env] and
     [build.args], and only the values a failing check names changed, each with its reason."""
-    try:
-        doc = tomlkit.parse(existing)
-    except TOMLKitError as exc:
-        raise GenerateError(
-            f"{spec.service.fly_toml} is not valid TOML: {exc}",
-            hint="fix it or move it away, then generate again",
-        ) from None
+    doc = parse_existing(existing, spec.service.fly_toml)
     _fill(doc, tomlkit.parse(generated))
     notes: list[str] = []
     redact: list[str] = []

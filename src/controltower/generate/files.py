@@ -18,9 +18,9 @@ from typing import Any
 
 import tomlkit
 from tomlkit.container import Container
-from tomlkit.toml_document import TOMLDocument
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
+from tomlkit.toml_document import TOMLDocument
 
 from controltower.exceptions import GenerateError
 from controltower.files import write_file

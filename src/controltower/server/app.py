@@ -55,6 +55,9 @@ def build_services(context: ServerContext) -> list[Service]:
                 flush_interval=server.flush_interval if server else 0.2,
                 clock=context.clock,
                 metrics=context.ingestion.metrics,
+                account=context.ingestion.ledger,
+                spool=context.ingestion.spool,
+                drain_timeout=max(1.0, 0.75 * (server.shutdown_timeout if server else 20.0)),
             )
         )
     if spec is not None and context.runs_monitors:

@@ -318,3 +318,27 @@ def test_restore_into_a_non_empty_directory_is_refused(tmp_path: Path) -> None:
             datetime.now(UTC) - timedelta(hours=1),
             target,
         )
+
+
+class TestCommands:
+    def test_setup_and_to_time_are_checked_up_front(self, tmp_path: Path) -> None:
+        """setup needs method = "pitr"; a bad --to-time and half a PITR restore exit 2."""
+        import sys
+
+        spec_path = tmp_path / "tower.toml"
+        spec_path.write_text('[service]\nname = "shop"\n\n[backup]\n')
+
+        def tower(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "controltower", "backup", *args, "--spec", str(spec_path)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        done = tower("setup")
+        assert done.returncode == 2 and 'method = "pitr"' in done.stderr + done.stdout
+        done = tower("verify", "--to-time", "yesterday")
+        assert done.returncode == 2 and "is not a time" in done.stderr + done.stdout
+        done = tower("restore", "--to-time", "2026-12-01 10:42:00")
+        assert done.returncode == 2 and "--pg-data" in done.stderr + done.stdout

@@ -22,12 +22,13 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from controltower.deploy.local.proxy import Proxy, Target
+from controltower.http1 import Incoming, MessageError
 from controltower.private import private_folder
 
 STATE_FILE = "state.json"
@@ -129,10 +130,9 @@ async def _http_ok(port: int, path: str) -> bool:
             f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n".encode()
         )
         await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 2.0)
-        parts = line.split(b" ")
-        return len(parts) > 1 and parts[1].startswith(b"2")
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        head = await asyncio.wait_for(Incoming(reader, request=False).head(), 2.0)
+        return head is not None and 200 <= head.status < 300
+    except (OSError, TimeoutError, MessageError):
         return False
     finally:
         writer.close()
@@ -485,6 +485,15 @@ class Agent:
             (self.state_dir / AGENT_FILE).unlink()
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the proxy moves more requests per CPU-second on it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a dependency except on Windows
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controltower.deploy.local.agent")
     parser.add_argument("--state-dir", required=True, type=Path)
@@ -494,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     agent = Agent(args.state_dir, service=args.service, host=args.host, port=args.port)
     try:
-        asyncio.run(agent.run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(agent.run())
     except OSError as exc:
         print(f"tower agent: {exc}", file=sys.stderr)
         return 1

@@ -296,7 +296,7 @@ class Engine:
                 named, named_at = git_info(self.root, git_commit)
                 commit, committed_at = (named, named_at) if named else (git_commit, None)
             with self.store.session() as session:
-                previous = self._current(session)
+                previous = self._current(session) or self._adopted(session)
                 serving = previous is not None and any(
                     i.state == "running" for i in self.driver.instances(runs_as(previous))
                 )
@@ -318,6 +318,41 @@ class Engine:
             return self.show(release_id)
         finally:
             self.lock.release()
+
+    def _adopted(self, session: Session) -> Release | None:
+        """What serves without any tower release yet, recorded as the stable release.
+
+        A first deploy then shifts traffic from it with the chosen strategy
+        instead of replacing it all at once (the driver decides what it adopts).
+        """
+        key = self.driver.adopt()
+        if not key:
+            return None
+        now = self.clock.now()
+        release = Release(
+            id=f"r{now.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            service_id=self.service_id,
+            kind="adopt",
+            version="before tower",
+            image="",
+            config_hash="",
+            config={"env": {}, "plan": [], "runs_as": key, "previous_runs_as": "", "target": ""},
+            actor=self.actor,
+            strategy="adopt",
+            driver=self.driver.name,
+            git_commit="",
+            committed_at=None,
+            previous_id="",
+            status="succeeded",
+            state="done",
+            step=0,
+            created_at=now - timedelta(microseconds=1),
+            finished_at=now,
+        )
+        session.add(release)
+        session.flush()
+        self._log(session, release, "adopted", f"instances running as {key} adopted as stable")
+        return release
 
     def rollback(self, target_id: str | None = None) -> ReleaseView:
         """Go back to ``target_id`` or to the good release before the current one."""
@@ -662,6 +697,9 @@ class Engine:
             message = "traffic: " + _split(weights)
             if effective is not None and effective != weights:
                 message += f" (effective: {_split(effective)})"
+            note = self.driver.route_note()
+            if note:
+                message += f"; {note}"
             self._log_now(
                 release_id, "route", message, {"weights": weights, "effective": effective}
             )
@@ -806,7 +844,10 @@ class Engine:
         extra, problems = analysis.prometheus_values(
             spec, {"release": info.id, "version": info.version, "instances": instances}
         )
-        verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
+        context = analysis.build_context(new_metrics, stable, extra)
+        if extra and "source" not in context:
+            context["source"] = f"Prometheus {spec.prometheus_url}"
+        verdict = analysis.evaluate(spec, context)
         if problems and verdict.outcome == analysis.PASS:
             return analysis.Verdict(
                 analysis.INCONCLUSIVE, "; ".join(problems), verdict.results, verdict.context
@@ -861,8 +902,12 @@ class Engine:
             if evaluate:
                 verdict = self._verdict(info, old, max(now - last_eval, 1.0))
                 last_eval = now
+                source = verdict.context.get("source") or "no metrics source"
                 self._log_now(
-                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", verdict.context
+                    release_id,
+                    "analyse",
+                    f"{verdict.outcome}: {verdict.message} (metrics: {source})",
+                    verdict.context,
                 )
                 if verdict.outcome == analysis.FAIL:
                     failures += 1

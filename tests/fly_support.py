@@ -21,6 +21,9 @@ port = 3000
 [health]
 readiness = "/api/health"
 
+[store]
+url = "sqlite:///{db}"
+
 [environments.production]
 fly_app = "shop-prod"
 
@@ -92,6 +95,7 @@ def write_site(
     spec_path.write_text(
         SPEC.format(
             strategy=strategy,
+            db=root / "tower.db",
             instances=instances,
             batch=batch,
             api=fly.url,

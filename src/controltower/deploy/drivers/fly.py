@@ -518,14 +518,18 @@ class FlyDriver(Driver):
                 self.api.release_lease(machine_id, nonce)
 
     @contextmanager
-    def all_leased(self, machine_ids: Sequence[str]) -> Iterator[dict[str, str]]:
-        """Leases on every machine a change touches, taken before anything changes."""
+    def all_leased(
+        self, machine_ids: Sequence[str], *, hold: float = 0.0
+    ) -> Iterator[dict[str, str]]:
+        """Leases on every machine a change touches, taken before anything changes.
+
+        ``hold``: seconds the change may take; the lease lasts at least that long.
+        """
+        ttl = max(self.spec.lease_ttl, math.ceil(hold) + 30)
         nonces: dict[str, str] = {}
         try:
             for machine_id in machine_ids:
-                nonces[machine_id] = self.api.acquire_lease(
-                    machine_id, self.spec.lease_ttl, "tower deploy"
-                )
+                nonces[machine_id] = self.api.acquire_lease(machine_id, ttl, "tower deploy")
             yield nonces
         finally:
             for machine_id, nonce in nonces.items():
@@ -742,19 +746,18 @@ class FlyDriver(Driver):
     def _set(self, register: Sequence[str], cordon: Sequence[str]) -> None:
         """Uncordon ``register``, let the proxy see them, then cordon ``cordon``.
 
-        The wait comes after registering even with nothing to cordon, so that
-        when ``route`` returns the proxy does send the traffic it says.
+        Every lease is taken before anything changes and held to the end. The
+        wait comes after registering even with nothing to cordon, so that when
+        ``route`` returns the proxy does send the traffic it says.
         """
-        with self.all_leased([*register, *cordon]) as nonces:
+        with self.all_leased([*register, *cordon], hold=self.spec.propagation) as nonces:
             for machine_id in register:
                 self.api.uncordon(machine_id, nonces[machine_id])
                 self._quiet.discard(machine_id)
-        if register:
-            self._settle()
-        if cordon:
-            with self.all_leased(cordon) as nonces:
-                for machine_id in cordon:
-                    self.api.cordon(machine_id, nonces[machine_id])
+            if register:
+                self._settle()
+            for machine_id in cordon:
+                self.api.cordon(machine_id, nonces[machine_id])
 
     def route(self, weights: dict[str, float]) -> dict[str, float] | None:
         """Register new machines, keeping every old one registered until the new take all.
@@ -847,12 +850,12 @@ class FlyDriver(Driver):
         if not chosen:
             return
         chosen_ids = [str(m["id"]) for m in chosen]
-        with self.all_leased(chosen_ids) as nonces:
+        hold = self.spec.propagation + drain + max(self.spec.wait_timeout, drain + 5)
+        with self.all_leased(chosen_ids, hold=hold) as nonces:
             for machine_id in chosen_ids:
                 self.api.cordon(machine_id, nonces[machine_id])
-        if not set(chosen_ids) <= self._quiet:
-            self._settle()
-        with self.all_leased(chosen_ids) as nonces:
+            if not set(chosen_ids) <= self._quiet:
+                self._settle()
             for machine in chosen:
                 signal = str(
                     ((machine.get("config") or {}).get("stop_config") or {}).get("signal") or ""

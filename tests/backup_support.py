@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -126,3 +135,145 @@ def fresh_database(admin_url: str, prefix: str = "tower_bk") -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@dataclass
+class MotoS3:
+    """A moto S3 server in its own process, with signature checks on, and a user's keys."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str = "backups"
+
+    def environ(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
+    def objects(self) -> dict[str, int]:
+        listed = self.client().list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        return {item["Key"]: int(item["Size"]) for item in listed}
+
+
+@contextmanager
+def moto_s3(port: int, *, bucket: str = "backups") -> Iterator[MotoS3]:
+    """Start ``moto.server``; the first four requests (bucket, user, policy, key) skip auth.
+
+    After those, every request must be signed with the created user's keys, as
+    on S3 itself: a wrong secret answers 403 ``SignatureDoesNotMatch``.
+    """
+    import boto3
+
+    from tests.conftest import wait_for_port
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, deadline=60)
+        endpoint = f"http://127.0.0.1:{port}"
+        anonymous = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "setup",
+            "aws_secret_access_key": "setup",
+        }
+        boto3.client("s3", **anonymous).create_bucket(Bucket=bucket)
+        iam = boto3.client("iam", **anonymous)
+        iam.create_user(UserName="tower")
+        iam.put_user_policy(
+            UserName="tower",
+            PolicyName="backups",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
+        key = iam.create_access_key(UserName="tower")["AccessKey"]
+        yield MotoS3(endpoint, key["AccessKeyId"], key["SecretAccessKey"], bucket)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class CuttingProxy:
+    """A TCP proxy that cuts its first ``cuts`` connections after ``after`` bytes upstream.
+
+    It stands for a network that drops a connection in the middle of an upload.
+    """
+
+    def __init__(self, target_port: int, *, cuts: int, after: int) -> None:
+        self.target_port = target_port
+        self.cuts = cuts
+        self.after = after
+        self.cut = 0
+        self.connections = 0
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                cut = self.cut < self.cuts
+                if cut:
+                    self.cut += 1
+            threading.Thread(target=self._serve, args=(client, cut), daemon=True).start()
+
+    def _serve(self, client: socket.socket, cut: bool) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+        self._pipe(client, upstream, self.after if cut else None)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while block := source.recv(65536):
+                if limit is not None and sent + len(block) > limit:
+                    sink.sendall(block[: max(0, limit - sent)])
+                    break
+                sink.sendall(block)
+                sent += len(block)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()

@@ -196,3 +196,9 @@ def load_target() -> Iterator[object]:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# The Next.js fixture app's pytest fixtures (next_app, next_server), for every test module.
+from tests.nextjs_support import next_app, next_server  # noqa: E402
+
+__all__ = ["next_app", "next_server"]

@@ -377,14 +377,15 @@ class TestDetect:
         assert found.preset == "python-asgi"
 
     def test_dockerfile_target(self, tmp_path: Path) -> None:
-        """A Dockerfile without fly.toml means a Docker target; with fly.toml, Fly wins."""
+        """A Dockerfile without fly.toml means a Docker target; with fly.toml, Fly wins; with
+        neither, the target is unknown."""
         root = write_app(tmp_path / "svc", {"Dockerfile": "FROM python:3.12\n"})
         found = detect(root)
         assert (found.target, found.has_dockerfile) == ("docker", True)
         assert "Dockerfile found: target docker" in found.evidence
         (root / "fly.toml").write_text('app = "svc"\n')
         assert detect(root).target == "fly"
-        assert detect(write_app(tmp_path / "bare", {})).target == "other"
+        assert detect(write_app(tmp_path / "bare", {})).target == "unknown"
 
     def test_broken_files_are_evidence_not_crashes(self, tmp_path: Path) -> None:
         """Unparseable package.json, pyproject.toml and fly.toml are ignored, not fatal."""
@@ -435,14 +436,21 @@ class TestDetect:
 
 class TestInit:
     def test_nextjs_fly(self, cli: Cli, tmp_path: Path) -> None:
-        """A Next.js app with fly.toml gets the nextjs-fly preset with its full env catalog."""
+        """A Next.js app with fly.toml gets the nextjs-fly preset; its env catalog holds exactly
+        the variables the code and .env files use, with the preset's knowledge of each kept."""
         (tmp_path / "package.json").write_text(
             json.dumps({"name": "@acme/shop", "dependencies": {"next": "15.1.0"}})
         )
         (tmp_path / "fly.toml").write_text(
             'app = "acme-shop"\n[http_service]\ninternal_port = 3000\n'
         )
-        (tmp_path / ".env.local").write_text("A=1\n")
+        (tmp_path / ".env.local").write_text("STRIPE_SECRET_KEY=sk_test_1\n")
+        (tmp_path / "lib").mkdir()
+        (tmp_path / "lib" / "pay.ts").write_text(
+            "export const key = process.env.STRIPE_SECRET_KEY!;\n"
+            "export const pk = process.env.NEXT_PUBLIC_STRIPE_PUBLISHABLE_KEY ?? '';\n"
+            "export const mine = process.env.SHOP_CURRENCY;\n"
+        )
         result = cli("init", str(tmp_path))
         assert result.returncode == 0, result.stderr
         assert "package.json depends on next" in result.stdout
@@ -453,48 +461,62 @@ class TestInit:
         assert data["service"]["name"] == "acme-shop"
         assert data["service"]["stack"] == "nextjs"
         assert data["service"]["target"] == "fly"
+        assert data["deploy"]["driver"] == "fly"
         assert data["deploy"]["fly"]["app"] == "acme-shop"
-        assert set(NEXTJS_CATALOG) <= set(data["env"]["vars"])
-        secrets = {name for name, var in data["env"]["vars"].items() if var.get("secret")}
-        assert {
-            "SUPABASE_SERVICE_ROLE_KEY",
-            "SUPABASE_DB_PASSWORD",
+        catalog = data["env"]["vars"]
+        assert set(catalog) == {
             "STRIPE_SECRET_KEY",
-            "STRIPE_WEBHOOK_SECRET",
-            "RESEND_API_KEY",
-            "POSTHOG_PERSONAL_API_KEY",
-        } <= secrets
-        assert not secrets & {"NEXT_PUBLIC_SUPABASE_ANON_KEY", "NEXT_PUBLIC_STRIPE_PUBLISHABLE_KEY"}
+            "NEXT_PUBLIC_STRIPE_PUBLISHABLE_KEY",
+            "SHOP_CURRENCY",
+        }
+        assert catalog["STRIPE_SECRET_KEY"]["secret"] is True
+        assert catalog["STRIPE_SECRET_KEY"]["prefix"] == [
+            "sk_live_",
+            "sk_test_",
+            "rk_live_",
+            "rk_test_",
+        ]
+        assert catalog["NEXT_PUBLIC_STRIPE_PUBLISHABLE_KEY"]["required"] is False
+        assert "secret" not in catalog["SHOP_CURRENCY"]
+        assert "lib/pay.ts:3" in catalog["SHOP_CURRENCY"]["description"]
         assert data["env"]["files"] == [".env.local"]
         assert cli("validate", cwd=tmp_path).returncode == 0
 
     def test_python_asgi(self, cli: Cli, tmp_path: Path) -> None:
-        """A FastAPI app gets the python-asgi preset, served by uvicorn."""
+        """A FastAPI app in main.py: served by uvicorn as main:app; with no platform file
+        the target is unknown and the deploy driver exec."""
         (tmp_path / "requirements.txt").write_text("fastapi==0.110\nuvicorn\n")
+        (tmp_path / "main.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
         result = cli("init", str(tmp_path))
         assert result.returncode == 0, result.stderr
         assert "fastapi (ASGI)" in result.stdout
         data = tomllib.loads((tmp_path / "tower.toml").read_text())
         assert data["service"]["stack"] == "python-asgi"
-        assert data["deploy"]["local"]["command"].startswith("uvicorn app:app")
+        assert data["service"]["entrypoint"] == "main:app"
+        assert (data["service"]["target"], data["deploy"]["driver"]) == ("unknown", "exec")
+        assert "local" not in data["deploy"]
 
     def test_python_wsgi_with_dockerfile(self, cli: Cli, tmp_path: Path) -> None:
-        """A Flask app with a Dockerfile: python-wsgi on docker, served by gunicorn."""
+        """A Flask app with a Dockerfile: python-wsgi on docker, the exec driver; the JSON
+        report and the file agree on the target."""
         (tmp_path / "pyproject.toml").write_text(
             '[project]\nname = "x"\ndependencies = ["flask"]\n'
         )
+        (tmp_path / "app.py").write_text("from flask import Flask\n\napp = Flask(__name__)\n")
         (tmp_path / "Dockerfile").write_text("FROM python:3.12\n")
         result = cli("init", str(tmp_path), "--format", "json")
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
-        assert (report["preset"], report["stack"], report["target"]) == (
+        assert (report["preset"], report["stack"], report["target"], report["driver"]) == (
             "python-asgi",
             "python-wsgi",
             "docker",
+            "exec",
         )
+        assert (report["entrypoint"], report["server"]) == ("app:app", "gunicorn")
         data = tomllib.loads((tmp_path / "tower.toml").read_text())
         assert data["service"]["target"] == "docker"
-        assert data["deploy"]["local"]["command"].startswith("gunicorn app:app")
+        assert data["service"]["entrypoint"] == "app:app"
 
     def test_never_overwrites_without_force(self, cli: Cli, tmp_path: Path) -> None:
         """An existing tower.toml is kept (exit 2) unless --force is given."""

@@ -172,7 +172,7 @@ class TestRequests:
 
     def test_response_headers_are_parsed_on_demand(self) -> None:
         """Header names are lowercased."""
-        response = Response(200, b"HTTP/1.1 200 OK\r\nX-Trace: 9\r\nContent-Type: text/plain", b"")
+        response = Response(200, [(b"X-Trace", b"9"), (b"Content-Type", b"text/plain")], b"")
         assert response.headers() == {"x-trace": "9", "content-type": "text/plain"}
 
 

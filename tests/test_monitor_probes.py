@@ -184,6 +184,42 @@ class TestPlainHttp:
             server.close()
         assert len(server.ports) == 5 and len(set(server.ports)) == 1
 
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding:chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding:  Chunked\r\n\r\n3;x=1\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length:5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello",
+        ],
+        ids=["chunked-no-space", "chunked-extension", "length-no-space", "until-close"],
+    )
+    async def test_framing_as_servers_send_it(self, answer: bytes) -> None:
+        """Valid framing without a space after the colon, with chunk extensions or a body
+        until close is read by the parser, not waited on until the timeout."""
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            if b"Content-Type" in answer:
+                writer.close()
+            else:
+                await reader.read()  # keep the connection until the client is done
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            outcome = await run(
+                monitor(
+                    type="keyword", url=f"http://127.0.0.1:{port}/", timeout="5s", keyword="hello"
+                )
+            )
+        finally:
+            server.close()
+        assert outcome.ok, outcome.message
+        assert outcome.latency < 2.0
+
     async def test_redirects(self) -> None:
         """A redirect is followed to its target, unless follow_redirects is off."""
         server = KeepAliveServer()

@@ -41,6 +41,10 @@ class BackupMeta:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     secret_names: list[str] = field(default_factory=list)
+    encryption: str = ""
+    recipients: list[str] = field(default_factory=list)
+    plain_sha256: str = ""
+    plain_size: int = 0
     format: str = FORMAT
 
     def to_json(self) -> bytes:

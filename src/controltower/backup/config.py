@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from controltower.backup import records
+from controltower.backup import crypto, records
 from controltower.backup.archive import BackupMeta, hash_file
 from controltower.backup.destinations import Destination, open_destination
 from controltower.backup.run import BackupResult, new_name, spec_root
@@ -114,15 +114,19 @@ def run_config_backup(
     version = max((row.version for row in previous), default=0) + 1
     dest = destination or open_destination(spec.backup.destination, root=root, environ=environ)
     name = new_name(spec, clock, "config")
-    key = f"{spec.service.name}/config/{name}.tar.gz"
+    encryption = spec.backup.encryption
+    suffix = crypto.SUFFIX if encryption.enabled else ""
+    file = f"{name}.tar.gz{suffix}"
+    key = f"{spec.service.name}/config/{file}"
     started = clock.now()
     row_id = records.start_row(
         store, spec, name=name, kind="config", at=started, destination=dest.describe(), key=key
     )
     try:
-        data = bundle(files, secrets)
+        plain = bundle(files, secrets)
+        data = crypto.encrypt_bytes(plain, crypto.recipients(encryption)) if suffix else plain
         with tempfile.TemporaryDirectory(dir=dest.staging_dir(), prefix=".tower-config-") as work:
-            path = Path(work) / f"{name}.tar.gz"
+            path = Path(work) / file
             path.write_bytes(data)
             sha256, size = hash_file(path)
             meta = BackupMeta(
@@ -130,7 +134,7 @@ def run_config_backup(
                 kind="config",
                 service=spec.service.name,
                 environment=records.environment_of(spec),
-                file=f"{name}.tar.gz",
+                file=file,
                 size=size,
                 sha256=sha256,
                 started_at=started.isoformat(),
@@ -139,6 +143,10 @@ def run_config_backup(
                 version=version,
                 files={n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
                 secret_names=secrets,
+                encryption=crypto.ENCRYPTION if suffix else "",
+                recipients=list(encryption.recipients),
+                plain_sha256=hashlib.sha256(plain).hexdigest() if suffix else "",
+                plain_size=len(plain) if suffix else 0,
             )
             dest.put_file(key, path, sha256=sha256)
             dest.put_bytes(f"{spec.service.name}/config/{name}.json", meta.to_json())

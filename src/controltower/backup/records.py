@@ -59,6 +59,7 @@ def finish_row(
             "database": meta.database,
             "tables": meta.tables,
             "files": meta.files,
+            "encryption": meta.encryption,
         }
         record_audit(
             session,

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import psycopg
 
-from controltower.backup import records
+from controltower.backup import crypto, records
 from controltower.backup.archive import BackupMeta
 from controltower.backup.destinations import Destination, open_destination
 from controltower.backup.heartbeat import ping
@@ -95,7 +95,8 @@ def run_backup(
         spec.backup.destination, root=spec_root(spec), environ=environ
     )
     name = new_name(spec, clock)
-    key = f"{spec.service.name}/{name}.dump"
+    suffix = crypto.SUFFIX if spec.backup.encryption.enabled else ""
+    key = f"{spec.service.name}/{name}.dump{suffix}"
     started = clock.now()
     begin = clock.monotonic()
     row_id = records.start_row(
@@ -115,15 +116,16 @@ def run_backup(
             server_version, tables, sha256, size = _dump(
                 spec, tools, target, partial, progress=progress
             )
+            sealed = seal(spec, partial, sha256, size)
             finished = clock.now()
             meta = BackupMeta(
                 name=name,
                 kind="database",
                 service=spec.service.name,
                 environment=records.environment_of(spec),
-                file=f"{name}.dump",
-                size=size,
-                sha256=sha256,
+                file=sealed.file,
+                size=sealed.size,
+                sha256=sealed.sha256,
                 started_at=started.isoformat(),
                 finished_at=finished.isoformat(),
                 duration=round(clock.monotonic() - begin, 3),
@@ -133,8 +135,12 @@ def run_backup(
                 pg_dump_version=tools.version,
                 compress=spec.backup.compress,
                 tables=tables,
+                encryption=sealed.encryption,
+                recipients=list(spec.backup.encryption.recipients) if sealed.encryption else [],
+                plain_sha256=sha256 if sealed.encryption else "",
+                plain_size=size if sealed.encryption else 0,
             )
-            dest.put_file(key, partial, sha256=sha256)
+            dest.put_file(key, sealed.path, sha256=sealed.sha256)
             dest.put_bytes(f"{spec.service.name}/{name}.json", meta.to_json())
         records.finish_row(store, row_id, meta, finished=finished, actor=actor)
     except Exception as exc:
@@ -160,6 +166,31 @@ def run_backup(
         tables=tables,
         heartbeat_error=heartbeat_error,
     )
+
+
+@dataclass
+class Sealed:
+    """The file that leaves this machine: the dump itself, or its age ciphertext."""
+
+    path: Path
+    file: str
+    sha256: str
+    size: int
+    encryption: str = ""
+
+
+def seal(spec: Spec, path: Path, sha256: str, size: int) -> Sealed:
+    """Encrypt ``path`` to ``[backup.encryption] recipients`` when set; the plaintext goes."""
+    if not spec.backup.encryption.enabled:
+        return Sealed(path, path.name, sha256, size)
+    target = path.with_name(path.name + crypto.SUFFIX)
+    try:
+        cipher_sha, cipher_size = crypto.encrypt_file(
+            path, target, crypto.recipients(spec.backup.encryption)
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    return Sealed(target, target.name, cipher_sha, cipher_size, crypto.ENCRYPTION)
 
 
 def _dump(

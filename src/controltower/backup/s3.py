@@ -1,293 +1,226 @@
-"""A small S3 client: PUT, GET, DELETE and ListObjectsV2, signed with AWS Signature V4.
+"""S3-compatible storage through ``obstore`` (the Rust ``object_store`` crate, as used by Arrow).
 
-Path-style addressing (``<endpoint>/<bucket>/<key>``), which every S3-compatible
-store accepts (AWS, MinIO, Cloudflare R2, Backblaze B2, Tigris). Objects are
-streamed from and to files; a single PUT carries up to 5 GiB.
+obstore signs with AWS Signature V4, uploads objects larger than one part as
+multipart uploads with parts sent concurrently (so there is no 5 GiB limit),
+retries dropped connections, timeouts and 5xx answers with exponential
+backoff, and falls back to the standard credential chain (environment, web
+identity, ECS and EC2 instance roles) when the spec's named variables are
+unset. Path-style addresses are used unless the endpoint is AWS's own, so
+every S3-compatible store works (MinIO, R2, B2, Tigris).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from controltower.clock import system_clock
 from controltower.exceptions import BackupError
 from controltower.spec.backup import DestinationSpec
-from controltower.typing import Clock
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-MAX_PUT = 5 * 1024**3
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-_CHUNK = 1024 * 1024
+if TYPE_CHECKING:
+    from obstore.store import S3Store
 
-
-def uri_encode(text: str, *, keep_slash: bool) -> str:
-    """RFC 3986 encoding as SigV4 wants it: only A-Z a-z 0-9 - _ . ~ stay as they are."""
-    return quote(text, safe="-_.~/" if keep_slash else "-_.~")
+MIN_PART = 8 * 1024 * 1024
+MAX_PARTS = 10_000
+_STREAM_CHUNK = 8 * 1024 * 1024
 
 
-def canonical_query(params: Mapping[str, str]) -> str:
-    pairs = sorted(
-        (uri_encode(k, keep_slash=False), uri_encode(v, keep_slash=False))
-        for k, v in params.items()
-    )
-    return "&".join(f"{k}={v}" for k, v in pairs)
-
-
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
-    for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
+def part_size(size: int) -> int:
+    """A part size that keeps an object of ``size`` bytes under S3's 10,000 parts."""
+    needed = -(-size // (MAX_PARTS - 1))
+    return max(MIN_PART, -(-needed // (1024 * 1024)) * 1024 * 1024)
 
 
 @dataclass(frozen=True)
-class Credentials:
-    access_key: str
-    secret_key: str
-    session_token: str = ""
-
-
-def sign(
-    *,
-    method: str,
-    path: str,
-    query: Mapping[str, str],
-    headers: Mapping[str, str],
-    payload_sha256: str,
-    credentials: Credentials,
-    region: str,
-    when: datetime,
-    service: str = "s3",
-) -> dict[str, str]:
-    """The headers to add to a request so that S3 accepts it (``Authorization`` and friends).
-
-    ``path`` is the raw (not yet encoded) path; ``headers`` must include ``host``.
-    """
-    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
-    date = amz_date[:8]
-    signed = {k.lower(): " ".join(str(v).split()) for k, v in headers.items()}
-    signed["x-amz-date"] = amz_date
-    signed["x-amz-content-sha256"] = payload_sha256
-    if credentials.session_token:
-        signed["x-amz-security-token"] = credentials.session_token
-    names = sorted(signed)
-    canonical = "\n".join(
-        [
-            method,
-            uri_encode(path, keep_slash=True),
-            canonical_query(query),
-            "".join(f"{name}:{signed[name]}\n" for name in names),
-            ";".join(names),
-            payload_sha256,
-        ]
-    )
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = signing_key(credentials.secret_key, date, region, service)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    out = {
-        "x-amz-date": amz_date,
-        "x-amz-content-sha256": payload_sha256,
-        "authorization": (
-            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={signature}"
-        ),
-    }
-    if credentials.session_token:
-        out["x-amz-security-token"] = credentials.session_token
-    return out
-
-
-@dataclass(frozen=True)
-class S3Object:
+class StoredItem:
     key: str
     size: int
-    modified: str
 
 
 class S3Client:
-    """One bucket on one S3-compatible endpoint."""
+    """One bucket: put, get, delete and list, streamed from and to files."""
 
     def __init__(
         self,
         *,
         endpoint: str,
         bucket: str,
-        region: str,
-        credentials: Credentials,
-        timeout: float = 60.0,
-        clock: Clock = system_clock,
+        region: str = "us-east-1",
+        access_key: str = "",
+        secret_key: str = "",
+        session_token: str = "",
+        max_retries: int = 10,
+        retry_timeout: float = 180.0,
+        concurrency: int = 4,
     ) -> None:
+        from obstore.store import S3Store
+
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
-        self.region = region
-        self.credentials = credentials
-        self.clock = clock
-        self.host = urlsplit(self.endpoint).netloc
-        self.base_path = urlsplit(self.endpoint).path.rstrip("/")
-        self.http = httpx.Client(timeout=timeout)
+        self.concurrency = concurrency
+        config: dict[str, Any] = {"region": region}
+        if self.endpoint:
+            config["endpoint"] = self.endpoint
+            config["virtual_hosted_style_request"] = False
+        if access_key and secret_key:
+            config["access_key_id"] = access_key
+            config["secret_access_key"] = secret_key
+            if session_token:
+                config["token"] = session_token
+        client: dict[str, Any] = {
+            "allow_http": self.endpoint.startswith("http://"),
+            "connect_timeout": timedelta(seconds=10),
+            "timeout": timedelta(seconds=300),
+        }
+        retry: dict[str, Any] = {
+            "max_retries": max_retries,
+            "retry_timeout": timedelta(seconds=retry_timeout),
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=15),
+                "base": 2,
+            },
+        }
+        try:
+            self.store: S3Store = S3Store(
+                bucket,
+                config=config,  # type: ignore[arg-type]
+                client_options=client,  # type: ignore[arg-type]
+                retry_config=retry,  # type: ignore[arg-type]
+            )
+        except Exception as exc:
+            raise BackupError(
+                f"cannot set up S3 access to bucket {bucket!r}: {_reason(exc)}",
+                hint="check [backup.destination] endpoint, bucket and region",
+            ) from None
 
     @classmethod
     def from_spec(cls, spec: DestinationSpec, environ: Mapping[str, str] | None = None) -> S3Client:
+        """A client for ``[backup.destination]``; keys from the variables it names.
+
+        When those variables are unset, obstore's own credential chain applies
+        (``AWS_*`` variables, web identity, ECS task and EC2 instance roles).
+        """
         env = os.environ if environ is None else environ
-        missing = [n for n in (spec.access_key_env, spec.secret_key_env) if not env.get(n)]
-        if missing:
+        if not spec.bucket:
             raise BackupError(
-                f"S3 credentials are missing: {', '.join(missing)} not set",
-                hint="export them, or name other variables in "
-                "[backup.destination] access_key_env / secret_key_env",
+                "[backup.destination] type is s3 but no bucket is set",
+                hint='add bucket = "my-backups" to [backup.destination]',
             )
-        if not spec.endpoint or not spec.bucket:
+        access = env.get(spec.access_key_env, "")
+        secret = env.get(spec.secret_key_env, "")
+        if bool(access) != bool(secret):
+            missing = spec.secret_key_env if access else spec.access_key_env
             raise BackupError(
-                "[backup.destination] of type s3 needs endpoint and bucket",
-                hint='e.g. endpoint = "https://s3.us-east-1.amazonaws.com", bucket = "my-backups"',
+                f"S3 credentials are incomplete: ${missing} is not set",
+                hint="set both the access key and the secret key variables, or neither "
+                "to use the instance's role",
             )
-        credentials = Credentials(
-            env[spec.access_key_env],
-            env[spec.secret_key_env],
-            env.get(spec.session_token_env, ""),
-        )
         return cls(
-            endpoint=spec.endpoint, bucket=spec.bucket, region=spec.region, credentials=credentials
+            endpoint=spec.endpoint,
+            bucket=spec.bucket,
+            region=spec.region,
+            access_key=access,
+            secret_key=secret,
+            session_token=env.get(spec.session_token_env, ""),
         )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _request(
-        self,
-        method: str,
-        key: str = "",
-        *,
-        query: Mapping[str, str] | None = None,
-        payload_sha256: str = EMPTY_SHA256,
-        content: bytes | Iterator[bytes] | None = None,
-        headers: Mapping[str, str] | None = None,
-        stream: bool = False,
-    ) -> httpx.Response:
-        path = f"{self.base_path}/{self.bucket}" + (f"/{key}" if key else "")
-        params = dict(query or {})
-        base_headers = {"host": self.host, **(headers or {})}
-        now = self.clock.now()
-        signed = sign(
-            method=method,
-            path=path,
-            query=params,
-            headers=base_headers,
-            payload_sha256=payload_sha256,
-            credentials=self.credentials,
-            region=self.region,
-            when=now,
-        )
-        url = f"{self.endpoint.split('://', 1)[0]}://{self.host}{uri_encode(path, keep_slash=True)}"
-        if params:
-            url += "?" + canonical_query(params)
-        request = self.http.build_request(
-            method, url, headers={**(headers or {}), **signed}, content=content
-        )
-        try:
-            response = self.http.send(request, stream=stream)
-        except httpx.HTTPError as exc:
-            raise BackupError(
-                f"S3 {method} {self.describe(key)} failed: {exc}",
-                hint="check [backup.destination] endpoint and that the store is reachable",
-            ) from None
-        if response.status_code >= 300:
-            if stream:
-                response.read()
-            raise BackupError(
-                f"S3 {method} {self.describe(key)} answered {response.status_code}: "
-                f"{_error_text(response.text)}",
-                hint="check the bucket, the credentials and their permissions",
-            )
-        return response
 
     def describe(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
 
-    def put_file(self, key: str, path: Path, *, sha256: str) -> None:
+    def put_file(self, key: str, path: Path, *, sha256: str = "") -> None:
+        import obstore
+
         size = path.stat().st_size
-        if size > MAX_PUT:
-            raise BackupError(
-                f"{path.name} is {size} bytes; a single S3 PUT carries at most 5 GiB",
-                hint="use a local destination, or raise [backup] compress",
+        try:
+            obstore.put(
+                self.store,
+                key,
+                path,
+                chunk_size=part_size(size),
+                max_concurrency=self.concurrency,
+                use_multipart=size > MIN_PART,
             )
+        except Exception as exc:
+            raise self._error("upload", key, exc) from None
 
-        def chunks() -> Iterator[bytes]:
-            with path.open("rb") as handle:
-                while block := handle.read(_CHUNK):
-                    yield block
+    def put_bytes(self, key: str, data: bytes) -> None:
+        import obstore
 
-        self._request(
-            "PUT",
-            key,
-            payload_sha256=sha256,
-            content=chunks(),
-            headers={"content-length": str(size), "content-type": "application/octet-stream"},
-        )
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
-        self._request(
-            "PUT",
-            key,
-            payload_sha256=hashlib.sha256(data).hexdigest(),
-            content=data,
-            headers={"content-type": content_type},
-        )
+        try:
+            obstore.put(self.store, key, data, use_multipart=False)
+        except Exception as exc:
+            raise self._error("upload", key, exc) from None
 
     def get_file(self, key: str, path: Path) -> None:
-        response = self._request("GET", key, stream=True)
+        import obstore
+
         try:
+            result = obstore.get(self.store, key)
             with path.open("wb") as out:
-                for block in response.iter_bytes(_CHUNK):
-                    out.write(block)
-        finally:
-            response.close()
+                for chunk in result.stream(min_chunk_size=_STREAM_CHUNK):
+                    out.write(memoryview(chunk))
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise self._error("download", key, exc) from None
 
     def get_bytes(self, key: str) -> bytes:
-        return self._request("GET", key).content
+        import obstore
+
+        try:
+            return bytes(obstore.get(self.store, key).bytes())
+        except Exception as exc:
+            raise self._error("download", key, exc) from None
 
     def delete(self, key: str) -> None:
-        self._request("DELETE", key)
+        import obstore
 
-    def list(self, prefix: str = "") -> list[S3Object]:
-        objects: list[S3Object] = []
-        token = ""
-        while True:
-            query = {"list-type": "2", "prefix": prefix}
-            if token:
-                query["continuation-token"] = token
-            root = ET.fromstring(self._request("GET", query=query).content)
-            for item in root.iter(f"{_NS}Contents"):
-                objects.append(
-                    S3Object(
-                        key=item.findtext(f"{_NS}Key", ""),
-                        size=int(item.findtext(f"{_NS}Size", "0")),
-                        modified=item.findtext(f"{_NS}LastModified", ""),
-                    )
-                )
-            token = root.findtext(f"{_NS}NextContinuationToken", "")
-            if root.findtext(f"{_NS}IsTruncated", "false") != "true" or not token:
-                return objects
+        try:
+            obstore.delete(self.store, key)
+        except Exception as exc:
+            if _not_found(exc):
+                return
+            raise self._error("delete", key, exc) from None
+
+    def list(self, prefix: str = "") -> list[StoredItem]:
+        import obstore
+
+        found: list[StoredItem] = []
+        try:
+            for batch in obstore.list(self.store, prefix=prefix or None):
+                for meta in batch:
+                    found.append(StoredItem(str(meta["path"]), int(meta["size"])))
+        except Exception as exc:
+            raise self._error("list", prefix, exc) from None
+        found.sort(key=lambda item: item.key)
+        return found
+
+    def close(self) -> None:
+        return None
+
+    def _error(self, action: str, key: str, exc: Exception) -> BackupError:
+        if _not_found(exc):
+            return BackupError(
+                f"{self.describe(key)} is missing",
+                hint="run `tower backup list` to see the backups that exist",
+            )
+        return BackupError(
+            f"S3 {action} of {self.describe(key)} failed: {_reason(exc)}",
+            hint="check the endpoint, the bucket, the credentials and their permissions",
+        )
 
 
-def _error_text(body: str) -> str:
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        return body[:200] or "no body"
-    code = root.findtext("Code") or ""
-    message = root.findtext("Message") or ""
-    return f"{code}: {message}".strip(": ") or body[:200]
+def _not_found(exc: Exception) -> bool:
+    from obstore.exceptions import NotFoundError
+
+    return isinstance(exc, NotFoundError | FileNotFoundError)
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of an obstore error, which carries no credentials."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

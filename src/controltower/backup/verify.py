@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import select
 
-from controltower.backup import records
-from controltower.backup.archive import BackupMeta, check_file
+from controltower.backup import crypto, records
+from controltower.backup.archive import BackupCorrupt, BackupMeta, check_file
 from controltower.backup.destinations import Destination, open_destination
 from controltower.backup.pg import Target, Tools, qualified, quote_ident, restore_args, tail
 from controltower.backup.run import database_url, spec_root
@@ -98,8 +98,6 @@ def locate(
         ) from None
     meta = BackupMeta.from_json(raw, where=dest.describe(meta_key))
     if row is not None and row.sha256 and row.sha256 != meta.sha256:
-        from controltower.backup.archive import BackupCorrupt
-
         raise BackupCorrupt(
             f"backup {name}: its metadata file says sha256 {meta.sha256[:12]}… but the store "
             f"recorded {row.sha256[:12]}… when it was written",
@@ -108,15 +106,52 @@ def locate(
     return Located(meta, f"{folder}/{meta.file}", row.id if row else None)
 
 
-def fetch_checked(dest: Destination, located: Located, stack: ExitStack) -> Path:
-    """A local path to the backup file, its checksum already proven."""
+def fetch_checked(
+    dest: Destination, located: Located, stack: ExitStack, identities: list[Any] | None = None
+) -> Path:
+    """A local path to the (decrypted) backup file, its checksums already proven."""
     path = dest.local_path(located.key)
+    work: Path | None = None
     if path is None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tower-restore-")))
         path = work / located.meta.file
         dest.get_file(located.key, path)
     check_file(path, located.meta)
-    return path
+    meta = located.meta
+    if not meta.encryption:
+        return path
+    if work is None:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tower-restore-")))
+    plain = work / meta.file.removesuffix(crypto.SUFFIX)
+    sha256, size = crypto.decrypt_file(path, plain, identities or [], name=meta.name)
+    if sha256 != meta.plain_sha256 or size != meta.plain_size:
+        raise BackupCorrupt(
+            f"backup {meta.name} decrypted to sha256 {sha256[:12]}… and {size} bytes, but "
+            f"{meta.plain_sha256[:12]}… and {meta.plain_size} bytes were recorded",
+            hint="do not restore it; verify an older backup with `tower backup verify <name>`",
+        )
+    return plain
+
+
+def identities_for(
+    spec: Spec,
+    located: Located,
+    *,
+    environ: Mapping[str, str] | None,
+    identity_file: Path | None,
+) -> list[Any] | None:
+    """The identities an encrypted backup needs, loaded before any database is touched."""
+    if not located.meta.encryption:
+        return None
+    if located.meta.encryption != crypto.ENCRYPTION:
+        raise BackupError(
+            f"backup {located.meta.name} is encrypted with {located.meta.encryption!r}, "
+            "which this tower cannot read",
+            hint="upgrade tower",
+        )
+    return crypto.load_identities(
+        spec.backup.encryption, root=spec_root(spec), environ=environ, identity_file=identity_file
+    )
 
 
 def _admin(target: Target) -> psycopg.Connection[Any]:
@@ -156,6 +191,7 @@ def verify_backup(
     scratch_url: str | None = None,
     destination: Destination | None = None,
     environ: Mapping[str, str] | None = None,
+    identity_file: Path | None = None,
     actor: str = "tower",
 ) -> VerifyResult:
     """Restore backup ``name`` into a scratch database and check what came back."""
@@ -166,7 +202,8 @@ def verify_backup(
         if destination is None:
             stack.callback(dest.close)
         located = locate(spec, store, dest, name)
-        archive = fetch_checked(dest, located, stack)
+        identities = identities_for(spec, located, environ=environ, identity_file=identity_file)
+        archive = fetch_checked(dest, located, stack, identities)
         server = Target.from_url(
             scratch_url
             or (spec.backup.scratch_url.get_secret_value() if spec.backup.scratch_url else "")
@@ -330,6 +367,7 @@ def restore_backup(
     clock: Clock = system_clock,
     destination: Destination | None = None,
     environ: Mapping[str, str] | None = None,
+    identity_file: Path | None = None,
     actor: str = "tower",
 ) -> RestoreResult:
     """Restore backup ``name`` into ``target_url`` after proving its checksum."""
@@ -341,7 +379,8 @@ def restore_backup(
         if destination is None:
             stack.callback(dest.close)
         located = locate(spec, store, dest, name)
-        archive = fetch_checked(dest, located, stack)
+        identities = identities_for(spec, located, environ=environ, identity_file=identity_file)
+        archive = fetch_checked(dest, located, stack, identities)
         tools = Tools.find(spec.backup.pg_bin, environ)
         if create:
             with _admin(target) as admin:

@@ -166,6 +166,14 @@ def verify(
             help="Name of an env var holding the URL of a server for the scratch database.",
         ),
     ] = None,
+    identity_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity-file",
+            help="age identity file that decrypts an encrypted backup "
+            "(default: [backup.encryption] identity_env or identity_file).",
+        ),
+    ] = None,
     format: FormatOption = Format.TEXT,
 ) -> None:
     """Restore a backup into a scratch database, run sanity checks, time it against the RTO."""
@@ -177,7 +185,14 @@ def verify(
         if format is Format.TEXT
         else _null(),
     ):
-        result = verify_backup(loaded, store, name, scratch_url=scratch, actor="tower backup")
+        result = verify_backup(
+            loaded,
+            store,
+            name,
+            scratch_url=scratch,
+            identity_file=identity_file,
+            actor="tower backup",
+        )
     if format is Format.JSON:
         emit_json(result.to_dict())
     else:
@@ -217,6 +232,12 @@ def restore(
     yes: Annotated[
         bool, typer.Option("--yes", help="Confirm a --clean restore over existing data.")
     ] = False,
+    identity_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity-file", help="age identity file that decrypts an encrypted backup."
+        ),
+    ] = None,
     format: FormatOption = Format.TEXT,
 ) -> None:
     """Restore a backup into a database after proving its checksum."""
@@ -237,6 +258,7 @@ def restore(
             target_url=target,
             create=create,
             clean=clean,
+            identity_file=identity_file,
             actor="tower backup",
         )
     if format is Format.JSON:

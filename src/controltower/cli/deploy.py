@@ -96,7 +96,10 @@ def deploy(
     image: Annotated[str, typer.Option("--image", help="Image to deploy (fly).")] = "",
     set_: Annotated[
         list[str],
-        typer.Option("--set", help="KEY=VALUE for the release's environment (not for secrets)."),
+        typer.Option(
+            "--set",
+            help="KEY=VALUE for the release's environment; secret values are used, never stored or shown.",
+        ),
     ] = [],  # noqa: B006
     strategy: Annotated[
         Strategy | None, typer.Option("--strategy", help="Override [deploy] strategy.")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -11,21 +9,11 @@ import typer
 
 from controltower.cli.common import Format, FormatOption, console, emit_json, epilog
 from controltower.exceptions import UsageError
+from controltower.files import write_file
 from controltower.spec import DEFAULT_SPEC_FILE, parse_spec
 from controltower.spec.detect import detect
 from controltower.spec.presets import PRESETS, render
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+from controltower.spec.tailor import raised
 
 
 def init(
@@ -50,22 +38,46 @@ def init(
     found = detect(directory)
     chosen = preset or found.preset
     text = render(chosen, found)
-    parse_spec(text, source=str(target), environ={})
-    write_atomic(target, text)
+    notes = raised(found)
+    written = parse_spec(text, source=str(target), environ={})
+    write_file(target, text)
     if format is Format.JSON:
         emit_json(
             {
                 "file": str(target),
                 "preset": chosen,
-                "stack": found.stack,
-                "target": found.target,
-                "evidence": found.evidence,
+                **found.to_dict(),
+                "target": written.service.target.value,
+                "driver": written.deploy.driver.value,
+                "raised": notes,
             }
         )
         return
     for line in found.evidence or ["nothing recognised; using the preset's defaults"]:
-        console.print(f"  found: {line}", markup=False, soft_wrap=True)
-    console.print(f"wrote {target} from preset {chosen}", markup=False, soft_wrap=True)
+        console.print(f"  found: {line}", soft_wrap=True)
+    console.print(
+        f"  target {written.service.target.value}, deploy driver {written.deploy.driver.value}"
+        + (f", entry point {found.entrypoint}" if found.entrypoint else ""),
+        soft_wrap=True,
+    )
+    if found.env_vars:
+        console.print("  environment variables the repository uses:", soft_wrap=True)
+        for use in found.env_vars.values():
+            flags = ["secret" if use.secret else "", "required" if use.required else "optional"]
+            console.print(
+                f"    {use.name}  ({', '.join(f for f in flags if f)}; {', '.join(use.sources)})",
+                soft_wrap=True,
+            )
+    else:
+        console.print("  environment variables the repository uses: none found", soft_wrap=True)
+    if found.provided_vars:
+        console.print(
+            "  set by the platform, left out of [env]: " + ", ".join(found.provided_vars),
+            soft_wrap=True,
+        )
+    for note in notes:
+        console.print(f"  raised: {note}", soft_wrap=True)
+    console.print(f"wrote {target} from preset {chosen}", soft_wrap=True)
     console.print("next: edit it, then run `tower validate` and `tower check`", markup=False)
 
 

@@ -38,6 +38,7 @@ from controltower.deploy.strategies import Step, build_plan, commit_index, rollb
 from controltower.exceptions import DeployError
 from controltower.notify import Notification, enqueue
 from controltower.notify.routing import channels_for
+from controltower.redaction import Secrets
 from controltower.spec import Spec
 from controltower.spec.deploy import Strategy
 from controltower.store import Store, default_owner, record_audit, service_id
@@ -193,6 +194,8 @@ class Engine:
         self.actor = actor or default_owner()
         self.environment = spec.environment or "default"
         self.on_step = on_step or (lambda state, message: None)
+        self.secrets = Secrets.gather(spec)
+        self._given: dict[str, str] = {}
         self.lock = DeployLock(
             store,
             lock_name(spec.service.name, self.environment),
@@ -280,6 +283,8 @@ class Engine:
                 f"the {self.driver.name} driver cannot split traffic by weight",
                 hint="use --strategy bluegreen or rolling",
             )
+        self._given = dict(env or {})
+        self.secrets = self.secrets | Secrets.gather(environ={}, given=self._given)
         self._prepare()
         self.lock.acquire({"command": "deploy"})
         try:
@@ -393,7 +398,7 @@ class Engine:
                     kind="rollback",
                     version=target.version,
                     image=target.image,
-                    env=dict(target.config.get("env", {})),
+                    env=self._env(target),
                     strategy="rollback",
                     plan=plan,
                     previous=current,
@@ -553,17 +558,27 @@ class Engine:
         runs: str = "",
         target: str = "",
     ) -> Release:
+        plain, hidden = self.secrets.split_env(env)
         config = {
-            "env": env,
+            "env": plain,
+            "secret_env": hidden,
             "plan": [s.to_dict() for s in plan],
             "runs_as": runs,
             "previous_runs_as": runs_as(previous) if previous else "",
             "target": target,
-            "deploy": self.spec.deploy.model_dump(mode="json", exclude={"hooks"}),
+            "deploy": self.secrets.redact_data(
+                self.spec.deploy.model_dump(mode="json", exclude={"hooks"})
+            ),
         }
         digest = hashlib.sha256(
             json.dumps(
-                {"version": version, "image": image, "env": env, "deploy": config["deploy"]},
+                {
+                    "version": version,
+                    "image": image,
+                    "env": plain,
+                    "secret_env": hidden,
+                    "deploy": config["deploy"],
+                },
                 sort_keys=True,
             ).encode()
         ).hexdigest()[:16]
@@ -649,8 +664,27 @@ class Engine:
             id=runs_as(release),
             version=release.version,
             image=release.image,
-            env=dict(release.config.get("env", {})),
+            env=self._env(release, strict=False),
         )
+
+    def _env(self, release: Release, *, strict: bool = True) -> dict[str, str]:
+        """The release's variables: those stored, and its secrets from ``--set`` or the
+        environment (only their names are stored)."""
+        env = {str(k): str(v) for k, v in release.config.get("env", {}).items()}
+        missing: list[str] = []
+        for name in release.config.get("secret_env", []):
+            value = self._given.get(name, os.environ.get(name))
+            if value is None:
+                missing.append(name)
+            else:
+                env[name] = value
+        if missing and strict:
+            raise DeployError(
+                f"release {release.id} was deployed with the secret(s) {', '.join(missing)}, "
+                "whose values tower never stores",
+                hint=f"export {' '.join(missing)} and run the command again",
+            )
+        return env
 
     def _execute(self, release_id: str, step: Step) -> None:
         with self.store.session() as session:
@@ -659,6 +693,8 @@ class Engine:
             info = self._info(release)
             old = str(release.config.get("previous_runs_as") or "")
             variables = self._variables(release)
+            if step.kind == "start":
+                self._env(release)
         deploy = self.spec.deploy
         if step.kind == "gates":
             outcome = run_gates(self.spec, root=self.root, store=self.store)
@@ -963,7 +999,7 @@ class Engine:
             release = session.get(Release, release_id)
             assert release is not None
             if reason is not None:
-                release.reason = reason
+                release.reason = self.secrets.redact(reason)
             release.status = "rolling_back"
             release.state = "rolling_back"
             release.request = ""
@@ -1019,7 +1055,7 @@ class Engine:
             release.state = outcome
             release.finished_at = self.clock.now()
             if note:
-                release.reason = f"{release.reason} ({note})"
+                release.reason = self.secrets.redact(f"{release.reason} ({note})")
             self._log(session, release, outcome, release.reason)
             self._event(session, release, outcome)
 
@@ -1055,13 +1091,14 @@ class Engine:
         message: str,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        message = self.secrets.redact(message)
         session.add(
             ReleaseStep(
                 release_id=release.id,
                 at=self.clock.now(),
                 state=state,
                 message=message,
-                detail=_jsonable(detail or {}),
+                detail=self.secrets.redact_data(_jsonable(detail or {})),
             )
         )
         self.on_step(state, message)

@@ -9,12 +9,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controltower.ingest.errors import Rejected
-from controltower.ingest.grouping import fingerprint_for
+from controltower.ingest.grouping import fingerprint_for, legacy_fingerprint_for
 from controltower.ingest.scrub import scrub, scrub_text
 
 LEVELS = ("debug", "info", "warning", "error", "fatal")
 _LEVEL_ALIASES = {"warn": "warning", "critical": "fatal", "log": "info", "err": "error"}
-_CONTEXT_KEYS = ("request", "user", "tags", "contexts", "extra", "breadcrumbs", "sdk", "modules")
+_CONTEXT_KEYS = (
+    "request",
+    "user",
+    "tags",
+    "contexts",
+    "extra",
+    "breadcrumbs",
+    "sdk",
+    "modules",
+    "debug_meta",
+    "dist",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class ParsedEvent:
     culprit: str
     platform: str
     data: dict[str, Any]
+    legacy_fingerprint: str = ""
 
     def row(self, issue_id: int) -> dict[str, Any]:
         return {
@@ -153,6 +165,7 @@ _FRAME_KEYS = (
     "pre_context",
     "post_context",
     "vars",
+    "platform",
 )
 _PLAIN = (int, float, bool, type(None))
 
@@ -210,7 +223,8 @@ def parse_event(
     message, template = _message(payload)
     fingerprint_value = payload.get("fingerprint")
     custom = fingerprint_value if isinstance(fingerprint_value, list) else None
-    fingerprint = fingerprint_for(exceptions, template, custom)
+    platform = _text(payload.get("platform"), 50)
+    fingerprint = fingerprint_for(exceptions, template, custom, platform=platform)
     if exceptions:
         last = exceptions[-1]
         kind = _text(last.get("type") or "Error", 200)
@@ -222,6 +236,8 @@ def parse_event(
     data: dict[str, Any] = {"exception": _stack(exceptions), **scrub(context)}
     if template and template != message:
         data["template"] = scrub_text(template)
+    if custom:
+        data["fingerprint"] = [scrub_text(_text(entry, 200)) for entry in custom]
     return ParsedEvent(
         project_id=project_id,
         event_id=normalize_event_id(payload.get("event_id") or event_id),
@@ -235,6 +251,7 @@ def parse_event(
         message=scrub_text(message),
         title=scrub_text(title)[:500],
         culprit=_culprit(payload, exceptions),
-        platform=_text(payload.get("platform"), 50),
+        platform=platform,
         data=data,
+        legacy_fingerprint=legacy_fingerprint_for(exceptions, template, custom),
     )

@@ -156,6 +156,7 @@ def _issue_ids(
             )
         ):
             ids[(project_id, fingerprint)] = issue_id
+    _legacy_issue_ids(session, groups, ids)
     for key in sorted(set(groups) - set(ids)):
         group = groups[key]
         first = group.first
@@ -187,6 +188,29 @@ def _issue_ids(
                 )
             ).scalar_one()
     return ids
+
+
+def _legacy_issue_ids(
+    session: Session, groups: dict[tuple[int, str], _Group], ids: dict[tuple[int, str], int]
+) -> None:
+    """Events whose fingerprint no issue has yet join the issue their legacy fingerprint
+    made, if there is one: issues created under the earlier grouping config keep their ids."""
+    wanted: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
+    for key in set(groups) - set(ids):
+        legacy = groups[key].first.legacy_fingerprint
+        if legacy and legacy != key[1]:
+            wanted[(key[0], legacy)].append(key)
+    by_project: dict[int, list[str]] = defaultdict(list)
+    for project_id, legacy in wanted:
+        by_project[project_id].append(legacy)
+    for project_id, fingerprints in by_project.items():
+        for issue_id, fingerprint in session.execute(
+            select(ErrorIssue.id, ErrorIssue.fingerprint).where(
+                ErrorIssue.project_id == project_id, ErrorIssue.fingerprint.in_(fingerprints)
+            )
+        ):
+            for key in wanted[(project_id, fingerprint)]:
+                ids[key] = issue_id
 
 
 def _advance(

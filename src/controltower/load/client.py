@@ -1,8 +1,9 @@
-"""A minimal HTTP/1.1 client for the load generator: keep-alive, content-length and chunked.
+"""A minimal HTTP/1.1 client for the load generator and the monitors: keep-alive, httptools framing.
 
 One ``Connection`` carries one request at a time over an asyncio ``Protocol``;
 it is several times cheaper per request than a general-purpose client, which is
 what lets one core drive thousands of requests a second (see docs/load.md).
+Responses are framed by ``controltower.http1`` (httptools), like the proxy's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
+
+from controltower.http1 import MessageError, ResponseParser
 
 __all__ = ["ConnectError", "Connection", "ProtocolError", "Response", "Target", "build_request"]
 
@@ -59,18 +62,16 @@ class Response:
     """
 
     status: int
-    head: bytes
+    header_list: list[tuple[bytes, bytes]]
     body: bytes
     sent: float = 0.0
     received: float = 0.0
 
     def headers(self) -> dict[str, str]:
-        lines = self.head.decode("latin-1").split("\r\n")[1:]
+        """Header names in lower case; the first value of a repeated header wins."""
         out: dict[str, str] = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            if name:
-                out[name.strip().lower()] = value.strip()
+        for name, value in self.header_list:
+            out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1").strip())
         return out
 
 
@@ -88,64 +89,11 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-_NO_BODY = frozenset((204, 304))
-
-
-def _parse(buffer: bytearray, head_only: bool) -> tuple[Response, int, bool] | None:
-    """A complete response at the start of ``buffer``: (response, bytes used, keep alive)."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buffer[:end])
-    if not head.startswith(b"HTTP/1."):
-        raise ProtocolError(f"not an HTTP/1.x response: {head[:40]!r}")
-    try:
-        status = int(head[9:12])
-    except ValueError:
-        raise ProtocolError(f"bad status line: {head[:40]!r}") from None
-    lowered = head.lower()
-    keep_alive = b"\r\nconnection: close" not in lowered and not head.startswith(b"HTTP/1.0")
-    start = end + 4
-    if head_only or status in _NO_BODY or 100 <= status < 200:
-        return Response(status, head, b""), start, keep_alive
-    at = lowered.find(b"\r\ncontent-length:")
-    if at >= 0:
-        stop = lowered.find(b"\r\n", at + 2)
-        length = int(lowered[at + 17 : stop if stop >= 0 else None])
-        if len(buffer) - start < length:
-            return None
-        return (
-            Response(status, head, bytes(buffer[start : start + length])),
-            start + length,
-            keep_alive,
-        )
-    if b"\r\ntransfer-encoding: chunked" in lowered:
-        body = bytearray()
-        pos = start
-        while True:
-            line_end = buffer.find(b"\r\n", pos)
-            if line_end < 0:
-                return None
-            size = int(bytes(buffer[pos:line_end]).split(b";", 1)[0], 16)
-            if size == 0:
-                trailer_end = buffer.find(b"\r\n\r\n", line_end)
-                if trailer_end < 0:
-                    return None
-                return Response(status, head, bytes(body)), trailer_end + 4, keep_alive
-            chunk_start = line_end + 2
-            if len(buffer) < chunk_start + size + 2:
-                return None
-            body += buffer[chunk_start : chunk_start + size]
-            pos = chunk_start + size + 2
-    return None  # body until close: completed in connection_lost
-
-
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = ResponseParser()
         self.waiter: asyncio.Future[Response] | None = None
-        self.head_only = False
         self.keep_alive = True
         self.got_data = False
         self.closed = False
@@ -156,36 +104,32 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
         self.got_data = True
-        self.buffer += data
         waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
         try:
-            parsed = _parse(self.buffer, self.head_only)
-        except (ProtocolError, ValueError) as exc:
-            waiter.set_exception(ProtocolError(str(exc)))
+            complete = self.parser.feed(data)
+        except MessageError as exc:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ProtocolError(f"not an HTTP/1.x response: {exc}"))
             self._abort()
             return
-        if parsed is not None:
-            response, used, self.keep_alive = parsed
-            response.received = now
-            del self.buffer[:used]
-            waiter.set_result(response)
+        if complete is not None and waiter is not None and not waiter.done():
+            self.keep_alive = complete.head.keep_alive
+            waiter.set_result(
+                Response(complete.status, complete.head.headers, complete.body, received=now)
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        end = self.buffer.find(b"\r\n\r\n")
-        if end >= 0 and self.buffer.startswith(b"HTTP/1."):
-            head = bytes(self.buffer[:end])
-            try:
-                status = int(head[9:12])
-                body = bytes(self.buffer[end + 4 :])
-                waiter.set_result(Response(status, head, body, received=time.monotonic()))
-            except ValueError:
-                waiter.set_exception(ProtocolError("bad status line"))
+        complete = self.parser.eof()
+        if complete is not None:
+            waiter.set_result(
+                Response(
+                    complete.status, complete.head.headers, complete.body, received=time.monotonic()
+                )
+            )
             return
         waiter.set_exception(ProtocolError(f"connection closed: {exc or 'by the server'}"))
 
@@ -244,7 +188,7 @@ class Connection:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Response] = loop.create_future()
         protocol.waiter = waiter
-        protocol.head_only = head
+        protocol.parser.expect_head_only(head)
         protocol.got_data = False
         sent = time.monotonic()
         protocol.transport.write(payload)

@@ -38,6 +38,36 @@ class RetentionSpec(Section):
     weekly: int = Field(default=4, ge=0)
 
 
+class EncryptionSpec(Section):
+    """``[backup.encryption]``: age recipients the backups are encrypted to, on this machine.
+
+    Only public recipients live in tower.toml. The identity (the private key)
+    that decrypts them for ``verify`` and ``restore`` is read from the
+    environment variable named by ``identity_env`` or from ``identity_file``;
+    tower never stores it.
+    """
+
+    recipients: list[str] = Field(default_factory=list)
+    identity_env: str = ""
+    identity_file: str = ""
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        from controltower.backup.crypto import parse_recipient
+
+        for text in value:
+            try:
+                parse_recipient(text)
+            except ValueError as exc:
+                raise PydanticCustomError("recipient", "{reason}", {"reason": str(exc)}) from None
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.recipients)
+
+
 class VerifyCheckSpec(Section):
     """``[[backup.checks]]``: a query run on the restored copy, with conditions on its answer.
 
@@ -71,6 +101,9 @@ class BackupSpec(Section):
     scratch_url: SecretStr | None = None
     exact_count_limit: int = Field(default=1_000_000, ge=0)
     timeout: Duration = 6 * 3600.0
+    encryption: EncryptionSpec = Field(default_factory=EncryptionSpec)
+    verify_schedule: str = ""
+    max_verify_age: Duration = 7 * 86400.0
 
     @field_validator("heartbeat")
     @classmethod
@@ -84,7 +117,7 @@ class BackupSpec(Section):
             {"value": value},
         )
 
-    @field_validator("schedule")
+    @field_validator("schedule", "verify_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
         text = value.strip()

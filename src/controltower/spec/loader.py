@@ -159,11 +159,12 @@ class _Loader:
             return [self.expand(item, (*path, index)) for index, item in enumerate(value)]
         if not isinstance(value, str) or "$" not in value:
             return value
+        shell = _is_hook(path)
 
         def substitute(match: re.Match[str]) -> str:
             whole = match.group(0)
             if whole == "$$":
-                return "$"
+                return whole if shell else "$"
             name, default = match.group(1), match.group(2)
             if name is None:
                 self.issue(
@@ -173,6 +174,8 @@ class _Loader:
                 )
                 return ""
             self.expanded[path] = value
+            if shell and (default is not None or name in self.environ):
+                return whole  # the shell expands it when the hook runs
             if default is not None:  # ${NAME:-default}: the default when unset or empty
                 return self.environ.get(name) or default
             if name in self.environ:
@@ -246,6 +249,13 @@ class _Loader:
             elif secret:
                 message = _GOT.sub("", message)
             self.issue(path, message)
+
+
+def _is_hook(path: KeyPath) -> bool:
+    """Hook commands are left to the shell: a secret they name never enters the spec."""
+    if path[:2] == ("deploy", "hooks"):
+        return True
+    return path[:1] == ("environments",) and path[2:5] == ("overrides", "deploy", "hooks")
 
 
 def _dotted(path: KeyPath) -> str:

@@ -13,6 +13,7 @@ class Stack(StrEnum):
     NODE = "node"
     PYTHON_ASGI = "python-asgi"
     PYTHON_WSGI = "python-wsgi"
+    PYTHON_WORKER = "python-worker"
     OTHER = "other"
 
 
@@ -25,6 +26,7 @@ class Target(StrEnum):
     VERCEL = "vercel"
     LOCAL = "local"
     OTHER = "other"
+    UNKNOWN = "unknown"
 
 
 class CpuKind(StrEnum):
@@ -45,6 +47,9 @@ class ServiceSpec(Section):
     cpus: int = Field(default=1, ge=1, le=64)
     cpu_kind: CpuKind = CpuKind.SHARED
     region: str = ""
+    entrypoint: str = ""
+    """How the app starts: ``module:variable`` for an ASGI/WSGI app (``main:app``,
+    ``mysite.wsgi:application``), or a command (``python worker.py``, ``node server.js``)."""
     root: str = "."
     dockerfile: str = "Dockerfile"
     fly_toml: str = "fly.toml"

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from controltower.exceptions import StoreError
+from controltower.private import private_file, private_folder
 
 if TYPE_CHECKING:
     from controltower.spec import Spec
@@ -86,8 +87,9 @@ class Store:
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite":
             database = parsed.database or ""
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if database and database != ":memory:" and not database.startswith("file:"):
+                private_folder(Path(database).parent)
+                private_file(database)
             self.engine: Engine = create_engine(
                 url, echo=echo, poolclass=NullPool, connect_args={"check_same_thread": False}
             )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from controltower.deploy.local.proxy import Proxy, Target
+from controltower.private import private_folder
 
 STATE_FILE = "state.json"
 STATUS_FILE = "status.json"
@@ -447,7 +448,7 @@ class Agent:
         raise ValueError(f"unknown operation {op!r}")
 
     async def run(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.state_dir)
         self.load()
         await self.proxy.start()
         self.control = await asyncio.start_server(self.handle, "127.0.0.1", 0)

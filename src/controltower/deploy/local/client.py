@@ -13,6 +13,7 @@ from typing import Any
 
 from controltower.deploy.local.agent import AGENT_FILE, alive
 from controltower.exceptions import DriverError
+from controltower.private import private_folder
 
 _STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -71,7 +72,7 @@ class AgentClient:
             return self.call("ping")
         except DriverError:
             pass
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.state_dir)
         with open(self.state_dir / "agent.log", "ab") as log:
             process = subprocess.Popen(
                 [

@@ -55,4 +55,6 @@ def render(preset: str, found: Detected) -> str:
     }
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
-    return text
+    from controltower.spec.tailor import tailor
+
+    return tailor(text, found)[0]

@@ -384,6 +384,31 @@ def canary_count(weight: float, new: int, old: int) -> int:
     return max(1, min(new, round(weight * old / (1.0 - weight))))
 
 
+def pick_template(
+    templates: list[dict[str, Any]], wanted: Counter[str], have: Counter[str]
+) -> dict[str, Any]:
+    """The machine to copy next: one in the region that most lacks machines of the release."""
+    return max(
+        templates,
+        key=lambda m: wanted[str(m.get("region") or "")] - have[str(m.get("region") or "")],
+    )
+
+
+def by_region(
+    candidates: list[dict[str, Any]], count: int, replaced: Counter[str]
+) -> list[dict[str, Any]]:
+    """``count`` of ``candidates`` to stop, first in the regions where replacements were added."""
+    chosen: list[dict[str, Any]] = []
+    left = list(candidates)
+    extra = Counter(replaced)
+    for _ in range(min(count, len(left))):
+        pick = max(left, key=lambda m: extra[str(m.get("region") or "")])
+        extra[str(pick.get("region") or "")] -= 1
+        chosen.append(pick)
+        left.remove(pick)
+    return chosen
+
+
 def read_fly_toml(path: Path) -> dict[str, Any]:
     """fly.toml as data ({} when missing); a broken file is an error naming it."""
     if not path.is_file():
@@ -495,18 +520,25 @@ class FlyDriver(Driver):
                 self.api.set_metadata(machine["id"], VERSION_KEY, "before tower", nonce)
         return key
 
-    def _templates(self, release_id: str) -> list[dict[str, Any]]:
-        """The machines new ones are cloned from: the release's own, else the largest that runs."""
+    def _templates(self, release_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(machines to copy, the release's own machines).
+
+        New machines copy the largest release that runs besides this one (its
+        own machines when nothing else runs).
+        """
         serving = [m for m in self._serving() if m.get("state") not in ("failed",)]
-        own = [m for m in serving if release_of(m) == release_id]
-        if own:
-            return sorted(own, key=lambda m: str(m["id"]))
+        own = sorted(
+            (m for m in serving if release_of(m) == release_id), key=lambda m: str(m["id"])
+        )
         others = [m for m in serving if release_of(m) != release_id]
         if not others:
-            return []
+            return own, own
         counts = Counter(release_of(m) for m in others)
         chosen, _ = counts.most_common(1)[0]
-        return sorted((m for m in others if release_of(m) == chosen), key=lambda m: str(m["id"]))
+        templates = sorted(
+            (m for m in others if release_of(m) == chosen), key=lambda m: str(m["id"])
+        )
+        return templates, own
 
     @contextmanager
     def leased(self, machine_id: str) -> Iterator[str]:
@@ -542,8 +574,9 @@ class FlyDriver(Driver):
         image = release.image or self.spec.image
         if not image:
             raise DriverError("no image to deploy", hint="pass --image or set [deploy.fly] image")
-        mine = self._machines(release.id)
-        templates = self._templates(release.id)
+        templates, mine = self._templates(release.id)
+        wanted = Counter(str(m.get("region") or "") for m in [*templates, *mine])
+        have = Counter(str(m.get("region") or "") for m in mine)
         if not templates and not self.region:
             raise DriverError(
                 "no region for the first machine of "
@@ -559,7 +592,8 @@ class FlyDriver(Driver):
             for index in range(count):
                 number = len(mine) + index
                 if templates:
-                    template = templates[number % len(templates)]
+                    template = pick_template(templates, wanted, have)
+                    have[str(template.get("region") or "")] += 1
                     config = clone_config(template.get("config") or {}, release, image)
                     region = str(template.get("region") or self.region)
                 else:
@@ -746,11 +780,12 @@ class FlyDriver(Driver):
     def _set(self, register: Sequence[str], cordon: Sequence[str]) -> None:
         """Uncordon ``register``, let the proxy see them, then cordon ``cordon``.
 
-        Every lease is taken before anything changes and held to the end. The
-        wait comes after registering even with nothing to cordon, so that when
-        ``route`` returns the proxy does send the traffic it says.
+        Every lease is taken before anything changes and held to the end. There
+        is a wait after registering and another after cordoning (flyctl's
+        ``waitBeforeCordon`` and ``waitBeforeStop``), so that when ``route``
+        returns the proxy sends traffic where it says.
         """
-        with self.all_leased([*register, *cordon], hold=self.spec.propagation) as nonces:
+        with self.all_leased([*register, *cordon], hold=2 * self.spec.propagation) as nonces:
             for machine_id in register:
                 self.api.uncordon(machine_id, nonces[machine_id])
                 self._quiet.discard(machine_id)
@@ -758,6 +793,9 @@ class FlyDriver(Driver):
                 self._settle()
             for machine_id in cordon:
                 self.api.cordon(machine_id, nonces[machine_id])
+            if cordon:
+                self._settle()
+                self._quiet.update(cordon)
 
     def route(self, weights: dict[str, float]) -> dict[str, float] | None:
         """Register new machines, keeping every old one registered until the new take all.
@@ -824,12 +862,17 @@ class FlyDriver(Driver):
             raise DriverError("could not register any machine again: " + "; ".join(skipped))
         rest = [str(m["id"]) for m in everything if str(m["id"]) not in back]
         self._settle()
+        cordoned = []
         for machine_id in rest:
             try:
                 with self.leased(machine_id) as nonce:
                     self.api.cordon(machine_id, nonce)
+                cordoned.append(machine_id)
             except LeaseHeld as exc:
                 skipped.append(exc.message)
+        if cordoned:
+            self._settle()
+            self._quiet.update(cordoned)
 
     def stop(
         self,
@@ -846,7 +889,15 @@ class FlyDriver(Driver):
         machines = self._machines(release_id)
         if ids:
             machines = [m for m in machines if m["id"] in ids]
-        chosen = machines[: count or len(machines)]
+        if count and count < len(machines):
+            replaced = Counter(
+                str(m.get("region") or "")
+                for m in self._machines()
+                if release_of(m) != release_id and m.get("state") == "started"
+            )
+            chosen = by_region(machines, count, replaced)
+        else:
+            chosen = machines[: count or len(machines)]
         if not chosen:
             return
         chosen_ids = [str(m["id"]) for m in chosen]

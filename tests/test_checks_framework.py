@@ -310,6 +310,13 @@ class TestScoring:
         assert [verdicts[g].passed for g in (1, 2, 3)] == [True, False, False]
         assert verdicts[2].failing == ("b",)
 
+    def test_gate_verdicts_are_cumulative(self) -> None:
+        """Gate N passes only when gates 1..N pass: a gate 1 NO-GO is NO-GO all the way up."""
+        verdicts = gate_verdicts([finding("a", Status.FAIL, Gate.CORE)])
+        assert [verdicts[g].passed for g in (1, 2, 3)] == [False, False, False]
+        assert verdicts[2].failing == () and verdicts[2].blocked_by == (1,)
+        assert verdicts[3].to_dict()["blocked_by"] == [1]
+
     def test_requested_gate_is_cumulative(self) -> None:
         """Requesting gate 2 needs gates 1 and 2; gate 3 does not matter."""
 

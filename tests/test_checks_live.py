@@ -152,12 +152,13 @@ class TestLeakyServer:
             "observability.metrics",
             "security.headers",
             "performance.compression",
-            "https.redirect",
         ]
         for check_id in expected_failures:
             assert found[check_id].status is Status.FAIL, (check_id, found[check_id].message)
             assert found[check_id].fix is not None
         assert "version" in found["health.readiness"].message
+        # A plain-http loopback URL: HTTPS is the platform's (tests/test_checks_tls.py judges it).
+        assert found["https.redirect"].status is Status.SKIP
         assert found["security.headers"].data["grade"] == "D"
         assert "Content-Security-Policy:" in found["security.headers"].fix.lines  # type: ignore[union-attr]
         assert found["performance.caching"].status is Status.WARN
@@ -187,6 +188,30 @@ class TestLeakyServer:
 
         finding = asyncio.run(go()).findings[0]
         assert finding.status is Status.FAIL and finding.data["p95_ms"] >= 60
+
+
+class TestLoopback:
+    def test_transport_checks_skip_a_local_http_url_on_fly(self, httpserver: HTTPServer) -> None:
+        """With target fly, a plain-http loopback URL skips the HTTPS checks (the platform in
+        front does TLS), as the header grade treats it; an http URL elsewhere still fails."""
+        httpserver.expect_request("/").respond_with_data("ok")
+        spec = parse_spec('[service]\nname = "shop"\ntarget = "fly"\n')
+        for host in ("127.0.0.1", "localhost"):
+            url = httpserver.url_for("/").rstrip("/").replace("localhost", host)
+
+            async def go(url: str = url) -> CheckRun:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    ctx = CheckContext(spec=spec, root=Path("."), url=url, client=client)
+                    return await run_checks(ctx, select(["https."]))
+
+            findings = {f.id: f for f in asyncio.run(go()).findings}
+            for check_id in ("https.redirect", "https.certificate"):
+                assert findings[check_id].status is Status.SKIP, (host, findings[check_id].message)
+                assert "this machine" in findings[check_id].message
+        from controltower.checks.live.local import is_local
+
+        assert is_local("http://127.0.0.2:8000") and is_local("http://[::1]:80/")
+        assert not is_local("http://shop.example.com") and not is_local("http://10.0.0.1")
 
 
 def _registry_text(openmetrics: bool = False) -> str:

@@ -44,6 +44,29 @@ class TestHistory:
         assert history(store, "shop", "production", limit=2)[0].id == ids[1]
 
 
+class TestDeployGateRuns:
+    def test_deploy_gate_runs_stay_out_of_readiness_history(self, store: Store) -> None:
+        """A deploy's gate run is stored as kind deploy-gate and the readiness history, the
+        API list and the dashboard score leave it out."""
+        from controltower.dashboard.data import readiness
+        from controltower.deploy.gates import run_gates
+        from controltower.store.models.checks import CheckRunRow
+
+        spec = load_spec(FIXTURE / "tower.toml", env="production")
+        ctx = CheckContext(spec=spec, root=FIXTURE, environment="production")
+        run = asyncio.run(run_checks(ctx, select(kinds=("static",))))
+        save_run(store, run)
+        gated = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={"gates": [1]})})
+        outcome = run_gates(gated, root=FIXTURE, store=store)
+        assert not outcome.passed and outcome.run_id
+        with store.session() as session:
+            assert session.get(CheckRunRow, outcome.run_id).kind == "deploy-gate"  # type: ignore[union-attr]
+            assert session.get(CheckRunRow, run.id).kind == "readiness"  # type: ignore[union-attr]
+        assert [e.id for e in history(store, "shop", "production")] == [run.id]
+        dashboard = readiness(store)
+        assert len(dashboard["runs"]) == 1 and dashboard["latest"]["score"] == run.score.overall
+
+
 class TestCli:
     def test_exit_codes_and_formats(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """--gate 2 exits 1 on the plan mistakes; without --gate it reports and exits 0; bad spec exits 2."""

@@ -12,7 +12,6 @@ downloads a browser. Without one these tests skip, or fail under
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,41 +21,20 @@ import pytest
 
 from controltower.server import RunningServer, start_server
 from controltower.store import Store
-from tests.conftest import unavailable
+from tests.browser_support import chromium
 from tests.serve_support import ARTIFACTS, Seeded, seed, seed_spec
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 SHOTS = ARTIFACTS / "dashboard"
 PASSWORD = "correct horse battery"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless chromium, launched once for the module."""
-    executable = os.environ.get("TOWER_CHROMIUM") or "/usr/bin/chromium"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        unavailable(f"playwright is not installed: {exc}", "TOWER_REQUIRE_BROWSER")
-    if not Path(executable).exists():
-        unavailable(f"no chromium at {executable}", "TOWER_REQUIRE_BROWSER")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Exception as exc:
-            unavailable(f"chromium at {executable} does not start: {exc}", "TOWER_REQUIRE_BROWSER")
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

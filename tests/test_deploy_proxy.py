@@ -12,9 +12,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.asyncio.client import connect as websocket_connect
 
-from controltower.deploy.local.proxy import Metrics, Proxy, RoutingTable, Target
-from tests.conftest import free_port
+from controltower.deploy.local.proxy import COOKIE, Metrics, Proxy, RoutingTable, Target
+from controltower.http1 import Head, Incoming
+from tests.conftest import free_port, wait_for_port
 
 
 class Server(ThreadingHTTPServer):
@@ -104,15 +112,16 @@ def base(proxy: Proxy) -> str:
 
 class TestRouting:
     async def test_weighted_split(self, proxy: Proxy, upstreams: dict[str, Upstream]) -> None:
-        """A 90/10 split sends about a tenth of requests to the canary release."""
+        """A 90/10 split sends about a tenth of cookie-less requests to the canary release."""
         proxy.update(
             {"stable": 0.9, "canary": 0.1},
             [upstreams["a1"].target("stable"), upstreams["b1"].target("canary")],
         )
+        answers: Counter[str] = Counter()
         async with httpx.AsyncClient(base_url=base(proxy)) as client:
-            answers = Counter(
-                [(await client.get("/")).headers["x-tower-release"] for _ in range(600)]
-            )
+            for _ in range(600):
+                client.cookies.clear()
+                answers[(await client.get("/")).headers["x-tower-release"]] += 1
         assert set(answers) == {"stable", "canary"}
         assert 0.05 <= answers["canary"] / 600 <= 0.16
 
@@ -221,6 +230,7 @@ class TestMetrics:
         )
         async with httpx.AsyncClient(base_url=base(proxy)) as client:
             for _ in range(20):
+                client.cookies.clear()
                 await client.get("/status?code=500")
             proxy.update({"a": 1.0}, [upstreams["a1"].target("a")])
             for _ in range(10):
@@ -258,3 +268,236 @@ class TestRoutingTable:
         table = RoutingTable({"a": 0.99, "b": 0.01}, [a, b])
         assert table.choose({"a1"}) is b
         assert table.choose({"a1", "b1"}) is None
+
+
+def release_of(response: httpx.Response) -> str:
+    return response.headers["x-tower-release"]
+
+
+class TestSticky:
+    async def test_a_client_keeps_its_release_through_the_canary(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """A client that loaded the stable release before the canary stays on it at every step."""
+        stable, canary = upstreams["a1"].target("stable"), upstreams["b1"].target("canary")
+        proxy.update({"stable": 1.0}, [stable])
+        seen: list[str] = []
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            first = await client.get("/")
+            assert COOKIE in first.cookies
+            for weight in (0.1, 0.5, 0.9):
+                proxy.update({"canary": weight, "stable": 1 - weight}, [stable, canary])
+                seen += [release_of(await client.get("/")) for _ in range(30)]
+        assert set(seen) == {"stable"}
+
+    async def test_new_clients_split_by_weight_and_each_sticks(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """Clients arriving during a 50/50 split land on both releases, each on one only."""
+        proxy.update(
+            {"canary": 0.5, "stable": 0.5},
+            [upstreams["a1"].target("stable"), upstreams["b1"].target("canary")],
+        )
+        per_client: list[set[str]] = []
+        for _ in range(40):
+            async with httpx.AsyncClient(base_url=base(proxy)) as client:
+                per_client.append({release_of(await client.get("/")) for _ in range(5)})
+        assert all(len(releases) == 1 for releases in per_client)
+        landed = Counter(next(iter(releases)) for releases in per_client)
+        assert landed["canary"] >= 8 and landed["stable"] >= 8
+
+    async def test_a_client_moves_when_its_release_leaves(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """Once its release takes no traffic the client gets the new one, with a new cookie
+        that keeps its bucket."""
+        stable, canary = upstreams["a1"].target("stable"), upstreams["b1"].target("canary")
+        proxy.update({"stable": 1.0}, [stable])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            before = (await client.get("/")).cookies[COOKIE]
+            proxy.update({"canary": 1.0}, [canary])
+            moved = await client.get("/")
+            again = await client.get("/")
+        assert release_of(moved) == "canary" and release_of(again) == "canary"
+        after = moved.cookies[COOKIE]
+        assert after.split(".")[0] == before.split(".")[0] and after != before
+        assert COOKIE not in again.cookies, "a client already on its release is not told again"
+
+    async def test_a_pin_names_the_release(self, upstreams: dict[str, Upstream]) -> None:
+        """A pin (such as a Next.js deployment id) wins over the cookie and the weights."""
+
+        def deployment(head: Head) -> str | None:
+            value = head.get(b"x-deployment-id")
+            return value.decode() if value else None
+
+        server = Proxy("127.0.0.1", 0, pins=[deployment])
+        await server.start()
+        try:
+            server.update(
+                {"stable": 0.99, "canary": 0.01},
+                [upstreams["a1"].target("stable"), upstreams["b1"].target("canary")],
+            )
+            async with httpx.AsyncClient(base_url=base(server)) as client:
+                pinned = {
+                    release_of(await client.get("/", headers={"x-deployment-id": "canary"}))
+                    for _ in range(20)
+                }
+                unknown = await client.get("/", headers={"x-deployment-id": "gone"})
+        finally:
+            await server.stop()
+        assert pinned == {"canary"}
+        assert unknown.status_code == 200
+
+    def test_a_malformed_cookie_is_replaced(self) -> None:
+        """A cookie that is not <bucket>.<tag> counts as none: the answer sets a valid one."""
+        table = RoutingTable({"a": 1.0}, [Target("a1", "a", "h", 1)])
+        for value in (b"tower-split=zz", b"tower-split=12345678.short", b"other=1"):
+            release, cookie = table.route(Head(headers=[(b"Cookie", value)]))
+            assert release == "a" and cookie is not None
+            assert cookie.startswith(b"tower-split=") and b"; Path=/; HttpOnly" in cookie
+
+
+class TestStreaming:
+    @pytest.mark.parametrize("framing", ["chunked", "content-length"])
+    async def test_the_app_reads_the_body_while_the_client_still_sends(
+        self, proxy: Proxy, framing: str
+    ) -> None:
+        """The first piece of a 4 MiB upload reaches the app before the client sends the rest;
+        a proxy that held the whole body would wait here until the timeout."""
+        first_seen = asyncio.Event()
+        received = bytearray()
+
+        async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            incoming = Incoming(reader, request=True)
+            await incoming.head()
+            while (piece := await incoming.body()) is not None:
+                received.extend(piece)
+                first_seen.set()
+            answer = b"%d" % len(received)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(app, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        proxy.update({"a": 1.0}, [Target("app", "a", "127.0.0.1", port)])
+        size = 1000 + 64 * 65536
+
+        async def pieces() -> AsyncIterator[bytes]:
+            yield b"x" * 1000
+            await asyncio.wait_for(first_seen.wait(), 10)
+            for _ in range(64):
+                yield b"y" * 65536
+
+        headers = {"content-length": str(size)} if framing == "content-length" else {}
+        try:
+            async with httpx.AsyncClient(base_url=base(proxy), timeout=20) as client:
+                response = await client.post("/upload", content=pieces(), headers=headers)
+        finally:
+            server.close()
+        assert response.status_code == 200 and response.text == str(size)
+        assert bytes(received[:1000]) == b"x" * 1000 and len(received) == size
+
+    async def test_the_client_reads_the_answer_while_the_app_still_writes(
+        self, proxy: Proxy
+    ) -> None:
+        """The first chunk of an answer reaches the client before the app writes the last."""
+        client_got_first = asyncio.Event()
+
+        async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            incoming = Incoming(reader, request=True)
+            await incoming.head()
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            await writer.drain()
+            await asyncio.wait_for(client_got_first.wait(), 10)
+            writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+            await writer.drain()
+            await reader.read()
+
+        server = await asyncio.start_server(app, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        proxy.update({"a": 1.0}, [Target("app", "a", "127.0.0.1", port)])
+        got = bytearray()
+        try:
+            async with (
+                httpx.AsyncClient(base_url=base(proxy), timeout=20) as client,
+                client.stream("GET", "/events") as response,
+            ):
+                async for piece in response.aiter_bytes():
+                    got.extend(piece)
+                    client_got_first.set()
+        finally:
+            server.close()
+        assert bytes(got) == b"firstlast"
+
+    async def test_bad_requests_are_refused(self, proxy: Proxy) -> None:
+        """Bytes that are not HTTP, or a head over 64 KiB, get 400 and a closed connection."""
+        for payload in (b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nx: " + b"a" * 70000):
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(payload)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+class EchoApp:
+    """A real ASGI app under uvicorn: ``/`` names it, ``/ws`` echoes text prefixed with its name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+
+        async def index(request: Request) -> PlainTextResponse:
+            return PlainTextResponse(name)
+
+        async def echo(websocket: WebSocket) -> None:
+            await websocket.accept()
+            async for text in websocket.iter_text():
+                await websocket.send_text(f"{name}:{text}")
+
+        app = Starlette(routes=[Route("/", index), WebSocketRoute("/ws", echo)])
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            ws="websockets-sansio",
+            log_level="warning",
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_for_port(self.port, 20)
+
+    def target(self) -> Target:
+        return Target(self.name, self.name, "127.0.0.1", self.port)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class TestUpgrade:
+    async def test_websocket_echo_survives_a_switch(self, proxy: Proxy) -> None:
+        """A WebSocket opened on blue keeps echoing from blue after every other request moved
+        to green."""
+        blue, green = EchoApp("blue"), EchoApp("green")
+        try:
+            proxy.update({"blue": 1.0}, [blue.target()])
+            async with websocket_connect(f"ws://127.0.0.1:{proxy.port}/ws") as socket:
+                assert socket.response is not None
+                assert socket.response.headers["x-tower-release"] == "blue"
+                await socket.send("before")
+                assert await socket.recv() == "blue:before"
+                proxy.update({"green": 1.0}, [green.target()])
+                async with httpx.AsyncClient(base_url=base(proxy)) as client:
+                    others = {(await client.get("/")).text for _ in range(10)}
+                for number in range(5):
+                    await socket.send(f"after {number}")
+                    assert await socket.recv() == f"blue:after {number}"
+            assert others == {"green"}
+            assert blue.target().inflight == 0
+        finally:
+            blue.close()
+            green.close()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from datetime import UTC, datetime
 
 import pytest
 
 from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.csp import parse_csp
-from controltower.ingest.decode import decompress
 from controltower.ingest.envelope import parse_envelope
-from controltower.ingest.errors import Rejected, TooLarge
+from controltower.ingest.errors import Rejected
 from controltower.ingest.event import parse_event
 from controltower.ingest.grouping import fingerprint_for
 from controltower.ingest.ratelimit import RateLimiter
@@ -93,28 +90,6 @@ class TestEnvelope:
         """Bad headers, lengths past the end and non-object headers are a 400, not a crash."""
         with pytest.raises(Rejected):
             parse_envelope(data)
-
-
-class TestDecode:
-    def test_gzip_and_deflate(self) -> None:
-        """gzip, zlib-wrapped and raw deflate bodies are all decoded."""
-        body = b'{"a": 1}' * 10
-        raw = zlib.compressobj(wbits=-15)
-        assert decompress(gzip.compress(body), "gzip", limit=1000) == body
-        assert decompress(zlib.compress(body), "deflate", limit=1000) == body
-        assert decompress(raw.compress(body) + raw.flush(), "deflate", limit=1000) == body
-
-    def test_decompression_bomb_is_capped(self) -> None:
-        """A small body that inflates past the limit is refused without inflating it all."""
-        bomb = gzip.compress(b"\0" * 5_000_000)
-        with pytest.raises(TooLarge):
-            decompress(bomb, "gzip", limit=100_000)
-
-    def test_unknown_encoding(self) -> None:
-        """An encoding tower cannot read is a 415."""
-        with pytest.raises(Rejected) as caught:
-            decompress(b"x", "zstd-custom", limit=10)
-        assert caught.value.status == 415
 
 
 class TestSentryAuth:

@@ -44,6 +44,7 @@ class Head:
     method: bytes = b""
     target: bytes = b""
     status: int = 0
+    reason: bytes = b""
     version: str = "1.1"
     headers: Headers = field(default_factory=list)
     keep_alive: bool = True
@@ -92,6 +93,9 @@ class _Collector:
 
     def on_url(self, url: bytes) -> None:
         self.head.target += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.head.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head.headers.append((name, value))
@@ -207,9 +211,18 @@ class Incoming:
     back the sender (TCP flow control) instead of filling memory.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, *, request: bool, chunk: int = 65536) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        *,
+        request: bool,
+        chunk: int = 65536,
+        max_head: int = 64 * 1024,
+    ) -> None:
         self.reader = reader
         self.chunk = chunk
+        self.max_head = max_head
+        self._read = 0
         self._collector = _Collector(request=request)
         self._request = request
         self.eof = False
@@ -223,6 +236,7 @@ class Incoming:
         if not data:
             self.eof = True
             return False
+        self._read = len(data)
         self.leftover = self._collector.feed(data)
         return True
 
@@ -230,9 +244,11 @@ class Incoming:
         """The next message's head; None when the peer closed before one began.
 
         ``head_only`` (a response to HEAD): the message ends with its head.
-        Interim (1xx other than 101) responses are skipped.
+        Interim (1xx other than 101) responses are skipped. Raises MessageError
+        for bytes that are not HTTP/1.x or a head longer than ``max_head``.
         """
         events = self._collector.events
+        waited = 0
         while True:
             while events:
                 kind, value = events.popleft()
@@ -245,10 +261,13 @@ class Incoming:
                     self._collector = _Collector(request=False)
                 self._in_body = not head_only
                 return value
+            if waited > self.max_head:
+                raise MessageError(f"the message head is longer than {self.max_head} bytes")
             if not await self._more():
                 if self._collector.in_message:
                     raise MessageError("the connection closed in the middle of a message head")
                 return None
+            waited += self._read
 
     async def body(self) -> bytes | None:
         """The next piece of the current message's body; None once it is complete.

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from controltower.checks.live import exposure, headers, health, transport
-from controltower.checks.static import docker, env, fly, nextjs
+from controltower.checks.static import docker, env, fly, hadolint, nextjs
 from controltower.load import check as load
 
-__all__ = ["docker", "env", "exposure", "fly", "headers", "health", "load", "nextjs", "transport"]
+__all__ = [
+    "docker",
+    "env",
+    "exposure",
+    "fly",
+    "hadolint",
+    "headers",
+    "health",
+    "load",
+    "nextjs",
+    "transport",
+]

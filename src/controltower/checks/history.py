@@ -11,11 +11,15 @@ from sqlalchemy import select
 
 from controltower.checks.runner import CheckRun
 from controltower.store import Store, service_id
-from controltower.store.models.checks import CheckFindingRow, CheckRunRow
+from controltower.store.models.checks import CheckFindingRow, CheckRunRow, RunKind
 
 
-def save_run(store: Store, run: CheckRun) -> None:
-    """Store ``run`` and its findings (id, status, severity, message: never a value)."""
+def save_run(store: Store, run: CheckRun, kind: RunKind = RunKind.READINESS) -> None:
+    """Store ``run`` and its findings (id, status, severity, message: never a value).
+
+    A deploy's gate run is stored as ``deploy-gate``: it is kept with the deploy,
+    and the readiness history (trend, dashboard score) leaves it out.
+    """
     with store.session() as session:
         sid = service_id(session, run.service, run.environment or "default")
         session.add(
@@ -33,6 +37,7 @@ def save_run(store: Store, run: CheckRun) -> None:
                 gates={str(g): v.to_dict() for g, v in run.gates.items()},
                 passed=all(v.passed for v in run.gates.values()),
                 counts=dict(Counter(f.status.value for f in run.findings)),
+                kind=kind.value,
             )
         )
         session.flush()
@@ -77,7 +82,9 @@ def history(
 ) -> list[HistoryEntry]:
     """The latest ``limit`` runs of ``service``, oldest first."""
     with store.session() as session:
-        query = select(CheckRunRow).where(CheckRunRow.service == service)
+        query = select(CheckRunRow).where(
+            CheckRunRow.service == service, CheckRunRow.kind == RunKind.READINESS.value
+        )
         if environment is not None:
             query = query.where(CheckRunRow.environment == environment)
         rows = session.scalars(query.order_by(CheckRunRow.started_at.desc()).limit(limit)).all()

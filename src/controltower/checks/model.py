@@ -85,6 +85,35 @@ class Location:
 
 
 @dataclass(frozen=True)
+class Item:
+    """One result of an outside tool inside a finding: a hadolint rule hit, an advisory.
+
+    ``rule`` is the tool's own code (DL3008, GHSA-...), ``level`` its level as the
+    tool gives it (hadolint: error, warning, info, style; advisories: critical,
+    high, moderate/medium, low); reports show each item with its file and line.
+    """
+
+    tool: str
+    rule: str
+    level: str
+    message: str
+    file: str = ""
+    line: int = 0
+    url: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "rule": self.rule,
+            "level": self.level,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a check returns. Messages name things, never secret values."""
 
@@ -94,10 +123,11 @@ class Outcome:
     location: Location | None = None
     details: tuple[str, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
+    items: tuple[Item, ...] = ()
 
 
-def passed(message: str, **data: Any) -> Outcome:
-    return Outcome(Status.PASS, message, data=data)
+def passed(message: str, *, items: list[Item] | tuple[Item, ...] = (), **data: Any) -> Outcome:
+    return Outcome(Status.PASS, message, data=data, items=tuple(items))
 
 
 def failed(
@@ -106,9 +136,10 @@ def failed(
     *,
     location: Location | None = None,
     details: list[str] | tuple[str, ...] = (),
+    items: list[Item] | tuple[Item, ...] = (),
     **data: Any,
 ) -> Outcome:
-    return Outcome(Status.FAIL, message, fix, location, tuple(details), data)
+    return Outcome(Status.FAIL, message, fix, location, tuple(details), data, tuple(items))
 
 
 def warned(
@@ -117,9 +148,10 @@ def warned(
     *,
     location: Location | None = None,
     details: list[str] | tuple[str, ...] = (),
+    items: list[Item] | tuple[Item, ...] = (),
     **data: Any,
 ) -> Outcome:
-    return Outcome(Status.WARN, message, fix, location, tuple(details), data)
+    return Outcome(Status.WARN, message, fix, location, tuple(details), data, tuple(items))
 
 
 def skipped(message: str) -> Outcome:
@@ -145,6 +177,7 @@ class Finding:
     kind: str = "static"
     data: dict[str, Any] = field(default_factory=dict)
     duration: float = 0.0
+    items: tuple[Item, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,4 +196,5 @@ class Finding:
             "kind": self.kind,
             "data": self.data,
             "duration": round(self.duration, 4),
+            "items": [item.to_dict() for item in self.items],
         }

@@ -92,6 +92,7 @@ def finding_for(
         kind=check.kind,
         data=outcome.data,
         duration=duration,
+        items=outcome.items,
     )
 
 

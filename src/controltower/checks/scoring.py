@@ -4,7 +4,8 @@ A finding weighs its severity (critical 10, high 5, medium 3, low 1). Passed and
 waived findings earn their weight, warnings half, failures and errors nothing;
 advice and skipped findings are not counted. A category's readiness is earned
 over counted weight; overall readiness is the same over every category.
-Gate N passes when no check of gate N fails or errors (warnings do not block).
+Gate N passes when no check of gates 1 to N fails or errors (warnings do not
+block): a NO-GO at gate 1 is a NO-GO at every gate above it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ class Score:
 
 @dataclass(frozen=True)
 class GateVerdict:
+    """``failing``: this gate's own blocking checks; ``blocked_by``: lower gates that do not pass."""
+
     gate: int
     name: str
     passed: bool
     failing: tuple[str, ...] = ()
+    blocked_by: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +43,7 @@ class GateVerdict:
             "name": self.name,
             "passed": self.passed,
             "failing": list(self.failing),
+            "blocked_by": list(self.blocked_by),
         }
 
 
@@ -57,8 +62,13 @@ def score(findings: list[Finding]) -> Score:
 
 
 def gate_verdicts(findings: list[Finding]) -> dict[int, GateVerdict]:
-    verdicts = {}
-    for gate in Gate:
+    verdicts: dict[int, GateVerdict] = {}
+    below: list[int] = []
+    for gate in sorted(Gate):
         failing = tuple(f.id for f in findings if f.gate is gate and f.status.blocks)
-        verdicts[int(gate)] = GateVerdict(int(gate), GATE_NAMES[gate], not failing, failing)
+        verdicts[int(gate)] = GateVerdict(
+            int(gate), GATE_NAMES[gate], not failing and not below, failing, tuple(below)
+        )
+        if failing:
+            below.append(int(gate))
     return verdicts

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from controltower.dashboard.svg import DayBar, Series, bar_chart, line_chart, sparkline, uptime_bars
 from controltower.store import Store
-from controltower.store.models.checks import CheckFindingRow, CheckRunRow
+from controltower.store.models.checks import CheckFindingRow, CheckRunRow, RunKind
 from controltower.store.models.core import Service
 from controltower.store.models.deploy import Release, ReleaseStep
 from controltower.store.models.ingest import CspReport, ErrorEvent, ErrorIssue, ErrorIssueHour
@@ -148,7 +148,7 @@ def _release_view(release: Release, service: str) -> ReleaseView:
 def _readiness(session: Session, service_id: int) -> float | None:
     score = session.scalar(
         select(CheckRunRow.overall)
-        .where(CheckRunRow.service_id == service_id)
+        .where(CheckRunRow.service_id == service_id, CheckRunRow.kind == RunKind.READINESS.value)
         .order_by(CheckRunRow.started_at.desc())
         .limit(1)
     )
@@ -512,7 +512,12 @@ def _gate_passed(value: Any) -> bool:
 def readiness(store: Store) -> dict[str, Any]:
     with store.session() as session:
         rows = list(
-            session.scalars(select(CheckRunRow).order_by(CheckRunRow.started_at.desc()).limit(100))
+            session.scalars(
+                select(CheckRunRow)
+                .where(CheckRunRow.kind == RunKind.READINESS.value)
+                .order_by(CheckRunRow.started_at.desc())
+                .limit(100)
+            )
         )
         findings: list[CheckFindingRow] = []
         if rows:

@@ -4,7 +4,8 @@ The static checks run on the tree about to ship, exactly as ``tower check
 --static --gate N`` would with N the highest gate named (gates are cumulative).
 Live checks are left out: before the switch they would judge the release that
 is already serving, not the new one; smoke checks and analysis judge that.
-The run is stored with the check history, so the dashboard shows it too.
+The run is stored with ``kind = "deploy-gate"``: the deploy refers to it, and
+the readiness history leaves it out (it judges a subset of the checks).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def run_gates(spec: Spec, *, root: Path, store: Store | None = None) -> GateOutc
     run = _run_sync(lambda: run_checks(context, checks, requested_gate=top))
     if store is not None:
         from controltower.checks.history import save_run
+        from controltower.store.models.checks import RunKind
 
-        save_run(store, run)
+        save_run(store, run, RunKind.DEPLOY_GATE)
     failing = sorted(
         {check for g, verdict in run.gates.items() if g <= top for check in verdict.failing}
     )

@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from controltower.ingest.envelope import loads
 from controltower.ingest.errors import Rejected
+from controltower.ingest.limits import IngestLimits, load_json
 from controltower.ingest.scrub import scrub, scrub_text
 from controltower.store import Store
 from controltower.store.models.ingest import CspReport
@@ -41,11 +41,19 @@ def _get(body: dict[str, Any], *names: str) -> str:
 
 
 def _blocked(uri: str) -> str:
-    """Group blocked URLs by origin: ``https://cdn.example/x.js?v=1`` -> ``https://cdn.example``."""
+    """Group blocked URLs by origin: ``https://user:pw@cdn.example/x.js?v=1`` ->
+    ``https://cdn.example`` (credentials, path and query never kept)."""
     if "://" not in uri:
-        return uri[:500] or "none"
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"[:500]
+        return scrub_text(uri[:500]) or "none"
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "invalid"
+    if ":" in host:
+        host = f"[{host}]"
+    return scrub_text(f"{parts.scheme}://{host}{port}"[:500])
 
 
 def _violation(body: dict[str, Any]) -> Violation:
@@ -54,19 +62,16 @@ def _violation(body: dict[str, Any]) -> Violation:
     blocked = _get(body, "blocked-uri", "blockedURL", "blocked-url")
     document = _get(body, "document-uri", "documentURL", "document-url")
     return Violation(
-        directive=directive[:100],
+        directive=scrub_text(directive[:100]),
         blocked_uri=_blocked(blocked),
         document_uri=scrub_text(document)[:500],
         sample=scrub(body),
     )
 
 
-def parse_csp(data: bytes) -> list[Violation]:
+def parse_csp(data: bytes, limits: IngestLimits | None = None) -> list[Violation]:
     """Violations in a report body of either format; ``Rejected`` if it is neither."""
-    try:
-        payload = loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise Rejected("the CSP report is not valid JSON") from None
+    payload = load_json(data, limits or IngestLimits(), "CSP report")
     if isinstance(payload, dict) and isinstance(payload.get("csp-report"), dict):
         return [_violation(payload["csp-report"])]
     if isinstance(payload, dict) and payload.get("type") == "csp-violation":

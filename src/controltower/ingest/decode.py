@@ -1,46 +1,116 @@
-"""Request bodies: decompressed (gzip, deflate, br) without exceeding a size cap."""
+"""Request bodies: decompressed (gzip, deflate, br) by streaming, never past a cap.
+
+Every encoding is decoded incrementally with an output cap, so the work done
+for a body is bounded by the cap, whatever it would expand to: the decoded size
+may not exceed ``limit`` bytes, nor ``ratio`` times the encoded size (once past
+``RATIO_FLOOR`` bytes, so small bodies always decode). ``decode_prefix`` decodes
+only the first bytes (an envelope's header line) for authentication.
+"""
 
 from __future__ import annotations
 
 import zlib
 
+import brotli
+
 from controltower.ingest.errors import Rejected, TooLarge
 
-try:  # pragma: no cover - optional
-    import brotli as _brotli
-except ImportError:  # pragma: no cover - optional
-    _brotli = None
+RATIO_FLOOR = 64 * 1024
+ENCODINGS = ("identity", "gzip", "x-gzip", "deflate", "br")
 
 
-def decompress(body: bytes, encoding: str, *, limit: int) -> bytes:
-    """The body decoded per ``Content-Encoding``; ``TooLarge`` past ``limit`` bytes."""
-    encoding = encoding.strip().lower()
+def cap_for(size: int, *, limit: int, ratio: int) -> int:
+    """The most bytes a body of ``size`` encoded bytes may decode to."""
+    return min(limit, max(RATIO_FLOOR, size * ratio))
+
+
+def _encoding(value: str) -> str:
+    encoding = value.strip().lower()
     if encoding in ("", "identity"):
-        data = body
-    elif encoding in ("gzip", "x-gzip", "deflate"):
-        data = _inflate(body, encoding, limit)
-    elif encoding == "br" and _brotli is not None:
-        try:
-            data = _brotli.decompress(body)
-        except _brotli.error:
-            raise Rejected("the body is not valid brotli data") from None
-    else:
-        raise Rejected(f"Content-Encoding {encoding!r} is not supported", status=415)
-    if len(data) > limit:
-        raise TooLarge(f"the decompressed body exceeds {limit} bytes")
+        return "identity"
+    if encoding not in ENCODINGS:
+        raise Rejected(
+            f"Content-Encoding {value.strip()[:40]!r} is not supported (gzip, deflate, br or none)",
+            status=415,
+        )
+    return encoding
+
+
+def decompress(body: bytes, encoding: str, *, limit: int, ratio: int = 0) -> bytes:
+    """The body decoded per ``Content-Encoding``; ``TooLarge`` past the cap (``limit``
+    bytes, or ``ratio`` times the body's size when ``ratio`` is set)."""
+    kind = _encoding(encoding)
+    if kind == "identity":
+        return body
+    cap = cap_for(len(body), limit=limit, ratio=ratio) if ratio else limit
+    data, complete = _decode(body, kind, cap + 1)
+    if len(data) > cap:
+        if cap < limit:
+            raise TooLarge(
+                f"the body decompresses to more than {ratio} times its size "
+                f"([server] max_decompression_ratio = {ratio})",
+                cap="max_decompression_ratio",
+            )
+        raise TooLarge(
+            f"the decompressed body exceeds {limit} bytes ([server] max_event_size)",
+            cap="max_event_size",
+        )
+    if not complete:
+        raise Rejected(f"the body is truncated {kind} data")
     return data
 
 
-def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    if encoding == "deflate":
-        wbits = zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS
+def decode_prefix(body: bytes, encoding: str, size: int) -> bytes:
+    """At most the first ``size`` decoded bytes (fewer if the body is shorter)."""
+    kind = _encoding(encoding)
+    if kind == "identity":
+        return body[:size]
+    data, _ = _decode(body, kind, size)
+    return data[:size]
+
+
+def _decode(body: bytes, kind: str, most: int) -> tuple[bytes, bool]:
+    """Decode until ``most`` bytes are out or the input ends: (output, whether the
+    stream ended)."""
+    if kind == "br":
+        return _brotli(body, most)
+    return _inflate(body, kind, most)
+
+
+def _inflate(body: bytes, kind: str, most: int) -> tuple[bytes, bool]:
+    if kind == "deflate":
+        # RFC 9110 says zlib format; some clients send raw deflate. The zlib header
+        # is a CMF byte 0x?8 whose 16-bit header is a multiple of 31.
+        zlib_format = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+        wbits = zlib.MAX_WBITS if zlib_format else -zlib.MAX_WBITS
     else:
         wbits = zlib.MAX_WBITS | 16
     inflater = zlib.decompressobj(wbits)
     try:
-        data = inflater.decompress(body, limit + 1)
+        data = inflater.decompress(body, most)
     except zlib.error:
-        raise Rejected(f"the body is not valid {encoding} data") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise TooLarge(f"the decompressed body exceeds {limit} bytes")
-    return data
+        raise Rejected(f"the body is not valid {kind} data") from None
+    return data, inflater.eof
+
+
+_STEP = 64 * 1024
+
+
+def _brotli(body: bytes, most: int) -> tuple[bytes, bool]:
+    decoder = brotli.Decompressor()
+    parts: list[bytes] = []
+    size = 0
+    try:
+        chunk = decoder.process(body, output_buffer_limit=min(most, _STEP))
+        # Output past the limit stays inside the decoder: drain it a step at a time
+        # until the cap, the end of the stream, or a call that yields nothing
+        # (all input used: the stream is cut short).
+        while chunk:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= most or decoder.is_finished():
+                break
+            chunk = decoder.process(b"", output_buffer_limit=min(most - size, _STEP))
+    except brotli.error:
+        raise Rejected("the body is not valid br data") from None
+    return b"".join(parts), decoder.is_finished()

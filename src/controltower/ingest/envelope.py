@@ -6,27 +6,11 @@ runs to the next newline. See develop.sentry.dev/sdk/data-model/envelopes/.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from controltower.ingest.errors import Rejected
-
-
-def _no_constant(name: str) -> None:
-    return None
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
-
-
-def loads(data: bytes | str) -> Any:
-    """JSON as sent by SDKs; NaN and Infinity (which no store column takes) read as null."""
-    if isinstance(data, bytes):
-        if b"\x00" in data[:4]:  # UTF-16 or UTF-32, which JSON allows: let json detect it
-            return json.loads(data, parse_constant=_no_constant)
-        return _DECODER.decode(data.decode("utf-8").removeprefix("\ufeff"))
-    return _DECODER.decode(data)
+from controltower.ingest.errors import Rejected, TooLarge
+from controltower.ingest.limits import IngestLimits, load_object
 
 
 @dataclass(frozen=True)
@@ -38,14 +22,11 @@ class Item:
     def type(self) -> str:
         return str(self.headers.get("type", ""))
 
-    def json(self) -> dict[str, Any]:
-        try:
-            value = loads(self.payload)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise Rejected(f"the {self.type or 'envelope'} item is not valid JSON") from None
-        if not isinstance(value, dict):
-            raise Rejected(f"the {self.type or 'envelope'} item is not a JSON object")
-        return value
+    def json(self, limits: IngestLimits | None = None) -> dict[str, Any]:
+        """The payload as a JSON object, normalized within ``limits``."""
+        return load_object(
+            self.payload, limits or IngestLimits(), f"{self.type or 'envelope'} item"
+        )
 
 
 @dataclass(frozen=True)
@@ -54,22 +35,26 @@ class Envelope:
     items: list[Item]
 
 
-def _json_line(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = loads(data) if data.strip() else {}
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise Rejected(f"the {what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise Rejected(f"the {what} is not a JSON object")
-    return value
+def _json_line(data: bytes, what: str, limits: IngestLimits) -> dict[str, Any]:
+    return load_object(data, limits, what) if data.strip() else {}
 
 
-def parse_envelope(data: bytes) -> Envelope:
-    """Split an envelope into its header and items; ``Rejected`` if it is malformed."""
+def envelope_header(data: bytes, limits: IngestLimits | None = None) -> dict[str, Any]:
+    """The envelope's header line (the first line of ``data``)."""
+    end = data.find(b"\n")
+    return _json_line(
+        data[: end if end >= 0 else len(data)], "envelope header", limits or IngestLimits()
+    )
+
+
+def parse_envelope(data: bytes, limits: IngestLimits | None = None) -> Envelope:
+    """Split an envelope into its header and items; ``Rejected`` if it is malformed,
+    ``TooLarge`` past ``max_envelope_items`` items."""
+    limits = limits or IngestLimits()
     end = data.find(b"\n")
     if end < 0:
         end = len(data)
-    headers = _json_line(data[:end], "envelope header")
+    headers = _json_line(data[:end], "envelope header", limits)
     position = end + 1
     items: list[Item] = []
     size = len(data)
@@ -81,7 +66,13 @@ def parse_envelope(data: bytes) -> Envelope:
         position = end + 1
         if not line.strip():
             continue
-        item_headers = _json_line(line, "item header")
+        if len(items) >= limits.max_envelope_items:
+            raise TooLarge(
+                f"the envelope has more than {limits.max_envelope_items} items "
+                "([server] max_envelope_items)",
+                cap="max_envelope_items",
+            )
+        item_headers = _json_line(line, "item header", limits)
         length = item_headers.get("length")
         if length is not None:
             if not isinstance(length, int) or isinstance(length, bool) or length < 0:

@@ -1,4 +1,8 @@
-"""Why ingestion refused a request; each carries the HTTP status to answer with."""
+"""Why ingestion refused a request; each carries the HTTP status to answer with.
+
+``cap`` names the ``[server]`` setting a request went over (``max_body_size``,
+``max_json_depth``...), so the answer and the rejection metric say which.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ class Rejected(IngestError):
 
     status = 400
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: int = 0) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: int = 0, cap: str = ""
+    ) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
         self.retry_after = retry_after
+        self.cap = cap
 
 
 class AuthFailed(Rejected):

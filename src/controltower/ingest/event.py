@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controltower.ingest.errors import Rejected
@@ -72,6 +72,12 @@ def _text(value: Any, limit: int) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def _shown(value: Any, limit: int) -> str:
+    """A field shown in lists and notifications, scrubbed (a tag or a transaction
+    name may carry a token)."""
+    return scrub_text(_text(value, limit))[:limit]
+
+
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -83,13 +89,25 @@ def normalize_event_id(value: Any) -> str:
     return uuid.uuid4().hex
 
 
+# As Sentry's Relay does: an event time more than 30 days before it was received,
+# or more than a minute after, is a client clock gone wrong; the receipt time stands.
+MAX_PAST = timedelta(days=30)
+MAX_FUTURE = timedelta(minutes=1)
+
+
 def parse_timestamp(value: Any, default: datetime) -> datetime:
+    """The event's time, or ``default`` (its receipt) when it is missing, unreadable
+    or outside ``[default - MAX_PAST, default + MAX_FUTURE]``."""
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.fromtimestamp(float(value), UTC)
-        if isinstance(value, str) and value:
+            parsed = datetime.fromtimestamp(float(value), UTC)
+        elif isinstance(value, str) and value:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            parsed = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        else:
+            return default
+        if default - MAX_PAST <= parsed <= default + MAX_FUTURE:
+            return parsed
     except (ValueError, OverflowError, OSError):
         pass
     return default
@@ -124,9 +142,9 @@ def _message(payload: dict[str, Any]) -> tuple[str, str]:
 
 def _culprit(payload: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
     if payload.get("transaction"):
-        return _text(payload["transaction"], 500)
+        return _shown(payload["transaction"], 500)
     if payload.get("culprit"):
-        return _text(payload["culprit"], 500)
+        return _shown(payload["culprit"], 500)
     if exceptions:
         stack = exceptions[-1].get("stacktrace")
         frames = stack.get("frames") if isinstance(stack, dict) else None
@@ -134,7 +152,7 @@ def _culprit(payload: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
             for frame in reversed(frames):
                 if isinstance(frame, dict) and frame.get("in_app", True):
                     where = frame.get("module") or frame.get("filename") or "?"
-                    return _text(f"{where} in {frame.get('function') or '?'}", 500)
+                    return _shown(f"{where} in {frame.get('function') or '?'}", 500)
     return ""
 
 
@@ -143,13 +161,13 @@ def _code(payload: dict[str, Any], exceptions: list[dict[str, Any]]) -> str:
     if isinstance(tags, dict):
         for key in ("code", "error_code", "error.code"):
             if tags.get(key):
-                return _text(tags[key], 200)
+                return _shown(tags[key], 200)
     elif isinstance(tags, list):
         for entry in tags:
             if isinstance(entry, list) and len(entry) == 2 and entry[0] in ("code", "error_code"):
-                return _text(entry[1], 200)
+                return _shown(entry[1], 200)
     if exceptions:
-        return _text(exceptions[-1].get("type"), 200)
+        return _shown(exceptions[-1].get("type"), 200)
     return ""
 
 
@@ -223,7 +241,7 @@ def parse_event(
     message, template = _message(payload)
     fingerprint_value = payload.get("fingerprint")
     custom = fingerprint_value if isinstance(fingerprint_value, list) else None
-    platform = _text(payload.get("platform"), 50)
+    platform = _shown(payload.get("platform"), 50)
     fingerprint = fingerprint_for(exceptions, template, custom, platform=platform)
     if exceptions:
         last = exceptions[-1]
@@ -245,8 +263,8 @@ def parse_event(
         timestamp=parse_timestamp(payload.get("timestamp"), received_at),
         received_at=received_at,
         level=_level(payload.get("level")),
-        environment=_text(payload.get("environment") or default_environment, 100),
-        release=_text(payload.get("release"), 200),
+        environment=_shown(payload.get("environment") or default_environment, 100),
+        release=_shown(payload.get("release"), 200),
         code=_code(payload, exceptions),
         message=scrub_text(message),
         title=scrub_text(title)[:500],

@@ -4,10 +4,15 @@
 ``POST /api/<project id>/store/``     one Sentry event as JSON
 ``POST /api/<project id>/security/``  CSP reports, ``report-uri`` or Reporting API
 
-Each authenticates the project's DSN key, caps and decompresses the body,
-applies the project's rate limit, parses and scrubs, then queues the events:
-200 ``{"id": "<event id>"}`` once queued, 429 with Retry-After when the project
-is over its limit or the buffer is full.
+Work before authentication is bounded: a DSN key in ``X-Sentry-Auth`` or
+``?sentry_key=`` is checked before the body is read; an envelope that carries
+its key only in its header line (a tunnel) has at most the first
+``HEADER_PREFIX`` decoded bytes looked at before the key is checked. Bodies are
+then read up to ``max_body_size`` and decoded on a small dedicated thread pool,
+off the event loop, under the caps of ``controltower.ingest.limits``. Then the
+project's rate limit, parsing, normalization and scrubbing, and the events are
+queued: 200 ``{"id": "<event id>"}`` once queued, 429 with Retry-After when the
+project is over its limit or the buffer is full.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,22 +32,27 @@ from starlette.routing import Route
 from controltower.clock import system_clock
 from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.csp import parse_csp, store_violations
-from controltower.ingest.decode import decompress
-from controltower.ingest.envelope import loads, parse_envelope
+from controltower.ingest.decode import decode_prefix, decompress
+from controltower.ingest.envelope import envelope_header, parse_envelope
 from controltower.ingest.errors import AuthFailed, RateLimited, Rejected, TooLarge
 from controltower.ingest.event import ParsedEvent, normalize_event_id, parse_event
+from controltower.ingest.limits import IngestLimits, load_object
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.projects import ProjectInfo, find_project
 from controltower.ingest.ratelimit import RateLimiter
-from controltower.ingest.sentry_auth import public_key
+from controltower.ingest.sentry_auth import key_from_dsn, public_key
 from controltower.store import Store
 from controltower.typing import Clock
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 EVENT_ITEMS = frozenset({"event"})
+HEADER_PREFIX = 16 * 1024
 _BUFFER_FULL_RETRY = 5
 _UNKNOWN_KEY_TTL = 5.0
 _UNKNOWN_KEYS_KEPT = 10_000
+# Decoding runs here, never on the event loop; two threads bound the memory a
+# burst of compressed bodies can hold at once.
+_DECODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tower-decode")
 # Browser SDKs post from the app's origin: let them, and let them read the rate-limit answer.
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -64,8 +75,7 @@ class Ingestion:
     store: Store
     buffer: IngestBuffer
     metrics: IngestMetrics
-    max_body_size: int = 1024 * 1024
-    max_event_size: int = 1024 * 1024
+    limits: IngestLimits = field(default_factory=IngestLimits)
     clock: Clock = system_clock
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
@@ -82,7 +92,7 @@ class Ingestion:
         if not key:
             raise AuthFailed("no DSN key: send X-Sentry-Auth or ?sentry_key=")
         project = self._by_key.get(key)
-        if project is None:
+        if project is None and len(key) <= 128:
             now = time.monotonic()
             if now - self._unknown.get(key, -_UNKNOWN_KEY_TTL) >= _UNKNOWN_KEY_TTL:
                 project = await asyncio.to_thread(find_project, self.store, key)
@@ -93,25 +103,53 @@ class Ingestion:
                         self._unknown.clear()
                     self._unknown[key] = now
         if project is None or project.id != project_id:
-            raise AuthFailed(f"the DSN key is not valid for project {project_id}", status=403)
+            raise AuthFailed("the DSN key is not valid for this project", status=403)
         return project
 
-    async def body(self, request: Request) -> bytes:
+    async def read(self, request: Request) -> bytes:
+        """The body as sent, refused past ``max_body_size`` without reading further."""
+        cap = self.limits.max_body_size
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_size:
-            raise TooLarge(f"the body exceeds {self.max_body_size} bytes")
+        if declared.isdigit() and int(declared) > cap:
+            raise _too_big(cap)
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.max_body_size:
-                raise TooLarge(f"the body exceeds {self.max_body_size} bytes")
+            if size > cap:
+                raise _too_big(cap)
             chunks.append(chunk)
-        return decompress(
-            b"".join(chunks),
-            request.headers.get("content-encoding", ""),
-            limit=max(self.max_event_size, self.max_body_size),
+        return b"".join(chunks)
+
+    async def decode(self, request: Request, raw: bytes) -> bytes:
+        """The body decoded under ``max_event_size`` and ``max_decompression_ratio``."""
+        encoding = request.headers.get("content-encoding", "")
+        if not encoding or encoding.strip().lower() == "identity":
+            return raw
+        return await asyncio.get_running_loop().run_in_executor(
+            _DECODERS,
+            functools.partial(
+                decompress,
+                raw,
+                encoding,
+                limit=self.limits.max_event_size,
+                ratio=self.limits.max_decompression_ratio,
+            ),
         )
+
+    async def tunnel_key(self, request: Request, raw: bytes) -> str:
+        """The key in an envelope's header line, decoding no more than ``HEADER_PREFIX``."""
+        encoding = request.headers.get("content-encoding", "")
+        if not encoding or encoding.strip().lower() == "identity":
+            head = raw[:HEADER_PREFIX]
+        else:
+            head = await asyncio.get_running_loop().run_in_executor(
+                _DECODERS, decode_prefix, raw, encoding, HEADER_PREFIX
+            )
+        if b"\n" not in head and len(head) >= HEADER_PREFIX:
+            raise AuthFailed("no DSN key: send X-Sentry-Auth or ?sentry_key=")
+        dsn = envelope_header(head, self.limits).get("dsn")
+        return key_from_dsn(dsn) if isinstance(dsn, str) else ""
 
     def limit(self, project: ProjectInfo, count: int) -> None:
         wait = self.limiter.allow(project.id, project.rate_limit, count)
@@ -130,16 +168,23 @@ class Ingestion:
         counter.inc(len(events))
 
 
+def _too_big(cap: int) -> TooLarge:
+    return TooLarge(f"the body exceeds {cap} bytes ([server] max_body_size)", cap="max_body_size")
+
+
+_REASONS = {401: "auth", 403: "auth", 413: "too_large", 415: "encoding", 429: "rate_limited"}
+
+
 def _failure(exc: Rejected, metrics: IngestMetrics) -> Response:
-    reason = {401: "auth", 403: "auth", 413: "too_large", 429: "rate_limited"}.get(
-        exc.status, "invalid"
-    )
-    metrics.rejected.labels(reason).inc()
+    metrics.rejected.labels(exc.cap or _REASONS.get(exc.status, "invalid")).inc()
     headers = {}
     if exc.retry_after:
         headers["Retry-After"] = str(exc.retry_after)
         headers["X-Sentry-Rate-Limits"] = f"{exc.retry_after}::organization"
-    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+    body: dict[str, str] = {"detail": exc.message}
+    if exc.cap:
+        body["cap"] = exc.cap
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 def _accepted(event_id: str) -> Response:
@@ -159,18 +204,24 @@ def _project_id(request: Request) -> int:
 
 
 def _event_size(ingestion: Ingestion, size: int) -> None:
-    if size > ingestion.max_event_size:
-        raise TooLarge(f"an event exceeds {ingestion.max_event_size} bytes")
+    cap = ingestion.limits.max_event_size
+    if size > cap:
+        raise TooLarge(
+            f"an event exceeds {cap} bytes ([server] max_event_size)", cap="max_event_size"
+        )
 
 
 async def envelope_endpoint(request: Request) -> Response:
     ingestion = _ingestion(request)
     try:
-        data = await ingestion.body(request)
-        envelope = parse_envelope(data)
-        dsn = envelope.headers.get("dsn")
-        key = public_key(request.headers, request.query_params, dsn if isinstance(dsn, str) else "")
-        project = await ingestion.project(_project_id(request), key)
+        key = public_key(request.headers, request.query_params)
+        project = await ingestion.project(_project_id(request), key) if key else None
+        raw = await ingestion.read(request)
+        if project is None:
+            key = await ingestion.tunnel_key(request, raw)
+            project = await ingestion.project(_project_id(request), key)
+        data = await ingestion.decode(request, raw)
+        envelope = parse_envelope(data, ingestion.limits)
         now = ingestion.clock.now()
         events: list[ParsedEvent] = []
         for item in envelope.items:
@@ -179,7 +230,7 @@ async def envelope_endpoint(request: Request) -> Response:
             _event_size(ingestion, len(item.payload))
             events.append(
                 parse_event(
-                    item.json(),
+                    item.json(ingestion.limits),
                     project_id=project.id,
                     received_at=now,
                     event_id=envelope.headers.get("event_id"),
@@ -197,14 +248,11 @@ async def envelope_endpoint(request: Request) -> Response:
 async def store_endpoint(request: Request) -> Response:
     ingestion = _ingestion(request)
     try:
-        data = await ingestion.body(request)
         key = public_key(request.headers, request.query_params)
         project = await ingestion.project(_project_id(request), key)
+        data = await ingestion.decode(request, await ingestion.read(request))
         _event_size(ingestion, len(data))
-        try:
-            payload: Any = loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise Rejected("the event is not valid JSON") from None
+        payload = load_object(data, ingestion.limits, "event")
         event = parse_event(payload, project_id=project.id, received_at=ingestion.clock.now())
         ingestion.limit(project, 1)
         ingestion.queue(project, [event])
@@ -216,10 +264,10 @@ async def store_endpoint(request: Request) -> Response:
 async def security_endpoint(request: Request) -> Response:
     ingestion = _ingestion(request)
     try:
-        data = await ingestion.body(request)
         key = public_key(request.headers, request.query_params)
         project = await ingestion.project(_project_id(request), key)
-        violations = parse_csp(data)
+        data = await ingestion.decode(request, await ingestion.read(request))
+        violations = parse_csp(data, ingestion.limits)
         if violations:
             ingestion.limit(project, len(violations))
             await asyncio.to_thread(

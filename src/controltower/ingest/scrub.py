@@ -2,9 +2,12 @@
 
 Values under a sensitive key (``password``, ``token``, ``authorization``, ``cookie``...)
 become ``[Filtered]``; inside any string, card numbers that pass the Luhn check,
-bearer tokens, tower tokens, URL credentials, ``secret=value`` pairs, quoted
-secrets assigned in code (``password = "..."`` in a frame's source lines) and keys
-of well-known formats (Stripe ``sk_live_...``, Resend, GitHub, Slack, AWS) are replaced.
+bearer tokens, tower tokens, URL credentials (``scheme://user:password@``),
+``secret=value`` pairs (query strings included), quoted secrets assigned in code
+(``password = "..."`` in a frame's source lines), keys of well-known formats
+(Stripe ``sk_live_...`` and ``whsec_...``, Resend, GitHub, Slack tokens, AWS,
+Supabase, OpenAI, Google, npm, PostHog personal keys, JSON Web Tokens), webhook
+URLs that are their own secret (Slack, Discord) and PEM private keys are replaced.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ _CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 _SECRET_TEXT = re.compile(
     r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|tower_[A-Za-z0-9_-]{16,}"
-    r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
-    r"|(?<=[?&;\s])(?:password|passwd|pwd|secret|token|api_?key|access_token|auth)=[^&\s;]+"
+    r"|(?<=://)[^/\s:@]*:[^/\s@]+(?=@)"
+    r"|(?<![^?&;\s])(?:password|passwd|pwd|secret|token|api_?key|access_token|auth"
+    r"|sentry_key|signature|sig)=[^&\s;#]+"
 )
 # A secret written into code or config text, as source lines in stack frames show it:
 # ``password = "..."``, ``"api_key": "..."``, ``TOKEN='...'``.
@@ -34,14 +38,25 @@ _ASSIGNED = re.compile(
     r"""(?i)\b(\w*(?:password|passwd|pwd|secret|token|api[-_]?key|access[-_]?key|private[-_]?key)"""
     r"""\w*["']?\s*[:=]\s*)(["'])[^"'\n]{3,}\2"""
 )
-# Keys whose format gives them away wherever they appear: Stripe secret and restricted
-# keys, Resend, GitHub, Slack, AWS access key ids, Supabase service keys.
+# Keys whose format gives them away wherever they appear: Stripe secret, restricted and
+# webhook-signing keys, Resend, GitHub (classic and fine-grained), Slack tokens, AWS access
+# key ids, Supabase (management and secret keys), OpenAI, Google API keys, npm, PostHog
+# personal keys, JSON Web Tokens; webhook URLs whose path is the secret (Slack, Discord);
+# PEM private keys.
 _KNOWN_KEYS = re.compile(
-    r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{8,}|re_[A-Za-z0-9_]{16,}|gh[pousr]_[A-Za-z0-9]{20,}"
-    r"|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|sbp_[a-f0-9]{20,})\b"
+    r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{8,}|whsec_[A-Za-z0-9]{16,}|re_[A-Za-z0-9_]{16,}"
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{22,}|xox[abposre]-[A-Za-z0-9-]{10,}"
+    r"|AKIA[0-9A-Z]{16}|sbp_[a-f0-9]{20,}|sb_secret_[A-Za-z0-9_-]{16,}"
+    r"|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|npm_[A-Za-z0-9]{36}"
+    r"|phx_[A-Za-z0-9]{20,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+    r"|hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+"
+    r"|(?:discord|discordapp)\.com/api/webhooks/[0-9]+/[A-Za-z0-9_-]+)"
+    r"|-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z ]*PRIVATE KEY-----|$)"
 )
 _SUSPECT = re.compile(
-    r"\d{4}|(?i:bearer|basic|tower_|://|=|k_live|k_test|re_|gh[pousr]_|xox|akia|sbp_)"
+    r"\d{4}|(?i:bearer|basic|tower_|://|=|k_live|k_test|whsec_|re_|gh[pousr]_|github_pat|xox"
+    r"|akia|sbp_|sb_secret|sk-|aiza|npm_|phx_|eyj|hooks\.slack|discord|private key)"
 )
 _MAX_DEPTH = 24
 

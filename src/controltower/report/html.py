@@ -268,7 +268,7 @@ def render_html(run: CheckRun) -> str:
         chips = "".join(
             f'<li><a class="pill fail" href="#{_anchor(i)}">{_e(i)}</a></li>'
             for i in verdict_.failing
-        )
+        ) or "".join(f"<li>blocked by gate {b}</li>" for b in verdict_.blocked_by)
         gates.append(
             f'<div class="gate {state}"><div class="n">Gate {gate}</div>'
             f'<div class="v">{"GO" if verdict_.passed else "NO-GO"}</div>'

@@ -99,6 +99,8 @@ def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> No
     for gate, verdict in run.gates.items():
         mark = "[green]GO[/green]" if verdict.passed else "[red]NO-GO[/red]"
         failing = f"  failing: {', '.join(verdict.failing)}" if verdict.failing else ""
+        if verdict.blocked_by and not verdict.failing:
+            failing = f"  blocked by gate {', '.join(map(str, verdict.blocked_by))}"
         console.print(f"gate {gate} {verdict.name}: {mark}{escape(failing)}", soft_wrap=True)
 
 
@@ -115,7 +117,7 @@ def render_markdown(run: CheckRun) -> str:
     lines += ["| gate | name | verdict | failing |", "| --- | --- | --- | --- |"]
     for gate, verdict in run.gates.items():
         lines.append(
-            f"| {gate} | {verdict.name} | {'GO' if verdict.passed else 'NO-GO'} | {', '.join(verdict.failing)} |"
+            f"| {gate} | {verdict.name} | {'GO' if verdict.passed else 'NO-GO'} | {', '.join(verdict.failing) or ', '.join(f'gate {b}' for b in verdict.blocked_by)} |"
         )
     lines += ["", "| category | readiness |", "| --- | --- |"]
     lines += [f"| {name} | {_pct(value)} |" for name, value in run.score.categories.items()]

@@ -21,6 +21,15 @@ _LEVEL = {
     Status.ADVICE: "note",
     Status.WAIVED: "warning",
 }
+# An outside tool's level (hadolint's, an advisory's severity) as a SARIF level.
+_ITEM_LEVEL = {
+    "error": "error",
+    "critical": "error",
+    "high": "error",
+    "warning": "warning",
+    "moderate": "warning",
+    "medium": "warning",
+}
 
 
 def to_json(run: CheckRun) -> str:
@@ -82,6 +91,45 @@ def to_junit(run: CheckRun) -> str:
         root.set(key, str(value))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _item_results(
+    finding: Finding, rules: list[dict[str, Any]], index: dict[str, int]
+) -> list[dict[str, Any]]:
+    """One result per item of an outside tool (a hadolint finding, an advisory), under the
+    tool's own rule id, suppressed like its finding when that is waived."""
+    results = []
+    for item in finding.items:
+        if item.rule not in index:
+            index[item.rule] = len(rules)
+            rule: dict[str, Any] = {
+                "id": item.rule,
+                "shortDescription": {"text": item.message.split("\n", 1)[0][:200] or item.rule},
+                "properties": {"tool": item.tool, "check": finding.id},
+            }
+            if item.url:
+                rule["helpUri"] = item.url
+            rules.append(rule)
+        physical: dict[str, Any] = {
+            "artifactLocation": {"uri": item.file or "tower.toml", "uriBaseId": "SRCROOT"}
+        }
+        if item.line:
+            physical["region"] = {"startLine": item.line}
+        result: dict[str, Any] = {
+            "ruleId": item.rule,
+            "ruleIndex": index[item.rule],
+            "level": _ITEM_LEVEL.get(item.level, "note"),
+            "message": {"text": f"{item.message} ({item.tool} {item.level})"},
+            "locations": [{"physicalLocation": physical}],
+            "partialFingerprints": {
+                "towerCheck/v1": f"{finding.id}:{item.rule}:{item.file}:{item.line}"
+            },
+            "properties": {"tool": item.tool, "level": item.level, "check": finding.id},
+        }
+        if finding.status is Status.WAIVED:
+            result["suppressions"] = [{"kind": "external", "justification": finding.message}]
+        results.append(result)
+    return results
 
 
 def to_sarif(run: CheckRun) -> str:
@@ -159,6 +207,7 @@ def to_sarif(run: CheckRun) -> str:
         # Stable across runs, so code scanning tracks one alert per check and place.
         result["partialFingerprints"] = {"towerCheck/v1": f"{finding.id}:{file or run.url or ''}"}
         results.append(result)
+        results.extend(_item_results(finding, rules, index))
     document = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",

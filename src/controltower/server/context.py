@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from controltower.clock import system_clock
 from controltower.ingest.alerts import ErrorAlertRules
 from controltower.ingest.buffer import IngestBuffer
+from controltower.ingest.limits import IngestLimits
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.routes import Ingestion
 from controltower.server.services import Service
@@ -87,8 +88,7 @@ class ServerContext:
             store=store,
             buffer=buffer,
             metrics=IngestMetrics(context.registry),
-            max_body_size=server.max_body_size if server else 1024 * 1024,
-            max_event_size=server.max_event_size if server else 1024 * 1024,
+            limits=IngestLimits.from_spec(server),
             clock=clock,
         )
         if spec is not None:

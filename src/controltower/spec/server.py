@@ -79,6 +79,10 @@ class ServerSpec(Section):
     title: str = ""
     max_event_size: Size = 1024 * 1024
     max_body_size: Size = 1024 * 1024
+    max_decompression_ratio: int = Field(default=200, ge=2)
+    max_envelope_items: int = Field(default=100, ge=1)
+    max_json_depth: int = Field(default=64, ge=2, le=512)
+    max_string_size: Size = 256 * 1024
     buffer_size: int = Field(default=20000, ge=1)
     batch_size: int = Field(default=500, ge=1)
     flush_interval: Duration = 0.2

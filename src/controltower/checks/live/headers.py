@@ -8,6 +8,7 @@ import httpx
 
 from controltower.checks.base import Check, CheckContext, register
 from controltower.checks.live import observatory
+from controltower.checks.live.local import is_local
 from controltower.checks.model import (
     Category,
     Fix,
@@ -21,7 +22,6 @@ from controltower.checks.model import (
 )
 from controltower.spec.service import Target
 
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -34,10 +34,6 @@ def to_response(response: httpx.Response, verified: bool = True) -> observatory.
         body,
         verified,
     )
-
-
-def is_local(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in LOCAL_HOSTS
 
 
 async def _route(

@@ -11,11 +11,25 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from controltower.checks.base import Check, CheckContext, register
-from controltower.checks.model import Category, Fix, Gate, Outcome, Severity, failed, passed
+from controltower.checks.live.local import local_http
+from controltower.checks.model import (
+    Category,
+    Fix,
+    Gate,
+    Outcome,
+    Severity,
+    failed,
+    passed,
+    skipped,
+)
 from controltower.spec.service import Target
 
 FORCE_HTTPS = Fix(
     "Redirect http to https on the same host", "fly.toml", "[http_service]\n  force_https = true"
+)
+LOCAL_URL = (
+    "a plain-http URL on this machine: HTTPS belongs to the platform in front of it "
+    "(the header grade treats it the same way)"
 )
 PLAIN_HTTP_ADVICE = (
     "a local target is served over plain http; HTTPS belongs to the platform in front of it"
@@ -38,6 +52,8 @@ class Redirect(Check):
 
     async def run(self, ctx: CheckContext) -> Outcome:
         assert ctx.client is not None and ctx.url is not None
+        if local_http(ctx.url) and ctx.target is not Target.LOCAL:
+            return skipped(LOCAL_URL)
         parts = urlsplit(ctx.url)
         if parts.scheme != "https":
             return failed(f"{ctx.url} is served over plain http", FORCE_HTTPS)
@@ -125,6 +141,8 @@ class Certificate(Check):
 
     async def run(self, ctx: CheckContext) -> Outcome:
         assert ctx.url is not None
+        if local_http(ctx.url) and ctx.target is not Target.LOCAL:
+            return skipped(LOCAL_URL)
         parts = urlsplit(ctx.url)
         host, port = parts.hostname or "", parts.port or 443
         if parts.scheme != "https":

@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -485,6 +485,15 @@ class Agent:
             (self.state_dir / AGENT_FILE).unlink()
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the proxy moves more requests per CPU-second on it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a dependency except on Windows
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controltower.deploy.local.agent")
     parser.add_argument("--state-dir", required=True, type=Path)
@@ -494,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     agent = Agent(args.state_dir, service=args.service, host=args.host, port=args.port)
     try:
-        asyncio.run(agent.run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(agent.run())
     except OSError as exc:
         print(f"tower agent: {exc}", file=sys.stderr)
         return 1

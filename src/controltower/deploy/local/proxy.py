@@ -1,10 +1,32 @@
-"""tower's reverse proxy: an atomic routing table, a weighted split, draining, metrics.
+"""tower's reverse proxy: an atomic routing table, a sticky weighted split, draining, metrics.
 
-HTTP/1.1 with keep-alive on both sides. A request goes to a release chosen by
-weight, then to one of that release's running instances in turn. A request
-that could not be sent (connection refused, or a pooled connection the app had
-closed) is retried on a fresh connection, so switching and draining lose
-nothing. Every answered request is counted per release for the analysis.
+HTTP/1.1 with keep-alive on both sides, framed by ``controltower.http1``
+(httptools). A request goes to a release, then to the least busy running
+instance of that release. The release is, in order:
+
+1. the one a *pin* names (``Proxy(pins=...)``: a function of the request head
+   returning a release id, e.g. the release a Next.js ``deploymentId`` belongs
+   to), if that release is routed;
+2. the one the ``tower-split`` cookie names. Its value is ``<bucket>.<tag>``:
+   the client's bucket, a random 32-bit point on the split drawn at its first
+   request (as kamal-proxy hashes its rollout cookie to a point), and a hash of
+   the release that request got. While that release is routed the client stays
+   on it whatever the weights become, so a browser session sees one release
+   for a whole canary; when it is no longer routed the bucket decides again;
+3. the weights, at the bucket's point (a request without the cookie draws a
+   fresh point, so cookie-less traffic splits by weight request by request).
+
+A response that chose a release for the client sets the cookie (path ``/``,
+``HttpOnly``, ``SameSite=Lax``, for the browser session).
+
+Bodies stream both ways in pieces of at most 64 KiB and are never held whole.
+An ``Upgrade`` request (WebSocket) that the app accepts with 101 becomes a
+byte tunnel between client and instance, which later routing changes leave
+alone. A request that could not be delivered (connection refused, or a pooled
+connection the app had closed) is retried on a fresh connection or another
+instance while no byte of its answer has arrived and what it sent (up to 64
+KiB of body) can be sent again. Every answered request is counted per release
+for the analysis.
 """
 
 from __future__ import annotations
@@ -12,14 +34,18 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
+import hashlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controltower.http1 import Head, Incoming, MessageError
+
+COOKIE = "tower-split"
+_COOKIE_KEY = COOKIE.encode()
 _IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 _HOP = {
     b"connection",
@@ -31,7 +57,12 @@ _HOP = {
     b"trailer",
 }
 _MAX_HEAD = 64 * 1024
+_PIECE = 64 * 1024
+_REPLAY = 64 * 1024
 _KEEP = 300.0
+
+Pin = Callable[[Head], "str | None"]
+"""Names the release a request must go to (when that release is routed), or None."""
 
 
 class UpstreamFailed(Exception):
@@ -52,7 +83,7 @@ class Target:
     port: int
     routable: bool = True
     inflight: int = 0
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+    idle: list[tuple[Incoming, asyncio.StreamWriter]] = field(default_factory=list)
 
     def close_idle(self) -> None:
         for _, writer in self.idle:
@@ -112,40 +143,147 @@ class Metrics:
         }
 
 
+def release_tag(release: str) -> str:
+    """The hash of a release id that the cookie carries (8 hex digits, no name exposed)."""
+    return hashlib.blake2s(release.encode(), digest_size=4).hexdigest()
+
+
+def split_cookie(head: Head) -> tuple[int, str] | None:
+    """The (bucket, release tag) of the request's ``tower-split`` cookie, if it has a valid one."""
+    for name, value in head.headers:
+        if name.lower() != b"cookie" or _COOKIE_KEY not in value:
+            continue
+        for part in value.split(b";"):
+            key, _, found = part.strip().partition(b"=")
+            if key != _COOKIE_KEY:
+                continue
+            bucket, _, tag = found.partition(b".")
+            if len(bucket) == 8 and len(tag) == 8:
+                try:
+                    return int(bucket, 16), tag.decode("ascii")
+                except (ValueError, UnicodeDecodeError):
+                    return None
+    return None
+
+
 class RoutingTable:
     """Release weights and instances; replaced as a whole, never edited in place."""
 
     def __init__(self, weights: dict[str, float], targets: list[Target]) -> None:
         self.weights = {release: w for release, w in weights.items() if w > 0}
         self.targets = targets
-        self._cycles: dict[str, itertools.cycle[Target]] = {}
         self._by_release: dict[str, list[Target]] = {}
         for target in targets:
             self._by_release.setdefault(target.release, []).append(target)
         releases = [r for r in self.weights if self._by_release.get(r)]
         total = sum(self.weights[r] for r in releases)
         self._releases = releases
+        self._tags = {release_tag(r): r for r in releases}
+        self._tag_of = {r: tag for tag, r in self._tags.items()}
         self._cumulative: list[float] = []
         running = 0.0
         for release in releases:
             running += self.weights[release] / total if total else 0
             self._cumulative.append(running)
 
-    def choose(self, exclude: set[str]) -> Target | None:
+    @property
+    def releases(self) -> list[str]:
+        """The releases that take traffic: a weight above zero and an instance."""
+        return list(self._releases)
+
+    def release_at(self, point: float) -> str | None:
+        """The release whose share of the split holds ``point`` (in [0, 1))."""
         if not self._releases:
             return None
-        index = bisect.bisect_left(self._cumulative, random.random())
-        first = self._releases[min(index, len(self._releases) - 1)]
-        for release in [first, *self._releases]:
+        index = bisect.bisect_right(self._cumulative, point)
+        return self._releases[min(index, len(self._releases) - 1)]
+
+    def route(self, head: Head, pins: Sequence[Pin] = ()) -> tuple[str | None, bytes | None]:
+        """The release for a request, and the ``Set-Cookie`` value to answer with (or None)."""
+        for pin in pins:
+            named = pin(head)
+            if named is not None and named in self._tag_of:
+                return named, None
+        found = split_cookie(head)
+        if found is not None:
+            bucket, tag = found
+            pinned = self._tags.get(tag)
+            if pinned is not None:
+                return pinned, None
+        else:
+            bucket = random.getrandbits(32)
+        release = self.release_at(bucket / 4294967296.0)
+        if release is None:
+            return None, None
+        cookie = b"%s=%08x.%s; Path=/; HttpOnly; SameSite=Lax" % (
+            _COOKIE_KEY,
+            bucket,
+            self._tag_of[release].encode(),
+        )
+        return release, cookie
+
+    def choose(self, exclude: set[str], release: str | None = None) -> Target | None:
+        """The least busy instance of ``release`` (by weight when None), else of another release."""
+        if not self._releases:
+            return None
+        if release is None:
+            release = self.release_at(random.random())
+        for name in [release, *self._releases]:
             candidates = [
-                t for t in self._by_release.get(release, []) if t.routable and t.id not in exclude
+                t
+                for t in self._by_release.get(name or "", [])
+                if t.routable and t.id not in exclude
             ]
+            if len(candidates) == 1:
+                return candidates[0]
             if candidates:
                 return min(candidates, key=lambda t: t.inflight + random.random())
         for target in self.targets:
             if target.routable and target.id not in exclude and target.release in self.weights:
                 return target
         return None
+
+
+class _Body:
+    """A request body read from the client as the upstream takes it, with a bounded replay.
+
+    The first 64 KiB that went out are kept, so a request whose connection
+    failed before any answer can be sent again; past that it cannot.
+    """
+
+    def __init__(self, incoming: Incoming, head: Head) -> None:
+        self.incoming = incoming
+        self.present = head.has_body()
+        self.chunked = self.present and head.get(b"content-length") is None
+        self.expect = (head.get(b"expect") or b"").lower() == b"100-continue"
+        self.kept: list[bytes] = []
+        self.size = 0
+        self.replayable = True
+        self.done = not self.present
+
+    async def send(self, writer: asyncio.StreamWriter, client: asyncio.StreamWriter) -> None:
+        if not self.present:
+            return
+        frame = _chunk if self.chunked else bytes
+        for kept in self.kept:
+            writer.write(frame(kept))
+        if not self.done:
+            if self.expect:
+                self.expect = False
+                client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            while (piece := await self.incoming.body()) is not None:
+                if self.replayable:
+                    self.size += len(piece)
+                    if self.size <= _REPLAY:
+                        self.kept.append(piece)
+                    else:
+                        self.replayable = False
+                        self.kept.clear()
+                writer.write(frame(piece))
+                await writer.drain()
+            self.done = True
+        if self.chunked:
+            writer.write(b"0\r\n\r\n")
 
 
 class Proxy:
@@ -159,6 +297,7 @@ class Proxy:
         on_error: Callable[[str], None] | None = None,
         connect_timeout: float = 2.0,
         read_timeout: float = 60.0,
+        pins: Sequence[Pin] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -166,6 +305,7 @@ class Proxy:
         self.metrics = Metrics()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.pins = list(pins)
         self.on_error = on_error or (lambda message: None)
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
@@ -187,7 +327,11 @@ class Proxy:
                 await asyncio.wait_for(self.server.wait_closed(), 2)
 
     def update(self, weights: dict[str, float], targets: list[Target]) -> None:
-        """Install a new routing table in one assignment; drop pooled connections of old targets."""
+        """Install a new routing table in one assignment; drop pooled connections of old targets.
+
+        Requests in flight and upgraded (WebSocket) connections keep going to
+        where they were sent.
+        """
         previous = self.table
         self.table = RoutingTable(weights, targets)
         kept = {id(t) for t in targets if t.routable}
@@ -199,76 +343,69 @@ class Proxy:
         self._clients.add(writer)
         peer = writer.get_extra_info("peername")
         client_ip = peer[0].encode() if peer else b"127.0.0.1"
+        incoming = Incoming(reader, request=True, chunk=_PIECE, max_head=_MAX_HEAD)
         try:
             while True:
                 try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                try:
-                    method, target_path, version, headers = _parse_request(head)
-                    body = await _read_body(reader, headers)
-                except ValueError:
+                    head = await incoming.head()
+                except MessageError:
                     writer.write(_simple(400, b"bad request"))
                     await writer.drain()
                     return
-                keep_alive = version == b"HTTP/1.1" and _header(headers, b"connection") != b"close"
-                ok = await self._forward(
-                    method, target_path, headers, body, writer, keep_alive, client_ip
-                )
-                if not ok or not keep_alive:
+                if head is None:
                     return
-        except (ConnectionError, asyncio.CancelledError):
+                if head.method == b"CONNECT":
+                    writer.write(_simple(405, b"CONNECT is not proxied"))
+                    await writer.drain()
+                    return
+                keep = await self._forward(head, incoming, writer, client_ip)
+                if not keep or not head.keep_alive:
+                    return
+        except (ConnectionError, MessageError, asyncio.CancelledError):
             return
         finally:
             self._clients.discard(writer)
             writer.close()
 
     async def _forward(
-        self,
-        method: bytes,
-        path: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        client: asyncio.StreamWriter,
-        keep_alive: bool,
-        client_ip: bytes,
+        self, head: Head, incoming: Incoming, client: asyncio.StreamWriter, client_ip: bytes
     ) -> bool:
+        table = self.table
+        release, cookie = table.route(head, self.pins)
+        body = _Body(incoming, head)
         tried: set[str] = set()
         last_error = "no release is routed"
-        release = ""
+        answered_by = ""
         started = time.monotonic()
         for _attempt in range(4):
-            target = self.table.choose(tried)
+            target = table.choose(tried, release)
             if target is None:
                 break
-            release = target.release
+            answered_by = target.release
             target.inflight += 1
             try:
-                return await self._exchange(
-                    target, method, path, headers, body, client, keep_alive, client_ip, started
-                )
+                return await self._exchange(target, head, body, client, client_ip, cookie, started)
             except UpstreamFailed as exc:
                 last_error = f"{target.id}: {exc}"
                 tried.add(target.id)
-                if not exc.retryable:
+                if not exc.retryable or not body.replayable:
                     break
             finally:
                 target.inflight -= 1
         self.on_error(last_error)
-        if release:
-            self.metrics.record(release, time.monotonic() - started, True)
+        if answered_by:
+            self.metrics.record(answered_by, time.monotonic() - started, True)
         client.write(_simple(502, b"no healthy upstream"))
         await client.drain()
-        return keep_alive
+        return body.done and not head.upgrade
 
     async def _connection(
         self, target: Target, fresh: bool
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+    ) -> tuple[Incoming, asyncio.StreamWriter, bool]:
         while target.idle and not fresh:
-            reader, writer = target.idle.pop()
-            if not writer.is_closing() and not reader.at_eof():
-                return reader, writer, True
+            upstream, writer = target.idle.pop()
+            if not writer.is_closing() and not upstream.reader.at_eof():
+                return upstream, writer, True
             writer.close()
         try:
             reader, writer = await asyncio.wait_for(
@@ -277,189 +414,184 @@ class Proxy:
             )
         except (OSError, TimeoutError) as exc:
             raise UpstreamFailed(f"connect failed: {exc}", retryable=True) from None
-        return reader, writer, False
+        return Incoming(reader, request=False, chunk=_PIECE, max_head=_MAX_HEAD), writer, False
 
     async def _exchange(
         self,
         target: Target,
-        method: bytes,
-        path: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
+        head: Head,
+        body: _Body,
         client: asyncio.StreamWriter,
-        keep_alive: bool,
         client_ip: bytes,
+        cookie: bytes | None,
         started: float,
     ) -> bool:
-        request = _request_bytes(method, path, headers, body, client_ip)
+        request = _request_head(head, client_ip)
+        head_only = head.method == b"HEAD"
+        idempotent = head.method in _IDEMPOTENT
         for fresh in (False, True):
-            reader, writer, pooled = await self._connection(target, fresh)
+            upstream, writer, pooled = await self._connection(target, fresh)
             try:
                 writer.write(request)
+                await body.send(writer, client)
                 await writer.drain()
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.read_timeout)
-            except (
-                asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError,
-                ConnectionError,
-                TimeoutError,
-            ) as exc:
+                async with asyncio.timeout(self.read_timeout):
+                    response = await upstream.head(head_only=head_only)
+                if response is None:
+                    raise ConnectionError("closed without an answer")
+            except (MessageError, ConnectionError, OSError, TimeoutError) as exc:
                 writer.close()
-                if pooled and method in _IDEMPOTENT:
+                if isinstance(exc, MessageError) and not body.done:
+                    raise  # the client's body was not valid: nothing to answer
+                if pooled and idempotent and body.replayable and not isinstance(exc, TimeoutError):
                     continue
                 raise UpstreamFailed(
-                    f"no response ({type(exc).__name__})", retryable=method in _IDEMPOTENT
+                    f"no response ({type(exc).__name__})",
+                    retryable=idempotent and body.replayable,
                 ) from None
             break
         else:  # pragma: no cover - the loop always breaks or raises
             raise UpstreamFailed("no response", retryable=False)
-        status, response_headers = _parse_response(head)
-        upstream_keep = _header(response_headers, b"connection") != b"close"
-        out = bytearray(head.split(b"\r\n", 1)[0] + b"\r\n")
-        for name, value in response_headers:
-            if name.lower() in _HOP:
-                continue
-            out += name + b": " + value + b"\r\n"
-        out += b"x-tower-release: " + target.release.encode() + b"\r\n"
-        chunked = b"chunked" in (_header(response_headers, b"transfer-encoding") or b"").lower()
-        length = _header(response_headers, b"content-length")
-        no_body = method == b"HEAD" or status in (204, 304) or 100 <= status < 200
-        until_close = not no_body and not chunked and length is None
-        if chunked and not no_body:
-            out += b"transfer-encoding: chunked\r\n"
-        if until_close or not keep_alive:
-            out += b"connection: close\r\n"
-            keep_alive = False
-        else:
-            out += b"connection: keep-alive\r\n"
-        out += b"\r\n"
+        status = response.status
+        if head.upgrade and status == 101:
+            client.write(_response_head(response, target.release, cookie, upgrade=True))
+            if upstream.leftover:
+                client.write(upstream.leftover)
+            self.metrics.record(target.release, time.monotonic() - started, False)
+            await _tunnel(incoming=body.incoming, client=client, upstream=upstream, writer=writer)
+            return False
+        no_body = head_only or status in (204, 304) or 100 <= status < 200
+        length = response.get(b"content-length")
+        chunked = not no_body and length is None and response.has_body()
+        until_close = not no_body and length is None and not chunked
+        keep_alive = head.keep_alive and not until_close and not head.upgrade
+        client.write(
+            _response_head(response, target.release, cookie, chunked=chunked, keep_alive=keep_alive)
+        )
         try:
-            client.write(bytes(out))
             if not no_body:
-                if chunked:
-                    await _copy_chunked(reader, client)
-                elif length is not None:
-                    await _copy_exact(reader, client, int(length))
-                else:
-                    upstream_keep = False
-                    while data := await reader.read(65536):
-                        client.write(data)
+                async with asyncio.timeout(self.read_timeout) as deadline:
+                    loop = asyncio.get_running_loop()
+                    while (piece := await upstream.body()) is not None:
+                        client.write(_chunk(piece) if chunked else piece)
                         await client.drain()
+                        deadline.reschedule(loop.time() + self.read_timeout)
+                if chunked:
+                    client.write(b"0\r\n\r\n")
             await client.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (MessageError, ConnectionError, TimeoutError):
             writer.close()
             self.metrics.record(target.release, time.monotonic() - started, True)
             return False
         self.metrics.record(target.release, time.monotonic() - started, status >= 500)
-        if upstream_keep and target.routable and len(target.idle) < 64:
-            target.idle.append((reader, writer))
+        if response.keep_alive and not until_close and target.routable and len(target.idle) < 64:
+            target.idle.append((upstream, writer))
         else:
             writer.close()
         return keep_alive
 
 
-def _parse_request(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise ValueError("bad request line")
-    return parts[0], parts[1], parts[2], _parse_headers(lines[1:])
+async def _tunnel(
+    *,
+    incoming: Incoming,
+    client: asyncio.StreamWriter,
+    upstream: Incoming,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Copy bytes both ways until either side closes, then close both."""
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await source.read(_PIECE):
+                sink.write(data)
+                await sink.drain()
+
+    if incoming.leftover:
+        writer.write(incoming.leftover)
+    tasks = [
+        asyncio.ensure_future(pipe(incoming.reader, writer)),
+        asyncio.ensure_future(pipe(upstream.reader, client)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        writer.close()
+        client.close()
 
 
-def _parse_response(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ConnectionError("bad status line from upstream")
-    return int(parts[1]), _parse_headers(lines[1:])
+def _connection_tokens(head: Head) -> set[bytes]:
+    value = head.get(b"connection")
+    if not value:
+        return set()
+    return {token.strip().lower() for token in value.split(b",")}
 
 
-def _parse_headers(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
-    headers = []
-    for line in lines:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise ValueError("bad header")
-        headers.append((name.strip(), value.strip()))
-    return headers
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: list[tuple[bytes, bytes]]) -> bytes:
-    if b"chunked" in (_header(headers, b"transfer-encoding") or b"").lower():
-        body = bytearray()
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                return bytes(body)
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-    length = _header(headers, b"content-length")
-    if length is None:
-        return b""
-    if not length.isdigit():
-        raise ValueError("bad content-length")
-    return await reader.readexactly(int(length)) if int(length) else b""
-
-
-def _request_bytes(
-    method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, client_ip: bytes
-) -> bytes:
-    out = bytearray(method + b" " + path + b" HTTP/1.1\r\n")
+def _request_head(head: Head, client_ip: bytes) -> bytes:
+    out = bytearray(head.method + b" " + head.target + b" HTTP/1.1\r\n")
+    declared = _connection_tokens(head)
     forwarded_for = None
-    for name, value in headers:
+    for name, value in head.headers:
         lower = name.lower()
-        if lower in _HOP or lower == b"content-length":
+        if lower in _HOP or lower in declared or lower in (b"content-length", b"expect"):
             continue
         if lower == b"x-forwarded-for":
-            forwarded_for = value
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         out += name + b": " + value + b"\r\n"
     chain = forwarded_for + b", " + client_ip if forwarded_for else client_ip
     out += b"x-forwarded-for: " + chain + b"\r\n"
-    if body or method in (b"POST", b"PUT", b"PATCH"):
-        out += b"content-length: " + str(len(body)).encode() + b"\r\n"
-    out += b"connection: keep-alive\r\n\r\n"
-    return bytes(out) + body
+    length = head.get(b"content-length")
+    if length is not None:
+        out += b"content-length: " + length.strip() + b"\r\n"
+    elif head.has_body():
+        out += b"transfer-encoding: chunked\r\n"
+    elif head.method in (b"POST", b"PUT", b"PATCH"):
+        out += b"content-length: 0\r\n"
+    if head.upgrade:
+        out += b"connection: upgrade\r\nupgrade: " + (head.get(b"upgrade") or b"") + b"\r\n\r\n"
+    else:
+        out += b"connection: keep-alive\r\n\r\n"
+    return bytes(out)
 
 
-async def _copy_exact(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-    while n > 0:
-        data = await reader.read(min(n, 65536))
-        if not data:
-            raise asyncio.IncompleteReadError(b"", n)
-        writer.write(data)
-        n -= len(data)
-        if n > 0:
-            await writer.drain()
+def _response_head(
+    response: Head,
+    release: str,
+    cookie: bytes | None,
+    *,
+    chunked: bool = False,
+    keep_alive: bool = True,
+    upgrade: bool = False,
+) -> bytes:
+    out = bytearray(b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason))
+    declared = _connection_tokens(response)
+    for name, value in response.headers:
+        lower = name.lower()
+        if (lower in _HOP or lower in declared) and not (upgrade and lower == b"upgrade"):
+            continue
+        out += name + b": " + value + b"\r\n"
+    out += b"x-tower-release: " + release.encode() + b"\r\n"
+    if cookie is not None:
+        out += b"set-cookie: " + cookie + b"\r\n"
+    if upgrade:
+        out += b"connection: upgrade\r\n\r\n"
+        return bytes(out)
+    if chunked:
+        out += b"transfer-encoding: chunked\r\n"
+    out += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
+    return bytes(out)
 
 
-async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        writer.write(size_line)
-        size = int(size_line.split(b";")[0].strip(), 16)
-        if size == 0:
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                writer.write(line)
-                if line == b"\r\n":
-                    return
-        await _copy_exact(reader, writer, size + 2)
-        await writer.drain()
+def _chunk(piece: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
 
 
 def _simple(status: int, text: bytes) -> bytes:
-    reason = {400: b"Bad Request", 502: b"Bad Gateway"}.get(status, b"Error")
+    reason = {400: b"Bad Request", 405: b"Method Not Allowed", 502: b"Bad Gateway"}.get(
+        status, b"Error"
+    )
     return b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%s" % (
         status,
         reason,

@@ -21,7 +21,7 @@ from controltower.server.api.common import (
 )
 from controltower.server.tokens import TokenInfo
 from controltower.store import Store
-from controltower.store.models.checks import CheckRunRow
+from controltower.store.models.checks import CheckRunRow, RunKind
 
 
 def run_json(row: CheckRunRow) -> dict[str, Any]:
@@ -39,11 +39,12 @@ def run_json(row: CheckRunRow) -> dict[str, Any]:
         "gates": row.gates,
         "passed": row.passed,
         "counts": row.counts,
+        "kind": row.kind,
     }
 
 
 def _list(store: Store, service_id: int | None, limit: int) -> list[dict[str, Any]]:
-    query = select(CheckRunRow)
+    query = select(CheckRunRow).where(CheckRunRow.kind == RunKind.READINESS.value)
     if service_id is not None:
         query = query.where(CheckRunRow.service_id == service_id)
     with store.session() as session:

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controltower.clock import utcnow
 from controltower.store.base import Base
 
 
+class RunKind(StrEnum):
+    """``readiness``: a `tower check` run, the history's; ``deploy-gate``: a deploy's pre-flight."""
+
+    READINESS = "readiness"
+    DEPLOY_GATE = "deploy-gate"
+
+
 class CheckRunRow(Base):
     """One `tower check` run. ``categories``: {category: percent or null}; ``gates``: {"1": {...}}."""
 
     __tablename__ = "check_runs"
-    __table_args__ = (Index("ix_check_runs_service_started", "service_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_check_runs_service_started", "service_id", "started_at"),
+        CheckConstraint("kind IN ('readiness', 'deploy-gate')", name="ck_check_runs_kind"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
@@ -31,6 +42,9 @@ class CheckRunRow(Base):
     gates: Mapped[dict[str, Any]] = mapped_column(default=dict)
     passed: Mapped[bool] = mapped_column(default=False)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    kind: Mapped[str] = mapped_column(
+        String(20), default=RunKind.READINESS.value, server_default=RunKind.READINESS.value
+    )
 
 
 class CheckFindingRow(Base):

@@ -108,6 +108,7 @@ async def _serve(
     import uvicorn
     from starlette.applications import Starlette
 
+    from controltower.deploy.reconciler import DeployReconciler
     from controltower.monitor import MonitorRunner, RunnerOptions, heartbeat_routes
 
     class _Server(uvicorn.Server):
@@ -141,6 +142,7 @@ async def _serve(
             )
             server = _Server(config)
             tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+        tasks.append(asyncio.create_task(DeployReconciler(spec, store).run(stop)))
         tasks.append(asyncio.create_task(runner.run(stop)))
         if not quiet:
             from controltower.notify import build_channels

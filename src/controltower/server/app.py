@@ -55,12 +55,19 @@ def build_services(context: ServerContext) -> list[Service]:
                 flush_interval=server.flush_interval if server else 0.2,
                 clock=context.clock,
                 metrics=context.ingestion.metrics,
+                account=context.ingestion.ledger,
+                spool=context.ingestion.spool,
+                drain_timeout=max(1.0, 0.75 * (server.shutdown_timeout if server else 20.0)),
             )
         )
     if spec is not None and context.runs_monitors:
         services.append(MonitorService(spec, context.store, root=context.root, clock=context.clock))
     if spec is not None and context.runs_notify:
         services.append(NotifyService(spec, context.store, clock=context.clock))
+    if spec is not None and context.deploys:
+        from controltower.deploy.reconciler import DeployReconciler
+
+        services.append(DeployReconciler(spec, context.store, clock=context.clock))
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():

@@ -124,6 +124,16 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                 )
             )
     problems.extend(fly_guest_problems(spec))
+    scenarios = sorted(s.name for s in spec.budgets.scenarios)
+    for name in spec.deploy.analysis.traffic:
+        if name not in scenarios:
+            problems.append(
+                (
+                    ("deploy", "analysis", "traffic"),
+                    f'"{name}" is not a [[budgets.scenarios]] name '
+                    f"(scenarios: {', '.join(scenarios) or 'none'})",
+                )
+            )
     heartbeat = spec.backup.heartbeat
     if heartbeat and not heartbeat.startswith(("http://", "https://")):
         pushed = sorted(m.name for m in spec.monitors if m.type.value == "heartbeat")

@@ -247,41 +247,6 @@ class Engine:
         finally:
             self.lock.release()
 
-    def _adopted(self, session: Session) -> Release | None:
-        """What serves without any tower release yet, recorded as the stable release.
-
-        A first deploy then shifts traffic from it with the chosen strategy
-        instead of replacing it all at once (the driver decides what it adopts).
-        """
-        key = self.driver.adopt()
-        if not key:
-            return None
-        now = self.clock.now()
-        release = Release(
-            id=f"r{now.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}",
-            service_id=self.service_id,
-            kind="adopt",
-            version="before tower",
-            image="",
-            config_hash="",
-            config={"env": {}, "plan": [], "runs_as": key, "previous_runs_as": "", "target": ""},
-            actor=self.actor,
-            strategy="adopt",
-            driver=self.driver.name,
-            git_commit="",
-            committed_at=None,
-            previous_id="",
-            status="succeeded",
-            state="done",
-            step=0,
-            created_at=now - timedelta(microseconds=1),
-            finished_at=now,
-        )
-        session.add(release)
-        session.flush()
-        self._log(session, release, "adopted", f"instances running as {key} adopted as stable")
-        return release
-
     def rollback(self, target_id: str | None = None) -> ReleaseView:
         """Go back to ``target_id`` or to the good release before the current one."""
         self._prepare()
@@ -503,6 +468,35 @@ class Engine:
             return self.driver.routes()
         except DeployError:
             return {}
+
+    def _adopted(self, session: Session) -> Release | None:
+        """What serves without any tower release yet, recorded as the stable release.
+
+        A first deploy then shifts traffic from it with the chosen strategy
+        instead of replacing it all at once (the driver decides what it adopts).
+        """
+        key = self.driver.adopt()
+        if not key:
+            return None
+        now = self.clock.now()
+        release = Release(
+            id=_new_id(now - timedelta(seconds=1)),
+            service_id=self.service_id,
+            kind="adopt",
+            version="before tower",
+            config={"env": {}, "plan": [], "runs_as": key, "previous_runs_as": "", "target": ""},
+            actor=self.actor,
+            strategy="adopt",
+            driver=self.driver.name,
+            status="succeeded",
+            state="done",
+            created_at=now - timedelta(microseconds=1),
+            finished_at=now,
+        )
+        session.add(release)
+        session.flush()
+        self._log(session, release, "adopted", f"instances running as {key} adopted as stable")
+        return release
 
     def _create(
         self,
@@ -765,6 +759,9 @@ class Engine:
         message = "traffic: " + _split(weights)
         if effective is not None and effective != weights:
             message += f" (effective: {_split(effective)})"
+        note = self.driver.route_note()
+        if note:
+            message += f"; {note}"
         self._log_now(c.release_id, "route", message, {"weights": weights, "effective": effective})
 
     def _mark_served(self, release_id: str) -> None:
@@ -784,80 +781,6 @@ class Engine:
 
     def _step_retire(self, c: _StepContext) -> None:
         deploy = self.spec.deploy
-<<<<<<< HEAD
-        if step.kind == "gates":
-            outcome = run_gates(self.spec, root=self.root, store=self.store)
-            self._log_now(
-                release_id,
-                "gates",
-                outcome.summary,
-                {"failing": outcome.failing, "check_run": outcome.run_id},
-            )
-            if not outcome.passed:
-                raise GateFailed(outcome.summary)
-        elif step.kind == "hooks":
-            self._hooks(release_id, step.phase, variables, fatal=True)
-        elif step.kind == "start":
-            have = len(self.driver.instances(info.id))
-            wanted = sum(
-                s.count
-                for s in self._plan(release_id)[: self._index(release_id) + 1]
-                if s.kind == "start"
-            )
-            count = max(0, min(step.count, wanted - have))
-            if count:
-                started = self.driver.start(info, count)
-                self._log_now(
-                    release_id,
-                    "start",
-                    f"started {len(started)} instance(s): " + ", ".join(i.id for i in started),
-                )
-        elif step.kind == "health":
-            self._health(release_id, info.id)
-        elif step.kind == "route":
-            weights = {info.id: step.weight}
-            if step.weight < 1.0 and old:
-                weights[old] = round(1.0 - step.weight, 6)
-            effective = self.driver.route(weights)
-            message = "traffic: " + _split(weights)
-            if effective is not None and effective != weights:
-                message += f" (effective: {_split(effective)})"
-            note = self.driver.route_note()
-            if note:
-                message += f"; {note}"
-            self._log_now(
-                release_id, "route", message, {"weights": weights, "effective": effective}
-            )
-        elif step.kind == "analyse":
-            self._analyse(release_id, info, old, step)
-        elif step.kind == "smoke":
-            self._smoke(release_id)
-        elif step.kind == "stop_old":
-            if old and old != info.id:
-                self.driver.stop(old, count=step.count, drain=deploy.drain_timeout)
-                self._log_now(
-                    release_id, "stop_old", f"drained and stopped {step.count or 'all'} of {old}"
-                )
-        elif step.kind == "retire":
-            if old and old != info.id:
-                self.driver.stop(old, drain=deploy.drain_timeout, after=deploy.warm_window)
-                with self.store.session() as session:
-                    release = session.get(Release, release_id)
-                    assert release is not None
-                    if release.previous_id:
-                        previous = session.get(Release, release.previous_id)
-                        if previous is not None:
-                            previous.warm_until = self.clock.now() + timedelta(
-                                seconds=deploy.warm_window
-                            )
-                self._log_now(
-                    release_id,
-                    "retire",
-                    f"{old} kept warm for {deploy.warm_window:g}s for instant rollback",
-                )
-        else:
-            raise DeployError(f"unknown step {step.kind!r}")
-=======
         if not c.old or c.old == c.info.id:
             return
         self.driver.stop(c.old, drain=deploy.drain_timeout, after=deploy.warm_window)
@@ -873,7 +796,6 @@ class Engine:
             "retire",
             f"{c.old} kept warm for {deploy.warm_window:g}s for instant rollback",
         )
->>>>>>> main
 
     def _plan(self, release_id: str) -> list[Step]:
         with self.store.session() as session:
@@ -1012,16 +934,12 @@ class Engine:
         extra, problems = analysis.prometheus_values(
             spec, {"release": info.id, "version": info.version, "instances": instances}
         )
-<<<<<<< HEAD
+        if analysis.uses_ingest(spec):
+            extra.update(self._ingest_values(release_id, window, new_metrics))
         context = analysis.build_context(new_metrics, stable, extra)
         if extra and "source" not in context:
             context["source"] = f"Prometheus {spec.prometheus_url}"
         verdict = analysis.evaluate(spec, context)
-=======
-        if analysis.uses_ingest(spec):
-            extra.update(self._ingest_values(release_id, window, new_metrics))
-        verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
->>>>>>> main
         if problems and verdict.outcome == analysis.PASS:
             return analysis.Verdict(
                 analysis.INCONCLUSIVE, "; ".join(problems), verdict.results, verdict.context
@@ -1146,16 +1064,13 @@ class Engine:
                 window = max(min(spec.interval, now - started), 1.0)
                 verdict = self._verdict(release_id, info, old, window, traffic)
                 last_eval = now
-<<<<<<< HEAD
-                source = verdict.context.get("source") or "no metrics source"
-=======
                 while next_due <= now + slack:
                     next_due += spec.interval
->>>>>>> main
                 self._log_now(
                     release_id,
                     "analyse",
-                    f"{verdict.outcome}: {verdict.message} (metrics: {source})",
+                    f"{verdict.outcome}: {verdict.message} "
+                    f"(metrics: {verdict.context.get('source') or 'no metrics source'})",
                     verdict.context,
                 )
                 if verdict.outcome == analysis.FAIL:

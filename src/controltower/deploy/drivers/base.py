@@ -140,18 +140,6 @@ class Driver(ABC):
         ``ids`` names the instances; else the first ``count`` of them (0: all).
         """
 
-<<<<<<< HEAD
-    def adopt(self) -> str | None:
-        """Take what serves now without a tower release (deployed by another tool) as one.
-
-        Returns the key its instances go by, or None when there is nothing to adopt.
-        """
-        return None
-
-    def route_note(self) -> str:
-        """How the last ``route`` call really split traffic, in words ("" when as asked)."""
-        return ""
-=======
     def artifact(self, release: ReleaseInfo) -> Artifact | None:
         """Make (or find) the artifact of a new release, at deploy time.
 
@@ -166,7 +154,17 @@ class Driver(ABC):
     def prune_artifacts(self, keep: Collection[str]) -> list[str]:
         """Delete kept-back artifacts not in ``keep``; returns the refs deleted."""
         return []
->>>>>>> main
+
+    def adopt(self) -> str | None:
+        """Take what serves now without a tower release (deployed by another tool) as one.
+
+        Returns the key its instances go by, or None when there is nothing to adopt.
+        """
+        return None
+
+    def route_note(self) -> str:
+        """How the last ``route`` call really split traffic, in words ("" when as asked)."""
+        return ""
 
     def rollback_to(self, release_id: str) -> None:
         """Send all traffic back to an earlier release."""

@@ -681,7 +681,7 @@ class FlyDriver(Driver):
         machine_id = str(machine["id"])
         timeout = self.spec.release_command_timeout
         try:
-            self.api.wait(machine_id, "started", self.spec.wait_timeout, "")
+            # no wait for "started": a quick command may have exited before that call
             self.api.wait(machine_id, "stopped", timeout, str(machine.get("instance_id", "")))
         except DriverError as exc:
             with suppress(DriverError):

@@ -119,7 +119,7 @@ class TestRoundTrip:
             (
                 "python-asgi",
                 "docker",
-                {"fly.toml", "Dockerfile", ".github/workflows/tower.yml", ".env.example"},
+                {"Dockerfile", ".dockerignore", ".github/workflows/tower.yml", ".env.example"},
             ),
         ],
     )

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from controltower.cli.main import app
 from controltower.deploy import ReleaseView, dora, open_engine
-from controltower.deploy.engine import git_info
+from controltower.deploy.git import git_info
 from controltower.exceptions import TowerError
 from controltower.spec import load_spec
 from controltower.store import Store
@@ -160,16 +160,17 @@ class TestReleasesCommand:
         ]
         figures = data["dora"]
         assert isinstance(figures, dict)
-        assert (figures["deploys"], figures["failed_changes"]) == (2, 1)
-        assert figures["change_failure_rate"] == 0.5
+        # 2.0 failed readiness: refused before traffic, not a failed change
+        assert (figures["deploys"], figures["failed_changes"], figures["refused"]) == (1, 0, 1)
+        assert figures["change_failure_rate"] == 0.0
         shown = tower(site, "releases", "show", str(releases[0]["id"]))
         assert "rolling_back" in shown.stdout and "passed readiness" in shown.stdout
         steps = as_json(tower(site, "releases", "show", str(releases[0]["id"]), "--format", "json"))
         assert [s["state"] for s in steps["steps"]][:2] == ["created", "gates"]  # type: ignore[index]
         stats = tower(site, "releases", "stats", "--days", "7")
-        assert (
-            "last 7 days: 2 deploys" in stats.stdout and "change failure rate 50%" in stats.stdout
-        )
+        assert "last 7 days: 1 deploys" in stats.stdout
+        assert "change failure rate 0%" in stats.stdout
+        assert "1 refused before traffic" in stats.stdout
         table = tower(site, "releases").stdout
         assert "rolled_back" in table and "succeeded" in table
         assert f"{releases[0]['id']}: health: instance" in table

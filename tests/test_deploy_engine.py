@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,21 @@ import pytest
 from sqlalchemy import select
 
 from controltower.deploy import Engine, dora
-from controltower.deploy.drivers.base import Driver, Instance, Probe, ReleaseInfo, TargetMetrics
+from controltower.deploy.drivers.base import (
+    Artifact,
+    Driver,
+    Instance,
+    Probe,
+    ReleaseInfo,
+    TargetMetrics,
+)
 from controltower.deploy.lock import DeployLock, lock_name
 from controltower.exceptions import DeployError, LockHeld
 from controltower.spec import parse_spec
 from controltower.store import Store
 from controltower.store.models.core import AuditEvent
 from controltower.store.models.deploy import Release
+from controltower.store.models.ingest import ErrorEvent, ErrorIssue, Project
 from controltower.store.models.notify import OutboxMessage
 from controltower.testing import FakeClock
 
@@ -74,14 +84,21 @@ class MemoryDriver(Driver):
         self.history: list[dict[str, float]] = []
         self.unhealthy: set[str] = set()
         self.bad_metrics: dict[str, TargetMetrics] = {}
+        self.definite: set[str] = set()
+        self.pruned: set[str] = set()
         self.counter = 0
+        self.on_metrics: Any = None
 
     def start(self, release: ReleaseInfo, count: int) -> list[Instance]:
         made = []
         for _ in range(count):
             self.counter += 1
             instance = Instance(
-                f"{release.id}-{self.counter}", release.id, release.version, "running"
+                f"{release.id}-{self.counter}",
+                release.id,
+                release.version,
+                "running",
+                detail={"artifact": release.artifact},
             )
             self.items[instance.id] = instance
             made.append(instance)
@@ -91,8 +108,17 @@ class MemoryDriver(Driver):
         return [i for i in self.items.values() if release_id in (None, i.release)]
 
     def probe(self, instance: Instance, path: str, timeout: float) -> Probe:
+        if instance.version in self.definite:
+            return Probe(False, f"GET {path}: 503", retryable=False)
         ok = instance.version not in self.unhealthy
         return Probe(ok, f"GET {path}: {200 if ok else 503}")
+
+    def artifact(self, release: ReleaseInfo) -> Artifact:
+        digest = hashlib.sha256(release.version.encode()).hexdigest()
+        return Artifact("image", f"registry.example/shop@sha256:{digest}", f"sha256:{digest}", 1234)
+
+    def has_artifact(self, ref: str) -> bool:
+        return ref not in self.pruned
 
     def route(self, weights: dict[str, float]) -> None:
         self.weights = dict(weights)
@@ -119,6 +145,8 @@ class MemoryDriver(Driver):
             del self.items[instance.id]
 
     def metrics(self, release_id: str, window: float) -> TargetMetrics | None:
+        if self.on_metrics is not None:
+            self.on_metrics(release_id, window)
         version = next((i.version for i in self.items.values() if i.release == release_id), "")
         return self.bad_metrics.get(version, TargetMetrics(100, 0, 0.0, 0.01, 0.05, 0.08))
 
@@ -277,6 +305,282 @@ class TestDeploy:
         } <= actions
 
 
+class TestEveryStrategyAnalysed:
+    BAD = TargetMetrics(200, 40, 0.2, 0.01, 0.05, 0.1)
+
+    @pytest.mark.parametrize("strategy", ["rolling", "bluegreen", "canary"])
+    def test_bad_release_is_rolled_back(self, store: Store, tmp_path: Path, strategy: str) -> None:
+        """Rolling, blue-green and canary all judge the new release and roll a bad one back."""
+        engine, driver = make(store, tmp_path, strategy=strategy)
+        first = engine.deploy(version="1.0")
+        driver.bad_metrics["2.0"] = self.BAD
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back", second.reason
+        assert "error_rate < 5%: observed 20%" in second.reason
+        assert driver.weights == {first.id: 1.0}
+        assert any(s.state == "analyse" for s in engine.show(second.id).steps)
+
+    def test_rolling_analyses_every_batch(self, store: Store, tmp_path: Path) -> None:
+        """A good rolling deploy is judged after each batch's traffic share, before old ones stop."""
+        engine, _ = make(store, tmp_path, strategy="rolling")
+        engine.deploy(version="1.0")
+        second = engine.deploy(version="2.0")
+        assert second.status == "succeeded", second.reason
+        states = [s.state for s in engine.show(second.id).steps if s.message == "started"]
+        assert states.count("analyse:1s") == 2
+        assert states.index("analyse:1s") < states.index("stop_old:1")
+
+    def test_last_window_of_each_step_is_judged_despite_timer_drift(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        """A step of two windows gets two verdicts even when each verdict takes time."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _steps(engine, pause=2.0)
+        engine.deploy(version="1.0")
+        clock = engine.clock
+        assert isinstance(clock, FakeClock)
+        driver.on_metrics = lambda release_id, window: clock.advance(0.004)
+        second = engine.deploy(version="2.0")
+        assert second.status == "succeeded", second.reason
+        log = engine.show(second.id).steps
+        verdicts = [s for s in log if s.state == "analyse" and s.message.startswith("pass")]
+        assert len(verdicts) == 4  # two steps x two windows
+
+    def test_failure_in_the_last_window_is_caught(self, store: Store, tmp_path: Path) -> None:
+        """Errors that start in a step's last window (late timer and all) roll the release back."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _steps(engine, pause=2.0)
+        engine.deploy(version="1.0")
+        clock = engine.clock
+        assert isinstance(clock, FakeClock)
+        calls = {"n": 0}
+        original = driver.metrics
+
+        def metrics(release_id: str, window: float) -> TargetMetrics | None:
+            clock.advance(0.004)  # a verdict takes time: the timer wakes late
+            found = original(release_id, window)
+            if any(i.version == "2.0" and i.release == release_id for i in driver.items.values()):
+                calls["n"] += 1
+                if calls["n"] == 2:  # the second (last) window of the first step
+                    return self.BAD
+            return found
+
+        driver.metrics = metrics  # type: ignore[method-assign]
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back", second.reason
+        assert second.reason.startswith("analyse:2s: analysis failed")
+
+
+class TestInconclusive:
+    NO_TRAFFIC = TargetMetrics(0, 0, 0.0)
+
+    def test_no_traffic_pauses_visibly_at_the_limit(self, store: Store, tmp_path: Path) -> None:
+        """With no traffic the step ends paused after inconclusive_limit, not waiting forever."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _analysis(engine, inconclusive_limit="3 windows")
+        first = engine.deploy(version="1.0")
+        driver.bad_metrics["2.0"] = self.NO_TRAFFIC
+        started = engine.clock.monotonic()
+        second = engine.deploy(version="2.0")
+        took = engine.clock.monotonic() - started
+        assert second.status == "running" and second.state == "paused"
+        assert "inconclusive_limit reached" in engine.show(second.id).steps[-1].message
+        assert took < 3 * 1.0 + 1.0
+        assert driver.weights == {second.id: 0.1, first.id: 0.9}
+        assert engine.recover() == []  # a visible pause waits for a decision
+        del driver.bad_metrics["2.0"]  # traffic arrives for the next step
+        promoted = engine.request("promote")
+        assert promoted.status == "succeeded", promoted.reason
+
+    def test_no_traffic_rolls_back_when_configured(self, store: Store, tmp_path: Path) -> None:
+        """on_inconclusive = "rollback" ends the deploy rolled back at the limit."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _analysis(engine, inconclusive_limit="2s", on_inconclusive="rollback")
+        first = engine.deploy(version="1.0")
+        driver.bad_metrics["2.0"] = self.NO_TRAFFIC
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back"
+        assert "inconclusive_limit reached" in second.reason
+        assert driver.weights == {first.id: 1.0}
+
+    def test_limit_is_a_duration_or_a_count(self) -> None:
+        """`inconclusive_limit` takes windows (5, "5 windows") or a duration ("2m")."""
+        spec = parse_spec(BASE.replace("{strategy}", "canary"))
+        analysis = spec.deploy.analysis
+        assert analysis.inconclusive_seconds() == 5 * analysis.interval
+        assert (
+            analysis.model_copy(update={"inconclusive_limit": "2m"}).inconclusive_seconds() == 120
+        )
+
+
+class TestHealthFailsFast:
+    def test_definite_failures_reject_within_consecutive_probes(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        """`consecutive` definite failing answers reject the release long before the deadline."""
+        engine, driver = make(store, tmp_path)
+        engine.deploy(version="1.0")
+        driver.definite.add("2.0")
+        started = engine.clock.monotonic()
+        second = engine.deploy(version="2.0")
+        took = engine.clock.monotonic() - started
+        assert second.status == "rolled_back"
+        assert "failed readiness /api/health 2 times in a row" in second.reason
+        assert "not waiting for the 5s deadline" in second.reason
+        assert took < 2 * 0.1 + 1.0
+
+    def test_slow_starter_still_gets_the_deadline(self, store: Store, tmp_path: Path) -> None:
+        """Retryable failures (no answer yet) keep polling until the deadline."""
+        engine, driver = make(store, tmp_path)
+        engine.deploy(version="1.0")
+        driver.unhealthy.add("2.0")
+        started = engine.clock.monotonic()
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back"
+        assert engine.clock.monotonic() - started >= 5.0
+
+
+class TestArtifacts:
+    def test_release_records_its_artifact(self, store: Store, tmp_path: Path) -> None:
+        """A deploy records the driver's artifact: reference, kind, digest and size."""
+        engine, driver = make(store, tmp_path)
+        release = engine.deploy(version="1.0")
+        assert release.artifact.startswith("registry.example/shop@sha256:")
+        assert release.artifact_digest == release.artifact.split("@")[1]
+        assert release.artifact_size == 1234 and release.artifact_kind == "image"
+        data = engine.show(release.id).to_dict()
+        assert data["artifact"]["digest"] == release.artifact_digest
+        assert any(s.state == "artifact" for s in engine.show(release.id).steps)
+        assert driver.instances(release.id)[0].detail["artifact"] == release.artifact
+
+    def test_rollback_runs_the_previous_artifact(self, store: Store, tmp_path: Path) -> None:
+        """`tower rollback` starts the earlier release's artifact, not a new build."""
+        engine, driver = make(store, tmp_path, strategy="immediate")
+        first = engine.deploy(version="1.0")
+        engine.deploy(version="2.0")
+        back = engine.rollback()
+        assert back.artifact == first.artifact and back.artifact_digest == first.artifact_digest
+        (serving,) = driver.weights
+        assert {i.detail["artifact"] for i in driver.instances(serving)} == {first.artifact}
+
+    def test_rollback_to_a_pruned_artifact_is_refused(self, store: Store, tmp_path: Path) -> None:
+        """When retention deleted the artifact, rollback says so before touching anything."""
+        engine, driver = make(store, tmp_path, strategy="immediate")
+        first = engine.deploy(version="1.0")
+        engine.deploy(version="2.0")
+        driver.pruned.add(first.artifact)
+        with pytest.raises(DeployError, match="is no longer kept"):
+            engine.rollback()
+
+
+class TestIngestConditions:
+    def test_new_issue_from_the_release_rolls_it_back(self, store: Store, tmp_path: Path) -> None:
+        """`new_issues == 0` fails when the new release's SDK reported a new issue."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _analysis(engine, conditions=["error_rate < 5%", "new_issues == 0"])
+        engine.deploy(version="1.0")
+        original = driver.metrics
+
+        def metrics(release_id: str, window: float) -> TargetMetrics | None:
+            version = next(
+                (i.version for i in driver.items.values() if i.release == release_id), ""
+            )
+            if version == "2.0":
+                _error_event(store, "2.0", engine.clock.now())
+            return original(release_id, window)
+
+        driver.metrics = metrics  # type: ignore[method-assign]
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back"
+        assert "new_issues == 0: observed 1" in second.reason
+
+    def test_error_events_rate_is_per_request(self, store: Store, tmp_path: Path) -> None:
+        """`error_events_rate` is the release's error events over its requests in the window."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _analysis(engine, conditions=["error_events_rate < 1%"])
+        engine.deploy(version="1.0")
+        original = driver.metrics
+
+        def metrics(release_id: str, window: float) -> TargetMetrics | None:
+            if any(i.version == "2.0" and i.release == release_id for i in driver.items.values()):
+                for _ in range(3):
+                    _error_event(store, "2.0", engine.clock.now())
+            return original(release_id, window)
+
+        driver.metrics = metrics  # type: ignore[method-assign]
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back"
+        assert "error_events_rate < 1%: observed 3%" in second.reason
+
+
+class TestReconcilerResume:
+    def test_dead_deploy_during_analysis_is_analysed_on(self, store: Store, tmp_path: Path) -> None:
+        """The reconciler resumes a canary that died while analysed: good ones finish."""
+        _engine, driver, _first, second = TestLockAndRecovery()._interrupt(
+            store, tmp_path, "analyse:1s"
+        )
+        fresh, _ = make(store, tmp_path, driver=driver)
+        fresh.recover(resume_analysis=True)
+        assert fresh.show(second).status == "succeeded"
+        assert any(s.state == "recover" for s in fresh.show(second).steps)
+
+    def test_dead_bad_canary_is_rolled_back_after_a_verdict(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        """A bad canary resumed by the reconciler fails its next verdict and is rolled back."""
+        _engine, driver, first, second = TestLockAndRecovery()._interrupt(
+            store, tmp_path, "analyse:1s"
+        )
+        driver.bad_metrics["2.0"] = TestEveryStrategyAnalysed.BAD
+        fresh, _ = make(store, tmp_path, driver=driver)
+        fresh.recover(resume_analysis=True)
+        assert fresh.show(second).status == "rolled_back"
+        assert "error_rate < 5%" in fresh.show(second).reason
+        assert driver.weights == {first: 1.0}
+
+
+def _steps(engine: Engine, pause: float) -> Any:
+    deploy = engine.spec.deploy
+    steps = [s.model_copy(update={"pause": pause}) for s in deploy.steps]
+    return engine.spec.model_copy(update={"deploy": deploy.model_copy(update={"steps": steps})})
+
+
+def _analysis(engine: Engine, **changes: Any) -> Any:
+    spec = engine.spec
+    analysis = spec.deploy.analysis.model_validate({**spec.deploy.analysis.model_dump(), **changes})
+    return spec.model_copy(update={"deploy": spec.deploy.model_copy(update={"analysis": analysis})})
+
+
+def _error_event(store: Store, release: str, at: Any) -> None:
+    with store.session() as session:
+        project = session.scalar(select(Project).where(Project.name == "shop"))
+        if project is None:
+            project = Project(name="shop", public_key=os.urandom(8).hex())
+            session.add(project)
+            session.flush()
+        issue = ErrorIssue(
+            project_id=project.id,
+            fingerprint=os.urandom(8).hex(),
+            title="TypeError",
+            first_seen=at,
+            last_seen=at,
+            count=1,
+        )
+        session.add(issue)
+        session.flush()
+        session.add(
+            ErrorEvent(
+                project_id=project.id,
+                issue_id=issue.id,
+                event_id=os.urandom(16).hex(),
+                timestamp=at,
+                received_at=at,
+                level="error",
+                release=release,
+            )
+        )
+
+
 class TestRollback:
     def test_rollback_to_previous_good(self, store: Store, tmp_path: Path) -> None:
         """`tower rollback` goes back to the release before the current one, health-gated."""
@@ -390,12 +694,46 @@ class TestDora:
         engine.rollback()
         releases = engine.releases()
         figures = dora(releases, now=engine.clock.now(), days=1)
-        assert figures.deploys == 3
+        assert figures.deploys == 2  # 3.0 never served traffic: refused, not a change
+        assert figures.refused == 1
         assert figures.succeeded == 2
-        assert figures.failed_changes == 2  # 3.0 rolled back, 2.0 undone by `tower rollback`
-        assert figures.change_failure_rate == pytest.approx(2 / 3)
+        assert figures.failed_changes == 1  # 2.0, undone by `tower rollback`
+        assert figures.change_failure_rate == pytest.approx(1 / 2)
         assert figures.deploys_per_day == 2
         assert figures.time_to_restore is not None and figures.time_to_restore >= 0
+
+    def test_only_a_release_that_served_is_a_failed_change(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        """Rolled back after serving: a failed change; refused at health: counted apart."""
+        engine, driver = make(store, tmp_path)
+        engine.deploy(version="1.0")
+        driver.bad_metrics["2.0"] = TargetMetrics(200, 40, 0.2, 0.01, 0.05, 0.1)
+        served = engine.deploy(version="2.0")
+        driver.unhealthy.add("3.0")
+        refused = engine.deploy(version="3.0")
+        assert served.status == refused.status == "rolled_back"
+        views = {r.id: r for r in engine.releases()}
+        assert views[served.id].served_traffic is True
+        assert views[refused.id].served_traffic is False
+        figures = dora(engine.releases(), now=engine.clock.now(), days=1)
+        assert (figures.deploys, figures.failed_changes, figures.refused) == (2, 1, 1)
+
+    def test_an_incident_while_a_release_serves_makes_it_a_failed_change(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        """A release that succeeded and was followed by an incident is a failed change."""
+        engine, _ = make(store, tmp_path, strategy="immediate")
+        engine.deploy(version="1.0")
+        clock = engine.clock
+        assert isinstance(clock, FakeClock)
+        clock.advance(60)
+        second = engine.deploy(version="2.0")
+        assert second.finished_at is not None
+        incident = second.finished_at + timedelta(seconds=30)
+        before = dora(engine.releases(), now=clock.now(), days=1)
+        after = dora(engine.releases(), now=clock.now(), days=1, incidents=[incident])
+        assert (before.failed_changes, after.failed_changes) == (0, 1)
 
 
 def _ids(rows: list[Any]) -> list[str]:

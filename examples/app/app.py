@@ -10,6 +10,7 @@ told through environment variables to misbehave the way a bad release does:
     APP_ERROR_RATE     fraction of non-health requests answered with 500, e.g. 0.2
     APP_LATENCY_MS     latency added to every non-health request, e.g. 50
     APP_SEED           seed for the error and latency choices (tests)
+    build.txt          a file next to app.py naming the build; /api/build answers with it
     TOWER_DSN          optional: send logged errors to tower serve (or Sentry) at this DSN
 
 Health, metrics and security headers come from ``controltower.appkit``.
@@ -29,7 +30,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from controltower.appkit import (
@@ -50,6 +51,17 @@ LATENCY = float(os.environ.get("APP_LATENCY_MS", "0") or 0) / 1000.0
 FAIL_HEALTH = os.environ.get("APP_FAIL_HEALTH", "") not in ("", "0", "false")
 ON_POSTGRES = DATABASE.startswith(("postgres://", "postgresql://"))
 _random = random.Random(os.environ.get("APP_SEED"))
+
+
+def _read_build() -> str:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build.txt")
+    if not os.path.exists(path):
+        return "none"
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+BUILD = _read_build()
 log = logging.getLogger("example")
 
 
@@ -108,9 +120,15 @@ async def home(request: Request) -> Response:
         return bad
     return HTMLResponse(
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Example shop</title>"
-        f"</head><body><h1>Example shop</h1><p>version {VERSION}</p></body></html>",
+        f"</head><body><h1>Example shop</h1><p>version {VERSION}, build {BUILD}</p></body></html>",
         headers={"cache-control": "no-cache"},
     )
+
+
+async def build(request: Request) -> Response:
+    if (bad := await misbehave()) is not None:
+        return bad
+    return PlainTextResponse(f"build {BUILD}\n", headers={"x-app-build": BUILD})
 
 
 async def items(request: Request) -> Response:
@@ -132,7 +150,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
 
 
-app = Starlette(routes=[Route("/", home), Route("/api/items", items)], lifespan=lifespan)
+app = Starlette(
+    routes=[Route("/", home), Route("/api/items", items), Route("/api/build", build)],
+    lifespan=lifespan,
+)
 health.mount(app)  # /api/health, /api/health/live, /api/simple-health
 Metrics().mount(app)  # request metrics and /metrics
 secure(app, trusted_types=True)  # HSTS, CSP with nonce and Trusted Types, no server header

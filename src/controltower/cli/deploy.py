@@ -21,15 +21,19 @@ from controltower.cli.common import (
     load,
 )
 from controltower.clock import utcnow
-from controltower.deploy import Engine, ReleaseView, dora, open_engine
+from controltower.deploy import Engine, ReleaseView, open_engine
 from controltower.deploy.local.client import AgentClient
+from controltower.deploy.views import dora_figures
 from controltower.exceptions import UsageError
 from controltower.spec.deploy import Strategy
 from controltower.units import format_duration
 
+EXIT_PAUSED = 3
 DEPLOY_EXITS = (
     "Exit codes: 0 the release serves all traffic; 1 it was rolled back or failed "
-    "(the reason names the failed condition); 2 bad usage or an invalid tower.toml."
+    "(the reason names the failed condition); 2 bad usage or an invalid tower.toml; "
+    "3 paused: the analysis reached no verdict within [deploy.analysis] inconclusive_limit "
+    "(decide with `tower deploy promote` or `tower deploy abort`)."
 )
 STYLE = {
     "succeeded": "green",
@@ -62,8 +66,19 @@ def _engine(spec_path: Path | None, env: str | None, format: Format) -> Engine:
 
 def _summary(release: ReleaseView) -> str:
     took = f" in {format_duration(release.duration)}" if release.duration is not None else ""
-    head = f"{release.kind} {release.id} of {release.version}: {release.status}{took}"
+    status = "paused" if release.status == "running" and release.state == "paused" else ""
+    head = f"{release.kind} {release.id} of {release.version}: {status or release.status}{took}"
     return head + (f"\n  reason: {release.reason}" if release.reason else "")
+
+
+def _artifact(release: ReleaseView) -> str:
+    if not release.artifact:
+        return "  artifact: none recorded (the version is a label only)"
+    size = f", {release.artifact_size} bytes" if release.artifact_size is not None else ""
+    return (
+        f"  artifact: {release.artifact_kind} {release.artifact}\n"
+        f"  digest: {release.artifact_digest or '-'}{size}"
+    )
 
 
 def _finish(release: ReleaseView, format: Format) -> None:
@@ -75,6 +90,8 @@ def _finish(release: ReleaseView, format: Format) -> None:
             f"[{style}]{_summary(release)}[/{style}]" if style else _summary(release),
             soft_wrap=True,
         )
+    if release.status == "running" and release.state == "paused":
+        raise typer.Exit(EXIT_PAUSED)
     if release.status != "succeeded":
         raise typer.Exit(EXIT_FAILED)
 
@@ -353,7 +370,8 @@ def _dora_text(figures: dict[str, object]) -> str:
         f"last {figures['days']:g} days: {figures['deploys']} deploys, "
         f"{figures['deploys_per_day']:.2f}/day; change failure rate "
         f"{'-' if rate is None else f'{float(rate):.0%}'}; time to restore "  # type: ignore[arg-type]
-        f"{dur(figures['time_to_restore'])}; lead time {dur(figures['lead_time'])}"
+        f"{dur(figures['time_to_restore'])}; lead time {dur(figures['lead_time'])}; "
+        f"{figures.get('refused', 0)} refused before traffic (not failed changes)"
     )
 
 
@@ -374,7 +392,11 @@ def releases(
     engine = _engine(spec, env, format)
     engine.recover()
     shown = engine.releases(limit)
-    figures = dora(engine.releases(10_000), now=utcnow(), days=days).to_dict() if dora_ else None
+    figures = (
+        dora_figures(engine.store, engine.service_id, now=utcnow(), days=days).to_dict()
+        if dora_
+        else None
+    )
     if format is Format.JSON:
         emit_json(
             {"releases": [r.to_dict() for r in shown], **({"dora": figures} if figures else {})}
@@ -404,6 +426,7 @@ def show(
         emit_json(found.to_dict(steps=True))
         return
     console.print(_summary(found), soft_wrap=True)
+    console.print(_artifact(found), soft_wrap=True, markup=False)
     for line in found.steps:
         console.print(
             f"  {line.at:%H:%M:%S.%f}"[:-3] + f" {line.state:<18} {line.message}",
@@ -423,7 +446,7 @@ def stats(
     """DORA figures: deployment frequency, change failure rate, time to restore, lead time."""
     spec, env, format = _options(ctx, spec, env, format)
     engine = _engine(spec, env, format)
-    figures = dora(engine.releases(10_000), now=utcnow(), days=days).to_dict()
+    figures = dora_figures(engine.store, engine.service_id, now=utcnow(), days=days).to_dict()
     if format is Format.JSON:
         emit_json(figures)
     else:

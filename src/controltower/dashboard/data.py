@@ -360,8 +360,8 @@ def deploys(store: Store, *, now: datetime) -> dict[str, Any]:
 
 def _dora(rows: list[Release], now: datetime) -> dict[str, str]:
     """The DORA figures of the last 30 days, as ``tower releases`` and the API compute them."""
-    from controltower.deploy.engine import view
     from controltower.deploy.history import dora
+    from controltower.deploy.views import view
 
     figures = dora([view(row) for row in rows], now=now, days=30.0)
     rate = figures.change_failure_rate

@@ -6,6 +6,7 @@ The context a condition sees::
     stable.requests stable.error_rate stable.p95 ... the stable release, same window
     error_rate_delta  p95_ratio                      new minus stable, new over stable
     <name>                                           each [deploy.analysis.queries] result
+    new_issues error_events error_events_rate        tower's own error ingestion, by release
 
 Too little traffic (fewer than ``min_requests``) makes the verdict
 inconclusive: the deploy waits rather than passes. Conditions on the stable
@@ -15,16 +16,22 @@ release are left out while the stable release has too little traffic.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import distinct, func, select
 
 from controltower.conditions import ConditionResult
 from controltower.deploy.drivers.base import TargetMetrics
 from controltower.spec.deploy import AnalysisSpec
+from controltower.store import Store
+from controltower.store.models.ingest import ErrorEvent, ErrorIssue
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+INGEST_NAMES = ("new_issues", "error_events", "error_events_rate")
 _STABLE_SUBJECTS = ("stable", "error_rate_delta", "p95_ratio")
 
 
@@ -52,6 +59,61 @@ def build_context(
                 context["p95_ratio"] = new.p95 / stable.p95
     context.update(extra or {})
     return context
+
+
+def combine(router: TargetMetrics | None, synthetic: TargetMetrics) -> TargetMetrics | None:
+    """What the router saw plus the synthetic traffic sent straight to the release."""
+    if router is None or router.requests == 0:
+        return synthetic if synthetic.requests or router is None else router
+    if synthetic.requests == 0:
+        return router
+    requests = router.requests + synthetic.requests
+    errors = router.errors + synthetic.errors
+    larger = router if router.requests >= synthetic.requests else synthetic
+    return TargetMetrics(
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests,
+        p50=larger.p50,
+        p95=larger.p95,
+        p99=larger.p99,
+    )
+
+
+def uses_ingest(spec: AnalysisSpec) -> bool:
+    return any(c.subject in INGEST_NAMES for c in spec.conditions)
+
+
+def ingest_values(
+    store: Store,
+    releases: Collection[str],
+    *,
+    release_since: datetime,
+    window_since: datetime,
+    requests: int | None,
+) -> dict[str, Any]:
+    """Error events the release's SDKs sent to tower (matched by the SDK's ``release``).
+
+    ``new_issues``: issues first seen since the release was created, with an event
+    from it; ``error_events``: its events over the window; ``error_events_rate``:
+    those per request the release answered in the window (0 requests: left out).
+    """
+    names = list(releases)
+    with store.session() as session:
+        events = session.scalar(
+            select(func.count(ErrorEvent.id)).where(
+                ErrorEvent.release.in_(names), ErrorEvent.received_at >= window_since
+            )
+        )
+        new = session.scalar(
+            select(func.count(distinct(ErrorIssue.id)))
+            .join(ErrorEvent, ErrorEvent.issue_id == ErrorIssue.id)
+            .where(ErrorEvent.release.in_(names), ErrorIssue.first_seen >= release_since)
+        )
+    values: dict[str, Any] = {"new_issues": int(new or 0), "error_events": int(events or 0)}
+    if requests:
+        values["error_events_rate"] = int(events or 0) / requests
+    return values
 
 
 def prometheus_values(

@@ -15,11 +15,10 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,15 @@ from sqlalchemy.orm import Session
 
 from controltower.clock import system_clock
 from controltower.deploy import analysis
-from controltower.deploy.drivers.base import Driver, ReleaseInfo
+from controltower.deploy.drivers.base import Artifact, Driver, ReleaseInfo, TargetMetrics
 from controltower.deploy.gates import run_gates
+from controltower.deploy.git import git_info
 from controltower.deploy.hooks import run_hook
 from controltower.deploy.lock import DeployLock, lock_name
 from controltower.deploy.smoke import run_smoke
-from controltower.deploy.strategies import Step, build_plan, commit_index, rollback
+from controltower.deploy.strategies import Step, StepKind, build_plan, commit_index, rollback
+from controltower.deploy.traffic import TrafficRunner
+from controltower.deploy.views import ReleaseView, StepLine, view
 from controltower.exceptions import DeployError
 from controltower.notify import Notification, enqueue
 from controltower.notify.routing import channels_for
@@ -44,6 +46,8 @@ from controltower.spec.deploy import Strategy
 from controltower.store import Store, default_owner, record_audit, service_id
 from controltower.store.models.deploy import Release, ReleaseStep
 from controltower.typing import Clock
+
+__all__ = ["Aborted", "Engine", "GateFailed", "ReleaseView", "StepLine", "git_info", "view"]
 
 ACTIVE = ("running", "rolling_back")
 KILL_ENV = "TOWER_DEPLOY_KILL_AT"
@@ -63,108 +67,17 @@ class Aborted(DeployError):
     pass
 
 
-@dataclass(frozen=True)
-class StepLine:
-    at: datetime
-    state: str
-    message: str
-    detail: dict[str, Any] = field(default_factory=dict)
+class Paused(DeployError):
+    """The deploy stops here, visibly paused, for `tower deploy promote` or `abort`."""
 
 
 @dataclass(frozen=True)
-class ReleaseView:
-    """A release as commands show it."""
-
-    id: str
-    kind: str
-    version: str
-    image: str
-    status: str
-    state: str
-    strategy: str
-    driver: str
-    actor: str
-    git_commit: str
-    previous_id: str
-    reason: str
-    created_at: datetime
-    finished_at: datetime | None
-    config_hash: str
-    committed_at: datetime | None = None
-    steps: list[StepLine] = field(default_factory=list)
-
-    @property
-    def duration(self) -> float | None:
-        if self.finished_at is None:
-            return None
-        return (self.finished_at - self.created_at).total_seconds()
-
-    def to_dict(self, *, steps: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "kind": self.kind,
-            "version": self.version,
-            "image": self.image,
-            "status": self.status,
-            "state": self.state,
-            "strategy": self.strategy,
-            "driver": self.driver,
-            "actor": self.actor,
-            "git_commit": self.git_commit,
-            "previous_id": self.previous_id,
-            "reason": self.reason,
-            "created_at": self.created_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "duration": self.duration,
-            "config_hash": self.config_hash,
-            "committed_at": self.committed_at.isoformat() if self.committed_at else None,
-        }
-        if steps:
-            data["steps"] = [
-                {"at": s.at.isoformat(), "state": s.state, "message": s.message, "detail": s.detail}
-                for s in self.steps
-            ]
-        return data
-
-
-def view(release: Release, steps: list[ReleaseStep] | None = None) -> ReleaseView:
-    return ReleaseView(
-        id=release.id,
-        kind=release.kind,
-        version=release.version,
-        image=release.image,
-        status=release.status,
-        state=release.state,
-        strategy=release.strategy,
-        driver=release.driver,
-        actor=release.actor,
-        git_commit=release.git_commit,
-        previous_id=release.previous_id,
-        reason=release.reason,
-        created_at=release.created_at,
-        finished_at=release.finished_at,
-        config_hash=release.config_hash,
-        committed_at=release.committed_at,
-        steps=[StepLine(s.at, s.state, s.message, s.detail) for s in steps or []],
-    )
-
-
-def git_info(root: Path, rev: str = "HEAD") -> tuple[str, datetime | None]:
-    """The commit ``rev`` names at ``root`` and when it was committed, if this is a git tree."""
-    try:
-        done = subprocess.run(
-            ["git", "log", "-1", "--format=%H %ct", rev, "--"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "", None
-    if done.returncode != 0 or not done.stdout.strip():
-        return "", None
-    commit, _, stamp = done.stdout.strip().partition(" ")
-    return commit, datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else None
+class _StepContext:
+    release_id: str
+    step: Step
+    info: ReleaseInfo
+    old: str
+    variables: dict[str, str]
 
 
 def runs_as(release: Release) -> str:
@@ -300,16 +213,26 @@ class Engine:
             if git_commit is not None:
                 named, named_at = git_info(self.root, git_commit)
                 commit, committed_at = (named, named_at) if named else (git_commit, None)
+            self._check_traffic()
+            release_id = _new_id(self.clock.now())
+            version = version or image or self.spec.service.version
+            artifact = self.driver.artifact(
+                ReleaseInfo(id=release_id, version=version, image=image, env=env or {})
+            )
+            if artifact is not None:
+                self.on_step("artifact", _artifact_text(artifact))
             with self.store.session() as session:
-                previous = self._current(session)
+                previous = self._current(session) or self._adopted(session)
                 serving = previous is not None and any(
                     i.state == "running" for i in self.driver.instances(runs_as(previous))
                 )
                 plan = build_plan(self.spec.deploy, chosen, has_previous=serving)
                 release = self._create(
                     session,
+                    release_id=release_id,
+                    artifact=artifact,
                     kind="deploy",
-                    version=version or image or self.spec.service.version,
+                    version=version,
                     image=image,
                     env=env or {},
                     strategy=chosen.value,
@@ -354,12 +277,21 @@ class Engine:
                         )
                 key = runs_as(target)
                 reuse = any(i.state == "running" for i in self.driver.instances(key))
+                if not reuse and target.artifact and not self.driver.has_artifact(target.artifact):
+                    raise DeployError(
+                        f"the artifact of release {target.id} ({target.artifact_digest}) "
+                        "is no longer kept",
+                        hint="retention pruned it; deploy that version again, or raise "
+                        "[deploy.local] artifact_retain",
+                    )
                 if reuse:
                     self.driver.keep(key)
                     self._unwarm(session, key)
                 plan = rollback(self.spec.deploy, reuse=reuse)
                 release = self._create(
                     session,
+                    release_id=_new_id(self.clock.now()),
+                    artifact=_stored_artifact(target),
                     kind="rollback",
                     version=target.version,
                     image=target.image,
@@ -411,15 +343,26 @@ class Engine:
         finally:
             self.lock.release()
 
-    def recover(self, *, resume_paused: bool = False) -> list[ReleaseView]:
-        """Finish or roll back a deploy whose ``tower`` process died. Safe to call any time."""
+    def recover(
+        self, *, resume_paused: bool = False, resume_analysis: bool = False
+    ) -> list[ReleaseView]:
+        """Finish or roll back a deploy whose ``tower`` process died. Safe to call any time.
+
+        ``resume_analysis`` (the reconciler in ``tower serve`` and ``tower monitor``):
+        a deploy that died while a step was being analysed is analysed on, here, to
+        its end: rolled back on a failed verdict, finished on passing ones.
+        """
         if self.active() is None and not self._warm_due():
+            return []
+        if self.lock.holder() is not None:
             return []
         self._prepare()
         if not self.lock.try_acquire({"command": "recover"}):
             return []
         try:
-            return self._recover_locked(resume_paused=resume_paused)
+            return self._recover_locked(
+                resume_paused=resume_paused, resume_analysis=resume_analysis
+            )
         finally:
             self.lock.release()
 
@@ -444,7 +387,9 @@ class Engine:
                 is not None
             )
 
-    def _recover_locked(self, *, resume_paused: bool) -> list[ReleaseView]:
+    def _recover_locked(
+        self, *, resume_paused: bool, resume_analysis: bool = False
+    ) -> list[ReleaseView]:
         recovered: list[str] = []
         with self.store.session() as session:
             rows = session.scalars(
@@ -452,13 +397,30 @@ class Engine:
                 .where(Release.service_id == self.service_id, Release.status.in_(ACTIVE))
                 .order_by(Release.created_at)
             ).all()
-            pending = [(r.id, r.status, r.state, r.step, r.config.get("plan", [])) for r in rows]
-        for release_id, status, state, index, raw_plan in pending:
+            pending = [
+                (r.id, r.status, r.state, r.step, r.config.get("plan", []), r.config.get("held"))
+                for r in rows
+            ]
+        for release_id, status, state, index, raw_plan, held in pending:
             plan = [Step.from_dict(s) for s in raw_plan]
+            step = plan[index] if index < len(plan) else None
+            resumable = (
+                resume_analysis
+                and step is not None
+                and step.kind == StepKind.ANALYSE
+                and step.pause is not None
+            )
             if status == "rolling_back":
                 self._rollback(release_id, None)
-            elif state == "paused" and not resume_paused:
-                continue
+            elif state == "paused" and not resume_paused and (held or not resumable):
+                continue  # waiting for `tower deploy promote` or `abort`
+            elif resumable:
+                self._log_now(
+                    release_id,
+                    "recover",
+                    "the deploying process stopped during analysis; analysing on here",
+                )
+                self._run(release_id)
             elif index > commit_index(plan):
                 self._log_now(
                     release_id, "recover", "resuming: the new release had passed its checks"
@@ -507,10 +469,41 @@ class Engine:
         except DeployError:
             return {}
 
+    def _adopted(self, session: Session) -> Release | None:
+        """What serves without any tower release yet, recorded as the stable release.
+
+        A first deploy then shifts traffic from it with the chosen strategy
+        instead of replacing it all at once (the driver decides what it adopts).
+        """
+        key = self.driver.adopt()
+        if not key:
+            return None
+        now = self.clock.now()
+        release = Release(
+            id=_new_id(now - timedelta(seconds=1)),
+            service_id=self.service_id,
+            kind="adopt",
+            version="before tower",
+            config={"env": {}, "plan": [], "runs_as": key, "previous_runs_as": "", "target": ""},
+            actor=self.actor,
+            strategy="adopt",
+            driver=self.driver.name,
+            status="succeeded",
+            state="done",
+            created_at=now - timedelta(microseconds=1),
+            finished_at=now,
+        )
+        session.add(release)
+        session.flush()
+        self._log(session, release, "adopted", f"instances running as {key} adopted as stable")
+        return release
+
     def _create(
         self,
         session: Session,
         *,
+        release_id: str,
+        artifact: Artifact | None,
         kind: str,
         version: str,
         image: str,
@@ -531,6 +524,7 @@ class Engine:
             "runs_as": runs,
             "previous_runs_as": runs_as(previous) if previous else "",
             "target": target,
+            "served_traffic": False,
             "deploy": self.secrets.redact_data(
                 self.spec.deploy.model_dump(mode="json", exclude={"hooks"})
             ),
@@ -549,11 +543,15 @@ class Engine:
         ).hexdigest()[:16]
         now = self.clock.now()
         release = Release(
-            id=f"r{now.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            id=release_id,
             service_id=self.service_id,
             kind=kind,
             version=version,
             image=image,
+            artifact=artifact.ref if artifact else "",
+            artifact_kind=artifact.kind if artifact else "",
+            artifact_digest=artifact.digest if artifact else "",
+            artifact_size=artifact.size if artifact else None,
             config_hash=digest,
             config=config,
             actor=self.actor,
@@ -575,6 +573,15 @@ class Engine:
             "created",
             f"{kind} of {version} ({strategy}, plan: {', '.join(s.label for s in plan)})",
         )
+        if artifact is not None:
+            self._log(
+                session,
+                release,
+                "artifact",
+                _artifact_text(artifact),
+                {"ref": artifact.ref, "digest": artifact.digest, "size": artifact.size}
+                | artifact.detail,
+            )
         self._event(session, release, "started")
         return release
 
@@ -605,8 +612,8 @@ class Engine:
             self._kill_point(step.label, index)
             try:
                 self._execute(release_id, step)
-            except (GateFailed, Aborted) as exc:
-                self._rollback(release_id, f"{step.label}: {exc.message}")
+            except Paused as exc:
+                self._set_state(release_id, "paused", exc.message, held=True)
                 return
             except DeployError as exc:
                 self._rollback(release_id, f"{step.label}: {exc.message}")
@@ -623,6 +630,34 @@ class Engine:
             self._log(session, release, "succeeded", f"{release.version} serves all traffic")
             self._event(session, release, "succeeded")
         self._kill_point("done")
+        self._prune_artifacts(release_id)
+
+    def _prune_artifacts(self, release_id: str) -> None:
+        """Keep the artifacts of the last ``artifact_retain`` releases and of any that runs."""
+        retain = self.spec.deploy.local.artifact_retain
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Release.id, Release.artifact, Release.config)
+                .where(Release.service_id == self.service_id, Release.artifact != "")
+                .order_by(Release.created_at.desc(), Release.id.desc())
+            ).all()
+        running = {i.release for i in self.driver.instances()} | set(self._routes())
+        keep: list[str] = []
+        for rid, ref, config in rows:
+            key = str((config or {}).get("runs_as") or rid)
+            if ref not in keep and (len(keep) < retain or key in running or rid == release_id):
+                keep.append(ref)
+        try:
+            removed = self.driver.prune_artifacts(keep)
+        except (OSError, DeployError) as exc:
+            self._log_now(release_id, "artifact", f"pruning old artifacts failed: {exc}")
+            return
+        if removed:
+            self._log_now(
+                release_id,
+                "artifact",
+                f"pruned {len(removed)} artifact(s) beyond the last {retain}",
+            )
 
     def _info(self, release: Release) -> ReleaseInfo:
         return ReleaseInfo(
@@ -630,6 +665,7 @@ class Engine:
             version=release.version,
             image=release.image,
             env=self._env(release, strict=False),
+            artifact=release.artifact,
         )
 
     def _env(self, release: Release, *, strict: bool = True) -> dict[str, str]:
@@ -655,81 +691,111 @@ class Engine:
         with self.store.session() as session:
             release = session.get(Release, release_id)
             assert release is not None
-            info = self._info(release)
-            old = str(release.config.get("previous_runs_as") or "")
-            variables = self._variables(release)
-            if step.kind == "start":
-                self._env(release)
+            if step.kind == StepKind.START:
+                self._env(release)  # the values of its secrets must be at hand
+            context = _StepContext(
+                release_id=release_id,
+                step=step,
+                info=self._info(release),
+                old=str(release.config.get("previous_runs_as") or ""),
+                variables=self._variables(release),
+            )
+        try:
+            handler = self._handlers[StepKind(step.kind)]
+        except ValueError:
+            raise DeployError(f"unknown step {step.kind!r}") from None
+        handler(context)
+
+    @property
+    def _handlers(self) -> dict[StepKind, Callable[[_StepContext], None]]:
+        return {
+            StepKind.GATES: self._step_gates,
+            StepKind.HOOKS: lambda c: self._hooks(
+                c.release_id, c.step.phase, c.variables, fatal=True
+            ),
+            StepKind.START: self._step_start,
+            StepKind.HEALTH: lambda c: self._health(c.release_id, c.info.id),
+            StepKind.ROUTE: self._step_route,
+            StepKind.ANALYSE: lambda c: self._analyse(c.release_id, c.info, c.old, c.step),
+            StepKind.SMOKE: lambda c: self._smoke(c.release_id),
+            StepKind.STOP_OLD: self._step_stop_old,
+            StepKind.RETIRE: self._step_retire,
+        }
+
+    def _step_gates(self, c: _StepContext) -> None:
+        outcome = run_gates(self.spec, root=self.root, store=self.store)
+        self._log_now(
+            c.release_id,
+            "gates",
+            outcome.summary,
+            {"failing": outcome.failing, "check_run": outcome.run_id},
+        )
+        if not outcome.passed:
+            raise GateFailed(outcome.summary)
+
+    def _step_start(self, c: _StepContext) -> None:
+        have = len(self.driver.instances(c.info.id))
+        wanted = sum(
+            s.count
+            for s in self._plan(c.release_id)[: self._index(c.release_id) + 1]
+            if s.kind == StepKind.START
+        )
+        count = max(0, min(c.step.count, wanted - have))
+        if count:
+            started = self.driver.start(c.info, count)
+            self._log_now(
+                c.release_id,
+                "start",
+                f"started {len(started)} instance(s): " + ", ".join(i.id for i in started),
+            )
+
+    def _step_route(self, c: _StepContext) -> None:
+        weights = {c.info.id: c.step.weight}
+        if c.step.weight < 1.0 and c.old:
+            weights[c.old] = round(1.0 - c.step.weight, 6)
+        if c.step.weight > 0:
+            self._mark_served(c.release_id)
+        effective = self.driver.route(weights)
+        message = "traffic: " + _split(weights)
+        if effective is not None and effective != weights:
+            message += f" (effective: {_split(effective)})"
+        note = self.driver.route_note()
+        if note:
+            message += f"; {note}"
+        self._log_now(c.release_id, "route", message, {"weights": weights, "effective": effective})
+
+    def _mark_served(self, release_id: str) -> None:
+        """Written before traffic moves: DORA counts a failed change only once it served."""
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            if not release.config.get("served_traffic"):
+                release.config = {**release.config, "served_traffic": True}
+
+    def _step_stop_old(self, c: _StepContext) -> None:
+        if c.old and c.old != c.info.id:
+            self.driver.stop(c.old, count=c.step.count, drain=self.spec.deploy.drain_timeout)
+            self._log_now(
+                c.release_id, "stop_old", f"drained and stopped {c.step.count or 'all'} of {c.old}"
+            )
+
+    def _step_retire(self, c: _StepContext) -> None:
         deploy = self.spec.deploy
-        if step.kind == "gates":
-            outcome = run_gates(self.spec, root=self.root, store=self.store)
-            self._log_now(
-                release_id,
-                "gates",
-                outcome.summary,
-                {"failing": outcome.failing, "check_run": outcome.run_id},
-            )
-            if not outcome.passed:
-                raise GateFailed(outcome.summary)
-        elif step.kind == "hooks":
-            self._hooks(release_id, step.phase, variables, fatal=True)
-        elif step.kind == "start":
-            have = len(self.driver.instances(info.id))
-            wanted = sum(
-                s.count
-                for s in self._plan(release_id)[: self._index(release_id) + 1]
-                if s.kind == "start"
-            )
-            count = max(0, min(step.count, wanted - have))
-            if count:
-                started = self.driver.start(info, count)
-                self._log_now(
-                    release_id,
-                    "start",
-                    f"started {len(started)} instance(s): " + ", ".join(i.id for i in started),
-                )
-        elif step.kind == "health":
-            self._health(release_id, info.id)
-        elif step.kind == "route":
-            weights = {info.id: step.weight}
-            if step.weight < 1.0 and old:
-                weights[old] = round(1.0 - step.weight, 6)
-            effective = self.driver.route(weights)
-            message = "traffic: " + _split(weights)
-            if effective is not None and effective != weights:
-                message += f" (effective: {_split(effective)})"
-            self._log_now(
-                release_id, "route", message, {"weights": weights, "effective": effective}
-            )
-        elif step.kind == "analyse":
-            self._analyse(release_id, info, old, step)
-        elif step.kind == "smoke":
-            self._smoke(release_id)
-        elif step.kind == "stop_old":
-            if old and old != info.id:
-                self.driver.stop(old, count=step.count, drain=deploy.drain_timeout)
-                self._log_now(
-                    release_id, "stop_old", f"drained and stopped {step.count or 'all'} of {old}"
-                )
-        elif step.kind == "retire":
-            if old and old != info.id:
-                self.driver.stop(old, drain=deploy.drain_timeout, after=deploy.warm_window)
-                with self.store.session() as session:
-                    release = session.get(Release, release_id)
-                    assert release is not None
-                    if release.previous_id:
-                        previous = session.get(Release, release.previous_id)
-                        if previous is not None:
-                            previous.warm_until = self.clock.now() + timedelta(
-                                seconds=deploy.warm_window
-                            )
-                self._log_now(
-                    release_id,
-                    "retire",
-                    f"{old} kept warm for {deploy.warm_window:g}s for instant rollback",
-                )
-        else:
-            raise DeployError(f"unknown step {step.kind!r}")
+        if not c.old or c.old == c.info.id:
+            return
+        self.driver.stop(c.old, drain=deploy.drain_timeout, after=deploy.warm_window)
+        with self.store.session() as session:
+            release = session.get(Release, c.release_id)
+            assert release is not None
+            if release.previous_id:
+                previous = session.get(Release, release.previous_id)
+                if previous is not None:
+                    previous.warm_until = self.clock.now() + timedelta(seconds=deploy.warm_window)
+        self._log_now(
+            c.release_id,
+            "retire",
+            f"{c.old} kept warm for {deploy.warm_window:g}s for instant rollback",
+        )
 
     def _plan(self, release_id: str) -> list[Step]:
         with self.store.session() as session:
@@ -792,17 +858,23 @@ class Engine:
             self.clock.sleep(min(0.25, left))
 
     def _health(self, release_id: str, key: str) -> None:
+        """Every instance passes readiness ``consecutive`` times in a row within the deadline.
+
+        ``consecutive`` definite failing answers in a row (not a refused connection
+        or a ``Retry-After``) fail the gate at once; the deadline bounds slow starters.
+        """
         gate = self.spec.deploy.health
         path = self.spec.health.readiness
         instances = [i for i in self.driver.instances(key) if i.state != "stopped"]
         if not instances:
             raise GateFailed(f"no instance of {key} is running")
         passes = {i.id: 0 for i in instances}
+        refused = {i.id: 0 for i in instances}
         last = {i.id: "not probed" for i in instances}
         deadline = self.clock.monotonic() + gate.deadline
         delay = gate.interval
         while True:
-            failed_round = False
+            backoff = False
             for instance in instances:
                 if passes[instance.id] >= gate.consecutive:
                     continue
@@ -810,11 +882,22 @@ class Engine:
                 last[instance.id] = probe.detail
                 if probe.ok:
                     passes[instance.id] += 1
-                else:
-                    passes[instance.id] = 0
-                    failed_round = True
-                    if probe.fatal:
-                        raise GateFailed(f"instance {instance.id}: {probe.detail}")
+                    refused[instance.id] = 0
+                    continue
+                passes[instance.id] = 0
+                if probe.fatal:
+                    raise GateFailed(f"instance {instance.id}: {probe.detail}")
+                if probe.retryable:
+                    refused[instance.id] = 0
+                    backoff = True
+                    continue
+                refused[instance.id] += 1
+                if refused[instance.id] >= gate.consecutive:
+                    raise GateFailed(
+                        f"instance {instance.id} failed readiness {path} "
+                        f"{refused[instance.id]} times in a row with a definite answer "
+                        f"(last: {probe.detail}); not waiting for the {gate.deadline:g}s deadline"
+                    )
             if all(n >= gate.consecutive for n in passes.values()):
                 self._log_now(
                     release_id,
@@ -830,36 +913,120 @@ class Engine:
                     f"{passes[worst]} of {gate.consecutive} times in a row within "
                     f"{gate.deadline:g}s (last: {last[worst]})"
                 )
-            delay = min(delay * 1.5, 2.0) if failed_round else gate.interval
+            delay = min(delay * 1.5, 2.0) if backoff else gate.interval
             self.lock.heartbeat()
             self.clock.sleep(min(delay, max(0.0, deadline - self.clock.monotonic())))
 
-    def _verdict(self, info: ReleaseInfo, old: str, window: float) -> analysis.Verdict:
+    def _verdict(
+        self,
+        release_id: str,
+        info: ReleaseInfo,
+        old: str,
+        window: float,
+        traffic: TrafficRunner | None,
+    ) -> analysis.Verdict:
         spec = self.spec.deploy.analysis
         new_metrics = self.driver.metrics(info.id, window)
+        if traffic is not None:
+            new_metrics = analysis.combine(new_metrics, traffic.window(window))
         stable = self.driver.metrics(old, window) if old and old != info.id else None
         instances = "|".join(i.id for i in self.driver.instances(info.id))
         extra, problems = analysis.prometheus_values(
             spec, {"release": info.id, "version": info.version, "instances": instances}
         )
-        verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
+        if analysis.uses_ingest(spec):
+            extra.update(self._ingest_values(release_id, window, new_metrics))
+        context = analysis.build_context(new_metrics, stable, extra)
+        if extra and "source" not in context:
+            context["source"] = f"Prometheus {spec.prometheus_url}"
+        verdict = analysis.evaluate(spec, context)
         if problems and verdict.outcome == analysis.PASS:
             return analysis.Verdict(
                 analysis.INCONCLUSIVE, "; ".join(problems), verdict.results, verdict.context
             )
         return verdict
 
-    def _analyse(self, release_id: str, info: ReleaseInfo, old: str, step: Step) -> None:
-        """Hold the step: evaluate the conditions every interval until the pause is over.
+    def _ingest_values(
+        self, release_id: str, window: float, metrics: TargetMetrics | None
+    ) -> dict[str, Any]:
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            names = {release.id, release.version, runs_as(release)} - {""}
+            since = release.created_at
+        return analysis.ingest_values(
+            self.store,
+            names,
+            release_since=since,
+            window_since=self.clock.now() - timedelta(seconds=window),
+            requests=metrics.requests if metrics else None,
+        )
 
-        The step passes when its pause is over and the last verdict passed (or
-        there are no conditions). A failed verdict counts toward the failure
-        limit; an inconclusive one (too little traffic) keeps the step paused.
-        A step without a pause waits for `tower deploy promote` while the
-        analysis keeps running. Promote and abort requests end the wait at once.
+    def _check_traffic(self) -> None:
+        spec = self.spec.deploy.analysis
+        known = {s.name for s in self.spec.budgets.scenarios}
+        unknown = [name for name in spec.traffic if name not in known]
+        if unknown:
+            raise DeployError(
+                f"[deploy.analysis] traffic names {', '.join(map(repr, unknown))}, "
+                "not a [[budgets.scenarios]] name",
+                hint="known scenarios: " + (", ".join(sorted(known)) or "none"),
+            )
+
+    def _traffic(self, info: ReleaseInfo) -> TrafficRunner | None:
+        spec = self.spec.deploy.analysis
+        if not spec.traffic or not spec.conditions:
+            return None
+        targets = [
+            f"http://{i.address}"
+            for i in self.driver.instances(info.id)
+            if i.state == "running" and i.address
+        ]
+        if not targets and self.spec.url:
+            targets = [self.spec.url]
+        if not targets:
+            return None
+        rate = spec.traffic_rate or max(5.0, 2.0 * spec.min_requests / max(spec.interval, 0.1))
+        scenarios = [s for s in self.spec.budgets.scenarios if s.name in spec.traffic]
+        return TrafficRunner(targets, scenarios, rate=rate, clock=self.clock).start()
+
+    def _analyse(self, release_id: str, info: ReleaseInfo, old: str, step: Step) -> None:
+        """Hold the step, judging the conditions over every window until the pause is over.
+
+        Windows are counted from the step's start (``interval`` apart), and the
+        window that ends with the pause is always judged, however late the timer
+        wakes. The step passes when its pause is over and the last verdict passed
+        (or there are no conditions). A failed verdict counts toward the failure
+        limit. Inconclusive verdicts (too little traffic) keep the step waiting
+        up to ``inconclusive_limit``, then ``on_inconclusive`` pauses the deploy
+        or rolls it back. A step without a pause waits for `tower deploy promote`
+        while the analysis keeps running. Promote and abort requests end the wait.
         """
         spec = self.spec.deploy.analysis
+        traffic = self._traffic(info)
+        try:
+            self._hold(release_id, info, old, step, traffic)
+        finally:
+            if traffic is not None:
+                summary = traffic.stop()
+                self._log_now(release_id, "analyse", f"synthetic traffic: {summary}")
+        del spec
+
+    def _hold(
+        self,
+        release_id: str,
+        info: ReleaseInfo,
+        old: str,
+        step: Step,
+        traffic: TrafficRunner | None,
+    ) -> None:
+        spec = self.spec.deploy.analysis
+        slack = 1e-3
         started = self.clock.monotonic()
+        pause_end = None if step.pause is None else started + step.pause
+        next_due = started + spec.interval
+        limit = spec.inconclusive_seconds()
+        undecided_since = started
         failures = 0
         paused = False
         verdict: analysis.Verdict | None = None
@@ -876,9 +1043,11 @@ class Engine:
             now = self.clock.monotonic()
             due: list[float] = []
             if spec.conditions:
-                due.append(last_eval + spec.interval)
-            if step.pause is not None and now < started + step.pause:
-                due.append(started + step.pause)
+                due.append(next_due)
+                if step.pause is not None:
+                    due.append(undecided_since + limit)
+            if pause_end is not None and now < pause_end:
+                due.append(pause_end)
             wait = min(due) - now if due else 3600.0
             request = self._wait(release_id, max(0.0, wait))
             if request == "abort":
@@ -889,16 +1058,20 @@ class Engine:
                 self._log_now(release_id, "analyse", "promoted by request")
                 return
             now = self.clock.monotonic()
-            pause_over = step.pause is not None and now - started >= step.pause - 1e-3
-            evaluate = spec.conditions and (
-                now - last_eval >= spec.interval - 1e-3
-                or (pause_over and verdict is None and now - last_eval >= 0.5)
-            )
-            if evaluate:
-                verdict = self._verdict(info, old, max(now - last_eval, 1.0))
+            pause_over = pause_end is not None and now >= pause_end - slack
+            final_window = pause_over and last_eval < pause_end - slack  # type: ignore[operator]
+            if spec.conditions and (now >= next_due - slack or final_window):
+                window = max(min(spec.interval, now - started), 1.0)
+                verdict = self._verdict(release_id, info, old, window, traffic)
                 last_eval = now
+                while next_due <= now + slack:
+                    next_due += spec.interval
                 self._log_now(
-                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", verdict.context
+                    release_id,
+                    "analyse",
+                    f"{verdict.outcome}: {verdict.message} "
+                    f"(metrics: {verdict.context.get('source') or 'no metrics source'})",
+                    verdict.context,
                 )
                 if verdict.outcome == analysis.FAIL:
                     failures += 1
@@ -907,10 +1080,27 @@ class Engine:
                             f"analysis failed {failures} time(s) "
                             f"(limit {spec.failure_limit}): {verdict.message}"
                         )
+                if verdict.outcome != analysis.INCONCLUSIVE:
+                    undecided_since = now
             if pause_over and (
                 not spec.conditions or (verdict and verdict.outcome == analysis.PASS)
             ):
                 return
+            if (
+                spec.conditions
+                and step.pause is not None
+                and now - undecided_since >= limit - slack
+            ):
+                what = verdict.message if verdict else "no verdict"
+                text = f"no verdict for {now - undecided_since:.0f}s ({what})"
+                if spec.on_inconclusive == "rollback":
+                    raise GateFailed(
+                        f"{text}; inconclusive_limit reached, rolling back as configured"
+                    )
+                raise Paused(
+                    f"paused: {text}; inconclusive_limit reached. Decide with "
+                    "`tower deploy promote` or `tower deploy abort`"
+                )
             if pause_over and not paused:
                 paused = True
                 self._set_state(
@@ -928,11 +1118,13 @@ class Engine:
             if release.state == "paused":
                 release.state = Step.from_dict(release.config["plan"][release.step]).label
 
-    def _set_state(self, release_id: str, state: str, message: str) -> None:
+    def _set_state(self, release_id: str, state: str, message: str, *, held: bool = False) -> None:
         with self.store.session() as session:
             release = session.get(Release, release_id)
             assert release is not None
             release.state = state
+            if held != bool(release.config.get("held")):
+                release.config = {**release.config, "held": held}
             self._log(session, release, state, message)
 
     def _smoke(self, release_id: str) -> None:
@@ -1111,6 +1303,38 @@ class Engine:
             ),
             channels,
         )
+
+
+def _new_id(now: datetime) -> str:
+    return f"r{now.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _stored_artifact(release: Release) -> Artifact | None:
+    if not release.artifact:
+        return None
+    return Artifact(
+        kind=release.artifact_kind,
+        ref=release.artifact,
+        digest=release.artifact_digest,
+        size=release.artifact_size,
+        detail={"from": release.id},
+    )
+
+
+def _artifact_text(artifact: Artifact) -> str:
+    size = f", {_bytes(artifact.size)}" if artifact.size is not None else ""
+    files = artifact.detail.get("files")
+    count = f", {files} files" if files is not None else ""
+    return f"{artifact.kind} {artifact.digest or artifact.ref}{count}{size}"
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 def _split(weights: dict[str, float]) -> str:

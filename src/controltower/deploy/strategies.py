@@ -7,11 +7,26 @@ done and what is left. Builders return plain data and are tested by equality.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from controltower.spec.deploy import CanaryStepSpec, DeploySpec, Strategy
 
 DEFAULT_CANARY = ("5%", "25%", "50%")
+
+
+class StepKind(StrEnum):
+    """What a step does; the engine has one handler per kind."""
+
+    GATES = "gates"
+    HOOKS = "hooks"
+    START = "start"
+    HEALTH = "health"
+    ROUTE = "route"
+    ANALYSE = "analyse"
+    SMOKE = "smoke"
+    STOP_OLD = "stop_old"
+    RETIRE = "retire"
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,13 @@ def immediate(spec: DeploySpec, kind: str = "deploy") -> list[Step]:
     ]
 
 
+def _analyse(spec: DeploySpec) -> list[Step]:
+    """One analysis window after a traffic change, when there are conditions."""
+    return [Step("analyse", pause=spec.analysis.interval)] if spec.analysis.conditions else []
+
+
 def rolling(spec: DeploySpec) -> list[Step]:
+    """Batch by batch: start, health, shift its share, analyse it, then stop as many old."""
     total, batch = spec.instances, min(spec.max_unavailable, spec.instances)
     steps = [*_pre("deploy")]
     started = 0
@@ -80,12 +101,17 @@ def rolling(spec: DeploySpec) -> list[Step]:
         steps += [Step("start", count=size), Step("health")]
         if started == size:
             steps.append(Step("hooks", phase="pre_switch"))
-        steps += [Step("route", weight=started / total), Step("stop_old", count=size)]
+        steps += [
+            Step("route", weight=started / total),
+            *_analyse(spec),
+            Step("stop_old", count=size),
+        ]
     return [*steps, *_switch_tail(spec)]
 
 
 def bluegreen(spec: DeploySpec) -> list[Step]:
-    analyse = [Step("analyse", pause=spec.analysis.interval)] if spec.analysis.conditions else []
+    """Green takes all traffic at once; it is analysed while blue still runs, warm."""
+    analyse = _analyse(spec)
     return [
         *_pre("deploy"),
         Step("start", count=spec.instances),

@@ -13,10 +13,21 @@ from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.limits import IngestLimits
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.routes import Ingestion
+from controltower.ingest.spool import Spool
 from controltower.server.services import Service
 from controltower.spec import Spec
 from controltower.store import Store
 from controltower.typing import Clock
+
+
+def spool_for(root: Path | None, store: Store) -> Spool | None:
+    """Where this server spools unwritten events at shutdown: ``.tower/ingest-spool``
+    beside tower.toml, else beside the SQLite file; None when neither is known."""
+    if root is not None:
+        return Spool(root / ".tower" / "ingest-spool")
+    if not store.is_postgres and store.url.startswith("sqlite:///"):
+        return Spool(Path(store.url.removeprefix("sqlite:///")).resolve().parent / "ingest-spool")
+    return None
 
 
 @dataclass
@@ -26,7 +37,8 @@ class ServerContext:
     ``monitors`` and ``notify`` say whether this process runs the spec's monitors
     and delivers the outbox (turn them off when ``tower monitor`` or another
     dispatcher does that work); ``backups`` whether it runs the ``[backup]``
-    schedule and RPO watch; ``dashboard`` whether it serves the dashboard and
+    schedule and RPO watch; ``deploys`` whether it runs the deploy reconciler
+    (a deploy whose ``tower`` died is finished or rolled back); ``dashboard`` whether it serves the dashboard and
     the status page.
     """
 
@@ -40,6 +52,7 @@ class ServerContext:
     monitors: bool = True
     notify: bool = True
     backups: bool = True
+    deploys: bool = True
     dashboard: bool = True
     root: Path | None = None
 
@@ -89,6 +102,7 @@ class ServerContext:
             buffer=buffer,
             metrics=IngestMetrics(context.registry),
             limits=IngestLimits.from_spec(server),
+            spool=spool_for(context.root, store),
             clock=clock,
         )
         if spec is not None:

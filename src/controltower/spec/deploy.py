@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from controltower.conditions import ConditionText
 from controltower.spec.base import Section
-from controltower.units import Duration, Percent
+from controltower.units import Duration, Percent, parse_duration
 
 
 class Strategy(StrEnum):
@@ -38,16 +39,56 @@ class CanaryStepSpec(Section):
     pause: Duration | None = None
 
 
+_WINDOWS = re.compile(r"^\s*(\d+)\s*windows?\s*$")
+
+
 class AnalysisSpec(Section):
-    """Conditions on live metrics of the new version, checked at each step."""
+    """Conditions on live metrics of the new version, checked at each step.
+
+    ``inconclusive_limit`` bounds how long a step may stay without a verdict (a
+    duration such as ``"2m"``, or a count of windows: ``5`` or ``"5 windows"``);
+    then ``on_inconclusive`` pauses the deploy (``tower deploy`` exits 3) or rolls
+    it back. ``traffic`` names ``[[budgets.scenarios]]`` sent to the new release
+    during analysis, at ``traffic_rate`` requests per second (0: enough for
+    ``min_requests`` in each window).
+    """
 
     conditions: list[ConditionText] = Field(default_factory=list)
     interval: Duration = 10.0
     failure_limit: int = Field(default=1, ge=1)
     min_requests: int = Field(default=20, ge=0)
+    inconclusive_limit: int | str = 5
+    on_inconclusive: Literal["pause", "rollback"] = "pause"
+    traffic: list[str] = Field(default_factory=list)
+    traffic_rate: float = Field(default=0.0, ge=0)
     prometheus_url: str = ""
     prometheus_token_env: str = ""
     queries: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("inconclusive_limit")
+    @classmethod
+    def _limit(cls, value: int | str) -> int | str:
+        if isinstance(value, bool):
+            raise ValueError("must be a count of windows (5) or a duration (2m)")
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"must be at least 1 window (got {value})")
+            return value
+        if _WINDOWS.match(value):
+            return value
+        if parse_duration(value) <= 0:
+            raise ValueError(f"must be a positive duration (got {value!r})")
+        return value
+
+    def inconclusive_seconds(self) -> float:
+        """The limit in seconds: a count of windows times ``interval``."""
+        value = self.inconclusive_limit
+        if isinstance(value, int):
+            return value * self.interval
+        matched = _WINDOWS.match(value)
+        if matched:
+            return int(matched.group(1)) * self.interval
+        return parse_duration(value)
 
 
 class SmokeSpec(Section):
@@ -77,6 +118,8 @@ class LocalDriverSpec(Section):
     proxy_host: str = "127.0.0.1"
     proxy_port: int = Field(default=8000, ge=0, le=65535)
     state_dir: str = ".tower/local"
+    artifact: list[str] = Field(default_factory=list)
+    artifact_retain: int = Field(default=5, ge=1)
 
 
 class FlyDriverSpec(Section):
@@ -90,6 +133,14 @@ class FlyDriverSpec(Section):
     internal_port: int = Field(default=0, ge=0, le=65535)
     wait_timeout: Duration = 60.0
     lease_ttl: int = Field(default=60, ge=1, le=3600)
+    process_group: str = "app"
+    propagation: Duration = 10.0
+    critical_limit: int = Field(default=3, ge=1, le=100)
+    volumes: Literal["new", "fork"] = "new"
+    release_command: str = ""
+    release_command_timeout: Duration = 300.0
+    org: str = ""
+    prometheus_url: str = ""
 
 
 class ExecDriverSpec(Section):

@@ -9,7 +9,7 @@ the engine.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,23 @@ class ReleaseInfo:
     version: str
     image: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    artifact: str = ""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The immutable thing a release runs: a snapshot, an image, what a build printed.
+
+    ``ref`` is what the driver runs it from (a snapshot's folder, ``image@sha256:…``,
+    a reference); ``digest`` identifies its content (``sha256:…``; empty when the
+    platform gives none); ``size`` is in bytes when known.
+    """
+
+    kind: str
+    ref: str
+    digest: str = ""
+    size: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -37,11 +54,18 @@ class Instance:
 
 @dataclass(frozen=True)
 class Probe:
-    """One readiness probe of one instance."""
+    """One readiness probe of one instance.
+
+    ``fatal``: the instance can never pass (it is gone, it crash-loops).
+    ``retryable``: a failure that a slow starter gives (no answer yet, a 429 or a
+    ``Retry-After``); a definite failing answer (a 503 without ``Retry-After``) is
+    not, and ``consecutive`` of those in a row fail the health gate at once.
+    """
 
     ok: bool
     detail: str = ""
     fatal: bool = False
+    retryable: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ class TargetMetrics:
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
+    source: str = ""
 
     def context(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -61,6 +86,8 @@ class TargetMetrics:
             "errors": self.errors,
             "error_rate": self.error_rate,
         }
+        if self.source:
+            data["source"] = self.source
         for name in ("p50", "p95", "p99"):
             value = getattr(self, name)
             if value is not None:
@@ -112,6 +139,32 @@ class Driver(ABC):
 
         ``ids`` names the instances; else the first ``count`` of them (0: all).
         """
+
+    def artifact(self, release: ReleaseInfo) -> Artifact | None:
+        """Make (or find) the artifact of a new release, at deploy time.
+
+        None: the platform keeps no artifact of tower's, the version is only a label.
+        """
+        return None
+
+    def has_artifact(self, ref: str) -> bool:
+        """Whether the artifact ``ref`` can still be run (retention may have pruned it)."""
+        return True
+
+    def prune_artifacts(self, keep: Collection[str]) -> list[str]:
+        """Delete kept-back artifacts not in ``keep``; returns the refs deleted."""
+        return []
+
+    def adopt(self) -> str | None:
+        """Take what serves now without a tower release (deployed by another tool) as one.
+
+        Returns the key its instances go by, or None when there is nothing to adopt.
+        """
+        return None
+
+    def route_note(self) -> str:
+        """How the last ``route`` call really split traffic, in words ("" when as asked)."""
+        return ""
 
     def rollback_to(self, release_id: str) -> None:
         """Send all traffic back to an earlier release."""

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import httpx
 
-from controltower.deploy.drivers.base import Driver, Instance, Probe, ReleaseInfo, TargetMetrics
+from controltower.deploy.drivers.base import (
+    Artifact,
+    Driver,
+    Instance,
+    Probe,
+    ReleaseInfo,
+    TargetMetrics,
+)
 from controltower.deploy.local.client import AgentClient
+from controltower.deploy.local.snapshots import SnapshotStore
 from controltower.exceptions import DriverError
 from controltower.spec.deploy import LocalDriverSpec
 
@@ -51,6 +59,7 @@ class LocalDriver(Driver):
         self.health_path = health_path
         self.state_dir = (root / spec.state_dir).resolve()
         self.agent = AgentClient(self.state_dir)
+        self.snapshots = SnapshotStore(self.state_dir / "artifacts")
         self.http = httpx.Client(timeout=2.0)
 
     def prepare(self) -> None:
@@ -64,14 +73,40 @@ class LocalDriver(Driver):
                 hint="stop it with `tower deploy agent stop` and deploy again",
             )
 
+    def artifact(self, release: ReleaseInfo) -> Artifact:
+        """A snapshot of the app folder (or of the ``artifact`` paths), taken now."""
+        snapshot = self.snapshots.snapshot(
+            (self.root / self.spec.cwd).resolve(),
+            include=self.spec.artifact,
+            exclude=[self.state_dir],
+        )
+        return Artifact(
+            kind="snapshot",
+            ref=str(snapshot.path),
+            digest=snapshot.digest,
+            size=snapshot.size,
+            detail={"files": snapshot.files, "hard_linked": snapshot.linked},
+        )
+
+    def has_artifact(self, ref: str) -> bool:
+        return not ref or self.snapshots.exists(ref)
+
+    def prune_artifacts(self, keep: Collection[str]) -> list[str]:
+        return self.snapshots.prune(keep)
+
     def start(self, release: ReleaseInfo, count: int) -> list[Instance]:
+        if release.artifact and not self.snapshots.exists(release.artifact):
+            raise DriverError(
+                f"the snapshot {release.artifact} of release {release.id} is gone",
+                hint="retention ([deploy.local] artifact_retain) pruned it; deploy it again",
+            )
         reply = self.agent.call(
             "start",
             release=release.id,
             version=release.version,
             count=count,
             argv=build_argv(self.spec.command, release),
-            cwd=str((self.root / self.spec.cwd).resolve()),
+            cwd=release.artifact or str((self.root / self.spec.cwd).resolve()),
             env=build_env(self.spec, release),
             health_path=self.health_path,
         )
@@ -99,7 +134,9 @@ class LocalDriver(Driver):
             response = self.http.get(f"http://{current.address}{path}", timeout=timeout)
         except httpx.HTTPError as exc:
             return Probe(False, f"GET {path}: {type(exc).__name__}")
-        return Probe(response.is_success, f"GET {path}: {response.status_code}")
+        ok = response.is_success
+        retryable = response.status_code == 429 or "retry-after" in response.headers
+        return Probe(ok, f"GET {path}: {response.status_code}", retryable=ok or retryable)
 
     def route(self, weights: dict[str, float]) -> dict[str, float] | None:
         self.agent.call("route", weights=weights)

@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controltower.deploy.engine import view
-from controltower.deploy.history import dora
+from controltower.deploy.views import dora_figures, view
 from controltower.server.api.common import (
     ApiError,
     context,
@@ -89,13 +88,7 @@ async def get_release(request: Request, token: TokenInfo) -> Response:
 
 
 def _dora(store: Store, service_id: int | None, days: int, now: Any) -> dict[str, Any]:
-    query = select(Release)
-    if service_id is not None:
-        query = query.where(Release.service_id == service_id)
-    with store.session() as session:
-        rows = session.scalars(query.order_by(Release.created_at.desc()).limit(10000)).all()
-        releases = [view(row) for row in rows]
-    return dora(releases, now=now, days=float(days)).to_dict()
+    return dora_figures(store, service_id, now=now, days=float(days)).to_dict()
 
 
 @requires("read")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from controltower.store.models.backup import Backup, BackupIncident, BackupVerification
 from controltower.store.models.checks import CheckFindingRow, CheckRunRow
 from controltower.store.models.core import AuditEvent, Lock, Service
-from controltower.store.models.dashboard import LoginSession, User
+from controltower.store.models.dashboard import LoginFailure, LoginNonce, LoginSession, User
 from controltower.store.models.deploy import Release, ReleaseStep
 from controltower.store.models.ingest import (
     CspReport,
@@ -24,7 +24,7 @@ from controltower.store.models.monitor import (
     Silence,
 )
 from controltower.store.models.notify import OutboxMessage
-from controltower.store.models.server import ApiToken, DashboardSession
+from controltower.store.models.server import ApiToken, DashboardSession, Epoch
 from controltower.store.models.sourcemaps import (
     ArtifactBundle,
     ArtifactFile,
@@ -44,6 +44,7 @@ __all__ = [
     "CheckRunRow",
     "CspReport",
     "DashboardSession",
+    "Epoch",
     "ErrorEvent",
     "ErrorIssue",
     "ErrorIssueHour",
@@ -51,6 +52,8 @@ __all__ = [
     "IncidentEvent",
     "LoadRun",
     "Lock",
+    "LoginFailure",
+    "LoginNonce",
     "LoginSession",
     "MonitorResult",
     "MonitorRollup",

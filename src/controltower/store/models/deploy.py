@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controltower.clock import utcnow
@@ -23,6 +23,10 @@ class Release(Base):
     kind: Mapped[str] = mapped_column(String(20), default="deploy")
     version: Mapped[str] = mapped_column(String(200), default="")
     image: Mapped[str] = mapped_column(String(500), default="")
+    artifact: Mapped[str] = mapped_column(String(1000), default="")
+    artifact_kind: Mapped[str] = mapped_column(String(20), default="")
+    artifact_digest: Mapped[str] = mapped_column(String(100), default="")
+    artifact_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     config_hash: Mapped[str] = mapped_column(String(64), default="")
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor: Mapped[str] = mapped_column(String(200), default="")

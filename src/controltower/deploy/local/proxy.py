@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from controltower.http1 import Head, Incoming, MessageError
 
@@ -92,8 +92,7 @@ class Target:
         self.idle.clear()
 
 
-@dataclass
-class Sample:
+class Sample(NamedTuple):
     at: float
     latency: float
     error: bool
@@ -109,12 +108,17 @@ class Metrics:
 
     def record(self, release: str, latency: float, error: bool) -> None:
         now = time.monotonic()
-        queue = self.samples.setdefault(release, deque())
+        queue = self.samples.get(release)
+        if queue is None:
+            queue = self.samples[release] = deque()
+            self.totals[release] = [0, 0]
         queue.append(Sample(now, latency, error))
-        totals = self.totals.setdefault(release, [0, 0])
+        totals = self.totals[release]
         totals[0] += 1
-        totals[1] += int(error)
-        while queue and queue[0].at < now - self.keep:
+        if error:
+            totals[1] += 1
+        horizon = now - self.keep
+        while queue[0].at < horizon:
             queue.popleft()
 
     def window(self, release: str, seconds: float) -> dict[str, Any]:

@@ -274,6 +274,25 @@ def _check_counts(
     return findings
 
 
+def check_rows(
+    spec: Spec, connection: psycopg.Connection[Any]
+) -> tuple[dict[str, int], list[tuple[str, bool, str]]]:
+    """Row counts of every user table of a restored copy, and the spec's checks on it."""
+    counts: dict[str, int] = {}
+    findings: list[tuple[str, bool, str]] = []
+    tables = connection.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
+    ).fetchall()
+    for schema, name in tables:
+        row = connection.execute(f"SELECT count(*) FROM {qualified(schema, name)}").fetchone()
+        counts[f"{schema}.{name}"] = int(row[0]) if row else 0
+    findings.append(("rows", True, f"{len(counts)} tables, {sum(counts.values())} rows"))
+    findings.extend((f.name, f.ok, f.message) for f in _run_checks(spec, connection))
+    return counts, findings
+
+
 def _run_checks(spec: Spec, connection: psycopg.Connection[Any]) -> list[Finding]:
     findings: list[Finding] = []
     checks: list[tuple[str, str, list[Any]]] = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controltower.checks.live import exposure, headers, health, transport
-from controltower.checks.static import docker, env, fly, hadolint, nextjs
+from controltower.checks.static import docker, env, fly, hadolint, nextjs, vulns, watchdog
 from controltower.load import check as load
 
 __all__ = [
@@ -17,4 +17,6 @@ __all__ = [
     "load",
     "nextjs",
     "transport",
+    "vulns",
+    "watchdog",
 ]

@@ -70,6 +70,15 @@ def build_services(context: ServerContext) -> list[Service]:
         from controltower.deploy.reconciler import DeployReconciler
 
         services.append(DeployReconciler(spec, context.store, clock=context.clock))
+    if spec is not None and spec.server.heartbeat_url is not None:
+        from controltower.server.watchdog import Watchdog
+
+        services.append(
+            Watchdog(
+                spec.server.heartbeat_url.get_secret_value(),
+                interval=spec.server.heartbeat_interval,
+            )
+        )
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():

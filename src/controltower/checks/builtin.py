@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from controltower.checks.live import exposure, headers, health, transport
-from controltower.checks.static import docker, env, fly, hadolint, nextjs, vulns
+from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns
 from controltower.load import check as load
 
 __all__ = [
+    "backup",
     "docker",
     "env",
     "exposure",

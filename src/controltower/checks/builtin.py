@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controltower.checks.live import exposure, headers, health, transport
-from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns
+from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
 from controltower.load import check as load
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "nextjs",
     "transport",
     "vulns",
+    "watchdog",
 ]

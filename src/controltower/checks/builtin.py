@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, transport
+from controltower.checks.live import exposure, headers, health, ratelimit, transport
 from controltower.checks.static import docker, env, fly, hadolint, nextjs, vulns, watchdog
 from controltower.load import check as load
 
@@ -16,6 +16,7 @@ __all__ = [
     "health",
     "load",
     "nextjs",
+    "ratelimit",
     "transport",
     "vulns",
     "watchdog",

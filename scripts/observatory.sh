@@ -9,6 +9,16 @@ if [ ! -f "$package/package.json" ]; then
   npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$prefix" \
     @mdn/mdn-http-observatory@1.4.8 >/dev/null
 fi
-# "No host is preloaded", as in controltower (the install script would download Chromium's list).
-[ -f "$package/conf/hsts-preload.json" ] || echo '{}' > "$package/conf/hsts-preload.json"
+# The HSTS preload list controltower grades with (the hstspreload package), in the package's
+# own format, so both grade a preloaded host against the same list (the package's install
+# script would download today's Chromium list instead).
+cd "$(dirname "$0")/.."
+python=.venv/bin/python
+[ -x "$python" ] || python=python3
+version="$("$python" -c 'import hstspreload; print(hstspreload.__version__)')"
+if [ "$(cat "$package/conf/hsts-preload.version" 2>/dev/null)" != "$version" ]; then
+  "$python" scripts/hsts_preload_json.py > "$package/conf/hsts-preload.json.tmp"
+  mv "$package/conf/hsts-preload.json.tmp" "$package/conf/hsts-preload.json"
+  echo "$version" > "$package/conf/hsts-preload.version"
+fi
 echo "$prefix"

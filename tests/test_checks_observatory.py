@@ -435,6 +435,38 @@ class TestCspParser:
         assert sf_token('"same-origin"') is None
 
 
+class TestPublicLists:
+    def test_preloaded_host_gets_the_preload_results(self) -> None:
+        """A preloaded host gets the HSTS preload result where an identical site off the list
+        scores a missing header (-20); a site whose every redirect is preloaded gets that result."""
+        from controltower.checks.live.publicsuffix import preloaded
+
+        assert preloaded("github.com") and preloaded("docs.github.com") and preloaded("x.app")
+        assert not preloaded("www.example.com") and not preloaded("127.0.0.1")
+
+        def site(host: str) -> Scan:
+            auto = Response(f"https://{host}/", 200, [("content-type", "text/html")], HTML)
+            route = [Response(f"http://{host}/", 301), auto]
+            return Scan(auto=auto, http=auto, http_route=route, https=auto)
+
+        on, off = grade(site("github.com")), grade(site("www.example.com"))
+        results = {t.name: t.result for t in on.tests}
+        assert results["strict-transport-security"] == "hsts-preloaded"
+        assert results["redirection"] == "redirection-all-redirects-preloaded"
+        off_results = {t.name: t.result for t in off.tests}
+        assert off_results["strict-transport-security"] == "hsts-not-implemented"
+        assert on.score >= off.score + 20
+
+    def test_registrable_domains_follow_the_public_suffix_list(self) -> None:
+        """eTLD+1 under the Public Suffix List, offline; unknown TLDs by the * rule; no IPs."""
+        from controltower.checks.live.publicsuffix import registrable_domain
+
+        assert registrable_domain("a.b.example.co.uk") == "example.co.uk"
+        assert registrable_domain("www.example.com.au") == "example.com.au"
+        assert registrable_domain("shop.example.internal") == "example.internal"
+        assert registrable_domain("co.uk") is None and registrable_domain("::1") is None
+
+
 # -- cross-check against the released package ------------------------------------------
 
 OBSERVATORY_PACKAGE = os.environ.get("TOWER_OBSERVATORY_PACKAGE", "")
@@ -480,7 +512,7 @@ BODY_POOL = [
 ]  # fmt: skip
 
 
-def random_scan(rng: random.Random) -> Scan:
+def random_scan(rng: random.Random, host: str = "www.example.com") -> Scan:
     """A random site drawn from header values that exercise every branch of the analyzer."""
     headers: list[tuple[str, str]] = []
     for name, pool, p in [
@@ -500,7 +532,6 @@ def random_scan(rng: random.Random) -> Scan:
     if content_type:
         headers.append(("content-type", content_type))
     body = rng.choice(BODY_POOL)
-    host = "www.example.com"
     if rng.random() < 0.2:
         auto = Response(f"http://{host}/", 200, headers, body)
         first = Response(f"http://{host}/", 302, [("set-cookie", rng.choice(COOKIE_POOL))])
@@ -582,6 +613,25 @@ class TestReleasedObservatory:
             ours = grade(scan)
             assert {t.name: t.result for t in ours.tests} == theirs["tests"], name
             assert (score, letter) == (theirs["score"], theirs["grade"]) == (ours.score, ours.grade)
+
+    def test_preloaded_hosts_match_the_package(self, tmp_path: Path) -> None:
+        """Hosts on the HSTS preload list (whole, through a parent, through a preloaded gTLD)
+        and hosts off it, under public suffixes of one and two labels, get the same results,
+        score and grade from the package graded with the same list."""
+        rng = random.Random(20261203)
+        hosts = [
+            "github.com", "docs.github.com", "accounts.google.com", "www.paypal.com", "shop.app",
+            "www.example.com", "www.example.co.uk", "cdn.example.co.uk", "foo.internal",
+        ]  # fmt: skip
+        scans = [random_scan(rng, host) for host in hosts for _ in range(40)]
+        results = self.grade_with_package(scans, tmp_path)
+        preloaded_seen = 0
+        for scan, theirs in zip(scans, results, strict=True):
+            ours = grade(scan)
+            assert {t.name: t.result for t in ours.tests} == theirs["tests"], scan.hostname
+            assert (ours.score, ours.grade) == (theirs["score"], theirs["grade"]), scan.hostname
+            preloaded_seen += theirs["tests"]["strict-transport-security"] == "hsts-preloaded"
+        assert preloaded_seen > 100
 
     def test_random_sites_match_the_package(self, tmp_path: Path) -> None:
         """Two thousand random header sets get the same result in every test as the package gives."""

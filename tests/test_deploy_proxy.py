@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect as websocket_connect
 
 from controltower.deploy.local.proxy import COOKIE, Metrics, Proxy, RoutingTable, Target
-from controltower.http1 import Head, Incoming
+from controltower.http1 import Head, Incoming, ResponseParser
 from tests.conftest import free_port, wait_for_port
 
 
@@ -429,6 +429,26 @@ class TestStreaming:
         finally:
             server.close()
         assert bytes(got) == b"firstlast"
+
+    async def test_expect_continue_is_answered(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """A client that waits for 100 Continue gets it, then its body reaches the app."""
+        proxy.update({"a": 1.0}, [upstreams["a1"].target("a")])
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(b"hello")
+        await writer.drain()
+        parser, complete = ResponseParser(), None
+        while complete is None:
+            complete = parser.feed(await asyncio.wait_for(reader.read(65536), 10))
+        writer.close()
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        assert complete.status == 200 and complete.body == b"got:hello"
 
     async def test_bad_requests_are_refused(self, proxy: Proxy) -> None:
         """Bytes that are not HTTP, or a head over 64 KiB, get 400 and a closed connection."""

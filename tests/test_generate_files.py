@@ -88,7 +88,8 @@ class TestFlyToml:
         assert http["auto_stop_machines"] == "stop" and http["min_machines_running"] == 1
 
     def test_merge_keeps_comments_and_unknown_keys(self, nextjs: Spec, tmp_path: Path) -> None:
-        """An existing fly.toml keeps its comments and extra keys; managed keys are updated."""
+        """An existing fly.toml keeps its comments, extra keys and every value no check
+        requires to change (its internal_port too); missing keys are added."""
         existing = (
             "# ours\n"
             'app = "shop"  # the app\n'
@@ -103,7 +104,7 @@ class TestFlyToml:
         generated = build(nextjs, "fly-toml", tmp_path)[0]
         outcome = apply(generated, tmp_path, write=False)
         assert outcome.state == "would-change"
-        assert "-internal_port = 3000" in outcome.diff
+        assert "-internal_port" not in outcome.diff and "+[metrics]" in outcome.diff
         assert (tmp_path / "fly.toml").read_text() == existing  # nothing written without --write
         outcome = apply(generated, tmp_path, write=True)
         assert outcome.state == "changed"
@@ -112,8 +113,31 @@ class TestFlyToml:
         assert "# the app" in merged and "swap_size_mb = 512" in merged
         doc = tomllib.loads(merged)
         assert doc["mounts"] == [{"source": "data", "destination": "/data"}]
-        assert doc["http_service"]["internal_port"] == nextjs.service.port
+        assert doc["http_service"]["internal_port"] == 3000
+        assert doc["http_service"]["force_https"] is True
         assert apply(generated, tmp_path, write=True).state == "unchanged"
+
+    def test_a_failing_check_changes_only_its_keys(self, nextjs: Spec, tmp_path: Path) -> None:
+        """A value a fly.toml check rejects is changed, and the note names the check and its
+        finding; a secret in [env] is removed, its value redacted in the diff and printed
+        nowhere, with the `fly secrets set` command in the note."""
+        existing = (
+            'app = "shop"\nprimary_region = "fra"\n\n[env]\n  FEATURE = "on"\n'
+            '  STRIPE_SECRET_KEY = "sk_live_51Hq8rT2mZk4LpX7wNb3Yc9dF"\n\n'
+            '[[vm]]\n  memory = "256mb"\n'
+        )
+        (tmp_path / "fly.toml").write_text(existing)
+        outcome = apply(build(nextjs, "fly-toml", tmp_path)[0], tmp_path, write=True)
+        text = (tmp_path / "fly.toml").read_text()
+        doc = tomllib.loads(text)
+        assert doc["primary_region"] == "fra" and doc["env"]["FEATURE"] == "on"
+        assert "STRIPE_SECRET_KEY" not in doc["env"]
+        assert "sk_live_" not in text + outcome.diff + " ".join(outcome.notes)
+        assert "-  STRIPE_SECRET_KEY = <redacted>" in outcome.diff
+        assert any("fly secrets set STRIPE_SECRET_KEY=<value> -a shop" in n for n in outcome.notes)
+        assert doc["vm"][0]["memory"] == "1gb"
+        assert any(n.startswith("fly.memory: the VM has 256 MB") for n in outcome.notes)
+        assert '  memory = "1gb"' in text  # the user's indentation stays
 
     def test_merge_is_idempotent(self) -> None:
         once = merge_toml("a = 1\n[t]\nx = 1\n", "b = 2\n[t]\ny = 2\n")
@@ -199,7 +223,9 @@ class TestWorkflow:
         """Tests with a PostgreSQL service, gate 2, deploy, check after; secrets by name only."""
         text = _one(nextjs, "github-actions", tmp_path)
         assert "services:\n      postgres:\n        image: postgres:16" in text
-        assert "tower check --gate 2 --env production" in text
+        assert "tower check --static --gate 2 --env production" in text
+        assert "upload-sarif" in text and "security-events: write" in text
+        assert "flyctl deploy --build-only --push" in text and "tower deploy --image" in text
         assert "needs: test" in text and "needs: gate" in text
         assert text.index("flyctl deploy") < text.index("tower check --env production")
         assert "STRIPE_SECRET_KEY: ${{ secrets.STRIPE_SECRET_KEY }}" in text
@@ -296,9 +322,33 @@ class TestCli:
         assert again.returncode == 0, again.stdout
         states = {f["path"]: f["state"] for f in json.loads(again.stdout)["files"]}
         assert set(states.values()) == {"unchanged"}
-        assert {"fly.toml", "Dockerfile", ".github/workflows/tower.yml", ".env.example"} <= set(
-            states
+        assert {
+            "Dockerfile",
+            ".dockerignore",
+            ".github/workflows/tower.yml",
+            ".env.example",
+        } <= set(states)
+        assert "fly.toml" not in states  # not a Fly app: no fly.toml
+
+    def test_unknown_generator_is_bad_usage(self, tmp_path: Path) -> None:
+        """`tower generate flytoml` exits 2, as the help says, and suggests fly-toml."""
+        _spec("python-asgi", tmp_path, stack="python-asgi")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "controltower",
+                "generate",
+                "flytoml",
+                "--spec",
+                str(tmp_path / "tower.toml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
+        assert done.returncode == 2
+        assert "did you mean fly-toml?" in done.stderr
 
 
 def test_python_stack_is_not_nextjs(python: Spec) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,11 +9,10 @@ from sqlalchemy import func, select
 
 from controltower.ingest import issues
 from controltower.ingest.alerts import ErrorAlertRules
-from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.csp import parse_csp, store_violations
 from controltower.ingest.event import ParsedEvent, parse_event
 from controltower.ingest.projects import ensure_projects
-from controltower.ingest.writer import IngestWriter, write_batch
+from controltower.ingest.writer import write_batch
 from controltower.spec import parse_spec
 from controltower.spec.server import ProjectSpec
 from controltower.store import Store
@@ -171,34 +169,6 @@ class TestAlerts:
         rules = ErrorAlertRules.from_spec(spec)
         assert rules.channels == ["mail"]
         assert (rules.spike_count, rules.spike_window) == (3, 60.0)
-
-
-class TestWriter:
-    async def test_stop_flushes_the_buffer(self, store: Store) -> None:
-        """On stop the writer writes everything still queued before returning."""
-        pid = project(store)
-        buffer = IngestBuffer(10_000)
-        buffer.offer([error(pid, f"E{n % 7}") for n in range(1200)])
-        writer = IngestWriter(store, buffer, batch_size=250, flush_interval=60)
-        stop = asyncio.Event()
-        stop.set()
-        await writer.run(stop)
-        assert len(buffer) == 0
-        with store.session() as session:
-            assert session.scalar(select(func.count()).select_from(ErrorEvent)) == 1200
-
-    async def test_a_poison_event_is_dropped_not_the_batch(self, store: Store) -> None:
-        """An event the store refuses is dropped alone; the rest of its batch is stored."""
-        pid = project(store)
-        good = [error(pid) for _ in range(3)]
-        bad = error(9999)
-        buffer = IngestBuffer(100)
-        buffer.offer([good[0], bad, *good[1:]])
-        writer = IngestWriter(store, buffer)
-        assert await writer.flush_once() == 4
-        assert writer.dropped == 1
-        with store.session() as session:
-            assert session.scalar(select(func.count()).select_from(ErrorEvent)) == 3
 
 
 class TestCsp:

@@ -50,9 +50,17 @@ class Head:
     keep_alive: bool = True
     upgrade: bool = False
 
+    _index: dict[bytes, bytes] | None = field(default=None, repr=False, compare=False)
+
     def get(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""
-        return header(self.headers, name)
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), value)
+            self._index = index
+        return index.get(name)
 
     def has_body(self) -> bool:
         """Whether the sender announced a body (a length above zero or chunked coding)."""
@@ -296,6 +304,23 @@ class Incoming:
                 if b"chunked" in (head.get(b"transfer-encoding") or b"").lower():
                     raise MessageError("the connection closed before the body was whole")
                 return None  # a response body that runs until close
+
+    def ready(self) -> tuple[list[bytes], bool]:
+        """The body pieces already parsed, without waiting, and whether the body is complete."""
+        pieces: list[bytes] = []
+        events = self._collector.events
+        while self._in_body and events:
+            kind, value = events[0]
+            if kind == _BODY:
+                events.popleft()
+                assert isinstance(value, bytes)
+                pieces.append(value)
+            elif kind == _END:
+                events.popleft()
+                self._in_body = False
+            else:
+                break
+        return pieces, not self._in_body
 
     async def drain_body(self) -> None:
         """Read and drop the rest of the current body."""

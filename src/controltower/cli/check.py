@@ -221,7 +221,11 @@ def check(
             with output.open("w", encoding="utf-8") as handle:
                 from rich.console import Console
 
-                render_text(run, Console(file=handle, width=120, no_color=True), verbose=verbose)
+                render_text(
+                    run,
+                    Console(file=handle, width=120, no_color=True, emoji=False),
+                    verbose=verbose,
+                )
         else:
             render_text(run, console, verbose=verbose)
     else:

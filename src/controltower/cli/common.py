@@ -16,8 +16,10 @@ from typer.core import TyperGroup
 
 from controltower.spec import Spec, load_spec
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: rich would turn ":100:" in "tower.toml:100:" into an emoji. Markup is used
+# only in tower's own strings, with user text passed through rich.markup.escape.
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

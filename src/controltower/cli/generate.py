@@ -44,8 +44,13 @@ def generate(
         ),
     ] = None,
     app_module: Annotated[
-        str, typer.Option("--app-module", help="ASGI app for Python Dockerfiles.")
-    ] = "app:app",
+        str | None,
+        typer.Option(
+            "--app-module",
+            help="Entry point for Python Dockerfiles, module:variable "
+            "(default: [service] entrypoint, else detected).",
+        ),
+    ] = None,
     format: FormatOption = Format.TEXT,
 ) -> None:
     """Generate production files from tower.toml; show a diff, write with --write."""

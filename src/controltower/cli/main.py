@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from controltower import __version__
 from controltower.cli.common import VerbGroup, err_console
@@ -77,7 +78,7 @@ def run() -> None:
     try:
         app()
     except TowerError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "red"), f" {exc}"), soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

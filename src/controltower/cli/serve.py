@@ -189,17 +189,33 @@ def serve(
         _Server(config).run()
     finally:
         store.close()
-    received = context.ingestion.buffer.accepted if context.ingestion else 0
-    left = len(context.ingestion.buffer) if context.ingestion else 0
+    figures = context.ingestion.ledger.snapshot() if context.ingestion else {}
+    left = figures.get("buffered", 0)
     if format is Format.TEXT:
         console.print(
             f"stopped after {format_duration(time.monotonic() - started)}: "
-            f"{received} error events received, {received - left} stored"
-            + (f", {left} NOT stored (the store was unreachable)" if left else ""),
+            + _accounting_line(figures),
             markup=False,
         )
     if left:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _accounting_line(figures: dict[str, int]) -> str:
+    """What happened to every accepted error event, for the stop summary."""
+    if not figures:
+        return "no error ingestion"
+    parts = [f"{figures['accepted']} error events received"]
+    if figures["replayed"]:
+        parts.append(f"{figures['replayed']} replayed from the spool")
+    parts.append(f"{figures['stored']} stored")
+    if figures["dead_lettered"]:
+        parts.append(f"{figures['dead_lettered']} dead-lettered (GET /api/v1/ingest/dead-letters)")
+    if figures["spooled"]:
+        parts.append(f"{figures['spooled']} spooled (written at the next start)")
+    if figures["buffered"]:
+        parts.append(f"{figures['buffered']} NOT stored (the store was unreachable)")
+    return ", ".join(parts)
 
 
 def _running_parts(context: ServerContext) -> list[str]:
@@ -236,7 +252,8 @@ def register(app: typer.Typer) -> None:
                 "tower serve --print-dsn",
                 "tower serve --no-monitors   # `tower monitor` workers run the monitors",
             ],
-            "Exit codes: 0 stopped cleanly; 1 the store could not be opened, or buffered "
-            "events could not be written at shutdown; 2 invalid tower.toml or options.",
+            "Exit codes: 0 stopped cleanly (events not written in time are spooled and written "
+            "at the next start); 1 the store could not be opened, or buffered events could be "
+            "neither written nor spooled at shutdown; 2 invalid tower.toml or options.",
         ),
     )(serve)

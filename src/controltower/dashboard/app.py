@@ -9,7 +9,7 @@ origin.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,15 @@ from starlette.staticfiles import StaticFiles
 
 from controltower.clock import system_clock
 from controltower.dashboard import data
-from controltower.dashboard.auth import Accounts, SessionInfo, csrf_ok
+from controltower.dashboard.auth import (
+    Accounts,
+    HashingBusy,
+    HashingPool,
+    LoginThrottle,
+    SessionInfo,
+    csrf_ok,
+    throttle_keys,
+)
 from controltower.dashboard.svg import badge
 from controltower.store import Store
 from controltower.typing import Clock
@@ -69,6 +77,8 @@ class Dashboard:
         self.clock = clock
         self.secure = secure_cookies
         self.accounts = Accounts(store, clock=clock)
+        self.throttle = LoginThrottle(store, clock=clock)
+        self.hashing = HashingPool()
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -153,43 +163,38 @@ class Dashboard:
         return urlsplit(origin).netloc == request.headers.get("host", "")
 
     async def login(self, request: Request) -> Response:
-        next_path = request.query_params.get("next") or "/"
-        if not next_path.startswith("/") or next_path.startswith("//"):
-            next_path = "/"
+        next_path = _local(request.query_params.get("next") or "/")
         if request.method == "GET":
-            token = secrets.token_urlsafe(16)
-            response = self.render(
-                request, "login.html", login_csrf=token, next=next_path, error="", user=None
-            )
-            response.set_cookie(
-                LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=self.secure
-            )
-            return response
+            return await self._login_form(request, next_path, "", 200)
         form = {k: str(v) for k, v in (await request.form()).items()}
-        if not csrf_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
+        next_path = _local(form.get("next", "/"))
+        nonce = form.get("csrf", "")
+        if not self._same_origin(request) or not csrf_ok(
+            request.cookies.get(LOGIN_COOKIE, ""), nonce
+        ):
             return Response("the login form expired; reload the page", status_code=403)
-        session_token = await asyncio.to_thread(
-            self.accounts.login, form.get("name", ""), form.get("password", "")
-        )
+        if not await asyncio.to_thread(self.throttle.spend_nonce, nonce):
+            return Response("the login form expired; reload the page", status_code=403)
+        name = form.get("name", "")
+        keys = throttle_keys(name, request.client.host if request.client else "-")
+        wait = await asyncio.to_thread(self.throttle.wait, keys)
+        if wait > 0:
+            return await self._locked(request, next_path, wait)
+        try:
+            session_token = await self.hashing.run(
+                self.accounts.login, name, form.get("password", "")
+            )
+        except HashingBusy:
+            return await self._login_form(
+                request, next_path, "The server is busy with other logins; try again.", 429, 1
+            )
         if session_token is None:
-            fresh = secrets.token_urlsafe(16)
-            response = self.render(
-                request,
-                "login.html",
-                status_code=401,
-                login_csrf=fresh,
-                next=form.get("next", "/"),
-                error="Wrong name or password.",
-                user=None,
-            )
-            response.set_cookie(
-                LOGIN_COOKIE, fresh, httponly=True, samesite="strict", secure=self.secure
-            )
-            return response
-        target = form.get("next", "/")
-        if not target.startswith("/") or target.startswith("//"):
-            target = "/"
-        redirect = RedirectResponse(target, status_code=303)
+            locked = await asyncio.to_thread(self.throttle.failed, keys)
+            if locked > 0:
+                return await self._locked(request, next_path, locked)
+            return await self._login_form(request, next_path, "Wrong name or password.", 401)
+        await asyncio.to_thread(self.throttle.succeeded, keys)
+        redirect = RedirectResponse(next_path, status_code=303)
         redirect.set_cookie(
             COOKIE,
             session_token,
@@ -200,6 +205,35 @@ class Dashboard:
         )
         redirect.delete_cookie(LOGIN_COOKIE)
         return redirect
+
+    async def _locked(self, request: Request, next_path: str, seconds: float) -> Response:
+        wait = max(1, math.ceil(seconds))
+        message = (
+            f"Too many failed logins for this account or from this address: "
+            f"locked for {wait} s. Try again after that."
+        )
+        return await self._login_form(request, next_path, message, 429, wait)
+
+    async def _login_form(
+        self, request: Request, next_path: str, error: str, status: int, retry: int = 0
+    ) -> Response:
+        """The login page with a fresh server-issued nonce, in the form and in a cookie."""
+        nonce = await asyncio.to_thread(self.throttle.issue_nonce)
+        response = self.render(
+            request,
+            "login.html",
+            status_code=status,
+            login_csrf=nonce,
+            next=next_path,
+            error=error,
+            user=None,
+        )
+        if retry:
+            response.headers["retry-after"] = str(retry)
+        response.set_cookie(
+            LOGIN_COOKIE, nonce, httponly=True, samesite="strict", secure=self.secure
+        )
+        return response
 
     async def logout(self, request: Request) -> Response:
         info, _ = await self.checked_post(request)
@@ -366,6 +400,11 @@ class Dashboard:
         return Response(
             svg, media_type="image/svg+xml", headers={"cache-control": "public, max-age=60"}
         )
+
+
+def _local(target: str) -> str:
+    """``target`` if it is a path on this site, else ``/`` (no open redirects)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
 def utc(value: datetime) -> datetime:

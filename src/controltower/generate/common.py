@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controltower.spec import Spec
-from controltower.spec.service import Stack
+from controltower.spec.detect import Detected, detect, next_standalone, python_dependencies
+from controltower.spec.service import Stack, Target
 
 NODE_IMAGE = "node:22.11.0-bookworm-slim"
 PYTHON_IMAGE = "python:3.12.7-slim-bookworm"
@@ -30,10 +31,27 @@ class App:
     package_manager: str
     migration: str
     python_entry: str
+    target: Target = Target.FLY
+    server: str = ""
+    lockfile: str = ""
+    standalone: bool = True
+    has_public: bool = False
+    python_packages: frozenset[str] = frozenset()
+    root: Path = Path(".")
 
     @property
     def is_node(self) -> bool:
         return self.stack in (Stack.NEXTJS, Stack.NODE)
+
+    @property
+    def wsgi(self) -> bool:
+        """Served by gunicorn: a WSGI app (Flask, Django's wsgi module, a factory)."""
+        return self.server == "gunicorn" or (not self.server and self.stack is Stack.PYTHON_WSGI)
+
+    @property
+    def command(self) -> bool:
+        """The entry point is a command (a worker script, ``node server.js``), not module:variable."""
+        return " " in self.python_entry
 
     @property
     def heap_mb(self) -> int:
@@ -47,6 +65,18 @@ def package_manager(root: Path) -> str:
     if (root / "yarn.lock").exists():
         return "yarn"
     return "npm"
+
+
+FLY_MIN_MEMORY_MB = 512  # the floor of the fly.memory check
+
+
+def entrypoint(spec: Spec, found: Detected, override: str | None) -> tuple[str, str]:
+    """(entry point, server): --app-module, else [service] entrypoint, else what the repo shows."""
+    entry = override or spec.service.entrypoint or found.entrypoint or "app:app"
+    server = found.server if entry == found.entrypoint else ""
+    if " " in entry:
+        server = "command"
+    return entry, server
 
 
 def migration_command(root: Path, stack: Stack) -> str:
@@ -74,9 +104,14 @@ def app_facts(
     *,
     production: bool | None = None,
     migration: str | None = None,
-    python_entry: str = "app:app",
+    python_entry: str | None = None,
 ) -> App:
     service = spec.service
+    found = detect(root)
+    entry, server = entrypoint(spec, found, python_entry)
+    memory_mb = max(256, service.memory // (1024 * 1024))
+    if service.target is Target.FLY:
+        memory_mb = max(FLY_MIN_MEMORY_MB, memory_mb)
     env = spec.environments.get(spec.environment or "")
     production_env = spec.environments.get("production")
     fly_app = (
@@ -91,7 +126,7 @@ def app_facts(
         region=service.region or spec.deploy.fly.region or "iad",
         stack=service.stack,
         port=service.port,
-        memory_mb=max(256, service.memory // (1024 * 1024)),
+        memory_mb=memory_mb,
         cpus=service.cpus,
         cpu_kind=service.cpu_kind.value,
         production=(spec.is_production if spec.environment else True)
@@ -99,5 +134,12 @@ def app_facts(
         else production,
         package_manager=package_manager(root),
         migration=migration_command(root, service.stack) if migration is None else migration,
-        python_entry=python_entry,
+        python_entry=entry,
+        target=service.target,
+        server=server,
+        lockfile=found.lockfile,
+        standalone=next_standalone(root) or not (root / "package.json").exists(),
+        has_public=(root / "public").is_dir(),
+        python_packages=frozenset(python_dependencies(root)),
+        root=root,
     )

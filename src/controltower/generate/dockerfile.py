@@ -1,4 +1,5 @@
-"""Dockerfiles for Next.js (standalone output) and Python ASGI apps.
+"""Dockerfiles for Next.js (standalone output or next start) and Python apps (ASGI under
+uvicorn, WSGI under gunicorn, or a worker command), and the ``.dockerignore`` beside them.
 
 Both are multi-stage, start from a pinned base image, run as a non-root user
 under tini, declare a HEALTHCHECK on the liveness path, use the JSON form of
@@ -8,9 +9,11 @@ quarters of the VM's memory. They pass hadolint with no warnings.
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 
-from controltower.generate.common import NODE_IMAGE, PYTHON_IMAGE, App
+from controltower.generate.common import NODE_IMAGE, PYTHON_IMAGE, App, app_facts
 from controltower.generate.files import GeneratedFile
 from controltower.spec import Spec
 from controltower.spec.service import Stack
@@ -45,12 +48,48 @@ def _python_probe(port: int, path: str) -> str:
     return f'["python", "-c", "{script}"]'
 
 
+def _public(app: App) -> str:
+    """COPY of public/ only when the app has one: COPY fails on a missing source."""
+    if not app.has_public:
+        return ""
+    return "COPY --from=build --chown=1000:1000 /app/public ./public\n"
+
+
+def _prune(app: App) -> str:
+    """Drop dev dependencies after the build (yarn has no prune that works on every version)."""
+    return {"npm": "npm prune --omit=dev", "pnpm": "pnpm prune --prod"}.get(app.package_manager, "")
+
+
 def nextjs_dockerfile(spec: Spec, app: App) -> str:
     copy, install = _NODE_INSTALL[app.package_manager]
     build = _NODE_BUILD[app.package_manager]
+    if app.standalone:
+        about = 'standalone output (next.config sets output: "standalone")'
+        build_run = f"RUN {build}"
+        runtime = (
+            _public(app)
+            + "COPY --from=build --chown=1000:1000 /app/.next/standalone ./\n"
+            + "COPY --from=build --chown=1000:1000 /app/.next/static ./.next/static"
+        )
+        cmd = '["node", "server.js"]'
+    else:
+        about = "next start (next.config has no standalone output)"
+        build_run = f"RUN {build}" + (f" \\\n && {_prune(app)}" if _prune(app) else "")
+        runtime = (
+            _public(app)
+            + "COPY --from=build --chown=1000:1000 /app/package.json ./package.json\n"
+            + "COPY --from=build --chown=1000:1000 /app/node_modules ./node_modules\n"
+            + "COPY --from=build --chown=1000:1000 /app/.next ./.next"
+        )
+        for config in ("next.config.js", "next.config.mjs", "next.config.cjs", "next.config.ts"):
+            if (app.root / config).is_file():
+                runtime += f"\nCOPY --from=build --chown=1000:1000 /app/{config} ./{config}"
+        cmd = (
+            f'["node_modules/.bin/next", "start", "--hostname", "0.0.0.0", "--port", "{app.port}"]'
+        )
     return f"""# syntax=docker/dockerfile:1
-# Dockerfile for {app.name} (Next.js, standalone output), written by `tower generate dockerfile`.
-# next.config must set output: "standalone". UID 1000 is the image's non-root "node" user.
+# Dockerfile for {app.name} (Next.js, {about}), written by `tower generate dockerfile`.
+# UID 1000 is the image's non-root "node" user.
 
 FROM {NODE_IMAGE} AS base
 WORKDIR /app
@@ -63,7 +102,7 @@ RUN {install}
 FROM base AS build
 COPY --from=deps /app/node_modules ./node_modules
 COPY . .
-RUN {build}
+{build_run}
 
 FROM base AS runner
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -74,27 +113,64 @@ ENV NODE_ENV=production \\
     PORT={app.port} \\
     HOSTNAME=0.0.0.0 \\
     NODE_OPTIONS=--max-old-space-size={app.heap_mb}
-COPY --from=build --chown=1000:1000 /app/public ./public
-COPY --from=build --chown=1000:1000 /app/.next/standalone ./
-COPY --from=build --chown=1000:1000 /app/.next/static ./.next/static
+{runtime}
 USER 1000:1000
 EXPOSE {app.port}
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \\
   CMD {_node_probe(app.port, spec.health.liveness)}
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "server.js"]
+CMD {cmd}
 """
 
 
+GUNICORN = "gunicorn==23.0.0"
+UVICORN = "uvicorn==0.32.1"
+
+
+def python_command(spec: Spec, app: App) -> list[str]:
+    """The process the image runs: gunicorn for WSGI, uvicorn for ASGI, or the command as given."""
+    drain = str(max(5, int(spec.deploy.drain_timeout)))
+    if app.command:
+        return shlex.split(app.python_entry)
+    if app.wsgi:
+        workers = max(2, min(2 * app.cpus + 1, app.memory_mb // 128))
+        return [
+            "gunicorn", app.python_entry, "--bind", f"0.0.0.0:{app.port}",
+            "--workers", str(workers), "--graceful-timeout", drain,
+            "--forwarded-allow-ips", "*", "--access-logfile", "-",
+        ]  # fmt: skip
+    return [
+        "uvicorn", app.python_entry, "--host", "0.0.0.0", "--port", str(app.port),
+        "--proxy-headers", "--forwarded-allow-ips", "*", "--timeout-graceful-shutdown", drain,
+    ]  # fmt: skip
+
+
+def _server_package(app: App) -> str:
+    """The server the CMD needs when the app's own dependencies do not bring it."""
+    if app.command:
+        return ""
+    if app.wsgi:
+        return "" if "gunicorn" in app.python_packages else GUNICORN
+    return "" if "uvicorn" in app.python_packages else UVICORN
+
+
 def python_dockerfile(spec: Spec, app: App, root: Path) -> str:
+    server = _server_package(app)
+    extra = f" {server}" if server else ""
     if (root / "requirements.txt").exists():
         deps = (
-            "COPY requirements.txt ./\nRUN pip install --no-cache-dir -r requirements.txt\nCOPY . ."
+            "COPY requirements.txt ./\nRUN pip install --no-cache-dir -r requirements.txt"
+            f"{extra}\nCOPY . ."
         )
     else:
-        deps = "COPY . .\nRUN pip install --no-cache-dir ."
+        deps = f"COPY . .\nRUN pip install --no-cache-dir .{extra}"
+    kind = {
+        "command": "a worker process",
+        "gunicorn": "WSGI, served by gunicorn",
+    }.get("command" if app.command else "gunicorn" if app.wsgi else "", "ASGI, served by uvicorn")
+    cmd = json.dumps(python_command(spec, app))
     return f"""# syntax=docker/dockerfile:1
-# Dockerfile for {app.name} (Python ASGI), written by `tower generate dockerfile`.
+# Dockerfile for {app.name} (Python, {kind}), written by `tower generate dockerfile`.
 
 FROM {PYTHON_IMAGE} AS build
 WORKDIR /app
@@ -125,7 +201,7 @@ EXPOSE {app.port}
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \\
   CMD {_python_probe(app.port, spec.health.liveness)}
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["uvicorn", "{app.python_entry}", "--host", "0.0.0.0", "--port", "{app.port}", "--proxy-headers", "--forwarded-allow-ips", "*", "--timeout-graceful-shutdown", "{max(5, int(spec.deploy.drain_timeout))}"]
+CMD {cmd}
 """
 
 
@@ -134,9 +210,62 @@ def dockerfile(spec: Spec, app: App, root: Path) -> GeneratedFile:
         text = nextjs_dockerfile(spec, app)
         notes: tuple[str, ...] = ()
         if app.stack is Stack.NODE:
-            notes = ("stack is node: the Dockerfile assumes Next.js standalone output",)
+            notes = ("stack is node: the Dockerfile assumes Next.js",)
         return GeneratedFile(spec.service.dockerfile, text, notes=notes)
     notes = ()
-    if app.stack is not Stack.PYTHON_ASGI:
-        notes = (f"stack is {app.stack.value}: wrote the Python ASGI Dockerfile (uvicorn)",)
+    server = _server_package(app)
+    if server:
+        notes = (
+            f"{server.split('=')[0]} is not among the app's dependencies: the image installs {server}",
+        )
     return GeneratedFile(spec.service.dockerfile, python_dockerfile(spec, app, root), notes=notes)
+
+
+_IGNORED = {
+    "common": [
+        ".git", ".github", ".env", ".env.*", "!.env.example", ".tower", "*.log",
+        ".DS_Store", "coverage",
+    ],
+    "python": [
+        "__pycache__", "*.py[cod]", ".venv", "venv", ".pytest_cache", ".mypy_cache",
+        ".ruff_cache", "db.sqlite3",
+    ],
+    "node": ["node_modules", ".next", "out", ".vercel", "npm-debug.log*", "yarn-error.log*"],
+}  # fmt: skip
+
+
+def dockerignore(spec: Spec, app: App) -> GeneratedFile:
+    """``.dockerignore``: secrets (.env), tower's state, git and local build output stay out of the
+    image. Merged line by line with an existing one: the user's lines stay, missing ones are added."""
+    lines = [
+        "# Keeps secrets, tower's state and local build output out of the image",
+        "# (written by `tower generate dockerignore`; your own lines are kept).",
+        *_IGNORED["common"],
+        *(_IGNORED["node"] if app.is_node else _IGNORED["python"]),
+    ]
+    return GeneratedFile(".dockerignore", "\n".join(lines) + "\n", merge_lines=True)
+
+
+def fix_snippets(spec: Spec, root: Path) -> dict[str, str]:
+    """Dockerfile fix snippets for this app's stack, for the checks' fixes: ``cmd`` (the CMD
+    the generator writes) and ``stages`` (a build stage and a slim runtime stage)."""
+    app = app_facts(spec, root)
+    if app.is_node:
+        cmd = (
+            'CMD ["node", "server.js"]'
+            if app.standalone
+            else f'CMD ["node_modules/.bin/next", "start", "--port", "{app.port}"]'
+        )
+        stages = (
+            f"FROM {NODE_IMAGE} AS build\nWORKDIR /app\nCOPY . .\nRUN npm ci && npm run build\n\n"
+            f"FROM {NODE_IMAGE}\nWORKDIR /app\nCOPY --from=build /app/.next/standalone ./"
+        )
+        return {"cmd": cmd, "stages": stages}
+    return {
+        "cmd": "CMD " + json.dumps(python_command(spec, app)),
+        "stages": (
+            f"FROM {PYTHON_IMAGE} AS build\nRUN python -m venv /opt/venv\nENV PATH=/opt/venv/bin:$PATH\n"
+            "COPY requirements.txt ./\nRUN pip install --no-cache-dir -r requirements.txt\n\n"
+            f"FROM {PYTHON_IMAGE}\nCOPY --from=build /opt/venv /opt/venv\nCOPY . /app"
+        ),
+    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from controltower.generate.files import GeneratedFile
+import re
+
+from controltower.generate.files import GeneratedFile, Reconciled
 from controltower.spec import Spec
 from controltower.spec.envcatalog import EnvVarSpec, VarFormat
 
@@ -40,4 +42,28 @@ def env_example(spec: Spec, *, path: str = ".env.example") -> GeneratedFile:
         value = "" if var.secret else var.example
         lines.append(f"{name}={value}")
         lines.append("")
-    return GeneratedFile(path, "\n".join(lines).rstrip("\n") + "\n")
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    return GeneratedFile(path, text, reconcile=lambda existing: _complete(spec, existing))
+
+
+_ASSIGNED = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", re.MULTILINE)
+
+
+def _complete(spec: Spec, existing: str) -> Reconciled:
+    """The user's .env.example as written, with the catalog's variables it lacks appended."""
+    have = set(_ASSIGNED.findall(existing))
+    missing = [name for name in sorted(spec.env.vars) if name not in have]
+    if not missing:
+        return Reconciled(existing)
+    lines = (
+        [existing.rstrip("\n"), "", "# added by `tower generate env-example`"]
+        if existing.strip()
+        else []
+    )
+    for name in missing:
+        var = spec.env.vars[name]
+        lines.append(f"{name}={'' if var.secret else var.example}")
+    return Reconciled(
+        "\n".join(lines).lstrip("\n") + "\n",
+        [f"added {', '.join(missing)}: in tower.toml [env.vars], missing here"],
+    )

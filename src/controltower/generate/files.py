@@ -10,6 +10,8 @@ order) stays as the user wrote it.
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +20,33 @@ import tomlkit
 from tomlkit.container import Container
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
+from tomlkit.toml_document import TOMLDocument
 
 from controltower.exceptions import GenerateError
 from controltower.files import write_file
 
 
 @dataclass(frozen=True)
+class Reconciled:
+    """An existing file brought in line: the text, why each value changed, what to hide."""
+
+    text: str
+    notes: list[str] = field(default_factory=list)
+    redact: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class GeneratedFile:
+    """A file tower would write. ``reconcile`` (given the text on disk) decides what changes in
+    an existing file; otherwise TOML is merged (``merge_toml``), lists of lines are completed
+    (``merge_lines``), and anything else is replaced."""
+
     path: str
     content: str
     merge_toml: bool = False
     notes: tuple[str, ...] = ()
+    merge_lines: bool = False
+    reconcile: Callable[[str], Reconciled] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -42,15 +60,20 @@ class Outcome:
         return dict(self.__dict__)
 
 
-def merge_toml(existing: str, generated: str) -> str:
-    """``existing`` with every key of ``generated`` set to the generated value."""
+def parse_existing(text: str, name: str = "the existing file") -> TOMLDocument:
+    """A TOML file on disk, or a GenerateError saying it cannot be merged into."""
     try:
-        document = tomlkit.parse(existing)
+        return tomlkit.parse(text)
     except TOMLKitError as exc:
         raise GenerateError(
-            f"the existing file is not valid TOML: {exc}",
+            f"{name} is not valid TOML: {exc}",
             hint="fix it or move it away, then generate again",
         ) from None
+
+
+def merge_toml(existing: str, generated: str) -> str:
+    """``existing`` with every key of ``generated`` set to the generated value."""
+    document = parse_existing(existing)
     _merge(document, tomlkit.parse(generated))
     return tomlkit.dumps(document)
 
@@ -61,6 +84,30 @@ def _merge(target: Container | Table | Any, source: Container | Table | Any) -> 
             _merge(target[key], value)
         elif isinstance(value, AoT) or key not in target or target[key] != value:
             target[key] = value
+
+
+def merge_lines(existing: str, generated: str) -> str:
+    """``existing`` with the lines of ``generated`` it lacks appended (comments aside)."""
+    have = {line.strip() for line in existing.splitlines()}
+    missing = [
+        line
+        for line in generated.splitlines()
+        if line.strip() and not line.startswith("#") and line.strip() not in have
+    ]
+    if not missing:
+        return existing
+    head = existing if existing.endswith("\n") or not existing else existing + "\n"
+    return head + "# added by `tower generate`\n" + "\n".join(missing) + "\n"
+
+
+def _redacted(change: str, names: list[str]) -> str:
+    """The diff with the value of every line assigning one of ``names`` hidden."""
+    if not names:
+        return change
+    pattern = re.compile(
+        r"^([-+ ]\s*(?:" + "|".join(re.escape(n) for n in names) + r")\s*=\s*).*$", re.M
+    )
+    return pattern.sub(lambda m: m.group(1) + "<redacted>", change)
 
 
 def diff(old: str, new: str, path: str) -> str:
@@ -87,10 +134,20 @@ def apply(file: GeneratedFile, root: Path, *, write: bool) -> Outcome:
         existing = target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GenerateError(f"{target} cannot be read: {exc}") from None
-    wanted = merge_toml(existing, file.content) if file.merge_toml else file.content
+    redact: list[str] = []
+    if file.reconcile is not None:
+        result = file.reconcile(existing)
+        wanted, redact = result.text, result.redact
+        notes += result.notes
+    elif file.merge_toml:
+        wanted = merge_toml(existing, file.content)
+    elif file.merge_lines:
+        wanted = merge_lines(existing, file.content)
+    else:
+        wanted = file.content
     if wanted == existing:
         return Outcome(file.path, "unchanged", notes=notes)
-    change = diff(existing, wanted, file.path)
+    change = _redacted(diff(existing, wanted, file.path), redact)
     if write:
         _write(target, wanted)
         return Outcome(file.path, "changed", change, notes)

@@ -6,10 +6,12 @@ Third-party actions are pinned to a major version tag.
 
 from __future__ import annotations
 
+from controltower.__about__ import __version__
 from controltower.generate.common import POSTGRES_IMAGE, App
 from controltower.generate.files import GeneratedFile
 from controltower.spec import Spec
 from controltower.spec.deploy import DriverName
+from controltower.spec.service import Target
 
 _SETUP_NODE = {
     "npm": ("npm ci", "npm"),
@@ -25,6 +27,14 @@ def _env_lines(spec: Spec, indent: int) -> list[str]:
         source = "secrets" if var.secret else "vars"
         lines.append(f"{pad}{name}: ${{{{ {source}.{name} }}}}")
     return lines
+
+
+def _python_install(app: App) -> str:
+    if app.package_manager == "poetry" or app.lockfile == "poetry.lock":
+        return "python -m pip install poetry==1.8.5 && poetry install --no-interaction"
+    if (app.root / "requirements.txt").is_file():
+        return "python -m pip install -r requirements.txt pytest"
+    return "python -m pip install . pytest"
 
 
 def _test_steps(app: App) -> list[str]:
@@ -45,20 +55,32 @@ def _test_steps(app: App) -> list[str]:
         "      - uses: actions/setup-python@v5",
         "        with:",
         '          python-version: "3.12"',
-        "          cache: pip",
-        "      - run: python -m pip install -r requirements.txt pytest",
-        "      - run: python -m pytest -q",
+        "      - run: " + _python_install(app),
+        "      - name: tests (when the repository has them)",
+        "        run: if [ -d tests ]; then python -m pytest -q; fi",
+    ]
+
+
+def _install_tower() -> list[str]:
+    return [
+        "      - uses: actions/setup-python@v5",
+        "        with:",
+        '          python-version: "3.12"',
+        f'      - run: python -m pip install "controltower=={__version__}"',
     ]
 
 
 def github_actions(
     spec: Spec, app: App, *, path: str = ".github/workflows/tower.yml"
 ) -> GeneratedFile:
+    """Test, a static gate that can pass before the first deploy (SARIF to code scanning), then
+    the platform's deploy: on Fly the image is built and pushed by Fly's remote builder and
+    ``tower deploy --image`` rolls it out; elsewhere the exec driver runs [deploy.exec]."""
     environment = "production" if "production" in spec.environments else (spec.environment or "")
     env_flag = f" --env {environment}" if environment else ""
-    fly = spec.deploy.driver is DriverName.FLY
+    driver = spec.deploy.driver
     lines = [
-        f"# CI/CD for {app.name}, written by `tower generate github-actions`.",
+        f"# CI/CD for {app.name}, written by `tower generate github-actions` (tower {__version__}).",
         "# Secrets are referenced by name: add them under Settings > Secrets and variables.",
         "name: tower",
         "",
@@ -97,18 +119,29 @@ def github_actions(
         *_test_steps(app),
         "",
         "  gate:",
+        "    # Static checks only: they judge the repository, so they pass before the first deploy.",
         "    needs: test",
         "    runs-on: ubuntu-24.04",
         "    timeout-minutes: 15",
+        "    permissions:",
+        "      contents: read",
+        "      security-events: write",
         "    steps:",
         "      - uses: actions/checkout@v4",
-        "      - uses: actions/setup-python@v5",
+        *_install_tower(),
+        "      - name: readiness gate (static)",
+        f"        run: tower check --static --gate 2{env_flag} --no-store --format sarif --output tower.sarif",
+    ]
+    env = _env_lines(spec, 10)
+    if env:
+        lines += ["        env:", *env]
+    lines += [
+        "      - name: upload the findings to code scanning",
+        "        if: always()",
+        "        uses: github/codeql-action/upload-sarif@v3",
         "        with:",
-        '          python-version: "3.12"',
-        "      - run: python -m pip install controltower",
-        f"      - run: tower check --gate 2{env_flag}",
-        "        env:",
-        *_env_lines(spec, 10),
+        "          sarif_file: tower.sarif",
+        "          category: tower",
         "",
         "  deploy:",
         "    needs: gate",
@@ -119,25 +152,45 @@ def github_actions(
         "    concurrency:",
         "      group: deploy-production",
         "      cancel-in-progress: false",
-        "    env:",
-        f"      {spec.deploy.fly.token_env}: ${{{{ secrets.{spec.deploy.fly.token_env} }}}}",
-        *_env_lines(spec, 6),
-        "    steps:",
-        "      - uses: actions/checkout@v4",
-        "      - uses: actions/setup-python@v5",
-        "        with:",
-        '          python-version: "3.12"',
-        "      - run: python -m pip install controltower",
     ]
-    if fly:
+    if driver is DriverName.FLY:
+        token = spec.deploy.fly.token_env
+        image = f"registry.fly.io/{app.fly_app}:${{{{ github.sha }}}}"
         lines += [
-            "      - uses: superfly/flyctl-actions/setup-flyctl@v1",
-            "      - name: deploy (build on Fly, migrate with release_command, roll out)",
-            "        run: flyctl deploy --remote-only",
+            "    env:",
+            f"      {token}: ${{{{ secrets.{token} }}}}",
+            *_env_lines(spec, 6),
+            "    steps:",
+            "      - uses: actions/checkout@v4",
+            *_install_tower(),
+            "      - uses: superfly/flyctl-actions/setup-flyctl@1.6",
+            "      - name: build the image on Fly's remote builder and push it",
+            f"        run: flyctl deploy --build-only --push --remote-only -a {app.fly_app} "
+            '--image-label "${{ github.sha }}"',
+            "      - name: roll out with health gates and automatic rollback (fly driver)",
+            f'        run: tower deploy --image "{image}"{env_flag}',
         ]
     else:
+        extra = (
+            ["      VERCEL_TOKEN: ${{ secrets.VERCEL_TOKEN }}"]
+            if app.target is Target.VERCEL
+            else []
+        )
+        deploy_env = [*extra, *_env_lines(spec, 6)]
         lines += [
-            "      - name: deploy",
+            *(["    env:", *deploy_env] if deploy_env else []),
+            "    steps:",
+            "      - uses: actions/checkout@v4",
+            *_install_tower(),
+        ]
+        if app.target is Target.VERCEL:
+            lines += [
+                "      - uses: actions/setup-node@v4",
+                "        with:",
+                '          node-version: "22"',
+            ]
+        lines += [
+            f"      - name: deploy with the {driver.value} driver ([deploy.{driver.value}] in tower.toml)",
             f"        run: tower deploy{env_flag}",
         ]
     lines += [

@@ -22,6 +22,28 @@ class IngestMetrics:
         self.stored = Counter(
             "tower_ingest_events_stored", "Error events written to the store.", registry=registry
         )
+        self.dead_lettered = Counter(
+            "tower_ingest_events_dead_lettered",
+            "Accepted events the store refused, kept in ingest_dead_letters, by error class.",
+            ["reason"],
+            registry=registry,
+        )
+        self.spooled = Counter(
+            "tower_ingest_events_spooled",
+            "Events written to the spool at shutdown (written to the store at the next start).",
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "tower_ingest_events_replayed",
+            "Spooled events read back at start.",
+            registry=registry,
+        )
+        self.unaccounted = Gauge(
+            "tower_ingest_events_unaccounted",
+            "accepted + replayed - stored - buffered - dead_lettered - spooled: 0 unless an "
+            "accepted event was lost.",
+            registry=registry,
+        )
         self.buffered = Gauge(
             "tower_ingest_buffer_events", "Events waiting in the buffer.", registry=registry
         )

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controltower.clock import system_clock
+from controltower.ingest.accounting import IngestAccount
 from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.csp import parse_csp, store_violations
 from controltower.ingest.decode import decode_prefix, decompress
@@ -41,6 +42,7 @@ from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.projects import ProjectInfo, find_project
 from controltower.ingest.ratelimit import RateLimiter
 from controltower.ingest.sentry_auth import key_from_dsn, public_key
+from controltower.ingest.spool import Spool
 from controltower.store import Store
 from controltower.typing import Clock
 
@@ -76,11 +78,23 @@ class Ingestion:
     buffer: IngestBuffer
     metrics: IngestMetrics
     limits: IngestLimits = field(default_factory=IngestLimits)
+    account: IngestAccount | None = None
+    spool: Spool | None = None
     clock: Clock = system_clock
     limiter: RateLimiter = field(default_factory=RateLimiter)
     _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
     _unknown: dict[str, float] = field(default_factory=dict)
     _accepted: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.account is None:
+            self.account = IngestAccount(self.buffer)
+
+    @property
+    def ledger(self) -> IngestAccount:
+        """Where every accepted event is (see ``controltower.ingest.accounting``)."""
+        assert self.account is not None
+        return self.account
 
     def set_projects(self, projects: list[ProjectInfo]) -> None:
         self._by_key = {project.public_key: project for project in projects}

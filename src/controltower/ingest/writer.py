@@ -14,24 +14,28 @@ import json
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+from pathlib import Path
 from typing import cast
 
-from sqlalchemy import BindParameter, Table, bindparam, case, func, select, update
+from sqlalchemy import BindParameter, Table, bindparam, case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from controltower.clock import system_clock
-from controltower.ingest.alerts import ErrorAlertRules
+from controltower.ingest.accounting import IngestAccount
+from controltower.ingest.alerts import ErrorAlertRules, apply_rules
 from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.event import ParsedEvent
 from controltower.ingest.metrics import IngestMetrics
-from controltower.notify import Notification, enqueue
+from controltower.ingest.spool import Spool
+from controltower.ingest.symbolicate import Symbolicator
 from controltower.store import Store
-from controltower.store.models.ingest import ErrorEvent, ErrorIssue, ErrorIssueHour, Project
+from controltower.store.models.ingest import DeadLetter, ErrorEvent, ErrorIssue, ErrorIssueHour
 from controltower.typing import Clock
 
 log = logging.getLogger("controltower.ingest")
@@ -98,7 +102,10 @@ def write_batch(
             result.stored = max(0, inserted.rowcount)  # type: ignore[attr-defined]
         _count_hours(session, groups, ids, insert)
         if rules.enabled:
-            _alert(session, groups, ids, rules, result, clock.now())
+            by_issue = {key: group.events for key, group in groups.items()}
+            result.spikes += apply_rules(
+                session, by_issue, ids, rules, result.new_issues, result.regressed, clock.now()
+            )
     return result
 
 
@@ -283,120 +290,56 @@ def _count_hours(
         )
 
 
-def _alert(
-    session: Session,
-    groups: dict[tuple[int, str], _Group],
-    ids: dict[tuple[int, str], int],
-    rules: ErrorAlertRules,
-    result: BatchResult,
-    now: datetime,
-) -> None:
-    names = {row[0]: row[1] for row in session.execute(select(Project.id, Project.name))}
-    for key, group in groups.items():
-        issue_id = ids[key]
-        event = group.first
-        project = names.get(key[0], str(key[0]))
-        if issue_id in result.new_issues and rules.notifies(event.level):
-            _notify(session, rules, issue_id, "new", f"error:{issue_id}:new", project, event)
-        if issue_id in result.regressed:
-            count = session.scalar(select(ErrorIssue.count).where(ErrorIssue.id == issue_id))
-            _notify(
-                session,
-                rules,
-                issue_id,
-                "regressed",
-                f"error:{issue_id}:regressed:{count}",
-                project,
-                event,
+# At shutdown batches are kept small, so the deadline is checked often.
+DRAIN_BATCH = 500
+
+
+class _StoreDown(Exception):
+    """The store could not be reached; ``remaining`` events were not written."""
+
+    def __init__(self, remaining: list[ParsedEvent], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.remaining = remaining
+
+
+def _reason(exc: BaseException) -> str:
+    """Why the store refused an event: the driver's message, ASCII, bounded."""
+    cause = getattr(exc, "orig", None) or exc
+    text = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+    return text.encode("ascii", "backslashreplace").decode("ascii")[:1000]
+
+
+def dead_letter(store: Store, event: ParsedEvent, reason: str, now: datetime) -> None:
+    """Keep an event the store refused, with why, in ``ingest_dead_letters``."""
+    from controltower.ingest.spool import event_to_json
+
+    text = json.dumps(event_to_json(event), ensure_ascii=True, default=str, allow_nan=True)
+    project_id = event.project_id if 0 < event.project_id < 2**31 else 0
+    with store.session() as session:
+        session.add(
+            DeadLetter(
+                project_id=project_id,
+                event_id=event.event_id[:32].encode("ascii", "replace").decode("ascii"),
+                received_at=event.received_at,
+                failed_at=now,
+                reason=reason,
+                event=text,
             )
-    if rules.spike_count:
-        _spikes(session, groups, ids, rules, result, now, names)
-
-
-def _spikes(
-    session: Session,
-    groups: dict[tuple[int, str], _Group],
-    ids: dict[tuple[int, str], int],
-    rules: ErrorAlertRules,
-    result: BatchResult,
-    now: datetime,
-    names: dict[int, str],
-) -> None:
-    since = now - timedelta(seconds=rules.spike_window)
-    for key, group in groups.items():
-        issue_id = ids[key]
-        total, notified_at = session.execute(
-            select(ErrorIssue.count, ErrorIssue.spike_notified_at).where(ErrorIssue.id == issue_id)
-        ).one()
-        if total < rules.spike_count:
-            continue
-        if notified_at is not None and notified_at > since:
-            continue
-        recent = session.scalar(
-            select(func.count())
-            .select_from(ErrorEvent)
-            .where(ErrorEvent.issue_id == issue_id, ErrorEvent.received_at >= since)
         )
-        if (recent or 0) < rules.spike_count:
-            continue
-        session.execute(
-            update(ErrorIssue)
-            .where(ErrorIssue.id == issue_id)
-            .values(spike_notified_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        window = int(now.timestamp() // max(rules.spike_window, 1.0))
-        _notify(
-            session,
-            rules,
-            issue_id,
-            "spike",
-            f"error:{issue_id}:spike:{window}",
-            names.get(key[0], str(key[0])),
-            group.first,
-            extra={"events": f"{recent} in {int(rules.spike_window)}s"},
-        )
-        result.spikes.append(issue_id)
-
-
-def _notify(
-    session: Session,
-    rules: ErrorAlertRules,
-    issue_id: int,
-    what: str,
-    key: str,
-    project: str,
-    event: ParsedEvent,
-    extra: dict[str, str] | None = None,
-) -> None:
-    heading = {"new": "New error", "regressed": "Regressed error", "spike": "Error spike"}[what]
-    severity = "critical" if event.level == "fatal" or what == "spike" else "warning"
-    url = f"{rules.public_url.rstrip('/')}/errors/{issue_id}" if rules.public_url else ""
-    enqueue(
-        session,
-        Notification(
-            key=key,
-            kind=f"error.{what}",
-            title=f"{heading} in {project}: {event.title}"[:300],
-            text=event.culprit,
-            severity=severity,
-            service=project,
-            environment=event.environment,
-            url=url,
-            fields={
-                "issue": str(issue_id),
-                "level": event.level,
-                "release": event.release,
-                **(extra or {}),
-            },
-            labels={"project": project, "kind": f"error.{what}"},
-        ),
-        rules.channels,
-    )
 
 
 class IngestWriter:
-    """The background service that drains the buffer; on stop it flushes what is left."""
+    """The background service that drains the buffer into the store.
+
+    A batch the store refuses for its data is split in halves until the refused
+    events stand alone; each of those is kept in ``ingest_dead_letters`` with the
+    reason (and counted), so one bad event costs a few extra transactions, never
+    the batch or the throughput. When the store cannot be reached, what was not
+    written goes back to the front of the buffer and the writer backs off.
+
+    On stop it writes what is buffered until ``drain_timeout``, then persists the
+    rest to the ``spool`` (replayed at the next start); nothing accepted is dropped.
+    """
 
     name = "ingest-writer"
 
@@ -410,6 +353,9 @@ class IngestWriter:
         flush_interval: float = 0.2,
         clock: Clock = system_clock,
         metrics: IngestMetrics | None = None,
+        account: IngestAccount | None = None,
+        spool: Spool | None = None,
+        drain_timeout: float = 15.0,
     ) -> None:
         self.store = store
         self.buffer = buffer
@@ -417,93 +363,222 @@ class IngestWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.clock = clock
-        self.stored = 0
         self.failures = 0
-        self.dropped = 0
-        self.dropped_in_last = 0
         self.metrics = metrics
+        self.account = account or IngestAccount(buffer)
+        self.spool = spool
+        self.drain_timeout = drain_timeout
+        self.spooled_to: list[Path] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tower-writer")
+        self._current: Future[BatchResult] | None = None
         self.last_result = BatchResult()
+        self.symbolicator = Symbolicator(store)
 
-    async def flush_once(self) -> int:
-        """Write one batch. A batch the store rejects for its data is written event by event
-        and the events that still fail are dropped (logged and counted); when the store
-        cannot be reached the batch goes back to the buffer and the error propagates."""
-        batch = self.buffer.take(self.batch_size)
+    @property
+    def stored(self) -> int:
+        return self.account.stored
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.account.dead_lettered
+
+    async def flush_once(self, limit: int | None = None) -> int:
+        """Write one batch (of at most ``limit`` events); returns how many it held. When
+        the store cannot be reached, the unwritten events go back to the buffer and the
+        error propagates."""
+        batch = self.buffer.take(min(limit or self.batch_size, self.batch_size))
         if not batch:
             return 0
+        with self.account.lock:
+            self.account.in_flight += len(batch)
         started = time.perf_counter()
+        self._current = self._pool.submit(self._write, batch)
         try:
-            result = await asyncio.to_thread(
-                write_batch, self.store, batch, self.rules, clock=self.clock
-            )
-        except (OperationalError, InterfaceError):
-            self.failures += 1
-            self.buffer.put_back(batch)
-            log.exception("writing %d error events failed; they stay queued", len(batch))
+            result = await asyncio.wrap_future(self._current)
+        except _StoreDown as down:
+            self._requeue(down)
             raise
-        except Exception:
-            log.exception("a batch of %d error events was refused; writing one by one", len(batch))
-            result = await asyncio.to_thread(self._one_by_one, batch)
-        self.stored += len(batch) - self.dropped_in_last
+        finally:
+            self._current = None
         self.last_result = result
         if self.metrics is not None:
-            self.metrics.stored.inc(len(batch) - self.dropped_in_last)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.metrics.buffered.set(len(self.buffer))
-        self.dropped_in_last = 0
         return len(batch)
 
-    def _one_by_one(self, batch: list[ParsedEvent]) -> BatchResult:
+    def _requeue(self, down: _StoreDown) -> None:
+        self.failures += 1
+        with self.account.lock:
+            self.account.in_flight -= len(down.remaining)
+            self.buffer.put_back(down.remaining)
+        log.error("writing error events failed (%s); %d stay queued", down, len(down.remaining))
+
+    def _settle(self) -> None:
+        """After a cancellation: let the batch being written finish (its thread cannot be
+        stopped), and put back what it could not write, so ``persist`` sees it all."""
+        current = self._current
+        if current is None:
+            return
+        try:
+            current.result(timeout=60)
+        except _StoreDown as down:
+            self._requeue(down)
+        except Exception:
+            log.exception("the batch being written at shutdown failed")
+
+    def _write(self, batch: list[ParsedEvent]) -> BatchResult:
+        """Symbolicate and write ``batch``, isolating the events the store refuses (in a thread)."""
         total = BatchResult()
-        for event in batch:
+        pending = [self.symbolicator.apply(batch)]
+        while pending:
+            chunk = pending.pop(0)
             try:
-                result = write_batch(self.store, [event], self.rules, clock=self.clock)
-            except (OperationalError, InterfaceError):
-                raise
-            except Exception:
-                self.dropped += 1
-                self.dropped_in_last += 1
-                log.exception("error event %s could not be stored; dropped", event.event_id)
+                result = write_batch(self.store, chunk, self.rules, clock=self.clock)
+            except (OperationalError, InterfaceError) as exc:
+                remaining = [event for part in [chunk, *pending] for event in part]
+                raise _StoreDown(remaining, exc) from exc
+            except Exception as exc:
+                if len(chunk) > 1:
+                    middle = len(chunk) // 2
+                    pending[0:0] = [chunk[:middle], chunk[middle:]]
+                    continue
+                self._bury(chunk[0], exc, pending)
                 continue
+            self.account.wrote(stored=len(chunk))
+            if self.metrics is not None:
+                self.metrics.stored.inc(len(chunk))
             total.stored += result.stored
             total.new_issues += result.new_issues
             total.regressed += result.regressed
             total.spikes += result.spikes
         return total
 
+    def _bury(
+        self, event: ParsedEvent, exc: BaseException, pending: list[list[ParsedEvent]]
+    ) -> None:
+        reason = _reason(exc)
+        try:
+            dead_letter(self.store, event, reason, self.clock.now())
+        except (OperationalError, InterfaceError) as down:
+            raise _StoreDown([event, *(e for part in pending for e in part)], down) from exc
+        self.account.wrote(dead=1)
+        log.error(
+            "error event %s was refused by the store (%s); dead-lettered", event.event_id, reason
+        )
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(reason.split(":", 1)[0]).inc()
+
+    async def replay(self) -> int:
+        """Write the events spooled by an earlier stop; returns how many were replayed."""
+        if self.spool is None:
+            return 0
+        replayed = 0
+        for path in await asyncio.to_thread(self.spool.claim):
+            events = await asyncio.to_thread(self.spool.read, path)
+            with self.account.lock:
+                self.account.replayed += len(events)
+                self.account.in_flight += len(events)
+            try:
+                for start in range(0, len(events), self.batch_size):
+                    part = events[start : start + self.batch_size]
+                    await asyncio.to_thread(self._write, part)
+                    # a crash here replays the file again: event rows are not
+                    # duplicated (their ids are unique), only issue counts may be
+            except _StoreDown as down:
+                with self.account.lock:  # the file keeps them; give them back to it
+                    self.account.in_flight -= len(down.remaining)
+                    self.account.replayed -= len(down.remaining)
+                written = events[: len(events) - len(down.remaining)]
+                await asyncio.to_thread(self._rewrite, path, down.remaining)
+                log.error(
+                    "replaying the spool stopped (%s); %d events wait", down, len(down.remaining)
+                )
+                replayed += len(written)
+                raise
+            await asyncio.to_thread(path.unlink)
+            replayed += len(events)
+            log.warning("replayed %d spooled error events from %s", len(events), path.name)
+        if self.metrics is not None and replayed:
+            self.metrics.replayed.inc(replayed)
+        return replayed
+
+    def _rewrite(self, path: Path, events: list[ParsedEvent]) -> None:
+        assert self.spool is not None
+        self.spool.write(events)
+        path.unlink()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Write batches until ``stop``, then everything still queued.
+        """Replay the spool, then write batches until ``stop``, then drain (or spool).
 
         A batch is written when ``batch_size`` events are queued or the oldest has
         waited ``flush_interval``, whichever comes first; a failed write is retried
         with backoff while the events stay queued.
         """
         delay = self.flush_interval
-        while not stop.is_set():
-            await self.buffer.wait_for(1, None, stop)
-            await self.buffer.wait_for(self.batch_size, self.flush_interval, stop)
-            try:
-                while await self.flush_once():
-                    delay = self.flush_interval
-                    if len(self.buffer) < self.batch_size:
+        replayed = self.spool is None
+        try:
+            while True:
+                try:
+                    if not replayed:
+                        await self.replay()
+                        replayed = True
+                    if stop.is_set():
                         break
-            except Exception:
-                await _pause(stop, delay)
-                delay = min(max(delay, 0.05) * 2, 5.0)
-        await self.drain()
+                    await self.buffer.wait_for(1, None, stop)
+                    await self.buffer.wait_for(self.batch_size, self.flush_interval, stop)
+                    while await self.flush_once():
+                        delay = self.flush_interval
+                        if len(self.buffer) < self.batch_size:
+                            break
+                except _StoreDown:
+                    if stop.is_set():
+                        break
+                    await _pause(stop, delay)
+                    delay = min(max(delay, 0.05) * 2, 5.0)
+            await self.drain()
+        except asyncio.CancelledError:
+            self._settle()
+            self.persist()
+            raise
 
-    async def drain(self, attempts: int = 3) -> None:
-        """Write everything still queued (on shutdown), retrying a failed batch a few times."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Write everything still queued (on shutdown) until ``timeout`` (default
+        ``drain_timeout``); what is left then, or when the store is down, is spooled."""
+        deadline = time.monotonic() + (self.drain_timeout if timeout is None else timeout)
         failures = 0
-        while len(self.buffer):
+        while len(self.buffer) and time.monotonic() < deadline:
             try:
-                await self.flush_once()
-            except Exception:
+                await self.flush_once(DRAIN_BATCH)
+            except _StoreDown:
                 failures += 1
-                if failures >= attempts:
-                    log.error("%d error events were not stored at shutdown", len(self.buffer))
-                    return
-                await asyncio.sleep(0.5 * failures)
+                if failures >= 3:
+                    break
+                await asyncio.sleep(min(0.5 * failures, max(0.0, deadline - time.monotonic())))
+        self.persist()
+
+    def persist(self) -> None:
+        """Spool whatever is still buffered (synchronously: this runs at exit)."""
+        events = self.buffer.take(len(self.buffer))
+        if not events:
+            return
+        if self.spool is None:
+            self.buffer.put_back(events)
+            log.error("%d error events were not stored at shutdown (no spool)", len(events))
+            return
+        try:
+            path = self.spool.write(events)
+        except OSError:
+            self.buffer.put_back(events)
+            log.exception("%d error events could not be spooled at shutdown", len(events))
+            return
+        with self.account.lock:
+            self.account.spooled += len(events)
+        self.spooled_to.append(path)
+        if self.metrics is not None:
+            self.metrics.spooled.inc(len(events))
+        log.warning(
+            "%d error events spooled to %s; they are written at the next start", len(events), path
+        )
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -59,6 +59,8 @@ def render_text(run: CheckRun, console: Console, *, verbose: bool = False) -> No
         message = escape(finding.message)
         if finding.status is Status.ADVICE:
             message += f" [dim](advice: {escape(finding.advice_reason)})[/dim]"
+        if finding.details and finding.status is not Status.PASS:
+            message += "".join(f"\n  - {escape(detail)}" for detail in finding.details)
         table.add_row(
             f"[{style}]{icon}[/{style}]",
             finding.id,

@@ -13,10 +13,21 @@ from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.limits import IngestLimits
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.routes import Ingestion
+from controltower.ingest.spool import Spool
 from controltower.server.services import Service
 from controltower.spec import Spec
 from controltower.store import Store
 from controltower.typing import Clock
+
+
+def spool_for(root: Path | None, store: Store) -> Spool | None:
+    """Where this server spools unwritten events at shutdown: ``.tower/ingest-spool``
+    beside tower.toml, else beside the SQLite file; None when neither is known."""
+    if root is not None:
+        return Spool(root / ".tower" / "ingest-spool")
+    if not store.is_postgres and store.url.startswith("sqlite:///"):
+        return Spool(Path(store.url.removeprefix("sqlite:///")).resolve().parent / "ingest-spool")
+    return None
 
 
 @dataclass
@@ -91,6 +102,7 @@ class ServerContext:
             buffer=buffer,
             metrics=IngestMetrics(context.registry),
             limits=IngestLimits.from_spec(server),
+            spool=spool_for(context.root, store),
             clock=clock,
         )
         if spec is not None:

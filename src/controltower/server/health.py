@@ -54,7 +54,9 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     tower = context(request)
     if tower.ingestion is not None:
-        tower.ingestion.metrics.buffered.set(len(tower.ingestion.buffer))
+        figures = tower.ingestion.ledger.snapshot()
+        tower.ingestion.metrics.buffered.set(figures["buffered"])
+        tower.ingestion.metrics.unaccounted.set(figures["unaccounted"])
     return Response(generate_latest(tower.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from controltower.clock import utcnow
 from controltower.exceptions import UsageError
 from controltower.store import Store, record_audit
-from controltower.store.models.server import ApiToken
+from controltower.store.models.server import ApiToken, Epoch
 
 PREFIX = "tower_"
 SCOPES = ("read", "write", "ingest")
@@ -129,6 +133,7 @@ def revoke_token(store: Store, token_id: int, *, actor: str = "cli") -> bool:
             .returning(ApiToken.name)
         ).scalar()
         if done is not None:
+            _bump_epoch(session)
             record_audit(
                 session,
                 actor=actor,
@@ -137,3 +142,73 @@ def revoke_token(store: Store, token_id: int, *, actor: str = "cli") -> bool:
                 detail={"token_id": token_id},
             )
         return done is not None
+
+
+EPOCH = "tokens"
+
+
+def _bump_epoch(session: Session) -> None:
+    done = session.execute(update(Epoch).where(Epoch.name == EPOCH).values(value=Epoch.value + 1))
+    if not done.rowcount:  # type: ignore[attr-defined]
+        try:
+            with session.begin_nested():
+                session.add(Epoch(name=EPOCH, value=1))
+        except IntegrityError:
+            session.execute(update(Epoch).where(Epoch.name == EPOCH).values(value=Epoch.value + 1))
+
+
+def token_epoch(store: Store) -> int:
+    """The revocation epoch: it moves each time any worker or the CLI revokes a token."""
+    with store.session() as session:
+        return int(session.scalar(select(Epoch.value).where(Epoch.name == EPOCH)) or 0)
+
+
+class TokenCache:
+    """Recent token lookups, bounded (least recently used goes first).
+
+    A valid token is trusted for ``ttl`` seconds *and* only while the store's
+    revocation epoch is the one it was checked under, so a revocation from any
+    process takes effect on the next request. An unknown token is remembered for
+    ``negative_ttl`` seconds only, so a flood of bogus tokens neither grows memory
+    nor reaches the store more than once each.
+    """
+
+    def __init__(
+        self, max_entries: int = 10_000, ttl: float = 10.0, negative_ttl: float = 2.0
+    ) -> None:
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._entries: OrderedDict[str, tuple[float, int, TokenInfo | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str, epoch: int | None) -> tuple[bool, TokenInfo | None]:
+        """(found, info); ``epoch`` None skips the epoch test (negative entries)."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return False, None
+        at, checked_under, info = entry
+        age = time.monotonic() - at
+        if age >= (self.ttl if info is not None else self.negative_ttl) or (
+            info is not None and epoch is not None and epoch != checked_under
+        ):
+            del self._entries[digest]
+            return False, None
+        self._entries.move_to_end(digest)
+        return True, info
+
+    def peek(self, digest: str) -> TokenInfo | bool | None:
+        """The cached info, or False when nothing is cached (no epoch test)."""
+        entry = self._entries.get(digest)
+        return False if entry is None else entry[2]
+
+    def put(self, digest: str, epoch: int, info: TokenInfo | None) -> None:
+        self._entries[digest] = (time.monotonic(), epoch, info)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -23,9 +23,9 @@ score the Observatory gives:
   with RFC 6265 rules as tough-cookie parses them;
 - CSP sources are ordered with the ``en`` collation of ``Intl.Collator``.
 
-Sites on the HSTS preload list get the preload results there; here no host is
-preloaded. Registrable domains (for SRI) use the last two labels, or three
-under the common two-label public suffixes. Cross-Origin-Opener/Embedder-Policy,
+Hosts on Chromium's HSTS preload list get the preload results (the
+``hstspreload`` package), and registrable domains (for SRI) follow the Public
+Suffix List (``tldextract``'s bundled copy, offline): see publicsuffix.py. Cross-Origin-Opener/Embedder-Policy,
 scored only by unreleased versions, are reported beside the grade, not in it.
 """
 
@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
+
+from controltower.checks.live.publicsuffix import preloaded, registrable_domain
 
 CORS_ORIGIN = "https://http-observatory.security.mozilla.org"
 SIX_MONTHS = 15_552_000
@@ -479,6 +481,14 @@ def csp_test(scan: Scan) -> tuple[str, dict[str, set[str]] | None]:
 
 
 def hsts_test(scan: Scan) -> str:
+    result = _hsts_header(scan)
+    # A preloaded host overrides most anything else, whenever there was an https response.
+    if scan.https is not None and preloaded(scan.hostname):
+        return "hsts-preloaded"
+    return result
+
+
+def _hsts_header(scan: Scan) -> str:
     response = scan.https
     if response is None:
         return "hsts-not-implemented-no-https"
@@ -509,7 +519,7 @@ def redirection_test(scan: Scan) -> str:
     if not response.verified:
         return "redirection-invalid-cert"
     route = scan.http_route or [response]
-    if not route:
+    if all(preloaded(urlsplit(r.url).hostname or "") for r in route):
         return "redirection-all-redirects-preloaded"
     if len(route) == 1:
         return "redirection-missing"
@@ -547,26 +557,6 @@ def referrer_test(scan: Scan) -> str:
 
 
 # -- cookies ------------------------------------------------------------------------
-
-COMMON_SECOND_LEVEL = {
-    "ac", "co", "com", "edu", "gov", "govt", "net", "org", "ne", "or", "go", "mil", "nom", "gob", "ltd", "plc", "sch",
-}  # fmt: skip
-
-
-def registrable_domain(host: str) -> str | None:
-    """The registrable domain (eTLD+1) of ``host``; None for IP addresses and single labels."""
-    host = host.lower().rstrip(".")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return None
-    except ValueError:
-        pass
-    labels = host.split(".")
-    if len(labels) < 2:
-        return None
-    if len(labels[-1]) == 2 and labels[-2] in COMMON_SECOND_LEVEL:
-        return ".".join(labels[-3:]) if len(labels) >= 3 else None
-    return ".".join(labels[-2:])
 
 
 @dataclass

@@ -169,8 +169,7 @@ class MultiStage(DockerCheck):
                 Fix(
                     "Build in one stage, copy only the output into a slim runtime stage",
                     name,
-                    "FROM node:22-slim AS build\nWORKDIR /app\nCOPY . .\nRUN npm ci && npm run build\n\n"
-                    "FROM node:22-slim\nWORKDIR /app\nCOPY --from=build /app/.next/standalone ./",
+                    stack_snippet(ctx, "stages"),
                 ),
             )
         return passed(f"{stages} stages")
@@ -415,6 +414,17 @@ def client_prefixes(ctx: CheckContext) -> tuple[str, ...]:
     return tuple(ctx.spec.env.client_prefixes)
 
 
+def stack_snippet(ctx: CheckContext, kind: str) -> str:
+    """The generator's snippet for the app's stack (a Python app gets Python, not Node.js):
+    ``cmd`` or ``stages``, as ``tower generate dockerfile`` writes them."""
+    from controltower.generate.dockerfile import fix_snippets
+
+    try:
+        return fix_snippets(ctx.spec, ctx.root)[kind]
+    except Exception:  # the fix is a convenience; the finding stands without it
+        return ""
+
+
 def sensitive(name: str, prefixes: tuple[str, ...] = ()) -> bool:
     """Whether a variable's name says it holds a credential; client-prefixed names are public."""
     if prefixes and name.startswith(prefixes):
@@ -512,7 +522,7 @@ class Command(DockerCheck):
         if not found:
             return failed(
                 "no CMD or ENTRYPOINT in the final stage: the image starts nothing",
-                Fix("Declare the command", name, 'CMD ["node", "server.js"]'),
+                Fix("Declare the command", name, stack_snippet(ctx, "cmd")),
             )
         return passed(f"{found[-1].keyword} {command_text(found[-1])}")
 

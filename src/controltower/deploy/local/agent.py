@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from controltower.deploy.local.proxy import Proxy, Target
+from controltower.http1 import Incoming, MessageError
 from controltower.private import private_folder
 
 STATE_FILE = "state.json"
@@ -129,10 +130,9 @@ async def _http_ok(port: int, path: str) -> bool:
             f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n".encode()
         )
         await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 2.0)
-        parts = line.split(b" ")
-        return len(parts) > 1 and parts[1].startswith(b"2")
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        head = await asyncio.wait_for(Incoming(reader, request=False).head(), 2.0)
+        return head is not None and 200 <= head.status < 300
+    except (OSError, TimeoutError, MessageError):
         return False
     finally:
         writer.close()

@@ -38,9 +38,9 @@ import hashlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from controltower.http1 import Head, Incoming, MessageError
 
@@ -61,6 +61,7 @@ _PIECE = 64 * 1024
 _REPLAY = 64 * 1024
 _KEEP = 300.0
 
+_T = TypeVar("_T")
 Pin = Callable[[Head], "str | None"]
 """Names the release a request must go to (when that release is routed), or None."""
 
@@ -91,8 +92,7 @@ class Target:
         self.idle.clear()
 
 
-@dataclass
-class Sample:
+class Sample(NamedTuple):
     at: float
     latency: float
     error: bool
@@ -108,12 +108,17 @@ class Metrics:
 
     def record(self, release: str, latency: float, error: bool) -> None:
         now = time.monotonic()
-        queue = self.samples.setdefault(release, deque())
+        queue = self.samples.get(release)
+        if queue is None:
+            queue = self.samples[release] = deque()
+            self.totals[release] = [0, 0]
         queue.append(Sample(now, latency, error))
-        totals = self.totals.setdefault(release, [0, 0])
+        totals = self.totals[release]
         totals[0] += 1
-        totals[1] += int(error)
-        while queue and queue[0].at < now - self.keep:
+        if error:
+            totals[1] += 1
+        horizon = now - self.keep
+        while queue[0].at < horizon:
             queue.popleft()
 
     def window(self, release: str, seconds: float) -> dict[str, Any]:
@@ -435,8 +440,9 @@ class Proxy:
                 writer.write(request)
                 await body.send(writer, client)
                 await writer.drain()
-                async with asyncio.timeout(self.read_timeout):
-                    response = await upstream.head(head_only=head_only)
+                response = await _within(
+                    self.read_timeout, upstream.head(head_only=head_only), writer
+                )
                 if response is None:
                     raise ConnectionError("closed without an answer")
             except (MessageError, ConnectionError, OSError, TimeoutError) as exc:
@@ -465,17 +471,24 @@ class Proxy:
         chunked = not no_body and length is None and response.has_body()
         until_close = not no_body and length is None and not chunked
         keep_alive = head.keep_alive and not until_close and not head.upgrade
-        client.write(
-            _response_head(response, target.release, cookie, chunked=chunked, keep_alive=keep_alive)
+        out = _response_head(
+            response, target.release, cookie, chunked=chunked, keep_alive=keep_alive
         )
+        ended = True
+        if not no_body:  # what already arrived goes out with the head, in one write
+            pieces, ended = upstream.ready()
+            for piece in pieces:
+                out += _chunk(piece) if chunked else piece
+            if ended and chunked:
+                out += b"0\r\n\r\n"
+        client.write(out)
         try:
-            if not no_body:
-                async with asyncio.timeout(self.read_timeout) as deadline:
-                    loop = asyncio.get_running_loop()
-                    while (piece := await upstream.body()) is not None:
-                        client.write(_chunk(piece) if chunked else piece)
-                        await client.drain()
-                        deadline.reschedule(loop.time() + self.read_timeout)
+            if not ended:
+                while (
+                    more := await _within(self.read_timeout, upstream.body(), writer)
+                ) is not None:
+                    client.write(_chunk(more) if chunked else more)
+                    await client.drain()
                 if chunked:
                     client.write(b"0\r\n\r\n")
             await client.drain()
@@ -489,6 +502,29 @@ class Proxy:
         else:
             writer.close()
         return keep_alive
+
+
+async def _within(seconds: float, step: Awaitable[_T], writer: asyncio.StreamWriter) -> _T:
+    """``step``, or TimeoutError after ``seconds`` with ``writer``'s connection aborted.
+
+    One timer per wait, cheaper than a timeout scope on the hot path.
+    """
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        writer.transport.abort()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await step
+    except (MessageError, ConnectionError):
+        if expired:
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
 
 
 async def _tunnel(
@@ -564,7 +600,7 @@ def _response_head(
     chunked: bool = False,
     keep_alive: bool = True,
     upgrade: bool = False,
-) -> bytes:
+) -> bytearray:
     out = bytearray(b"HTTP/1.1 %d %s\r\n" % (response.status, response.reason))
     declared = _connection_tokens(response)
     for name, value in response.headers:
@@ -577,11 +613,11 @@ def _response_head(
         out += b"set-cookie: " + cookie + b"\r\n"
     if upgrade:
         out += b"connection: upgrade\r\n\r\n"
-        return bytes(out)
+        return out
     if chunked:
         out += b"transfer-encoding: chunked\r\n"
     out += b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n"
-    return bytes(out)
+    return out
 
 
 def _chunk(piece: bytes) -> bytes:

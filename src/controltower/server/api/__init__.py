@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 from controltower.server.api import (
     csp,
     incidents,
+    ingest,
     issues,
     monitors,
     projects,
@@ -32,6 +33,7 @@ MODULES = [
     projects,
     issues,
     csp,
+    ingest,
     tokens,
 ]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -14,13 +13,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from controltower.server.context import ServerContext
-from controltower.server.tokens import TokenInfo, hash_token, verify_token
+from controltower.server.tokens import (
+    TokenCache,
+    TokenInfo,
+    hash_token,
+    token_epoch,
+    verify_token,
+)
+from controltower.store import Store
 
 Handler = Callable[[Request, TokenInfo], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-_CACHE_SECONDS = 10.0
-_cache: dict[str, tuple[float, TokenInfo | None]] = {}
+_cache = TokenCache()
 
 
 class ApiError(Exception):
@@ -52,20 +57,37 @@ async def authenticate(request: Request) -> TokenInfo:
         )
     token = token.strip()
     digest = hash_token(token)
-    cached = _cache.get(digest)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < _CACHE_SECONDS:
-        info = cached[1]
-    else:
-        info = await asyncio.to_thread(verify_token, context(request).store, token)
-        _cache[digest] = (now, info)
+    info = await _lookup(context(request).store, token, digest)
     if info is None:
         raise ApiError(401, "unauthorized", "the token is not valid or was revoked")
     return info
 
 
+async def _lookup(store: Store, token: str, digest: str) -> TokenInfo | None:
+    """A cached answer where it still holds: a bogus token's for a moment, a valid
+    token's while no token has been revoked anywhere since it was checked."""
+    cached = _cache.peek(digest)
+    if cached is None:
+        found, _ = _cache.get(digest, None)
+        if found:
+            return None
+    elif cached is not False:
+        epoch = await asyncio.to_thread(token_epoch, store)
+        found, info = _cache.get(digest, epoch)
+        if found:
+            return info
+    return await asyncio.to_thread(_verify, store, token, digest)
+
+
+def _verify(store: Store, token: str, digest: str) -> TokenInfo | None:
+    epoch = token_epoch(store)
+    info = verify_token(store, token)
+    _cache.put(digest, epoch, info)
+    return info
+
+
 def forget_tokens() -> None:
-    """Drop cached token lookups (after revoking a token)."""
+    """Drop cached token lookups (tests; a revocation needs no call: the epoch moves)."""
     _cache.clear()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from controltower.store.models.backup import Backup, BackupIncident, BackupVerification
 from controltower.store.models.checks import CheckFindingRow, CheckRunRow
 from controltower.store.models.core import AuditEvent, Lock, Service
-from controltower.store.models.dashboard import LoginSession, User
+from controltower.store.models.dashboard import LoginFailure, LoginNonce, LoginSession, User
 from controltower.store.models.deploy import Release, ReleaseStep
 from controltower.store.models.ingest import (
     CspReport,
@@ -24,10 +24,18 @@ from controltower.store.models.monitor import (
     Silence,
 )
 from controltower.store.models.notify import OutboxMessage
-from controltower.store.models.server import ApiToken, DashboardSession
+from controltower.store.models.server import ApiToken, DashboardSession, Epoch
+from controltower.store.models.sourcemaps import (
+    ArtifactBundle,
+    ArtifactFile,
+    SentryRelease,
+    UploadChunk,
+)
 
 __all__ = [
     "ApiToken",
+    "ArtifactBundle",
+    "ArtifactFile",
     "AuditEvent",
     "Backup",
     "BackupIncident",
@@ -36,6 +44,7 @@ __all__ = [
     "CheckRunRow",
     "CspReport",
     "DashboardSession",
+    "Epoch",
     "ErrorEvent",
     "ErrorIssue",
     "ErrorIssueHour",
@@ -43,6 +52,8 @@ __all__ = [
     "IncidentEvent",
     "LoadRun",
     "Lock",
+    "LoginFailure",
+    "LoginNonce",
     "LoginSession",
     "MonitorResult",
     "MonitorRollup",
@@ -51,7 +62,9 @@ __all__ = [
     "Project",
     "Release",
     "ReleaseStep",
+    "SentryRelease",
     "Service",
     "Silence",
+    "UploadChunk",
     "User",
 ]

@@ -33,3 +33,23 @@ class LoginSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class LoginFailure(Base):
+    """Failed logins of one account (``account:<name>``) or one client (``client:<address>``)."""
+
+    __tablename__ = "dashboard_login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LoginNonce(Base):
+    """A login form's CSRF nonce, issued by the server and spent by the first POST."""
+
+    __tablename__ = "dashboard_login_nonces"
+
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

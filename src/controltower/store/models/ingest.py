@@ -103,3 +103,21 @@ class CspReport(Base):
     first_seen: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     sample: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DeadLetter(Base):
+    """An accepted event the store refused to take, kept with the reason instead of dropped.
+
+    ``event`` is the parsed event as ASCII JSON text (any content fits); ``project_id``
+    has no foreign key, so the row can always be written.
+    """
+
+    __tablename__ = "ingest_dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(index=True)
+    event_id: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+    failed_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(Text)

@@ -38,3 +38,12 @@ class DashboardSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class Epoch(Base):
+    """A counter every worker reads: ``tokens`` moves on each revocation."""
+
+    __tablename__ = "server_epochs"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)

@@ -73,13 +73,19 @@ def wait_until(condition: Callable[[], Any], deadline: float, what: str) -> Any:
 class Workers:
     """Starts ``tower monitor`` processes and reads what they hold from the store."""
 
-    def __init__(self, tmp_path: Path, spec: Path, url: str) -> None:
+    def __init__(
+        self, tmp_path: Path, spec: Path, url: str, *, lease_ttl: float | None = TTL
+    ) -> None:
         self.tmp_path, self.spec, self.url = tmp_path, spec, url
+        self.lease_ttl = lease_ttl
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.store = Store.open(url)
 
-    def start(self, owner: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp_path / f"{owner}.log", "ab")  # noqa: SIM115
+    def start(self, owner: str, *, format: str = "json") -> subprocess.Popen[bytes]:
+        """A worker named ``owner`` ("": its default name) with the fixed TTL, if any."""
+        log = open(self.tmp_path / f"{owner or 'default'}.log", "ab")  # noqa: SIM115
+        named = ["--owner", owner] if owner else []
+        ttl = ["--lease-ttl", f"{self.lease_ttl:g}"] if self.lease_ttl else []
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -92,12 +98,10 @@ class Workers:
                 self.url,
                 "--listen",
                 "",
-                "--owner",
-                owner,
-                "--lease-ttl",
-                f"{TTL:g}",
+                *named,
+                *ttl,
                 "--format",
-                "json",
+                format,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -119,7 +123,7 @@ class Workers:
             return found.owner if found is not None else ""
 
     def log(self, owner: str) -> str:
-        return (self.tmp_path / f"{owner}.log").read_text(errors="replace")
+        return (self.tmp_path / f"{owner or 'default'}.log").read_text(errors="replace")
 
     def close(self) -> None:
         for process in self.processes.values():

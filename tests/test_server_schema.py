@@ -2,7 +2,7 @@
 
 For every documented operation, requests generated from its schema (valid ones,
 then invalid ones) go over HTTP to a real server on a seeded store with a token
-of every scope. No answer may be a 5xx; valid requests must get a documented
+of every scope, once on SQLite and once on PostgreSQL. No answer may be a 5xx; valid requests must get a documented
 status code, content type and a body that matches the documented schema. The
 examples per operation are few and fixed, so the run stays well under a minute.
 """
@@ -10,7 +10,9 @@ examples per operation are few and fixed, so the run stays well under a minute.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,13 +51,38 @@ POSITIVE_CHECKS = [
 NEGATIVE_CHECKS = [not_a_server_error, status_code_conformance]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Seeded, str]]:
+@contextlib.contextmanager
+def _database(request: pytest.FixtureRequest, root: Path) -> Iterator[str]:
+    """A fresh store of the fixture's kind: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{root / 'tower.db'}"
+        return
+    import psycopg
+
+    server: str = request.getfixturevalue("postgres_server")
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"tower_oas_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, Seeded, str]]:
+    """A running server on a seeded store, once on SQLite and once on PostgreSQL."""
     root = tmp_path_factory.mktemp("openapi")
-    with Store.open(f"sqlite:///{root / 'tower.db'}") as store:
+    with _database(request, root) as url, Store.open(url) as store:
         facts = seed(store)
         token, _ = create_token(store, "schemathesis", ["read", "write", "ingest"])
-        spec = parse_spec(SPEC_TEXT, source="tower.toml", environ={})
+        spec = parse_spec(SPEC_TEXT, source=str(root / "tower.toml"), environ={})
         with start_server(spec, store, monitors=False, notify=False) as server:
             yield server, facts, token
 

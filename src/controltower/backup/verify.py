@@ -166,6 +166,24 @@ def _admin(target: Target) -> psycopg.Connection[Any]:
         ) from None
 
 
+def _create_database(admin: psycopg.Connection[Any], server: Target, name: str) -> None:
+    """CREATE DATABASE ``name``, explaining a role that may not (no CREATEDB privilege)."""
+    try:
+        admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+    except psycopg.errors.InsufficientPrivilege:
+        raise BackupError(
+            f"the role tower connects as on {server.display} may not create databases "
+            f"(it lacks the CREATEDB privilege), so the database {name} cannot be created",
+            hint="grant it (ALTER ROLE <role> CREATEDB), or set [backup] scratch_url to a "
+            "server and role that may create databases (on Supabase, a separate Postgres)",
+        ) from None
+    except psycopg.Error as exc:
+        raise BackupError(
+            f"creating the database {name} on {server.display} failed: "
+            f"{server.scrub(str(exc)).strip()}"
+        ) from None
+
+
 def _restore(tools: Tools, target: Target, archive: Path, *, jobs: int, clean: bool) -> None:
     result = subprocess.run(
         restore_args(tools, target, str(archive), jobs=jobs, clean=clean),
@@ -213,7 +231,7 @@ def verify_backup(
         scratch_name = f"tower_verify_{secrets.token_hex(6)}"
         scratch = server.with_dbname(scratch_name)
         admin = stack.enter_context(_admin(server))
-        admin.execute(f"CREATE DATABASE {quote_ident(scratch_name)}")
+        _create_database(admin, server, scratch_name)
         stack.callback(
             admin.execute, f"DROP DATABASE IF EXISTS {quote_ident(scratch_name)} WITH (FORCE)"
         )
@@ -272,6 +290,25 @@ def _check_counts(
     if not meta.tables:
         findings.append(Finding("rows", True, "the backup holds no tables"))
     return findings
+
+
+def check_rows(
+    spec: Spec, connection: psycopg.Connection[Any]
+) -> tuple[dict[str, int], list[tuple[str, bool, str]]]:
+    """Row counts of every user table of a restored copy, and the spec's checks on it."""
+    counts: dict[str, int] = {}
+    findings: list[tuple[str, bool, str]] = []
+    tables = connection.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
+    ).fetchall()
+    for schema, name in tables:
+        row = connection.execute(f"SELECT count(*) FROM {qualified(schema, name)}").fetchone()
+        counts[f"{schema}.{name}"] = int(row[0]) if row else 0
+    findings.append(("rows", True, f"{len(counts)} tables, {sum(counts.values())} rows"))
+    findings.extend((f.name, f.ok, f.message) for f in _run_checks(spec, connection))
+    return counts, findings
 
 
 def _run_checks(spec: Spec, connection: psycopg.Connection[Any]) -> list[Finding]:
@@ -384,7 +421,7 @@ def restore_backup(
         tools = Tools.find(spec.backup.pg_bin, environ)
         if create:
             with _admin(target) as admin:
-                admin.execute(f"CREATE DATABASE {quote_ident(target.dbname)}")
+                _create_database(admin, target, target.dbname)
         begin = clock.monotonic()
         _restore(tools, target, archive, jobs=spec.backup.jobs, clean=clean)
         seconds = clock.monotonic() - begin

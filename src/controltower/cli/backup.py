@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controltower.backup import records
+from controltower.backup import pitr, records
 from controltower.backup.config import run_config_backup
 from controltower.backup.retention import prune
 from controltower.backup.run import BackupResult, run_backup, spec_root
@@ -107,13 +108,41 @@ def run(
                 def written(size: int) -> None:
                     progress.update(task, description=f"dumping the database: {format_size(size)}")
 
-                results.append(run_backup(loaded, store, progress=written, actor="tower backup"))
+                if loaded.backup.method == "pitr":
+                    progress.update(
+                        task, description="pgBackRest backup (WAL is archived continuously)"
+                    )
+                    made = pitr.backup(loaded, spec_root(loaded))
+                    results.append(
+                        BackupResult(
+                            name=made.label,
+                            kind=f"pitr-{made.kind}",
+                            ok=True,
+                            size=made.repo_size,
+                            duration=(made.finished_at - made.started_at).total_seconds(),
+                            location=pitr.Pitr.from_spec(loaded, spec_root(loaded)).repo.get(
+                                "repo1-path", ""
+                            ),
+                        )
+                    )
+                else:
+                    results.append(
+                        run_backup(loaded, store, progress=written, actor="tower backup")
+                    )
         if not no_config:
             results.append(run_config_backup(loaded, store, actor="tower backup"))
     if format is Format.JSON:
         emit_json({"ok": True, "backups": [r.to_dict() for r in results]})
         return
     for result in results:
+        if result.kind.startswith("pitr-"):
+            console.print(
+                f"pgBackRest {result.kind.removeprefix('pitr-')} backup {result.name}: "
+                f"{format_size(result.size)} in the repository, {format_duration(result.duration)}",
+                markup=False,
+                soft_wrap=True,
+            )
+            continue
         _print_result(result)
 
 
@@ -174,10 +203,21 @@ def verify(
             "(default: [backup.encryption] identity_env or identity_file).",
         ),
     ] = None,
+    to_time: Annotated[
+        str | None,
+        typer.Option(
+            "--to-time",
+            help='method = "pitr": restore the cluster as it was at this time '
+            '("2026-12-01 10:42:00", UTC unless an offset is given) into a scratch copy.',
+        ),
+    ] = None,
     format: FormatOption = Format.TEXT,
 ) -> None:
     """Restore a backup into a scratch database, run sanity checks, time it against the RTO."""
     loaded = load(spec, env)
+    if to_time is not None:
+        _verify_pitr(loaded, _when(to_time), format)
+        return
     scratch = _from_env(scratch_url_env) if scratch_url_env else None
     with (
         open_store(loaded) as store,
@@ -215,11 +255,19 @@ def verify(
 
 
 def restore(
-    name: Annotated[str, typer.Argument(help="Backup name, or latest.")],
+    name: Annotated[str, typer.Argument(help="Backup name, or latest.")] = "latest",
     to_env: Annotated[
-        str,
+        str | None,
         typer.Option("--to-env", help="Name of the env var holding the target database URL."),
-    ],
+    ] = None,
+    to_time: Annotated[
+        str | None,
+        typer.Option("--to-time", help='method = "pitr": the time to recover to.'),
+    ] = None,
+    pg_data: Annotated[
+        Path | None,
+        typer.Option("--pg-data", help='method = "pitr": a new, empty data directory.'),
+    ] = None,
     spec: SpecOption = None,
     env: EnvOption = None,
     create: Annotated[
@@ -244,6 +292,28 @@ def restore(
     if clean and not yes:
         raise UsageError("--clean drops objects in the target database; add --yes to confirm")
     loaded = load(spec, env)
+    if to_time is not None or pg_data is not None:
+        if to_time is None or pg_data is None:
+            raise UsageError("a point-in-time restore needs both --to-time and --pg-data")
+        when = _when(to_time)
+        with (
+            console.status("pgBackRest restore", spinner="dots")
+            if format is Format.TEXT
+            else _null()
+        ):
+            restored = pitr.restore_to_time(loaded, spec_root(loaded), when, pg_data)
+        if format is Format.JSON:
+            emit_json({"ok": True, "to_time": when.isoformat(), "pg_data": str(restored)})
+            return
+        console.print(
+            f"restored the cluster as of {when.isoformat()} into {restored}; start PostgreSQL "
+            "on it: recovery replays WAL to that time, then promotes",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    if to_env is None:
+        raise UsageError("name the variable holding the target database URL with --to-env")
     target = _from_env(to_env)
     with (
         open_store(loaded) as store,
@@ -303,6 +373,20 @@ def status(
 ) -> None:
     """Say whether the newest good backup is within the RPO (exit 1 when it is not)."""
     loaded = load(spec, env)
+    if loaded.backup.method == "pitr":
+        archived = pitr.archive_status(loaded)
+        if format is Format.JSON:
+            emit_json(archived.to_dict())
+        else:
+            console.print(
+                ("ok: " if archived.ok else "RPO BREACHED: ") + archived.message,
+                style=None if archived.ok else "red",
+                markup=False,
+                soft_wrap=True,
+            )
+        if not archived.ok:
+            raise typer.Exit(EXIT_FAILED)
+        return
     with open_store(loaded) as store:
         result = rpo_status(loaded, store)
     if format is Format.JSON:
@@ -311,6 +395,75 @@ def status(
         console.print(
             ("ok: " if result.ok else "RPO BREACHED: ") + result.message,
             style=None if result.ok else "red",
+            markup=False,
+            soft_wrap=True,
+        )
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def setup(
+    spec: SpecOption = None,
+    env: EnvOption = None,
+    format: FormatOption = Format.TEXT,
+) -> None:
+    """Set up point-in-time recovery: pgbackrest.conf, archive settings, stanza, check."""
+    loaded = load(spec, env)
+    if loaded.backup.method != "pitr":
+        raise UsageError('tower backup setup is for [backup] method = "pitr"')
+    result = pitr.setup(loaded, spec_root(loaded))
+    if format is Format.JSON:
+        emit_json(result.to_dict())
+    elif result.missing:
+        console.print(
+            f"wrote {result.config}; PostgreSQL is not archiving WAL yet. Add to postgresql.conf "
+            "(or run these ALTER SYSTEM commands), restart, then run tower backup setup again:",
+            markup=False,
+            soft_wrap=True,
+        )
+        for name, value in result.missing.items():
+            quoted = value.replace("'", "''")
+            console.print(f"  ALTER SYSTEM SET {name} = '{quoted}';", markup=False, soft_wrap=True)
+    else:
+        console.print(
+            f"wrote {result.config}; stanza {result.stanza} created and WAL archiving checked",
+            markup=False,
+            soft_wrap=True,
+        )
+    if result.missing:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _when(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f'--to-time {text!r} is not a time: write "2026-12-01 10:42:00" (UTC) '
+            'or "2026-12-01T10:42:00+01:00"'
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _verify_pitr(spec: Spec, when: datetime, format: Format) -> None:
+    with (
+        console.status("restoring to a scratch cluster", spinner="dots")
+        if format is Format.TEXT
+        else _null()
+    ):
+        result = pitr.verify_to_time(spec, spec_root(spec), when)
+    if format is Format.JSON:
+        emit_json(result.to_dict())
+    else:
+        for name, ok, message in result.findings:
+            console.print(
+                f"  {'ok  ' if ok else 'FAIL'} {name}: {message}", markup=False, soft_wrap=True
+            )
+        verdict = "verified" if result.ok else "FAILED verification"
+        console.print(
+            f"point-in-time restore to {when.isoformat()} {verdict} in "
+            f"{format_duration(result.restore_seconds)} (RTO {format_duration(result.rto)}); "
+            "scratch cluster removed",
             markup=False,
             soft_wrap=True,
         )
@@ -350,7 +503,12 @@ def register(app: typer.Typer) -> None:
     backup_app.command(
         "verify",
         epilog=epilog(
-            ["tower backup verify", "tower backup verify example-20260101T000000Z-1a2b3c"], codes
+            [
+                "tower backup verify",
+                "tower backup verify example-20260101T000000Z-1a2b3c",
+                'tower backup verify --to-time "2026-12-01 10:42:00"',
+            ],
+            codes,
         ),
     )(verify)
     backup_app.command(
@@ -360,6 +518,7 @@ def register(app: typer.Typer) -> None:
                 "RESTORE_URL=postgresql://u:p@host/new tower backup restore latest "
                 "--to-env RESTORE_URL --create",
                 "tower backup restore NAME --to-env DATABASE_URL --clean --yes",
+                'tower backup restore --to-time "2026-12-01 10:42:00" --pg-data /var/lib/pg/restored',
             ],
             codes,
         ),
@@ -367,6 +526,10 @@ def register(app: typer.Typer) -> None:
     backup_app.command(
         "prune", epilog=epilog(["tower backup prune --dry-run", "tower backup prune"], codes)
     )(prune_)
+    backup_app.command(
+        "setup",
+        epilog=epilog(["tower backup setup", "tower backup setup --format json"], codes),
+    )(setup)
     backup_app.command(
         "status", epilog=epilog(["tower backup status", "tower backup status --format json"], codes)
     )(status)

@@ -29,7 +29,7 @@ from controltower.cli.common import (
 )
 from controltower.exceptions import UsageError
 from controltower.spec import Spec
-from controltower.store import Store, default_owner, redact_url
+from controltower.store import Store, redact_url
 from controltower.units import format_duration
 
 StoreOption = Annotated[
@@ -158,7 +158,7 @@ async def _serve(
             where = f", heartbeats on http://{listen}/ping/<monitor>" if listen else ""
             console.print(
                 f"watching {plural(len(spec.monitors), 'monitor')} of {spec.service.name} "
-                f"as {owner} "
+                f"as {runner.options.owner} (leases {runner.options.lease_ttl:g}s) "
                 f"(store {redact_url(store.url)}){where}; Ctrl-C stops",
                 markup=False,
                 soft_wrap=True,
@@ -202,11 +202,19 @@ def monitor(
         typer.Option(help="Serve heartbeat pings on host:port; empty to not listen."),
     ] = "127.0.0.1:8601",
     owner: Annotated[
-        str | None, typer.Option(help="Worker name for leases (default user@host:pid).")
+        str | None,
+        typer.Option(
+            help="Worker name for leases, stable across restarts (default: host, service, "
+            "environment and spec file); give each worker on one host its own."
+        ),
     ] = None,
     lease_ttl: Annotated[
-        float, typer.Option(help="Seconds a worker's monitor leases last without renewal.")
-    ] = 15.0,
+        float | None,
+        typer.Option(
+            help="Seconds a worker's monitor leases last without renewal "
+            "(default: half the shortest monitor interval, 1 to 15)."
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Checks in flight at most.")] = 200,
     duration: Annotated[
         float | None,
@@ -236,8 +244,8 @@ def monitor(
                 loaded,
                 opened,
                 listen=listen,
-                owner=owner or default_owner(),
-                lease_ttl=lease_ttl,
+                owner=owner or "",
+                lease_ttl=lease_ttl or 0.0,
                 concurrency=concurrency,
                 duration=duration,
                 quiet=format is Format.JSON,

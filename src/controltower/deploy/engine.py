@@ -222,7 +222,7 @@ class Engine:
             if artifact is not None:
                 self.on_step("artifact", _artifact_text(artifact))
             with self.store.session() as session:
-                previous = self._current(session)
+                previous = self._current(session) or self._adopted(session)
                 serving = previous is not None and any(
                     i.state == "running" for i in self.driver.instances(runs_as(previous))
                 )
@@ -468,6 +468,35 @@ class Engine:
             return self.driver.routes()
         except DeployError:
             return {}
+
+    def _adopted(self, session: Session) -> Release | None:
+        """What serves without any tower release yet, recorded as the stable release.
+
+        A first deploy then shifts traffic from it with the chosen strategy
+        instead of replacing it all at once (the driver decides what it adopts).
+        """
+        key = self.driver.adopt()
+        if not key:
+            return None
+        now = self.clock.now()
+        release = Release(
+            id=_new_id(now - timedelta(seconds=1)),
+            service_id=self.service_id,
+            kind="adopt",
+            version="before tower",
+            config={"env": {}, "plan": [], "runs_as": key, "previous_runs_as": "", "target": ""},
+            actor=self.actor,
+            strategy="adopt",
+            driver=self.driver.name,
+            status="succeeded",
+            state="done",
+            created_at=now - timedelta(microseconds=1),
+            finished_at=now,
+        )
+        session.add(release)
+        session.flush()
+        self._log(session, release, "adopted", f"instances running as {key} adopted as stable")
+        return release
 
     def _create(
         self,
@@ -730,6 +759,9 @@ class Engine:
         message = "traffic: " + _split(weights)
         if effective is not None and effective != weights:
             message += f" (effective: {_split(effective)})"
+        note = self.driver.route_note()
+        if note:
+            message += f"; {note}"
         self._log_now(c.release_id, "route", message, {"weights": weights, "effective": effective})
 
     def _mark_served(self, release_id: str) -> None:
@@ -904,7 +936,10 @@ class Engine:
         )
         if analysis.uses_ingest(spec):
             extra.update(self._ingest_values(release_id, window, new_metrics))
-        verdict = analysis.evaluate(spec, analysis.build_context(new_metrics, stable, extra))
+        context = analysis.build_context(new_metrics, stable, extra)
+        if extra and "source" not in context:
+            context["source"] = f"Prometheus {spec.prometheus_url}"
+        verdict = analysis.evaluate(spec, context)
         if problems and verdict.outcome == analysis.PASS:
             return analysis.Verdict(
                 analysis.INCONCLUSIVE, "; ".join(problems), verdict.results, verdict.context
@@ -1032,7 +1067,11 @@ class Engine:
                 while next_due <= now + slack:
                     next_due += spec.interval
                 self._log_now(
-                    release_id, "analyse", f"{verdict.outcome}: {verdict.message}", verdict.context
+                    release_id,
+                    "analyse",
+                    f"{verdict.outcome}: {verdict.message} "
+                    f"(metrics: {verdict.context.get('source') or 'no metrics source'})",
+                    verdict.context,
                 )
                 if verdict.outcome == analysis.FAIL:
                     failures += 1

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.event import ParsedEvent
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.spool import Spool
+from controltower.ingest.symbolicate import Symbolicator
 from controltower.store import Store
 from controltower.store.models.ingest import DeadLetter, ErrorEvent, ErrorIssue, ErrorIssueHour
 from controltower.typing import Clock
@@ -288,6 +290,10 @@ def _count_hours(
         )
 
 
+# At shutdown batches are kept small, so the deadline is checked often.
+DRAIN_BATCH = 500
+
+
 class _StoreDown(Exception):
     """The store could not be reached; ``remaining`` events were not written."""
 
@@ -363,7 +369,10 @@ class IngestWriter:
         self.spool = spool
         self.drain_timeout = drain_timeout
         self.spooled_to: list[Path] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tower-writer")
+        self._current: Future[BatchResult] | None = None
         self.last_result = BatchResult()
+        self.symbolicator = Symbolicator(store)
 
     @property
     def stored(self) -> int:
@@ -373,34 +382,54 @@ class IngestWriter:
     def dead_lettered(self) -> int:
         return self.account.dead_lettered
 
-    async def flush_once(self) -> int:
-        """Write one batch; returns how many events it held. When the store cannot be
-        reached, the unwritten events go back to the buffer and the error propagates."""
-        batch = self.buffer.take(self.batch_size)
+    async def flush_once(self, limit: int | None = None) -> int:
+        """Write one batch (of at most ``limit`` events); returns how many it held. When
+        the store cannot be reached, the unwritten events go back to the buffer and the
+        error propagates."""
+        batch = self.buffer.take(min(limit or self.batch_size, self.batch_size))
         if not batch:
             return 0
         with self.account.lock:
             self.account.in_flight += len(batch)
         started = time.perf_counter()
+        self._current = self._pool.submit(self._write, batch)
         try:
-            result = await asyncio.to_thread(self._write, batch)
+            result = await asyncio.wrap_future(self._current)
         except _StoreDown as down:
-            self.failures += 1
-            with self.account.lock:
-                self.account.in_flight -= len(down.remaining)
-                self.buffer.put_back(down.remaining)
-            log.error("writing error events failed (%s); %d stay queued", down, len(down.remaining))
+            self._requeue(down)
             raise
+        finally:
+            self._current = None
         self.last_result = result
         if self.metrics is not None:
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.metrics.buffered.set(len(self.buffer))
         return len(batch)
 
+    def _requeue(self, down: _StoreDown) -> None:
+        self.failures += 1
+        with self.account.lock:
+            self.account.in_flight -= len(down.remaining)
+            self.buffer.put_back(down.remaining)
+        log.error("writing error events failed (%s); %d stay queued", down, len(down.remaining))
+
+    def _settle(self) -> None:
+        """After a cancellation: let the batch being written finish (its thread cannot be
+        stopped), and put back what it could not write, so ``persist`` sees it all."""
+        current = self._current
+        if current is None:
+            return
+        try:
+            current.result(timeout=60)
+        except _StoreDown as down:
+            self._requeue(down)
+        except Exception:
+            log.exception("the batch being written at shutdown failed")
+
     def _write(self, batch: list[ParsedEvent]) -> BatchResult:
-        """Write ``batch``, isolating the events the store refuses (in a thread)."""
+        """Symbolicate and write ``batch``, isolating the events the store refuses (in a thread)."""
         total = BatchResult()
-        pending = [batch]
+        pending = [self.symbolicator.apply(batch)]
         while pending:
             chunk = pending.pop(0)
             try:
@@ -508,6 +537,7 @@ class IngestWriter:
                     delay = min(max(delay, 0.05) * 2, 5.0)
             await self.drain()
         except asyncio.CancelledError:
+            self._settle()
             self.persist()
             raise
 
@@ -518,7 +548,7 @@ class IngestWriter:
         failures = 0
         while len(self.buffer) and time.monotonic() < deadline:
             try:
-                await self.flush_once()
+                await self.flush_once(DRAIN_BATCH)
             except _StoreDown:
                 failures += 1
                 if failures >= 3:

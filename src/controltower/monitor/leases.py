@@ -7,12 +7,23 @@ after a short hand-off, once its last result is written), and claims free or
 expired rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
 claim the same row). A worker that dies stops renewing; its rows expire and
 the others take them over. Only the holder of a row's lease checks it.
+
+A worker's name is stable across restarts (``worker_name``: host, service,
+environment and spec file), so a worker restarted after a crash finds its own
+unexpired leases and goes on at once. The lease TTL follows the shortest
+monitor interval (``lease_ttl_for``: half of it, 1 s to 15 s) and is renewed
+three times per TTL, so a dead worker's monitors are free within two thirds of
+an interval and taken over at the next renewal of a live one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import socket
+from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, or_, select, update
 
@@ -21,6 +32,22 @@ from controltower.store import Locks, Store
 from controltower.store.models.core import Lock
 from controltower.store.models.monitor import MonitorState
 from controltower.typing import Clock
+
+MIN_TTL = 1.0
+MAX_TTL = 15.0
+
+
+def worker_name(service: str, environment: str | None, spec_source: str) -> str:
+    """The default worker name: the same for every run of this spec on this host."""
+    path = str(Path(spec_source).resolve()) if spec_source else ""
+    digest = hashlib.sha256(path.encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}:{service}:{environment or 'default'}:{digest}"
+
+
+def lease_ttl_for(intervals: Iterable[float]) -> float:
+    """Half the shortest interval, within 1 s and 15 s."""
+    shortest = min(intervals, default=2 * MAX_TTL)
+    return min(MAX_TTL, max(MIN_TTL, shortest / 2))
 
 
 class MonitorLeases:

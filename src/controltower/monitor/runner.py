@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import gc
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from sqlalchemy import select
 from controltower.clock import system_clock
 from controltower.monitor.alerting import Alerting
 from controltower.monitor.heartbeat import last_ping
-from controltower.monitor.leases import MonitorLeases
+from controltower.monitor.leases import MonitorLeases, lease_ttl_for, worker_name
 from controltower.monitor.probes import ProbeEnv, check
 from controltower.monitor.registry import sync_monitors
 from controltower.monitor.results import Pending, ResultWriter, RetentionPolicy, prune
@@ -47,11 +47,12 @@ from controltower.monitor.scheduler import Scheduler, jitter_offset, percentile
 from controltower.notify.dispatch import Dispatcher, wait_either
 from controltower.spec import Spec
 from controltower.spec.monitors import MonitorSpec
-from controltower.store import Locks, Store, default_owner
+from controltower.store import Locks, Store
 from controltower.store.models.monitor import MonitorState
 from controltower.typing import Clock
 
 log = structlog.get_logger("controltower.monitor")
+ALERT_TTL = 5.0
 
 
 @dataclass
@@ -66,8 +67,8 @@ class RunnerOptions:
     stay short and do not delay checks.
     """
 
-    owner: str = field(default_factory=default_owner)
-    lease_ttl: float = 15.0
+    owner: str = ""
+    lease_ttl: float = 0.0
     flush_interval: float = 0.25
     alert_interval: float = 0.5
     prune_interval: float = 3600.0
@@ -92,7 +93,13 @@ class MonitorRunner:
     ) -> None:
         self.spec = spec
         self.store = store
-        self.options = options or RunnerOptions()
+        options = options or RunnerOptions()
+        self.options = replace(
+            options,
+            owner=options.owner
+            or worker_name(spec.service.name, spec.environment, spec.source or ""),
+            lease_ttl=options.lease_ttl or lease_ttl_for(m.interval for m in spec.monitors),
+        )
         self.clock = clock
         self.root = root or Path.cwd()
         self.writer = ResultWriter(store, worker=self.options.owner)
@@ -280,7 +287,9 @@ class MonitorRunner:
                     locks.acquire,
                     self._alert_lock,
                     self.options.owner,
-                    ttl=self.options.lease_ttl,
+                    # Leadership changes hands less eagerly than a monitor: a pass
+                    # that stalls a second under load must not flap it.
+                    ttl=max(self.options.lease_ttl, ALERT_TTL),
                 )
                 if self.leader:
                     summary = await asyncio.to_thread(alerting.run_pass, self.clock.now())

@@ -17,12 +17,14 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from controltower.ingest import routes as ingest_routes
+from controltower.ingest import uploads as upload_routes
 from controltower.ingest.writer import IngestWriter
 from controltower.server.api import api_routes
 from controltower.server.context import ServerContext
@@ -68,6 +70,15 @@ def build_services(context: ServerContext) -> list[Service]:
         from controltower.deploy.reconciler import DeployReconciler
 
         services.append(DeployReconciler(spec, context.store, clock=context.clock))
+    if spec is not None and spec.server.heartbeat_url is not None:
+        from controltower.server.watchdog import Watchdog
+
+        services.append(
+            Watchdog(
+                spec.server.heartbeat_url.get_secret_value(),
+                interval=spec.server.heartbeat_interval,
+            )
+        )
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():
@@ -121,6 +132,7 @@ def create_app(context: ServerContext) -> Starlette:
 
     routes: list[BaseRoute] = [
         *ingest_routes.routes,  # first: the busiest routes are matched soonest
+        *upload_routes.routes,
         *health_routes,
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *api_routes(),
@@ -130,7 +142,12 @@ def create_app(context: ServerContext) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _not_allowed},
+        exception_handlers={
+            404: _not_found,
+            405: _not_allowed,
+            OverflowError: _out_of_range,
+            DataError: _out_of_range,
+        },
     )
     app.state.tower = context
     app.state.ingestion = context.ingestion
@@ -144,13 +161,33 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _out_of_range(request: Request, exc: Exception) -> Response:
+    """A value from the request the store cannot take (an id past SQLite's 64-bit
+    integers, or PostgreSQL's ``integer``): a number out of range names nothing, so 404
+    as any id that does not exist; any other value the store refuses is 400."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(exc, OverflowError) or type(orig).__name__ == "NumericValueOutOfRange":
+        return JSONResponse(
+            {"error": {"code": "not_found", "message": "no such id (out of range)"}},
+            status_code=404,
+        )
+    log.warning("the store refused a value from %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"error": {"code": "invalid_parameter", "message": "a value the store cannot hold"}},
+        status_code=400,
+    )
+
+
 async def _not_allowed(request: Request, exc: Exception) -> Response:
+    allowed = getattr(exc, "headers", None) or {}
     return JSONResponse(
         {
             "error": {
                 "code": "method_not_allowed",
-                "message": f"{request.method} is not allowed here",
+                "message": f"{request.method} is not allowed here"
+                + (f" (allowed: {allowed['Allow']})" if "Allow" in allowed else ""),
             }
         },
         status_code=405,
+        headers={"Allow": allowed["Allow"]} if "Allow" in allowed else None,
     )

@@ -68,6 +68,28 @@ class EncryptionSpec(Section):
         return bool(self.recipients)
 
 
+class PitrSpec(Section):
+    """``[backup.pitr]``: point-in-time recovery with pgBackRest for a cluster the team runs.
+
+    WAL is archived continuously by PostgreSQL's ``archive_command`` (set up by
+    ``tower backup setup``); ``tower backup run`` takes a full backup when the
+    newest full is older than ``full_every`` and a differential one otherwise.
+    """
+
+    pg_data: str = ""
+    stanza: str = ""
+    port: int = Field(default=5432, ge=1, le=65535)
+    socket: str = "/var/run/postgresql"
+    user: str = "postgres"
+    pgbackrest: str = "pgbackrest"
+    pg_bin: str = ""
+    config: str = ""
+    full_every: Duration = 7 * 86400.0
+    retention_full: int = Field(default=2, ge=1, le=100)
+    process_max: int = Field(default=2, ge=1, le=64)
+    archive_timeout: Duration = 60.0
+
+
 class VerifyCheckSpec(Section):
     """``[[backup.checks]]``: a query run on the restored copy, with conditions on its answer.
 
@@ -84,6 +106,8 @@ class BackupSpec(Section):
     """``[backup]``: what to back up, where, how often, and the recovery objectives."""
 
     database_url: SecretStr | None = None
+    method: Literal["dump", "pitr"] = "dump"
+    pitr: PitrSpec = Field(default_factory=PitrSpec)
     schedule: str = ""
     destination: DestinationSpec = Field(default_factory=DestinationSpec)
     retention: RetentionSpec = Field(default_factory=RetentionSpec)

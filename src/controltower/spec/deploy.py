@@ -133,6 +133,14 @@ class FlyDriverSpec(Section):
     internal_port: int = Field(default=0, ge=0, le=65535)
     wait_timeout: Duration = 60.0
     lease_ttl: int = Field(default=60, ge=1, le=3600)
+    process_group: str = "app"
+    propagation: Duration = 10.0
+    critical_limit: int = Field(default=3, ge=1, le=100)
+    volumes: Literal["new", "fork"] = "new"
+    release_command: str = ""
+    release_command_timeout: Duration = 300.0
+    org: str = ""
+    prometheus_url: str = ""
 
 
 class ExecDriverSpec(Section):

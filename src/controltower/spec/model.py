@@ -123,6 +123,7 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                     f'"{channel}" is not a channel in [alerts.channels] (defined: {defined})',
                 )
             )
+    problems.extend(fly_guest_problems(spec))
     scenarios = sorted(s.name for s in spec.budgets.scenarios)
     for name in spec.deploy.analysis.traffic:
         if name not in scenarios:
@@ -144,4 +145,45 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                     f"(heartbeat monitors: {', '.join(pushed) or 'none'})",
                 )
             )
+    return problems
+
+
+FLY_CPUS = {"shared": (1, 2, 4, 8), "performance": (1, 2, 4, 8, 16)}
+FLY_MEMORY_PER_CPU = {"shared": (256, 2048), "performance": (2048, 8192)}
+
+
+def fly_guest_problems(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
+    """Guest sizes the Fly Machines API refuses, refused here instead (fly-go MachineGuest)."""
+    if spec.deploy.driver.value != "fly":
+        return []
+    service = spec.service
+    kind = service.cpu_kind.value
+    memory = service.memory / (1024 * 1024)
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if service.cpus not in FLY_CPUS[kind]:
+        allowed = ", ".join(str(n) for n in FLY_CPUS[kind])
+        problems.append(
+            (("service", "cpus"), f"Fly has no {kind} machine with {service.cpus} CPUs ({allowed})")
+        )
+    if memory != int(memory) or int(memory) % 256:
+        problems.append(
+            (
+                ("service", "memory"),
+                f"Fly sizes memory in steps of 256 MB; {memory:g} MB is not one "
+                f"(try {max(256, round(memory / 256) * 256)}mb)",
+            )
+        )
+        return problems
+    low, high = (n * service.cpus for n in FLY_MEMORY_PER_CPU[kind])
+    if not low <= memory <= high:
+        per = "GB" if kind == "performance" else "MB"
+        low_shown = f"{low // 1024} GB" if per == "GB" else f"{low} MB"
+        problems.append(
+            (
+                ("service", "memory"),
+                f"{service.cpus} {kind} CPU(s) take {low_shown} to {high // 1024} GB on Fly; "
+                f"{int(memory)} MB is outside that"
+                + (" (performance CPUs need at least 2 GB each)" if kind == "performance" else ""),
+            )
+        )
     return problems

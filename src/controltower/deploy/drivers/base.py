@@ -78,6 +78,7 @@ class TargetMetrics:
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
+    source: str = ""
 
     def context(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -85,6 +86,8 @@ class TargetMetrics:
             "errors": self.errors,
             "error_rate": self.error_rate,
         }
+        if self.source:
+            data["source"] = self.source
         for name in ("p50", "p95", "p99"):
             value = getattr(self, name)
             if value is not None:
@@ -151,6 +154,17 @@ class Driver(ABC):
     def prune_artifacts(self, keep: Collection[str]) -> list[str]:
         """Delete kept-back artifacts not in ``keep``; returns the refs deleted."""
         return []
+
+    def adopt(self) -> str | None:
+        """Take what serves now without a tower release (deployed by another tool) as one.
+
+        Returns the key its instances go by, or None when there is nothing to adopt.
+        """
+        return None
+
+    def route_note(self) -> str:
+        """How the last ``route`` call really split traffic, in words ("" when as asked)."""
+        return ""
 
     def rollback_to(self, release_id: str) -> None:
         """Send all traffic back to an earlier release."""

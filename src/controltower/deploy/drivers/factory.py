@@ -25,7 +25,7 @@ def make_driver(spec: Spec, *, root: Path, environ: dict[str, str] | None = None
     if name is DriverName.FLY:
         from controltower.deploy.drivers.fly import FlyDriver
 
-        return FlyDriver.from_spec(spec, environ=env)
+        return FlyDriver.from_spec(spec, environ=env, root=root)
     from controltower.deploy.drivers.exec import ExecDriver
 
     return ExecDriver(spec.deploy.exec, root=root, url=spec.url, service=spec.service.name)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from controltower.checks.live import exposure, headers, health, ratelimit, transport
-from controltower.checks.static import docker, env, fly, hadolint, nextjs, vulns, watchdog
+from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
 from controltower.load import check as load
 
 __all__ = [
+    "backup",
     "docker",
     "env",
     "exposure",

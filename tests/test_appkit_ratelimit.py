@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -103,3 +104,42 @@ class TestBucket:
         """A limit below 1 or an empty window is a ValueError at construction."""
         with pytest.raises(ValueError):
             RateLimit(hello, limit=0)
+
+
+async def _live(url: str, path: str, burst: int = 20) -> Any:
+    from controltower.checks import CheckContext, run_checks, select
+    from controltower.spec import parse_spec
+
+    text = f'[service]\nname = "shop"\n[security]\nrate_limit_path = "{path}"\nrate_limit_burst = {burst}\n'
+    async with httpx.AsyncClient(timeout=10) as client:
+        ctx = CheckContext(spec=parse_spec(text), root=Path("."), url=url, client=client)
+        run = await run_checks(ctx, select(["security.rate_limit"]))
+    return run.findings[0]
+
+
+class TestLiveCheck:
+    def test_limited_route_passes(self) -> None:
+        """security.rate_limit bursts the configured route of the given URL and meets a 429
+        with Retry-After, then stops."""
+        from controltower.checks import Status
+
+        hits: list[str] = []
+
+        async def counted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            hits.append(scope["path"])
+            await hello(scope, receive, send)
+
+        app = RateLimit(counted, limit=5, window=60, paths=["/api"])
+        with serve_asgi(app) as url:
+            finding = asyncio.run(_live(url, "/api/items"))
+        assert finding.status is Status.PASS, finding.message
+        assert "Retry-After" in finding.message and len(hits) == 5
+        assert finding.data["sent"] <= 5 + 10  # stops once the 429 is seen (10 in flight at most)
+
+    def test_unlimited_route_fails_within_the_budget(self) -> None:
+        """A route that is never limited fails after exactly rate_limit_burst requests."""
+        from controltower.checks import Status
+
+        with serve_asgi(hello) as url:
+            finding = asyncio.run(_live(url, "/api/items", burst=15))
+        assert finding.status is Status.FAIL and finding.data["sent"] == 15

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from controltower.ingest import routes as ingest_routes
+from controltower.ingest import uploads as upload_routes
 from controltower.ingest.writer import IngestWriter
 from controltower.server.api import api_routes
 from controltower.server.context import ServerContext
@@ -78,6 +79,11 @@ def build_services(context: ServerContext) -> list[Service]:
                 interval=spec.server.heartbeat_interval,
             )
         )
+    if spec is not None and context.ingestion is not None:
+        from controltower.ingest import retention
+
+        if retention.wanted(spec):
+            services.append(retention.EventRetention(spec, context.store, clock=context.clock))
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():
@@ -131,6 +137,7 @@ def create_app(context: ServerContext) -> Starlette:
 
     routes: list[BaseRoute] = [
         *ingest_routes.routes,  # first: the busiest routes are matched soonest
+        *upload_routes.routes,
         *health_routes,
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *api_routes(),

@@ -39,8 +39,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, unavailable
-
 FIXTURE = Path(__file__).parent / "fixtures" / "nextjs_app"
 REQUIRE = "TOWER_REQUIRE_NEXTJS"
 _SKIP = {"node_modules", ".next", "next-env.d.ts", "tsconfig.tsbuildinfo"}
@@ -196,6 +194,8 @@ def build_or_fail(source: Path = FIXTURE, *, env: Mapping[str, str] = {}) -> Nex
     try:
         return build_next_app(source, env=env)
     except NextUnavailable as exc:
+        from tests.conftest import unavailable  # tests.conftest imports this module
+
         unavailable(f"the Next.js app could not be built: {exc}", REQUIRE)
         raise
 
@@ -224,6 +224,8 @@ class NextServer:
 
 def start_next(build: NextBuild, log: Path, env: Mapping[str, str] = {}) -> NextServer:
     """``next start`` of ``build`` on a free port of 127.0.0.1; waits until it answers."""
+    from tests.conftest import free_port
+
     port = free_port()
     handle = log.open("wb")
     process = subprocess.Popen(
@@ -265,6 +267,8 @@ def next_server(tmp_path: Path) -> Iterator[Callable[..., NextServer]]:
         try:
             server = start_next(build, tmp_path / f"next-{len(servers)}.log", env)
         except NextUnavailable as exc:
+            from tests.conftest import unavailable
+
             unavailable(str(exc), REQUIRE)
             raise
         servers.append(server)

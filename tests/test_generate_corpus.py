@@ -32,6 +32,7 @@ import yaml
 
 from controltower.cli.main import run
 from tests.conftest import free_port
+from tests.nextjs_support import NextBuild, copy_fixture, slow_build
 
 REPOS = Path(__file__).parent / "fixtures" / "repos"
 SCHEMA = Path(__file__).parent / "fixtures" / "schemas" / "github-workflow.json"
@@ -384,9 +385,14 @@ def test_generated_cmd_serves_the_health_route(name: str, corpus_root: Path) -> 
     environ.update(PORT=str(port), PATH=f"{BIN}{os.pathsep}{environ.get('PATH', '')}")
     environ.pop("PYTHONPATH", None)
     path = result.spec["health"]["readiness"]
+    _serves(command, result.folder, environ, f"http://127.0.0.1:{port}{path}")
+
+
+def _serves(command: list[str], cwd: Path, environ: dict[str, str], url: str) -> None:
+    """Start ``command`` in ``cwd``; ``url`` must answer 200 within a minute."""
     process = subprocess.Popen(
         command,
-        cwd=result.folder,
+        cwd=cwd,
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -396,7 +402,7 @@ def test_generated_cmd_serves_the_health_route(name: str, corpus_root: Path) -> 
         deadline, status = time.monotonic() + 60, 0
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                status = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
+                status = httpx.get(url, timeout=2).status_code
                 if status == 200:
                     break
             except httpx.HTTPError:
@@ -412,3 +418,32 @@ def test_generated_cmd_serves_the_health_route(name: str, corpus_root: Path) -> 
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+@slow_build
+def test_generated_cmd_serves_the_shared_nextjs_app(next_app: NextBuild, tmp_path: Path) -> None:
+    """The shared Next.js fixture (next 15, no standalone output, built once per run):
+    `tower init && tower generate dockerfile` on its sources writes a hadolint-clean
+    Dockerfile whose CMD is `next start`; run from the built app's folder without Docker,
+    it serves /api/health with 200."""
+    folder = copy_fixture(tmp_path / "app")
+    assert tower(folder, "init", ".").returncode == 0
+    done = tower(folder, "generate", "dockerfile", "--write")
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (folder / "Dockerfile").read_text()
+    assert "COPY --from=build --chown=1000:1000 /app/public" not in text  # it has no public/
+    lint = subprocess.run(
+        [HADOLINT, "--no-color", str(folder / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert lint.returncode == 0 and lint.stdout == "", lint.stdout
+    command = _cmd(folder)
+    assert command[:2] == ["node_modules/.bin/next", "start"]
+    port = free_port()
+    command = [str(port) if part == "3000" else part for part in command]
+    command = ["127.0.0.1" if part == "0.0.0.0" else part for part in command]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}
+    environ.update(NODE_ENV="production", PORT=str(port), NEXT_TELEMETRY_DISABLED="1")
+    _serves(command, next_app.folder, environ, f"http://127.0.0.1:{port}/api/health")

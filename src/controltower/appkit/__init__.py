@@ -26,6 +26,12 @@ from controltower.appkit._headers import (
 )
 from controltower.appkit._health import CheckResult, Health, HealthEndpoint, HealthReport
 from controltower.appkit._metrics import Metrics, MetricsMiddleware, MetricsWSGI
+from controltower.appkit._ratelimit import (
+    MemoryBackend,
+    PostgresBackend,
+    RateLimit,
+    RateLimitWSGI,
+)
 from controltower.appkit._redact import redact
 from controltower.appkit._sinks import (
     CallbackSink,
@@ -56,10 +62,14 @@ __all__ = [
     "HealthReport",
     "HealthWSGI",
     "JsonlSink",
+    "MemoryBackend",
     "Metrics",
     "MetricsMiddleware",
     "MetricsWSGI",
     "Observation",
+    "PostgresBackend",
+    "RateLimit",
+    "RateLimitWSGI",
     "SecurityHeaders",
     "SecurityHeadersWSGI",
     "Sink",

@@ -1,4 +1,4 @@
-"""Backups as a background service of ``tower serve``: the schedule and the RPO watch.
+"""Backups as a background service of ``tower serve``: the schedule, the RPO watch, the drills.
 
 ``BackupService`` has the shape of ``controltower.server.services.Service``
 (a ``name`` and ``async run(stop)``): it runs ``BackupScheduler`` (backups on
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from controltower.backup.drills import DrillScheduler
 from controltower.backup.schedule import BackupScheduler
 from controltower.backup.status import RpoWatch
 from controltower.clock import system_clock
@@ -49,6 +50,7 @@ class BackupService:
     ) -> None:
         self.scheduler = BackupScheduler(spec, store, clock=clock, owner=owner)
         self.watch = RpoWatch(spec, store, clock=clock, interval=watch_interval)
+        self.drills = DrillScheduler(spec, store, clock=clock, owner=owner)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info(
@@ -56,7 +58,7 @@ class BackupService:
             schedule=self.scheduler.spec.backup.schedule or "none",
             rpo=self.scheduler.spec.backup.rpo,
         )
-        await asyncio.gather(self.scheduler.run(stop), self.watch.run(stop))
+        await asyncio.gather(self.scheduler.run(stop), self.watch.run(stop), self.drills.run(stop))
 
 
 def wanted(spec: Spec) -> bool:

@@ -166,6 +166,24 @@ def _admin(target: Target) -> psycopg.Connection[Any]:
         ) from None
 
 
+def _create_database(admin: psycopg.Connection[Any], server: Target, name: str) -> None:
+    """CREATE DATABASE ``name``, explaining a role that may not (no CREATEDB privilege)."""
+    try:
+        admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+    except psycopg.errors.InsufficientPrivilege:
+        raise BackupError(
+            f"the role tower connects as on {server.display} may not create databases "
+            f"(it lacks the CREATEDB privilege), so the database {name} cannot be created",
+            hint="grant it (ALTER ROLE <role> CREATEDB), or set [backup] scratch_url to a "
+            "server and role that may create databases (on Supabase, a separate Postgres)",
+        ) from None
+    except psycopg.Error as exc:
+        raise BackupError(
+            f"creating the database {name} on {server.display} failed: "
+            f"{server.scrub(str(exc)).strip()}"
+        ) from None
+
+
 def _restore(tools: Tools, target: Target, archive: Path, *, jobs: int, clean: bool) -> None:
     result = subprocess.run(
         restore_args(tools, target, str(archive), jobs=jobs, clean=clean),
@@ -213,7 +231,7 @@ def verify_backup(
         scratch_name = f"tower_verify_{secrets.token_hex(6)}"
         scratch = server.with_dbname(scratch_name)
         admin = stack.enter_context(_admin(server))
-        admin.execute(f"CREATE DATABASE {quote_ident(scratch_name)}")
+        _create_database(admin, server, scratch_name)
         stack.callback(
             admin.execute, f"DROP DATABASE IF EXISTS {quote_ident(scratch_name)} WITH (FORCE)"
         )
@@ -403,7 +421,7 @@ def restore_backup(
         tools = Tools.find(spec.backup.pg_bin, environ)
         if create:
             with _admin(target) as admin:
-                admin.execute(f"CREATE DATABASE {quote_ident(target.dbname)}")
+                _create_database(admin, target, target.dbname)
         begin = clock.monotonic()
         _restore(tools, target, archive, jobs=spec.backup.jobs, clean=clean)
         seconds = clock.monotonic() - begin

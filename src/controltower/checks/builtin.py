@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, transport
-from controltower.checks.static import docker, env, fly, hadolint, nextjs, vulns
+from controltower.checks.live import exposure, headers, health, ratelimit, transport
+from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
 from controltower.load import check as load
 
 __all__ = [
+    "backup",
     "docker",
     "env",
     "exposure",
@@ -16,6 +17,8 @@ __all__ = [
     "health",
     "load",
     "nextjs",
+    "ratelimit",
     "transport",
     "vulns",
+    "watchdog",
 ]

@@ -33,6 +33,7 @@ from controltower.ingest.buffer import IngestBuffer
 from controltower.ingest.event import ParsedEvent
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.spool import Spool
+from controltower.ingest.symbolicate import Symbolicator
 from controltower.store import Store
 from controltower.store.models.ingest import DeadLetter, ErrorEvent, ErrorIssue, ErrorIssueHour
 from controltower.typing import Clock
@@ -371,6 +372,7 @@ class IngestWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tower-writer")
         self._current: Future[BatchResult] | None = None
         self.last_result = BatchResult()
+        self.symbolicator = Symbolicator(store)
 
     @property
     def stored(self) -> int:
@@ -425,9 +427,9 @@ class IngestWriter:
             log.exception("the batch being written at shutdown failed")
 
     def _write(self, batch: list[ParsedEvent]) -> BatchResult:
-        """Write ``batch``, isolating the events the store refuses (in a thread)."""
+        """Symbolicate and write ``batch``, isolating the events the store refuses (in a thread)."""
         total = BatchResult()
-        pending = [batch]
+        pending = [self.symbolicator.apply(batch)]
         while pending:
             chunk = pending.pop(0)
             try:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from controltower.ingest import routes as ingest_routes
+from controltower.ingest import uploads as upload_routes
 from controltower.ingest.writer import IngestWriter
 from controltower.server.api import api_routes
 from controltower.server.context import ServerContext
@@ -69,6 +70,15 @@ def build_services(context: ServerContext) -> list[Service]:
         from controltower.deploy.reconciler import DeployReconciler
 
         services.append(DeployReconciler(spec, context.store, clock=context.clock))
+    if spec is not None and spec.server.heartbeat_url is not None:
+        from controltower.server.watchdog import Watchdog
+
+        services.append(
+            Watchdog(
+                spec.server.heartbeat_url.get_secret_value(),
+                interval=spec.server.heartbeat_interval,
+            )
+        )
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():
@@ -122,6 +132,7 @@ def create_app(context: ServerContext) -> Starlette:
 
     routes: list[BaseRoute] = [
         *ingest_routes.routes,  # first: the busiest routes are matched soonest
+        *upload_routes.routes,
         *health_routes,
         Route("/api/openapi.yaml", openapi, methods=["GET"]),
         *api_routes(),

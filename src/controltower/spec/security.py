@@ -23,3 +23,5 @@ class SecuritySpec(Section):
     referrer_policy: str = "strict-origin-when-cross-origin"
     frame_ancestors: str = "'none'"
     cert_min_days: int = Field(default=14, ge=0)
+    rate_limit_path: str = ""
+    rate_limit_burst: int = Field(default=60, ge=1, le=1000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from controltower.spec.base import Name, Section
 from controltower.units import Duration, Size, parse_duration
@@ -89,3 +89,5 @@ class ServerSpec(Section):
     shutdown_timeout: Duration = 20.0
     projects: list[ProjectSpec] = Field(default_factory=list)
     error_alerts: ErrorAlertsSpec = Field(default_factory=ErrorAlertsSpec)
+    heartbeat_url: SecretStr | None = None
+    heartbeat_interval: Duration = Field(default=60.0, gt=0)

@@ -25,9 +25,17 @@ from controltower.store.models.monitor import (
 )
 from controltower.store.models.notify import OutboxMessage
 from controltower.store.models.server import ApiToken, DashboardSession, Epoch
+from controltower.store.models.sourcemaps import (
+    ArtifactBundle,
+    ArtifactFile,
+    SentryRelease,
+    UploadChunk,
+)
 
 __all__ = [
     "ApiToken",
+    "ArtifactBundle",
+    "ArtifactFile",
     "AuditEvent",
     "Backup",
     "BackupIncident",
@@ -54,7 +62,9 @@ __all__ = [
     "Project",
     "Release",
     "ReleaseStep",
+    "SentryRelease",
     "Service",
     "Silence",
+    "UploadChunk",
     "User",
 ]

@@ -24,6 +24,7 @@ class LoadResult:
     failures: list[tuple[float, str]] = field(default_factory=list)
     releases: Counter[str] = field(default_factory=Counter)
     timeline: list[tuple[float, str, bool]] = field(default_factory=list)
+    bodies: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -36,7 +37,13 @@ class LoadResult:
 
 class Load:
     def __init__(
-        self, url: str, *, rate: float = 200.0, path: str = "/", timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        rate: float = 200.0,
+        path: str = "/",
+        timeout: float = 5.0,
+        keep_bodies: bool = False,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -44,6 +51,7 @@ class Load:
         self.path = path
         self.rate = rate
         self.timeout = timeout
+        self.keep_bodies = keep_bodies
         self.result = LoadResult()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,13 +98,15 @@ class Load:
         result.sent += 1
         at = time.monotonic() - self._started
         try:
-            status, release = await asyncio.wait_for(self._request(), self.timeout)
+            status, release, body = await asyncio.wait_for(self._request(), self.timeout)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
             result.failed += 1
             result.failures.append((at, type(exc).__name__))
             result.timeline.append((at, "", False))
             return
         result.releases[release] += 1
+        if self.keep_bodies:
+            result.bodies.append((at, body.decode("utf-8", "replace")))
         good = status < 500
         result.timeline.append((at, release, good))
         if good:
@@ -105,7 +115,7 @@ class Load:
             result.failed += 1
             result.failures.append((at, f"status {status} from {release}"))
 
-    async def _request(self) -> tuple[int, str]:
+    async def _request(self) -> tuple[int, str, bytes]:
         for attempt in range(2):
             pooled = bool(self._idle) and attempt == 0
             if pooled:
@@ -130,10 +140,9 @@ class Load:
                 key, value = line.split(":", 1)
                 headers[key.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0"))
-        if length:
-            await reader.readexactly(length)
+        body = await reader.readexactly(length) if length else b""
         if headers.get("connection", "").lower() == "close":
             writer.close()
         else:
             self._idle.append((reader, writer))
-        return status, headers.get("x-tower-release", "")
+        return status, headers.get("x-tower-release", ""), body

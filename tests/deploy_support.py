@@ -66,6 +66,7 @@ interval = "200ms"
 conditions = [{conditions}]
 interval = "{interval}"
 min_requests = 20
+{analysis}
 {steps}
 [[deploy.smoke]]
 path = "/api/health"
@@ -77,8 +78,9 @@ conditions = ["status == 200", 'body.status == "pass"']
 class LocalSite:
     """A tower.toml for the example app on the local driver, and its cleanup."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, app: Path = EXAMPLE_APP) -> None:
         self.root = root
+        self.app = app
         self.proxy_port = free_port()
         self.state_dir = root / "local"
         self.spec_path = root / "tower.toml"
@@ -96,6 +98,7 @@ class LocalSite:
         warm_window: str = "10m",
         health_deadline: str = "30s",
         extra: str = "",
+        analysis: str = "",
     ) -> Path:
         chosen = steps if steps is not None else [("5%", "4s")]
         step_text = "".join(
@@ -108,7 +111,7 @@ class LocalSite:
                 strategy=strategy,
                 instances=instances,
                 warm_window=warm_window,
-                app=EXAMPLE_APP,
+                app=self.app,
                 proxy_port=self.proxy_port,
                 state_dir=self.state_dir,
                 database=self.root / "app.db",
@@ -117,6 +120,7 @@ class LocalSite:
                 interval=interval,
                 steps=step_text,
                 extra=extra,
+                analysis=analysis,
             )
         )
         return self.spec_path

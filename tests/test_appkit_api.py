@@ -38,6 +38,7 @@ class TestPublicApi:
             "PostgresBackend",
             "RateLimit",
             "RateLimitWSGI",
+            "RedisBackend",
             "SecurityHeaders",
             "SecurityHeadersWSGI",
             "Sink",

@@ -142,6 +142,38 @@ class TestExecDriver:
             ExecDriver(ExecDriverSpec(deploy="x"), root=tmp_path, url=None, service="s")
 
 
+class TestBuildArtifact:
+    def test_build_prints_the_artifact_and_rollback_deploys_it_again(self, tmp_path: Path) -> None:
+        """The last line `build` prints is the artifact; a rollback gives `deploy` the old one."""
+        engine = make(tmp_path)
+        path = tmp_path / "tower.toml"
+        text = path.read_text().replace(
+            "[deploy.exec]\n",
+            "[deploy.exec]\nbuild = 'echo compiling; echo registry.test/shop@sha256:$(printf %s "
+            "$TOWER_VERSION | sha256sum | cut -c1-64)'\n",
+        )
+        text = text.replace(
+            "deploy = 'echo \"deploy",
+            'deploy = \'echo "artifact $TOWER_ARTIFACT" >> calls.log; echo "deploy',
+        )
+        path.write_text(text)
+        engine = open_engine(
+            parse_spec(text, source=str(path)),
+            store=Store.open(f"sqlite:///{tmp_path / 'tower.db'}"),
+            actor="ci",
+        )
+        first = engine.deploy(version="1.0")
+        second = engine.deploy(version="2.0")
+        assert first.artifact.startswith("registry.test/shop@sha256:")
+        assert first.artifact_digest == "sha256:" + first.artifact.split("@sha256:")[1]
+        assert first.artifact_kind == "reference" and first.artifact != second.artifact
+        (tmp_path / "calls.log").unlink()
+        back = engine.rollback()
+        assert back.status == "succeeded", back.reason
+        assert back.artifact == first.artifact
+        assert calls(tmp_path)[0] == f"artifact {first.artifact}"
+
+
 class TestHooks:
     def test_hooks_see_the_release(self, tmp_path: Path) -> None:
         """Each hook runs with TOWER_* release variables; post_deploy sees the finished release."""

@@ -26,8 +26,6 @@ from tests.fakes.fly_api import FakeFly, _flyctl_config
 from tests.fakes.server import FakeServer, Request, Response
 from tests.fly_support import TOKEN, alive, engine_for, fake_fly, machines_of
 
-pytestmark = pytest.mark.xdist_group("deploy-fly")
-
 
 @pytest.fixture
 def fly() -> Iterator[FakeFly]:

@@ -270,6 +270,9 @@ class TestRoutingTable:
         assert table.choose({"a1", "b1"}) is None
 
 
+NAVIGATE = {"sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}  # as browsers send
+
+
 def release_of(response: httpx.Response) -> str:
     return response.headers["x-tower-release"]
 
@@ -283,7 +286,7 @@ class TestSticky:
         proxy.update({"stable": 1.0}, [stable])
         seen: list[str] = []
         async with httpx.AsyncClient(base_url=base(proxy)) as client:
-            first = await client.get("/")
+            first = await client.get("/", headers=NAVIGATE)
             assert COOKIE in first.cookies
             for weight in (0.1, 0.5, 0.9):
                 proxy.update({"canary": weight, "stable": 1 - weight}, [stable, canary])
@@ -314,10 +317,10 @@ class TestSticky:
         stable, canary = upstreams["a1"].target("stable"), upstreams["b1"].target("canary")
         proxy.update({"stable": 1.0}, [stable])
         async with httpx.AsyncClient(base_url=base(proxy)) as client:
-            before = (await client.get("/")).cookies[COOKIE]
+            before = (await client.get("/", headers=NAVIGATE)).cookies[COOKIE]
             proxy.update({"canary": 1.0}, [canary])
-            moved = await client.get("/")
-            again = await client.get("/")
+            moved = await client.get("/", headers=NAVIGATE)
+            again = await client.get("/", headers=NAVIGATE)
         assert release_of(moved) == "canary" and release_of(again) == "canary"
         after = moved.cookies[COOKIE]
         assert after.split(".")[0] == before.split(".")[0] and after != before
@@ -348,12 +351,26 @@ class TestSticky:
         assert pinned == {"canary"}
         assert unknown.status_code == 200
 
+    async def test_no_cookie_outside_a_split_except_for_browsers(
+        self, proxy: Proxy, upstreams: dict[str, Upstream]
+    ) -> None:
+        """With one release, a scanner or API client gets no Set-Cookie; a browser does."""
+        proxy.update({"stable": 1.0}, [upstreams["a1"].target("stable")])
+        async with httpx.AsyncClient(base_url=base(proxy)) as client:
+            plain = await client.get("/")
+            client.cookies.clear()
+            browser = await client.get("/", headers=NAVIGATE)
+        assert "set-cookie" not in plain.headers
+        assert browser.headers["set-cookie"].startswith(f"{COOKIE}=")
+
     def test_a_malformed_cookie_is_replaced(self) -> None:
         """A cookie that is not <bucket>.<tag> counts as none: the answer sets a valid one."""
-        table = RoutingTable({"a": 1.0}, [Target("a1", "a", "h", 1)])
+        table = RoutingTable(
+            {"a": 0.5, "b": 0.5}, [Target("a1", "a", "h", 1), Target("b1", "b", "h", 2)]
+        )
         for value in (b"tower-split=zz", b"tower-split=12345678.short", b"other=1"):
             release, cookie = table.route(Head(headers=[(b"Cookie", value)]))
-            assert release == "a" and cookie is not None
+            assert release in ("a", "b") and cookie is not None
             assert cookie.startswith(b"tower-split=") and b"; Path=/; HttpOnly" in cookie
 
 

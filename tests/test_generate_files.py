@@ -293,7 +293,8 @@ class TestNextjs:
 
 class TestCli:
     def test_diff_then_write(self, tmp_path: Path) -> None:
-        """`tower generate` exits 1 with a diff while files differ, 0 once written."""
+        """`tower generate` exits 1 with a diff while files differ, 0 once written; `all`
+        keeps a Dockerfile tower did not write, `generate dockerfile --write` replaces it."""
         _spec("python-asgi", tmp_path, stack="python-asgi")
         (tmp_path / "Dockerfile").write_text("FROM python:latest\n")
 
@@ -317,7 +318,13 @@ class TestCli:
         assert shown.returncode == 1
         assert "-FROM python:latest" in shown.stdout and "--write" in shown.stdout
         assert (tmp_path / "Dockerfile").read_text() == "FROM python:latest\n"
-        assert tower("all", "--write", "--env", "production").returncode == 0
+        written = tower("all", "--write", "--env", "production", "--format", "json")
+        assert written.returncode == 0
+        states = {f["path"]: f["state"] for f in json.loads(written.stdout)["files"]}
+        assert states["Dockerfile"] == "kept"  # yours: `all` never replaces it
+        assert (tmp_path / "Dockerfile").read_text() == "FROM python:latest\n"
+        assert tower("dockerfile", "--write").returncode == 0  # asked for by name: replaced
+        assert "written by `tower generate dockerfile`" in (tmp_path / "Dockerfile").read_text()
         again = tower("all", "--env", "production", "--format", "json")
         assert again.returncode == 0, again.stdout
         states = {f["path"]: f["state"] for f in json.loads(again.stdout)["files"]}

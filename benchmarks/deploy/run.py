@@ -12,6 +12,8 @@ a slow answer does not slow the sender) records who answered each request.
 2. A bad release (5xx on 20% of requests) as a canary: how long it took traffic
    (exposure) and the share of all requests that failed.
 3. ``tower rollback`` to a release kept warm by blue-green: time to restore.
+4. ``tower rollback`` after an immediate deploy, nothing warm: the previous
+   release's artifact (its snapshot) is started, gated and switched to.
 
 The peer, measured in the same run on the same app and load, is what a plain
 deploy script does: stop the running process, start the new one on the same
@@ -209,6 +211,37 @@ def tower_deploys(rate: float, rounds: int, root: Path) -> dict[str, list[Measur
                     downtime(result),
                 )
             )
+            version += 1
+            progress(f"tower rollback to the previous artifact, nothing warm (round {round_ + 1})")
+            previous = site.engine().current()
+            assert previous is not None
+            latest, _ = under_load(
+                site,
+                rate,
+                lambda v=version: site.engine().deploy(
+                    version=f"{v}.0", strategy=Strategy.IMMEDIATE
+                ),
+            )
+            assert isinstance(latest, ReleaseView) and latest.status == "succeeded", latest
+            back, result = under_load(site, rate, lambda: site.engine().rollback())
+            assert isinstance(back, ReleaseView)
+            assert back.artifact_digest == previous.artifact_digest, back
+            switched = next(
+                (s.at for s in site.engine().show(back.id).steps if s.state == "route"),
+                back.finished_at or back.created_at,
+            )
+            found.setdefault("artifact rollback", []).append(
+                Measure(
+                    "artifact rollback",
+                    (switched - back.created_at).total_seconds(),
+                    overlap(result, latest.id, back.id),
+                    route_ms(site, back),
+                    result.failed,
+                    result.sent,
+                    back.status == "succeeded",
+                    downtime(result),
+                )
+            )
     finally:
         site.close()
     return found
@@ -331,6 +364,7 @@ def report(
     worst_failed = max(m.failed for m in good)
     worst_gap = max(m.gap for m in good)
     rollback = tower["rollback"]
+    artifact = tower["artifact rollback"]
     naive_deploy, naive_back = naive["deploy"], naive["rollback"]
 
     def ratio(ours: float, theirs: float) -> str:
@@ -352,9 +386,18 @@ def report(
         f"| {median(naive_back, 'seconds'):.2f} s | {ratio(median(rollback, 'seconds'), median(naive_back, 'seconds'))} |",
         f"| rollback: failed requests | {median(rollback, 'failed'):.0f} "
         f"| {median(naive_back, 'failed'):.0f} | {ratio(median(rollback, 'failed'), median(naive_back, 'failed'))} |",
+        f"| rollback to the previous artifact (nothing warm): time until traffic is back "
+        f"| {median(artifact, 'seconds'):.2f} s | {median(naive_back, 'seconds'):.2f} s "
+        f"| {ratio(median(artifact, 'seconds'), median(naive_back, 'seconds'))} |",
+        f"| rollback to the previous artifact: failed requests | {median(artifact, 'failed'):.0f} "
+        f"| {median(naive_back, 'failed'):.0f} "
+        f"| {ratio(median(artifact, 'failed'), median(naive_back, 'failed'))} |",
         "",
         "tower's rollback goes back to the release blue-green kept warm: one health gate and "
-        "one atomic switch, no process start. The script's rollback is another stop-then-start.",
+        "one atomic switch, no process start. The script's rollback is another stop-then-start. "
+        "After an immediate deploy nothing is warm: tower's rollback starts the previous "
+        "release's snapshot (its artifact, not the working folder), gates its health, then "
+        "switches; traffic stays on the current release until then.",
     ]
     return "\n".join(lines)
 

@@ -35,9 +35,9 @@ Behaviours (unkind ones first; none can be switched off, only timed):
    ``warning`` forever) [types: RemoveCompatChecks].
 3. ``"metadata": null`` (and ``"checks": null`` in a config without checks)
    where the field is empty [machines].
-4. Rate limits per action per Machine (per app for create and list): 1 req/s,
-   burst 3; Get Machine 5 req/s, burst 10; over it 429 with ``Retry-After``
-   [limits].
+4. Rate limits per action per Machine (per app for create): 1 req/s, burst 3;
+   Get Machine 5 req/s, burst 10, and list at the same limit as Get (the
+   sources name only Get); over it 429 with ``Retry-After`` [limits].
 5. Leases: a change to a leased Machine without its nonce is 409, and so is
    taking a lease someone else holds [machines].
 6. ``/wait`` waits at most ``max_wait`` seconds, then 408 [machines];

@@ -31,6 +31,7 @@ from controltower.appkit._ratelimit import (
     PostgresBackend,
     RateLimit,
     RateLimitWSGI,
+    RedisBackend,
 )
 from controltower.appkit._redact import redact
 from controltower.appkit._sinks import (
@@ -70,6 +71,7 @@ __all__ = [
     "PostgresBackend",
     "RateLimit",
     "RateLimitWSGI",
+    "RedisBackend",
     "SecurityHeaders",
     "SecurityHeadersWSGI",
     "Sink",

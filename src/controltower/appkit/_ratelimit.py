@@ -6,8 +6,8 @@ a request that finds none is answered 429 with ``Retry-After`` (seconds until
 a token is back). Every answer carries the IETF headers of
 draft-ietf-httpapi-ratelimit-headers (``RateLimit-Policy: "default";q=100;w=60``
 and ``RateLimit: "default";r=42;t=12``). Buckets live in memory (one process)
-or in PostgreSQL (shared by every process and machine); the PostgreSQL client
-is imported only when that backend is built.
+in Redis or in PostgreSQL (shared by every process and machine); their client
+libraries are imported only when that backend is built.
 """
 
 from __future__ import annotations
@@ -95,6 +95,42 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._connection.close()
+
+
+_BUCKET_LUA = """
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local limit, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens = tonumber(state[1]) or limit
+local updated = tonumber(state[2]) or now
+tokens = math.min(limit, tokens + math.max(0, now - updated) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(limit / rate) + 1)
+return {allowed, tostring(tokens)}
+"""
+
+
+class RedisBackend:
+    """Buckets in Redis, one hash per client updated by one Lua script (atomic on the
+    server), expiring once full again; ``url`` is a redis:// URL."""
+
+    def __init__(self, url: str, *, prefix: str = "appkit:ratelimit:") -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+        self._script = self._client.register_script(_BUCKET_LUA)
+        self._prefix = prefix
+
+    def take(self, key: str, limit: int, rate: float, now: float) -> tuple[bool, float]:
+        allowed, tokens = self._script(keys=[self._prefix + key], args=[limit, rate, now])
+        return bool(allowed), float(tokens)
+
+    def close(self) -> None:
+        self._client.close()
 
 
 class Limiter:

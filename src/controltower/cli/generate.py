@@ -26,6 +26,7 @@ _WORDS = {
     "unchanged": "unchanged",
     "would-create": "would create",
     "would-change": "would change",
+    "kept": "kept",
 }
 
 
@@ -57,7 +58,9 @@ def generate(
     loaded = load(spec, env)
     root = Path(loaded.source).resolve().parent
     files = build(loaded, target, root, release_command=release_command, python_entry=app_module)
-    outcomes: list[Outcome] = [apply(file, root, write=write) for file in files]
+    outcomes: list[Outcome] = [
+        apply(file, root, write=write, replace_yours=target != "all") for file in files
+    ]
     pending = [o for o in outcomes if o.state.startswith("would")]
     if format is Format.JSON:
         emit_json({"write": write, "files": [o.to_dict() for o in outcomes]})
@@ -65,7 +68,9 @@ def generate(
         for outcome in outcomes:
             console.print(f"{_WORDS[outcome.state]:>13}  {outcome.path}", markup=False)
             for note in outcome.notes:
-                console.print(f"{'':>13}  note: {note}", style="yellow", markup=False)
+                console.print(
+                    f"{'':>13}  note: {note}", style="yellow", markup=False, soft_wrap=True
+                )
             if outcome.diff:
                 console.print(outcome.diff, markup=False, highlight=False, soft_wrap=True)
         if pending:

@@ -51,6 +51,7 @@ class Traffic:
                 if delay > 0 and self._stop.wait(delay):
                     break
                 path = self.paths[n % len(self.paths)]
+                client.cookies.clear()  # a new visitor each time: split by weight, not by cookie
                 try:
                     status = str(client.get(path).status_code)
                 except httpx.HTTPError as exc:

@@ -77,6 +77,7 @@ def combine(router: TargetMetrics | None, synthetic: TargetMetrics) -> TargetMet
         p50=larger.p50,
         p95=larger.p95,
         p99=larger.p99,
+        source=" + ".join(s for s in (router.source, synthetic.source) if s),
     )
 
 

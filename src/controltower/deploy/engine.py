@@ -608,6 +608,10 @@ class Engine:
                     return
                 release.step = index
                 release.state = step.label
+                began = dict(release.config.get("step_started") or {})
+                if str(index) not in began:  # a resumed step keeps its first start
+                    began[str(index)] = self.clock.now().isoformat()
+                    release.config = {**release.config, "step_started": began}
                 self._log(session, release, step.label, "started")
             self._kill_point(step.label, index)
             try:
@@ -892,6 +896,10 @@ class Engine:
                     backoff = True
                     continue
                 refused[instance.id] += 1
+                if refused[instance.id] == 1:
+                    self._log_now(
+                        release_id, "health", f"instance {instance.id} answered {probe.detail}"
+                    )
                 if refused[instance.id] >= gate.consecutive:
                     raise GateFailed(
                         f"instance {instance.id} failed readiness {path} "
@@ -1022,7 +1030,7 @@ class Engine:
     ) -> None:
         spec = self.spec.deploy.analysis
         slack = 1e-3
-        started = self.clock.monotonic()
+        started = self.clock.monotonic() - self._step_elapsed(release_id, step)
         pause_end = None if step.pause is None else started + step.pause
         next_due = started + spec.interval
         limit = spec.inconclusive_seconds()
@@ -1046,8 +1054,11 @@ class Engine:
                 due.append(next_due)
                 if step.pause is not None:
                     due.append(undecided_since + limit)
-            if pause_end is not None and now < pause_end:
-                due.append(pause_end)
+            if pause_end is not None:
+                if now < pause_end:
+                    due.append(pause_end)
+                elif not spec.conditions or last_eval < pause_end - slack:
+                    due.append(now)  # over already (a resumed step): judge or end at once
             wait = min(due) - now if due else 3600.0
             request = self._wait(release_id, max(0.0, wait))
             if request == "abort":
@@ -1064,6 +1075,7 @@ class Engine:
                 window = max(min(spec.interval, now - started), 1.0)
                 verdict = self._verdict(release_id, info, old, window, traffic)
                 last_eval = now
+                late = now - next_due
                 while next_due <= now + slack:
                     next_due += spec.interval
                 self._log_now(
@@ -1071,7 +1083,12 @@ class Engine:
                     "analyse",
                     f"{verdict.outcome}: {verdict.message} "
                     f"(metrics: {verdict.context.get('source') or 'no metrics source'})",
-                    verdict.context,
+                    {
+                        **verdict.context,
+                        "window": round(window, 3),
+                        "late": round(late, 3),
+                        "took": round(self.clock.monotonic() - now, 3),
+                    },
                 )
                 if verdict.outcome == analysis.FAIL:
                     failures += 1
@@ -1109,6 +1126,22 @@ class Engine:
                     f"paused, {verdict.message if verdict else 'no verdict yet'}; "
                     "waiting for traffic or `tower deploy promote`",
                 )
+
+    def _step_elapsed(self, release_id: str, step: Step) -> float:
+        """Seconds since the current step first started: a resumed step goes on, not over.
+
+        The router counted the traffic while nobody watched, so the first window of
+        a step resumed by the reconciler is judged as soon as it is due.
+        """
+        with self.store.session() as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            raw = (release.config.get("step_started") or {}).get(str(release.step))
+        if not raw:
+            return 0.0
+        elapsed = (self.clock.now() - datetime.fromisoformat(str(raw))).total_seconds()
+        limit = step.pause if step.pause is not None else elapsed
+        return max(0.0, min(elapsed, limit))
 
     def _clear_request(self, release_id: str) -> None:
         with self.store.session() as session:

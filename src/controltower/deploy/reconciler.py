@@ -44,7 +44,7 @@ class DeployReconciler:
     name = "deploys"
 
     def __init__(
-        self, spec: Spec, store: Store, *, clock: Clock = system_clock, poll: float = 1.0
+        self, spec: Spec, store: Store, *, clock: Clock = system_clock, poll: float = 0.5
     ) -> None:
         self.spec = spec
         self.store = store
@@ -87,6 +87,9 @@ class DeployReconciler:
         if not self._needs_work():
             return []
         engine = self._engine or self._open()
+        return self._recover(engine)
+
+    def _recover(self, engine: Engine) -> list[ReleaseView]:
         done = engine.recover(resume_analysis=True)
         self.recovered.extend(done)
         return done
@@ -108,6 +111,11 @@ class DeployReconciler:
                     Release.warm_until <= now,
                 )
             )
+            known = active is not None or session.scalar(
+                select(Release.id).where(Release.service_id == self._service).limit(1)
+            )
+        if known and self._engine is None:
+            self._open().active()  # ready before it is needed: a rollback must not wait
         if active is None and warm is None:
             return False
         return self.lock.holder() is None

@@ -84,6 +84,7 @@ class TrafficRunner:
             p50=quantile(0.50),
             p95=quantile(0.95),
             p99=quantile(0.99),
+            source="synthetic traffic",
         )
 
     def _requests(self) -> itertools.cycle[tuple[str, str, dict[str, str], str]]:

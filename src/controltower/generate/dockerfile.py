@@ -211,14 +211,19 @@ def dockerfile(spec: Spec, app: App, root: Path) -> GeneratedFile:
         notes: tuple[str, ...] = ()
         if app.stack is Stack.NODE:
             notes = ("stack is node: the Dockerfile assumes Next.js",)
-        return GeneratedFile(spec.service.dockerfile, text, notes=notes)
+        return GeneratedFile(spec.service.dockerfile, text, notes=notes, generator="dockerfile")
     notes = ()
     server = _server_package(app)
     if server:
         notes = (
             f"{server.split('=')[0]} is not among the app's dependencies: the image installs {server}",
         )
-    return GeneratedFile(spec.service.dockerfile, python_dockerfile(spec, app, root), notes=notes)
+    return GeneratedFile(
+        spec.service.dockerfile,
+        python_dockerfile(spec, app, root),
+        notes=notes,
+        generator="dockerfile",
+    )
 
 
 _IGNORED = {

@@ -47,12 +47,15 @@ class GeneratedFile:
     notes: tuple[str, ...] = ()
     merge_lines: bool = False
     reconcile: Callable[[str], Reconciled] | None = field(default=None, compare=False)
+    generator: str = ""
+    """Set for files replaced whole (Dockerfile, workflow): ``generate all`` keeps such a
+    file when tower did not write it; ``tower generate <generator>`` replaces it."""
 
 
 @dataclass
 class Outcome:
     path: str
-    state: str  # created | unchanged | changed | would-create | would-change
+    state: str  # created | unchanged | changed | would-create | would-change | kept
     diff: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -121,8 +124,13 @@ def diff(old: str, new: str, path: str) -> str:
     )
 
 
-def apply(file: GeneratedFile, root: Path, *, write: bool) -> Outcome:
-    """Compare ``file`` with what is on disk under ``root``; write it if asked."""
+MARKER = "written by `tower generate"  # compared in lower case
+
+
+def apply(file: GeneratedFile, root: Path, *, write: bool, replace_yours: bool = True) -> Outcome:
+    """Compare ``file`` with what is on disk under ``root``; write it if asked. With
+    ``replace_yours=False`` (``generate all``), a file tower replaces whole (a Dockerfile, a
+    workflow) that tower did not write is kept: only an explicit ``generate <name>`` replaces it."""
     target = root / file.path
     notes = list(file.notes)
     if not target.exists():
@@ -134,6 +142,12 @@ def apply(file: GeneratedFile, root: Path, *, write: bool) -> Outcome:
         existing = target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GenerateError(f"{target} cannot be read: {exc}") from None
+    if file.generator and not replace_yours and MARKER not in existing.lower():
+        notes.append(
+            f"yours (not written by tower): kept; `tower generate {file.generator}` shows the "
+            "difference, with --write it replaces the file"
+        )
+        return Outcome(file.path, "kept", notes=notes)
     redact: list[str] = []
     if file.reconcile is not None:
         result = file.reconcile(existing)

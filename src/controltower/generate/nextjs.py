@@ -4,6 +4,9 @@ The readiness route answers in the IETF health-check format
 (``application/health+json``: ``status`` pass/warn/fail, ``checks`` keyed
 ``component:measurement``) with real checks of the database, Stripe and
 Supabase, each under its own timeout, so one slow dependency cannot hang it.
+Only the database is critical: the app cannot serve without it, so its failure
+is 503. Stripe or Supabase down is ``warn`` with 200: a third-party outage must
+not take every instance out of routing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from controltower.generate.files import GeneratedFile
 from controltower.spec import Spec
 
 _HEALTH_TS = """// Readiness: {name}'s dependencies, in the IETF health-check format.
-// Written by `tower generate nextjs`. Each check has its own timeout.
+// Written by `tower generate nextjs`. Each check has its own timeout. Only the database is
+// critical (503 when it fails); a third party that is down is "warn" and the answer stays 200.
 import {{ NextResponse }} from "next/server";
 {pg_import}
 export const dynamic = "force-dynamic";
@@ -33,7 +37,11 @@ type Check = {{
 const TIMEOUT_MS = {timeout_ms};
 const started = Date.now();
 {pg_pool}
-async function timed(componentType: string, probe: (signal: AbortSignal) => Promise<void>): Promise<Check> {{
+async function timed(
+  componentType: string,
+  critical: boolean,
+  probe: (signal: AbortSignal) => Promise<void>,
+): Promise<Check> {{
   const begin = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
@@ -51,7 +59,8 @@ async function timed(componentType: string, probe: (signal: AbortSignal) => Prom
       componentType,
       observedValue: Math.round(performance.now() - begin),
       observedUnit: "ms",
-      status: "fail",
+      // A third party that is down degrades the app; only what it cannot serve without fails it.
+      status: critical ? "fail" : "warn",
       time: new Date().toISOString(),
       output: error instanceof Error ? error.message : "check failed",
     }};
@@ -100,7 +109,7 @@ pool?.on("error", (error) => console.error(`health: idle database client: ${erro
 """
 _PROBE_DB = """  if (pool) {
     probes.push(
-      timed("datastore", async () => {
+      timed("datastore", true, async () => {
         await pool.query("SELECT 1");
       }).then((check) => void (checks["postgres:responseTime"] = [check])),
     );
@@ -109,7 +118,7 @@ _PROBE_DB = """  if (pool) {
 _PROBE_STRIPE = """  const stripeKey = process.env.STRIPE_SECRET_KEY;
   if (stripeKey) {
     probes.push(
-      timed("component", (signal) =>
+      timed("component", false, (signal) =>
         expectOk("https://api.stripe.com/v1/balance", { headers: { Authorization: `Bearer ${stripeKey}` } }, signal),
       ).then((check) => void (checks["stripe:responseTime"] = [check])),
     );
@@ -119,7 +128,7 @@ _PROBE_SUPABASE = """  const supabaseUrl = process.env.NEXT_PUBLIC_SUPABASE_URL;
   const supabaseKey = process.env.NEXT_PUBLIC_SUPABASE_ANON_KEY;
   if (supabaseUrl && supabaseKey) {
     probes.push(
-      timed("component", (signal) =>
+      timed("component", false, (signal) =>
         expectOk(`${supabaseUrl.replace(/\\/$/, "")}/auth/v1/health`, { headers: { apikey: supabaseKey } }, signal),
       ).then((check) => void (checks["supabase:responseTime"] = [check])),
     );

@@ -198,4 +198,4 @@ def github_actions(
         f"        run: tower check{env_flag}",
         "",
     ]
-    return GeneratedFile(path, "\n".join(lines))
+    return GeneratedFile(path, "\n".join(lines), generator="github-actions")

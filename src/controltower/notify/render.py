@@ -8,6 +8,7 @@ by idempotency key may compare bodies, as Resend does).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import jinja2
@@ -89,20 +90,26 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def slack_message(delivery: Delivery) -> dict[str, Any]:
-    """An incoming-webhook payload: fallback text, blocks, and a coloured attachment."""
+def slack_message(delivery: Delivery, mentions: Sequence[str] = ()) -> dict[str, Any]:
+    """An incoming-webhook payload: fallback text, blocks, and a coloured attachment.
+
+    Every text from the notification is escaped (``&``, ``<``, ``>``), so an event
+    message holding ``<!channel>`` pages nobody; ``mentions`` come from the spec only.
+    """
     note = delivery.notification
+    called = " ".join(mentions)
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
             "text": {"type": "plain_text", "text": _cut(note.title, SLACK_HEADER_MAX)},
         }
     ]
-    if note.text:
+    if note.text or called:
+        body = " ".join(part for part in (called, _mrkdwn(note.text)) if part)
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(note.text), SLACK_TEXT_MAX)},
+                "text": {"type": "mrkdwn", "text": _cut(body, SLACK_TEXT_MAX)},
             }
         )
     details: list[dict[str, Any]] = []
@@ -117,9 +124,10 @@ def slack_message(delivery: Delivery) -> dict[str, Any]:
                 ],
             }
         )
-    facts = [f"*{note.severity}*", note.kind, where(note)]
+    facts = [f"*{_mrkdwn(note.severity)}*", _mrkdwn(note.kind), _mrkdwn(where(note))]
     if note.url:
-        facts.append(f"<{note.url}|open>")
+        link = _mrkdwn(note.url).replace("|", "%7C")
+        facts.append(f"<{link}|open>")
     details.append(
         {
             "type": "context",
@@ -127,7 +135,9 @@ def slack_message(delivery: Delivery) -> dict[str, Any]:
         }
     )
     return {
-        "text": _cut(subject(note), SLACK_TEXT_MAX),
+        "text": _cut(
+            " ".join(part for part in (called, _mrkdwn(subject(note))) if part), SLACK_TEXT_MAX
+        ),
         "blocks": blocks,
         "attachments": [{"color": colour(note), "blocks": details}],
     }

@@ -79,6 +79,11 @@ def build_services(context: ServerContext) -> list[Service]:
                 interval=spec.server.heartbeat_interval,
             )
         )
+    if spec is not None and context.ingestion is not None:
+        from controltower.ingest import retention
+
+        if retention.wanted(spec):
+            services.append(retention.EventRetention(spec, context.store, clock=context.clock))
     if context.runs_backups and (backups := backup_service(context)) is not None:
         services.append(backups)
     for name, factory in registered_services().items():

@@ -20,6 +20,9 @@ class ChannelType(StrEnum):
     APPRISE = "apprise"
 
 
+SLACK_MENTION = re.compile(r"<(!here|!channel|!everyone|@[UW][A-Z0-9]{2,}|!subteam\^[A-Z0-9]{2,})>")
+
+
 class ChannelSpec(Section):
     """``[alerts.channels.<name>]``: where notifications go. URLs and keys are secrets.
 
@@ -44,6 +47,18 @@ class ChannelSpec(Section):
     subject_prefix: str = "[tower]"
     timeout: Duration = 10.0
     rate: float | None = Field(default=None, gt=0)
+    mentions: list[str] = Field(default_factory=list)
+
+    @field_validator("mentions")
+    @classmethod
+    def _mentions(cls, value: list[str]) -> list[str]:
+        for mention in value:
+            if not SLACK_MENTION.fullmatch(mention):
+                raise ValueError(
+                    f"{mention!r} is not a Slack mention: write <!here>, <!channel>, "
+                    "<@U0123ABCD> (a user) or <!subteam^S0123ABCD> (a user group)"
+                )
+        return value
 
 
 class RouteSpec(Section):

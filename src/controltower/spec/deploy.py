@@ -146,6 +146,7 @@ class FlyDriverSpec(Section):
 class ExecDriverSpec(Section):
     """Shell commands for any other platform. Each gets ``TOWER_*`` variables in its environment."""
 
+    build: str = ""
     deploy: str = ""
     switch: str = ""
     rollback: str = ""

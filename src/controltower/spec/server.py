@@ -68,6 +68,7 @@ class ProjectSpec(Section):
     name: Name
     rate_limit: int = Field(default=600, ge=1)
     environment: str = ""
+    events_keep: Duration = 0.0
 
 
 class ServerSpec(Section):
@@ -89,5 +90,6 @@ class ServerSpec(Section):
     shutdown_timeout: Duration = 20.0
     projects: list[ProjectSpec] = Field(default_factory=list)
     error_alerts: ErrorAlertsSpec = Field(default_factory=ErrorAlertsSpec)
+    events_keep: Duration = 90 * 86400.0
     heartbeat_url: SecretStr | None = None
     heartbeat_interval: Duration = Field(default=60.0, gt=0)

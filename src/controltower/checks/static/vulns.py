@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from controltower.checks.model import (
     skipped,
     warned,
 )
+from controltower.checks.static.files import tool_path
 
 TIMEOUT = 120.0
 BLOCKING = frozenset({"critical", "high", "unknown"})
@@ -54,14 +53,6 @@ class Audit:
     file: str
     items: list[Item] = field(default_factory=list)
     not_run: str = ""
-
-
-def _tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else None
 
 
 async def _run(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
@@ -139,7 +130,7 @@ def pip_items(report: dict[str, Any], file: str) -> tuple[list[Item], list[str]]
 
 async def audit_npm(root: Path, env: dict[str, str]) -> Audit:
     audit = Audit("npm audit", "package-lock.json")
-    npm = _tool("npm")
+    npm = tool_path("npm")
     if npm is None:
         audit.not_run = "npm is not installed"
         return audit
@@ -158,7 +149,7 @@ async def audit_npm(root: Path, env: dict[str, str]) -> Audit:
 
 async def audit_pip(root: Path, file: str, env: dict[str, str]) -> Audit:
     audit = Audit("pip-audit", file)
-    exe = _tool("pip-audit")
+    exe = tool_path("pip-audit")
     if exe is None:
         audit.not_run = "pip-audit is not installed (pip install 'controltower[audit]')"
         return audit

@@ -15,6 +15,11 @@ rollback   send all traffic back to an earlier release (else ``switch``)  as ``s
 stop       retire a release                                               ``TOWER_COUNT``
 =========  =============================================================  ======================
 
+An optional ``build`` command runs at deploy time; the last line it prints is the
+release's artifact (an image reference, a URL, a path), recorded with the release
+and given to ``deploy`` as ``TOWER_ARTIFACT``, so a rollback deploys the earlier
+artifact again. A reference with ``@sha256:`` gives the digest.
+
 Every command gets ``TOWER_SERVICE``, ``TOWER_RELEASE_ID``, ``TOWER_VERSION``,
 ``TOWER_IMAGE`` and ``TOWER_URL``: the last line ``deploy`` printed when it
 looks like a URL (``vercel deploy`` prints the deployment's). ``TOWER_WEIGHT``
@@ -32,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from controltower.deploy.drivers.base import Driver, Instance, Probe, ReleaseInfo
+from controltower.deploy.drivers.base import Artifact, Driver, Instance, Probe, ReleaseInfo
 from controltower.exceptions import DriverError
 from controltower.spec.deploy import ExecDriverSpec
 
@@ -116,12 +121,35 @@ class ExecDriver(Driver):
 
     # ---- driver ------------------------------------------------------------------------
 
+    def artifact(self, release: ReleaseInfo) -> Artifact | None:
+        """Run ``build``; its last line of output is the artifact's reference."""
+        if not self.spec.build:
+            return None
+        env = {
+            **release.env,
+            "TOWER_RELEASE_ID": release.id,
+            "TOWER_VERSION": release.version,
+            "TOWER_IMAGE": release.image,
+        }
+        lines = [line.strip() for line in self._run("build", self.spec.build, env).splitlines()]
+        ref = next((line for line in reversed(lines) if line), "")
+        if not ref:
+            raise DriverError(
+                f"[deploy.exec] build {self.spec.build!r} printed nothing",
+                hint="print the artifact's reference (an image, a URL, a path) as its last line",
+            )
+        _, _, digest = ref.partition("@sha256:")
+        return Artifact(
+            kind="reference", ref=ref, digest=f"sha256:{digest}" if digest else "", size=None
+        )
+
     def start(self, release: ReleaseInfo, count: int) -> list[Instance]:
         env = {
             **release.env,
             "TOWER_RELEASE_ID": release.id,
             "TOWER_VERSION": release.version,
             "TOWER_IMAGE": release.image,
+            "TOWER_ARTIFACT": release.artifact,
             "TOWER_URL": "",
             "TOWER_COUNT": str(count),
         }

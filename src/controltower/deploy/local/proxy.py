@@ -17,7 +17,10 @@ instance of that release. The release is, in order:
    fresh point, so cookie-less traffic splits by weight request by request).
 
 A response that chose a release for the client sets the cookie (path ``/``,
-``HttpOnly``, ``SameSite=Lax``, for the browser session).
+``HttpOnly``, ``SameSite=Lax``, for the browser session) during a split, and
+at any time for a browser (a request with ``Sec-Fetch-Mode``, which browsers
+send), so a page loaded before a canary pins its session; other clients
+outside a split (scanners, probes, API clients) get no cookie.
 
 Bodies stream both ways in pieces of at most 64 KiB and are never held whole.
 An ``Upgrade`` request (WebSocket) that the app accepts with 101 becomes a
@@ -220,6 +223,8 @@ class RoutingTable:
         release = self.release_at(bucket / 4294967296.0)
         if release is None:
             return None, None
+        if len(self._releases) < 2 and head.get(b"sec-fetch-mode") is None:
+            return release, None  # no split, and not a browser: nothing to remember
         cookie = b"%s=%08x.%s; Path=/; HttpOnly; SameSite=Lax" % (
             _COOKIE_KEY,
             bucket,

@@ -25,5 +25,5 @@ class SlackChannel(HttpChannel):
             "POST",
             self.spec.url.get_secret_value(),
             (("Content-Type", "application/json"), ("User-Agent", USER_AGENT)),
-            render.dumps(render.slack_message(delivery)),
+            render.dumps(render.slack_message(delivery, self.spec.mentions)),
         )

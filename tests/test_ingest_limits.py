@@ -14,7 +14,12 @@ import brotli
 import pytest
 
 from controltower.ingest.csp import parse_csp
-from controltower.ingest.decode import RATIO_FLOOR, decode_prefix, decompress
+from controltower.ingest.decode import (
+    RATIO_FLOOR,
+    brotli_window_bits,
+    decode_prefix,
+    decompress,
+)
 from controltower.ingest.envelope import parse_envelope
 from controltower.ingest.errors import Rejected, TooLarge
 from controltower.ingest.event import parse_event
@@ -71,12 +76,28 @@ class TestDecoding:
         assert decompress(small, name, limit=1 << 30, ratio=2) == b"\0" * 1000
 
     def test_brotli_bomb_stops_at_the_cap(self) -> None:
-        """A 4 GiB brotli bomb is refused after decoding little more than the cap."""
-        bomb = (BOMBS / "zeros-4096.br").read_bytes()
+        """A 2 GiB brotli bomb (4 MiB window) is refused after decoding little more than
+        the cap."""
+        bomb = (BOMBS / "zeros-2048-w22.br").read_bytes()
         assert 200 <= len(bomb) <= 4096
+        assert brotli_window_bits(bomb) == 22
         with pytest.raises(TooLarge):
             decompress(bomb, "br", limit=1 << 20, ratio=200)
         assert len(decode_prefix(bomb, "br", 16384)) == 16384
+
+    def test_brotli_windows_past_4_mib_are_refused_undecoded(self) -> None:
+        """A brotli stream declaring a 16 MiB window (which the decoder would fill before
+        any output limit applies) is 400 before decoding; SDK-sized windows decode."""
+        bomb = (BOMBS / "zeros-4096.br").read_bytes()
+        assert brotli_window_bits(bomb) == 24
+        with pytest.raises(Rejected) as caught:
+            decode_prefix(bomb, "br", 16384)
+        assert caught.value.status == 400
+        assert "window" in caught.value.message
+        for bits in range(10, 23):
+            body = brotli.compress(b"event " * 100, lgwin=bits)
+            assert brotli_window_bits(body) == bits
+            assert decompress(body, "br", limit=1 << 20, ratio=200) == b"event " * 100
 
     @pytest.mark.parametrize("name", ["gzip", "deflate", "br"])
     def test_garbage_and_truncation_are_400(self, name: str) -> None:

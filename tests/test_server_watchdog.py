@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from controltower.checks import CheckContext, run_checks, select
@@ -116,9 +117,20 @@ class TestWatchdog:
 class TestWatchdogCheck:
     def _finding(self, text: str, tmp_path: Path) -> object:
         spec = parse_spec(text, source=str(tmp_path / "tower.toml"), environ={})
-        ctx = CheckContext(spec=spec, root=tmp_path, environment=None, environ={})
-        run = asyncio.run(run_checks(ctx, select(ids=("server.watchdog",))))
-        return run.findings[0]
+
+        async def check() -> object:
+            async with httpx.AsyncClient() as client:
+                ctx = CheckContext(
+                    spec=spec,
+                    root=tmp_path,
+                    url="http://127.0.0.1:9",
+                    client=client,
+                    environment=None,
+                    environ={},
+                )
+                return (await run_checks(ctx, select(ids=("server.watchdog",)))).findings[0]
+
+        return asyncio.run(check())
 
     def test_warns_without_a_heartbeat_url(self, tmp_path: Path) -> None:
         """`tower check` warns when nothing outside would notice tower serve dying."""

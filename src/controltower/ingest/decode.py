@@ -16,6 +16,10 @@ import brotli
 from controltower.ingest.errors import Rejected, TooLarge
 
 RATIO_FLOOR = 64 * 1024
+# A brotli decoder fills its whole window (up to 16 MiB) before it honours an output
+# limit, so the window bounds the work per call: SDKs (Python's brotli, Node's zlib)
+# use 22 bits (4 MiB); larger windows are refused before any decoding.
+MAX_BROTLI_WINDOW_BITS = 22
 ENCODINGS = ("identity", "gzip", "x-gzip", "deflate", "br")
 
 
@@ -96,7 +100,29 @@ def _inflate(body: bytes, kind: str, most: int) -> tuple[bytes, bool]:
 _STEP = 64 * 1024
 
 
+def brotli_window_bits(data: bytes) -> int:
+    """The window size (log2) a brotli stream declares in its first bits (RFC 7932 9.1);
+    a large-window stream (not RFC 7932) reads as 31."""
+    if not data:
+        return 0
+    bits = data[0] | (data[1] << 8 if len(data) > 1 else 0)
+    if not bits & 1:
+        return 16
+    if n := (bits >> 1) & 7:
+        return 17 + n
+    m = (bits >> 4) & 7
+    if m == 1:
+        return 31
+    return 8 + m if m else 17
+
+
 def _brotli(body: bytes, most: int) -> tuple[bytes, bool]:
+    window = brotli_window_bits(body)
+    if window > MAX_BROTLI_WINDOW_BITS:
+        raise Rejected(
+            f"the br body declares a {1 << min(window, 30) >> 20} MiB window; tower decodes "
+            f"windows up to {1 << MAX_BROTLI_WINDOW_BITS >> 20} MiB (what SDKs use)"
+        )
     decoder = brotli.Decompressor()
     parts: list[bytes] = []
     size = 0

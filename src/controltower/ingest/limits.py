@@ -13,6 +13,7 @@ setting                     default   bounds
 ``max_envelope_items``      100       items in one envelope; 413
 ``max_json_depth``          64        nesting of objects and arrays; 400
 ``max_string_size``         256 KiB   characters in one JSON string or key; 413
+(fixed)                     4 MiB     a brotli body's declared window (see ``decode``); 400
 =========================== ========= ======================================================
 
 JSON is read as SDKs send it and made storable on the way in: invalid UTF-8 and

@@ -25,6 +25,7 @@ class RecentRestore(Check):
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    kind = "live"
     remedy = (
         "Run tower backup verify, and set [backup] verify_schedule so tower serve drills restores."
     )
@@ -70,6 +71,7 @@ class ArchivedWal(Check):
     category = Category.RELIABILITY
     gate = Gate.PRODUCTION
     severity = Severity.HIGH
+    kind = "live"
     remedy = "Run tower backup setup and fix archive_command until tower backup status passes."
 
     async def run(self, ctx: CheckContext) -> Outcome:

@@ -8,13 +8,15 @@ from controltower.checks.model import Category, Fix, Gate, Outcome, Severity, pa
 
 @register
 class ServerWatchdog(Check):
-    """[server] heartbeat_url names a dead man's switch that tower serve pings."""
+    """[server] heartbeat_url names a dead man's switch that tower serve pings (judged when
+    checking a running service with --url, not in a static pre-deploy gate)."""
 
     id = "server.watchdog"
     title = "Something outside notices when tower serve dies"
     category = Category.OBSERVABILITY
     gate = Gate.PRODUCTION
     severity = Severity.LOW
+    kind = "live"
     remedy = (
         "Create a check at Healthchecks.io (or any dead man's switch) with a period of "
         "1 minute and set [server] heartbeat_url to its ping URL."

@@ -23,8 +23,7 @@ from sqlalchemy import select
 from controltower.backup import records
 from controltower.backup.records import environment_of
 from controltower.backup.run import spec_root
-from controltower.backup.schedule import next_run
-from controltower.backup.status import _wait
+from controltower.backup.schedule import on_schedule
 from controltower.clock import system_clock
 from controltower.exceptions import TowerError
 from controltower.notify import Notification, enqueue
@@ -101,19 +100,8 @@ class DrillScheduler:
         self.lock = f"backup-drill:{spec.service.name}:{environment_of(spec)}"
 
     async def run(self, stop: asyncio.Event) -> None:
-        schedule = self.spec.backup.verify_schedule
-        if not schedule:
-            return
-        while not stop.is_set():
-            due = next_run(schedule, self.clock.now())
-            while not stop.is_set():
-                left = (due - self.clock.now()).total_seconds()
-                if left <= 0:
-                    break
-                await _wait(self.clock, left, stop)
-            if stop.is_set():
-                return
-            await self.run_once()
+        if self.spec.backup.verify_schedule:
+            await on_schedule(self.spec.backup.verify_schedule, self.clock, stop, self.run_once)
 
     async def run_once(self) -> DrillOutcome | None:
         locks = Locks(self.store, clock=self.clock)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -44,6 +44,25 @@ def next_run(schedule: str, after: datetime) -> datetime:
     return following
 
 
+async def on_schedule(
+    schedule: str,
+    clock: Clock,
+    stop: asyncio.Event,
+    once: Callable[[], Awaitable[object]],
+) -> None:
+    """Call ``once`` each time ``schedule`` fires, until ``stop`` is set."""
+    while not stop.is_set():
+        due = next_run(schedule, clock.now())
+        while not stop.is_set():
+            left = (due - clock.now()).total_seconds()
+            if left <= 0:
+                break
+            await _wait(clock, left, stop)
+        if stop.is_set():
+            return
+        await once()
+
+
 class BackupScheduler:
     """Run ``[backup]`` on its schedule until ``stop`` is set."""
 
@@ -70,16 +89,7 @@ class BackupScheduler:
         if not schedule:
             log.info("backup.schedule.none", service=self.spec.service.name)
             return
-        while not stop.is_set():
-            due = next_run(schedule, self.clock.now())
-            while not stop.is_set():
-                left = (due - self.clock.now()).total_seconds()
-                if left <= 0:
-                    break
-                await _wait(self.clock, left, stop)
-            if stop.is_set():
-                return
-            await self.run_once()
+        await on_schedule(schedule, self.clock, stop, self.run_once)
 
     async def run_once(self) -> BackupResult | None:
         """One scheduled run: database backup, configuration version, retention."""

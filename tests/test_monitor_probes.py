@@ -511,7 +511,16 @@ def fly_machine(number: str, state: str, check: str | None = None) -> dict[str, 
         "id": number,
         "state": state,
         "region": "cdg",
-        "config": {"image": "r:1", "metadata": {"tower_release": "rel1", "tower_version": "v1"}},
+        "config": {
+            "image": "r:1",
+            # Tower writes the process group on every machine it creates (and flyctl on
+            # every machine it deploys); the driver serves only its own group's machines.
+            "metadata": {
+                "fly_process_group": "app",
+                "tower_release": "rel1",
+                "tower_version": "v1",
+            },
+        },
     }
     if check is not None:
         machine["checks"] = [{"name": "http", "status": check}]

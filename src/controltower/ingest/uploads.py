@@ -73,9 +73,13 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _project_ids(store: Store, names: list[str]) -> dict[str, int]:
+    # No project name holds a NUL, and PostgreSQL refuses one even in a query.
+    storable = [name for name in names if "\x00" not in name]
     with store.session() as session:
         found = dict(
-            session.execute(select(Project.name, Project.id).where(Project.name.in_(names))).all()
+            session.execute(
+                select(Project.name, Project.id).where(Project.name.in_(storable))
+            ).all()
         )
     missing = [name for name in names if name not in found]
     if missing:
@@ -179,6 +183,8 @@ async def assemble_bundle(request: Request) -> Response:
         dist = body.get("dist") or ""
         if not isinstance(release, str) or not isinstance(dist, str):
             raise ApiError(400, "invalid_release", "version and dist must be strings")
+        if "\x00" in release or "\x00" in dist:
+            raise ApiError(400, "invalid_release", "version and dist cannot contain NUL")
     except ApiError as exc:
         return _detail(exc.status, exc.message)
     result = await asyncio.to_thread(
@@ -247,6 +253,8 @@ def _save_release(
 
 
 def _find_release(store: Store, version: str) -> dict[str, Any] | None:
+    if "\x00" in version:
+        return None  # no version holds a NUL (``_version``)
     with store.session() as session:
         found = session.execute(
             select(SentryRelease, Project.name)

@@ -151,7 +151,7 @@ class TestKilledAtEachStepBoundary:
         assert_clean(result)
         killed = crash_site.engine().releases(1)[0]
         assert killed.status == "rolled_back"
-        assert "passed readiness" in killed.reason
+        assert "failed readiness /api/health 2 times in a row" in killed.reason
         assert assert_serving(crash_site, data) == before.id
         assert result.releases[killed.id] == 0
 

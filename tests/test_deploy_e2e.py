@@ -81,7 +81,9 @@ class TestBadReleases:
         finally:
             site.write()
         assert release.status == "rolled_back"
-        assert "passed readiness /api/health 0 of 2 times in a row" in release.reason
+        assert "failed readiness /api/health 2 times in a row with a definite answer" in (
+            release.reason
+        )
         assert result.releases[release.id] == 0
         assert_clean(result)
         assert site.engine().driver.instances(release.id) == []

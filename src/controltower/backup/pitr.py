@@ -419,7 +419,9 @@ def archive_status(spec: Spec, *, clock: Clock = system_clock) -> ArchiveStatus:
             "",
             None,
             failing,
-            "no WAL has been archived yet: run tower backup setup",
+            f"WAL archiving is failing since {failed_at:%Y-%m-%d %H:%M:%S} and nothing is archived"
+            if failing
+            else "no WAL has been archived yet: run tower backup setup",
         )
     segment = _size(str(segment_text))
     pending = parse_lsn(str(current)) - segment_end(str(wal), segment)

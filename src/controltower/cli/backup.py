@@ -15,7 +15,7 @@ from controltower.backup import pitr, records
 from controltower.backup.config import run_config_backup
 from controltower.backup.retention import prune
 from controltower.backup.run import BackupResult, run_backup, spec_root
-from controltower.backup.status import rpo_status
+from controltower.backup.status import RpoStatus, rpo_status
 from controltower.backup.verify import restore_backup, verify_backup
 from controltower.cli.common import (
     EXIT_FAILED,
@@ -373,22 +373,12 @@ def status(
 ) -> None:
     """Say whether the newest good backup is within the RPO (exit 1 when it is not)."""
     loaded = load(spec, env)
+    result: pitr.ArchiveStatus | RpoStatus
     if loaded.backup.method == "pitr":
-        archived = pitr.archive_status(loaded)
-        if format is Format.JSON:
-            emit_json(archived.to_dict())
-        else:
-            console.print(
-                ("ok: " if archived.ok else "RPO BREACHED: ") + archived.message,
-                style=None if archived.ok else "red",
-                markup=False,
-                soft_wrap=True,
-            )
-        if not archived.ok:
-            raise typer.Exit(EXIT_FAILED)
-        return
-    with open_store(loaded) as store:
-        result = rpo_status(loaded, store)
+        result = pitr.archive_status(loaded)
+    else:
+        with open_store(loaded) as store:
+            result = rpo_status(loaded, store)
     if format is Format.JSON:
         emit_json(result.to_dict())
     else:

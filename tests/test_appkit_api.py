@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import controltower.appkit as appkit
 
 
@@ -57,16 +59,75 @@ class TestPublicApi:
             assert hasattr(appkit, name)
 
     def test_import_is_light(self) -> None:
-        """Importing appkit pulls in no CLI, ORM or client library."""
+        """Importing appkit pulls in no CLI, ORM, spec model, metrics or client library."""
+        heavy = (
+            "typer",
+            "rich",
+            "sqlalchemy",
+            "alembic",
+            "psycopg",
+            "redis",
+            "httpx",
+            "flask",
+            "django",
+            "fastapi",
+            "pydantic",
+            "prometheus_client",
+            "croniter",
+            "apprise",
+            "controltower.spec",
+            "controltower.cli",
+        )
         code = (
             "import sys, json, controltower.appkit; "
-            "print(json.dumps(sorted(m for m in ('typer', 'rich', 'sqlalchemy', 'alembic', 'psycopg', "
-            "'redis', 'httpx', 'flask', 'django', 'fastapi') if m in sys.modules)))"
+            f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         assert json.loads(out) == []
+
+    def test_using_appkit_loads_no_pydantic(self) -> None:
+        """The names a Python app uses load their own modules only: still no pydantic or spec."""
+        code = (
+            "import sys, json; "
+            "from controltower.appkit import Health, SecurityHeaders, capture_errors, RateLimit, checks; "
+            "print(json.dumps([m for m in ('pydantic', 'controltower.spec', 'sqlalchemy') "
+            "if m in sys.modules]))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        assert json.loads(out) == []
+
+    def test_import_takes_under_100_ms(self) -> None:
+        """`import controltower.appkit` costs < 100 ms of CPU (best of three fresh interpreters).
+
+        CPU time of the importing process, not wall time, so other work on the
+        machine does not decide the result.
+        """
+        code = (
+            "import time; t = time.process_time(); import controltower.appkit; "
+            "print(time.process_time() - t)"
+        )
+        runs = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=True
+                ).stdout
+            )
+            for _ in range(3)
+        ]
+        assert min(runs) < 0.100, runs
+
+    def test_lazy_names_resolve_and_unknown_names_fail(self) -> None:
+        """Every public name resolves on first use; a misspelt one is an AttributeError."""
+        from controltower.appkit import Health as health_cls
+        from controltower.appkit._health import Health
+
+        assert health_cls is Health
+        with pytest.raises(AttributeError, match="no attribute 'Helth'"):
+            _ = appkit.Helth  # type: ignore[attr-defined]
 
 
 class TestDjango:

@@ -29,7 +29,7 @@ from controltower.notify.channels import (
     WebhookChannel,
 )
 from controltower.notify.message import Notification
-from controltower.spec.alerts import ChannelSpec
+from controltower.spec.alerts import ChannelSpec, parse_channel
 from tests.conftest import self_signed_certificate
 from tests.fakes.receiver import WebhookReceiver
 from tests.fakes.resend import FakeResend
@@ -50,7 +50,7 @@ DELIVERY = Delivery("deploy:r7:failed:ops", "ops", NOTE, datetime(2026, 3, 1, tz
 
 
 def spec(**values: Any) -> ChannelSpec:
-    return ChannelSpec.model_validate(values)
+    return parse_channel(values)
 
 
 def deliver(channel: Channel, delivery: Delivery = DELIVERY) -> str:

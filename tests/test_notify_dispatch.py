@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from controltower.notify import Dispatcher, Notification, RetryPolicy, enqueue
 from controltower.notify.channels import Channel, build_channel
 from controltower.notify.outbox import retry
-from controltower.spec.alerts import ChannelSpec
+from controltower.spec.alerts import parse_channel
 from controltower.store import Store
 from controltower.store.models import OutboxMessage
 from controltower.testing import FakeClock
@@ -32,7 +32,7 @@ FAST = RetryPolicy(base=0.05, cap=0.4, max_attempts=1000, max_age=3600)
 
 
 def webhook(receiver: WebhookReceiver, **values: Any) -> Channel:
-    spec = ChannelSpec.model_validate(
+    spec = parse_channel(
         {"type": "webhook", "url": receiver.url + "/hook", "secret": "whsec_test", **values}
     )
     return build_channel("hook", spec)
@@ -180,7 +180,7 @@ class TestDelivery:
         """A failing Slack URL's token is not in last_error."""
         [key] = add(store, 1, channel="ops")
         url = "http://127.0.0.1:9/services/T1/B1/s3cr3tt0k3n"
-        channel = build_channel("ops", ChannelSpec.model_validate({"type": "slack", "url": url}))
+        channel = build_channel("ops", parse_channel({"type": "slack", "url": url}))
         await Dispatcher(store, {"ops": channel}, policy=FAST).dispatch_once()
         row = rows(store)[key]
         assert row.status == "failed"
@@ -195,7 +195,7 @@ class TestDelivery:
             slack._last = time.monotonic()
             add(store, 3, channel="ops")
             clock = FakeClock(datetime.now(UTC))
-            spec = ChannelSpec.model_validate({"type": "slack", "url": slack.webhook_url})
+            spec = parse_channel({"type": "slack", "url": slack.webhook_url})
             dispatcher = Dispatcher(
                 store, {"ops": build_channel("ops", spec, clock=clock)}, clock=clock, rand=lambda: 0
             )
@@ -345,9 +345,9 @@ class TestExactlyOnce:
             import asyncio
             from controltower.notify import Dispatcher
             from controltower.notify.channels import build_channel
-            from controltower.spec.alerts import ChannelSpec
+            from controltower.spec.alerts import ChannelSpec, parse_channel
             from controltower.store import Store
-            spec = ChannelSpec.model_validate(
+            spec = parse_channel(
                 {{"type": "webhook", "url": "{receiver.url}/hook", "secret": "whsec_test"}}
             )
             store = Store.open({store_url!r})
@@ -382,7 +382,7 @@ class TestRateLimit:
         with FakeSlack(rate_limit=True).running_for() as slack:
             assert isinstance(slack, FakeSlack)
             add(store, 3, channel="ops")
-            spec = ChannelSpec.model_validate({"type": "slack", "url": slack.webhook_url})
+            spec = parse_channel({"type": "slack", "url": slack.webhook_url})
             dispatcher = Dispatcher(store, {"ops": build_channel("ops", spec)})
             report = await dispatcher.dispatch_once()
         assert report.sent == 3

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controltower.exceptions import NotifyError
+from controltower.exceptions import NotifyError, SpecError
 from controltower.notify import render
 from controltower.notify.channels import (
     HttpRequest,
@@ -17,7 +17,6 @@ from controltower.notify.channels import (
     SlackChannel,
     SmtpChannel,
     WebhookChannel,
-    build_channel,
     build_channels,
 )
 from controltower.notify.channels.base import Delivery, retry_after
@@ -26,7 +25,7 @@ from controltower.notify.dispatch import RetryPolicy
 from controltower.notify.message import Notification
 from controltower.notify.scrub import scrub
 from controltower.spec import parse_spec
-from controltower.spec.alerts import ChannelSpec
+from controltower.spec.alerts import ChannelSpec, parse_channel
 
 CREATED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NOTE = Notification(
@@ -48,7 +47,7 @@ SLACK_URL = "https://hooks.slack.com/services/T0/B0/secrettoken123"
 
 
 def channel_spec(**values: object) -> ChannelSpec:
-    return ChannelSpec.model_validate(values)
+    return parse_channel(values)
 
 
 class TestSlackRequest:
@@ -336,20 +335,51 @@ class TestRetryPolicy:
 
 
 class TestBuildChannels:
-    def test_missing_keys_are_named(self) -> None:
-        """A channel without a key it needs is reported with the key and the table."""
-        spec = parse_spec(
-            '[service]\nname = "shop"\n[alerts.channels.mail]\ntype = "resend"\nto = ["a@b.co"]\n'
-            '[alerts.channels.ops]\ntype = "slack"\nurl = "https://hooks.slack.com/x"\n',
-            environ={},
+    def test_missing_keys_are_refused_by_the_spec_with_file_and_line(self) -> None:
+        """A channel without a key its type needs is a spec error naming the key and line."""
+        with pytest.raises(SpecError) as caught:
+            parse_spec(
+                '[service]\nname = "shop"\n[alerts.channels.mail]\ntype = "resend"\n'
+                'to = ["a@b.co"]\n'
+                '[alerts.channels.ops]\ntype = "slack"\nurl = "https://hooks.slack.com/x"\n',
+                environ={},
+            )
+        text = str(caught.value)
+        assert "tower.toml:3: alerts.channels.mail.api_key: required key is missing" in text
+        assert "tower.toml:3: alerts.channels.mail.from: required key is missing" in text
+        assert "alerts.channels.ops" not in text
+
+    @pytest.mark.parametrize(
+        ("table", "message"),
+        [
+            ('type = "slack"', "alerts.channels.ops.url: required key is missing"),
+            ('type = "webhook"\nsecret = "s"', "alerts.channels.ops.url: required key is missing"),
+            ('type = "smtp"\nurl = "https://x"\nfrom = "a@b.co"\nto = ["c@d.co"]', "url"),
+            ('type = "slack"\nurl = "${HOOK:-}"', "alerts.channels.ops.url: must not be empty"),
+            (
+                'type = "resend"\napi_key = "re_x"\nfrom = "a@b.co"\nto = []',
+                "alerts.channels.ops.to",
+            ),
+            (
+                'type = "pager"\nurl = "https://x"',
+                'alerts.channels.ops: type must be one of "slack", "resend"',
+            ),
+        ],
+    )
+    def test_each_type_takes_its_own_keys(self, table: str, message: str) -> None:
+        """Each channel type refuses a table missing its keys or carrying another type's."""
+        with pytest.raises(SpecError) as caught:
+            parse_spec(f'[service]\nname = "shop"\n[alerts.channels.ops]\n{table}\n', environ={})
+        assert message in str(caught.value)
+        assert "tower.toml:" in str(caught.value)
+
+    def test_a_channel_refuses_another_types_spec(self) -> None:
+        """Building a channel class from another type's spec is a NotifyError, not a crash later."""
+        with pytest.raises(NotifyError, match="is a slack channel, not resend"):
+            ResendChannel("mail", parse_channel({"type": "slack", "url": "https://x/y"}))  # type: ignore[arg-type]
+        assert (
+            list(build_channels(parse_spec('[service]\nname = "s"\n', environ={}).alerts)[0]) == []
         )
-        built, problems = build_channels(spec.alerts)
-        assert list(built) == ["ops"]
-        assert problems["mail"].startswith(
-            "channel 'mail' (resend) needs `api_key`, `from` in [alerts.channels.mail]"
-        )
-        with pytest.raises(NotifyError):
-            build_channel("mail", spec.alerts.channels["mail"])
 
     def test_default_rates(self) -> None:
         """Slack is held to one message a second unless the spec says otherwise."""

@@ -14,7 +14,7 @@ from controltower.notify.channels import SlackChannel
 from controltower.notify.channels.base import Delivery
 from controltower.notify.message import Notification
 from controltower.spec import parse_spec
-from controltower.spec.alerts import ChannelSpec
+from controltower.spec.alerts import parse_channel
 
 CREATED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 HOSTILE = Notification(
@@ -55,7 +55,7 @@ class TestSlackEscaping:
 
     def test_mentions_come_from_the_spec(self) -> None:
         """Mentions named in the channel's spec lead the fallback text and the message."""
-        spec = ChannelSpec.model_validate(
+        spec = parse_channel(
             {"type": "slack", "url": "https://hooks.slack.test/x", "mentions": ["<!here>"]}
         )
         request = SlackChannel("ops", spec).build_request(

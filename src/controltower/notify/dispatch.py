@@ -170,7 +170,7 @@ class Dispatcher:
     def __init__(
         self,
         store: Store,
-        channels: Mapping[str, Channel],
+        channels: Mapping[str, Channel[Any]],
         *,
         policy: RetryPolicy | None = None,
         lease: float = 60.0,
@@ -252,14 +252,14 @@ class Dispatcher:
             )
         return report
 
-    def _budget(self, channel: Channel) -> int:
+    def _budget(self, channel: Channel[Any]) -> int:
         if channel.rate:
             return max(1, min(self.batch, int(channel.rate * self.lease / 2)))
         return self.batch
 
     async def _send_all(
         self,
-        channel: Channel,
+        channel: Channel[Any],
         rows: list[_Claimed],
         http: httpx.AsyncClient,
         report: DispatchReport,
@@ -291,7 +291,7 @@ class Dispatcher:
                 return
 
     async def _send_one(
-        self, channel: Channel, row: _Claimed, http: httpx.AsyncClient
+        self, channel: Channel[Any], row: _Claimed, http: httpx.AsyncClient
     ) -> tuple[Outcome, datetime | None]:
         try:
             receipt = await channel.deliver(row.delivery(), http)

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from controltower.spec.base import Section
@@ -23,30 +32,29 @@ class ChannelType(StrEnum):
 SLACK_MENTION = re.compile(r"<(!here|!channel|!everyone|@[UW][A-Z0-9]{2,}|!subteam\^[A-Z0-9]{2,})>")
 
 
-class ChannelSpec(Section):
-    """``[alerts.channels.<name>]``: where notifications go. URLs and keys are secrets.
+def _non_empty_secret(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().strip():
+        raise PydanticCustomError("empty", "must not be empty")
+    return value
 
-    Which keys a type needs: slack ``url``; resend ``api_key``, ``from``, ``to``;
-    smtp ``host``, ``from``, ``to``; webhook ``url`` (and ``secret`` to sign);
-    apprise ``url`` (any Apprise URL).
-    """
+
+RequiredSecret = Annotated[SecretStr, AfterValidator(_non_empty_secret)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class ChannelBase(Section):
+    """What every channel type accepts: its timeout and a message rate limit."""
 
     type: ChannelType
-    url: SecretStr | None = None
-    api_key: SecretStr | None = None
-    api_url: str = ""
-    secret: SecretStr | None = None
-    to: list[str] = Field(default_factory=list)
-    sender: str = Field(default="", alias="from")
-    host: str = ""
-    port: int = Field(default=587, ge=1, le=65535)
-    username: str = ""
-    password: SecretStr | None = None
-    starttls: bool = True
-    tls: bool = False
-    subject_prefix: str = "[tower]"
     timeout: Duration = 10.0
     rate: float | None = Field(default=None, gt=0)
+
+
+class SlackChannelSpec(ChannelBase):
+    """``type = "slack"``: an incoming-webhook ``url``; ``mentions`` to page people."""
+
+    type: Literal[ChannelType.SLACK]
+    url: RequiredSecret
     mentions: list[str] = Field(default_factory=list)
 
     @field_validator("mentions")
@@ -59,6 +67,70 @@ class ChannelSpec(Section):
                     "<@U0123ABCD> (a user) or <!subteam^S0123ABCD> (a user group)"
                 )
         return value
+
+
+class ResendChannelSpec(ChannelBase):
+    """``type = "resend"``: ``api_key``, ``from`` and ``to`` (``api_url`` for a test server)."""
+
+    type: Literal[ChannelType.RESEND]
+    api_key: RequiredSecret
+    api_url: str = ""
+    sender: NonEmpty = Field(alias="from")
+    to: list[NonEmpty] = Field(min_length=1)
+    subject_prefix: str = "[tower]"
+
+
+class SmtpChannelSpec(ChannelBase):
+    """``type = "smtp"``: ``host``, ``from`` and ``to``; login, STARTTLS or TLS as set."""
+
+    type: Literal[ChannelType.SMTP]
+    host: NonEmpty
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr | None = None
+    starttls: bool = True
+    tls: bool = False
+    sender: NonEmpty = Field(alias="from")
+    to: list[NonEmpty] = Field(min_length=1)
+    subject_prefix: str = "[tower]"
+
+
+class WebhookChannelSpec(ChannelBase):
+    """``type = "webhook"``: a ``url``, and a ``secret`` to sign each request with."""
+
+    type: Literal[ChannelType.WEBHOOK]
+    url: RequiredSecret
+    secret: SecretStr | None = None
+
+
+class AppriseChannelSpec(ChannelBase):
+    """``type = "apprise"``: any Apprise ``url`` (Discord, Teams, Telegram, ntfy, ...)."""
+
+    type: Literal[ChannelType.APPRISE]
+    url: RequiredSecret
+
+
+ChannelSpec = Annotated[
+    SlackChannelSpec
+    | ResendChannelSpec
+    | SmtpChannelSpec
+    | WebhookChannelSpec
+    | AppriseChannelSpec,
+    Field(discriminator="type"),
+]
+"""``[alerts.channels.<name>]``: where notifications go, one model per ``type``.
+
+Each type accepts only its own keys and refuses a table missing one it needs,
+so ``tower validate`` catches a Slack channel without ``url``. URLs and keys
+are secrets.
+"""
+
+CHANNEL_SPEC: TypeAdapter[ChannelSpec] = TypeAdapter(ChannelSpec)
+
+
+def parse_channel(values: Mapping[str, Any]) -> ChannelSpec:
+    """One ``[alerts.channels.<name>]`` table, validated by its ``type``."""
+    return CHANNEL_SPEC.validate_python(dict(values))
 
 
 class RouteSpec(Section):

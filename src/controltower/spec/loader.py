@@ -373,6 +373,11 @@ def _message(item: Any, value: Any, *, show: bool) -> str:
     got = f" (got {_show(value)})" if show else ""
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":  # a tagged union such as a channel's `type`
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        key = ctx.get("discriminator", "type").strip("'")
+        given = f' (got "{ctx["tag"]}")' if "tag" in ctx else ""
+        return f"{key} must be one of " + ", ".join(f'"{tag}"' for tag in tags) + given
     if kind in ("literal_error", "enum"):
         expected = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
         allowed = ", ".join(a or b for a, b in expected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from controltower.clock import system_clock
 from controltower.exceptions import NotifyError
 from controltower.notify.channels.apprise import AppriseChannel
@@ -19,7 +21,7 @@ from controltower.notify.channels.webhook import WebhookChannel
 from controltower.spec.alerts import AlertsSpec, ChannelSpec
 from controltower.typing import Clock
 
-CHANNEL_TYPES: dict[str, type[Channel]] = {
+CHANNEL_TYPES: dict[str, type[Channel[Any]]] = {
     "slack": SlackChannel,
     "resend": ResendChannel,
     "smtp": SmtpChannel,
@@ -28,16 +30,16 @@ CHANNEL_TYPES: dict[str, type[Channel]] = {
 }
 
 
-def build_channel(name: str, spec: ChannelSpec, *, clock: Clock = system_clock) -> Channel:
+def build_channel(name: str, spec: ChannelSpec, *, clock: Clock = system_clock) -> Channel[Any]:
     """The channel for ``[alerts.channels.<name>]``; ``NotifyError`` if a key it needs is missing."""
     return CHANNEL_TYPES[spec.type.value](name, spec, clock=clock)
 
 
 def build_channels(
     alerts: AlertsSpec, *, clock: Clock = system_clock
-) -> tuple[dict[str, Channel], dict[str, str]]:
+) -> tuple[dict[str, Channel[Any]], dict[str, str]]:
     """Every configured channel that can be built, and why the others cannot."""
-    built: dict[str, Channel] = {}
+    built: dict[str, Channel[Any]] = {}
     problems: dict[str, str] = {}
     for name, spec in alerts.channels.items():
         try:

@@ -14,6 +14,7 @@ import httpx
 
 from controltower.notify import render
 from controltower.notify.channels.base import Channel, Delivery, DeliveryFailed
+from controltower.spec.alerts import AppriseChannelSpec
 
 NOTIFY_TYPES = {
     "critical": apprise.NotifyType.FAILURE,
@@ -22,9 +23,8 @@ NOTIFY_TYPES = {
 }
 
 
-class AppriseChannel(Channel):
+class AppriseChannel(Channel[AppriseChannelSpec]):
     type = "apprise"
-    required = ("url",)
 
     def notify_type(self, delivery: Delivery) -> apprise.NotifyType:
         note = delivery.notification
@@ -36,7 +36,6 @@ class AppriseChannel(Channel):
         return await asyncio.to_thread(self._send, delivery)
 
     def _send(self, delivery: Delivery) -> str:
-        assert self.spec.url is not None
         sender = apprise.Apprise()
         if not sender.add(self.spec.url.get_secret_value()):
             raise DeliveryFailed(

@@ -22,21 +22,20 @@ from controltower.notify.channels.base import (
     HttpRequest,
     failure_from_response,
 )
+from controltower.spec.alerts import ResendChannelSpec
 
 API_URL = "https://api.resend.com"
 
 
-class ResendChannel(HttpChannel):
+class ResendChannel(HttpChannel[ResendChannelSpec]):
     type = "resend"
     default_rate: ClassVar[float | None] = 2.0
-    required = ("api_key", "sender", "to")
 
     @property
     def endpoint(self) -> str:
         return (self.spec.api_url or API_URL).rstrip("/") + "/emails"
 
     def build_request(self, delivery: Delivery, *, now: float) -> HttpRequest:
-        assert self.spec.api_key is not None
         note = delivery.notification
         body = {
             "from": self.spec.sender,

@@ -12,15 +12,14 @@ from typing import ClassVar
 
 from controltower.notify import render
 from controltower.notify.channels.base import USER_AGENT, Delivery, HttpChannel, HttpRequest
+from controltower.spec.alerts import SlackChannelSpec
 
 
-class SlackChannel(HttpChannel):
+class SlackChannel(HttpChannel[SlackChannelSpec]):
     type = "slack"
     default_rate: ClassVar[float | None] = 1.0
-    required = ("url",)
 
     def build_request(self, delivery: Delivery, *, now: float) -> HttpRequest:
-        assert self.spec.url is not None
         return HttpRequest(
             "POST",
             self.spec.url.get_secret_value(),

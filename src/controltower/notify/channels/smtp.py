@@ -20,20 +20,19 @@ import httpx
 from controltower.clock import system_clock
 from controltower.notify import render
 from controltower.notify.channels.base import Channel, Delivery, DeliveryFailed
-from controltower.spec.alerts import ChannelSpec
+from controltower.spec.alerts import SmtpChannelSpec
 from controltower.typing import Clock
 
 MESSAGE_ID_DOMAIN = "controltower.invalid"
 
 
-class SmtpChannel(Channel):
+class SmtpChannel(Channel[SmtpChannelSpec]):
     type = "smtp"
-    required = ("host", "sender", "to")
 
     def __init__(
         self,
         name: str,
-        spec: ChannelSpec,
+        spec: SmtpChannelSpec,
         *,
         clock: Clock = system_clock,
         tls_context: ssl.SSLContext | None = None,

@@ -17,6 +17,7 @@ import hmac
 
 from controltower.notify import render
 from controltower.notify.channels.base import USER_AGENT, Delivery, HttpChannel, HttpRequest
+from controltower.spec.alerts import WebhookChannelSpec
 
 SIGNATURE_HEADER = "X-Tower-Signature"
 TIMESTAMP_HEADER = "X-Tower-Timestamp"
@@ -48,12 +49,10 @@ def verify(
     return hmac.compare_digest(sign(secret, when, body), signature)
 
 
-class WebhookChannel(HttpChannel):
+class WebhookChannel(HttpChannel[WebhookChannelSpec]):
     type = "webhook"
-    required = ("url",)
 
     def build_request(self, delivery: Delivery, *, now: float) -> HttpRequest:
-        assert self.spec.url is not None
         body = render.dumps(render.webhook_body(delivery))
         timestamp = int(now)
         headers = [

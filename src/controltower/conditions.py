@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from controltower.units import format_in, scale
@@ -402,5 +402,11 @@ ConditionText = Annotated[
     Condition,
     BeforeValidator(_validate),
     PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": 'a condition: "status == 200", "p95 < 200ms", "error_rate < 1%"',
+        }
+    ),
 ]
 """A condition written as text in tower.toml, parsed when the spec loads."""

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 DURATION_UNITS: dict[str, float] = {
@@ -176,6 +176,12 @@ Duration = Annotated[
     float,
     BeforeValidator(_pydantic(parse_duration, "duration")),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+            "description": 'a duration: "200ms", "30s", "5m", "1h30m", "7d", or seconds',
+        }
+    ),
 ]
 """Seconds, written in tower.toml as ``30s``, ``5m``, ``1h``."""
 
@@ -183,6 +189,12 @@ Size = Annotated[
     int,
     BeforeValidator(_pydantic(parse_size, "size")),
     PlainSerializer(format_size, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+            "description": 'a size: "512mb", "1gb", "64kib", or bytes',
+        }
+    ),
 ]
 """Bytes, written in tower.toml as ``512mb``, ``2gb``."""
 
@@ -190,5 +202,14 @@ Percent = Annotated[
     float,
     BeforeValidator(_pydantic(parse_percent, "percent")),
     PlainSerializer(format_percent, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "string", "pattern": "^\\s*-?[0-9.]+\\s*%\\s*$"},
+            ],
+            "description": 'a percentage: "20%", or a number',
+        }
+    ),
 ]
 """A fraction, written in tower.toml as ``5%`` or ``0.1%``."""

@@ -73,7 +73,7 @@ def epilog(examples: list[str], exit_codes: str = EXIT_CODES) -> str:
 
 
 HELP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "Start": ("init", "validate", "demo"),
+    "Start": ("init", "validate", "schema", "demo"),
     "Check": ("check", "env", "load", "generate", "cost"),
     "Ship": ("deploy", "rollback", "releases"),
     "Watch": ("serve", "monitor", "incidents", "silence", "backup"),

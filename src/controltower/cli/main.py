@@ -15,6 +15,7 @@ from controltower.exceptions import TowerError
 COMMAND_MODULES = {
     "init": "init",
     "validate": "validate",
+    "schema": "schema",
     "demo": "demo",
     "check": "check",
     "env": "env",

@@ -1,0 +1,52 @@
+"""``tower schema``: print the JSON Schema of tower.toml, for editors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controltower.cli.common import console, epilog
+from controltower.exceptions import TowerError
+from controltower.files import write_file
+from controltower.spec.schema import render, spec_schema
+
+
+def schema(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the schema to this file instead of standard output."
+        ),
+    ] = None,
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of tower.toml, generated from tower's own models.
+
+    Point your editor at it (Taplo / Even Better TOML: a `#:schema ./tower.schema.json`
+    line at the top of tower.toml) to get completion and inline errors.
+    `tower validate` remains the authority: it also checks rules that span tables.
+    The output is JSON whatever the format, so there is no --format option.
+    """
+    text = render(spec_schema())
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        write_file(output, text)
+    except OSError as exc:
+        raise TowerError(f"cannot write {output}: {exc.strerror or exc}") from None
+    console.print(f"wrote {output}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "schema",
+        epilog=epilog(
+            [
+                "tower schema > tower.schema.json",
+                "tower schema --output .tower/tower.schema.json",
+            ],
+            "Exit codes: 0 the schema was written; 1 the file could not be written.",
+        ),
+    )(schema)

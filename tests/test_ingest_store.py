@@ -162,7 +162,7 @@ class TestAlerts:
         spec = parse_spec(
             '[service]\nname = "a"\n'
             '[alerts.channels.team]\ntype = "slack"\nurl = "https://hooks.example/x"\n'
-            '[alerts.channels.mail]\ntype = "resend"\napi_key = "k"\nto = ["a@b.c"]\n'
+            '[alerts.channels.mail]\ntype = "resend"\napi_key = "k"\nfrom = "t@b.c"\nto = ["a@b.c"]\n'
             '[server.error_alerts]\nspike = "3 in 1m"\n',
             environ={},
         )

@@ -355,14 +355,13 @@ class TestBuildChannels:
             ('type = "slack"', "alerts.channels.ops.url: required key is missing"),
             ('type = "webhook"\nsecret = "s"', "alerts.channels.ops.url: required key is missing"),
             ('type = "smtp"\nurl = "https://x"\nfrom = "a@b.co"\nto = ["c@d.co"]', "url"),
-            ('type = "slack"\nurl = "${HOOK:-}"', "alerts.channels.ops.url: must not be empty"),
             (
                 'type = "resend"\napi_key = "re_x"\nfrom = "a@b.co"\nto = []',
                 "alerts.channels.ops.to",
             ),
             (
                 'type = "pager"\nurl = "https://x"',
-                'alerts.channels.ops: type must be one of "slack", "resend"',
+                "alerts.channels.ops.type: must be one of slack, resend, smtp, webhook, apprise",
             ),
         ],
     )
@@ -372,6 +371,18 @@ class TestBuildChannels:
             parse_spec(f'[service]\nname = "shop"\n[alerts.channels.ops]\n{table}\n', environ={})
         assert message in str(caught.value)
         assert "tower.toml:" in str(caught.value)
+
+    def test_an_empty_value_from_the_environment_is_named_when_building(self) -> None:
+        """`url = "${HOOK:-}"` with HOOK unset validates, and the channel says it is empty."""
+        spec = parse_spec(
+            '[service]\nname = "shop"\n[alerts.channels.ops]\ntype = "slack"\nurl = "${HOOK:-}"\n',
+            environ={},
+        )
+        built, problems = build_channels(spec.alerts)
+        assert built == {}
+        assert problems["ops"].startswith(
+            "channel 'ops' (slack) has an empty `url` in [alerts.channels.ops]"
+        )
 
     def test_a_channel_refuses_another_types_spec(self) -> None:
         """Building a channel class from another type's spec is a NotifyError, not a crash later."""

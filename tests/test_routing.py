@@ -10,10 +10,13 @@ name = "shop"
 default_channels = ["email"]
 [alerts.channels.email]
 type = "webhook"
+url = "https://hooks.example.com/email"
 [alerts.channels.slack]
 type = "slack"
+url = "https://hooks.slack.com/x"
 [alerts.channels.pager]
 type = "webhook"
+url = "https://hooks.example.com/pager"
 [[alerts.routes]]
 match = { severity = "critical" }
 channels = ["slack"]

@@ -178,8 +178,9 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "route names unknown channel",
-        BASE + '[alerts.channels.ops]\ntype = "slack"\n[[alerts.routes]]\nchannels = ["pager"]\n',
-        'tower.toml:6: alerts.routes[0].channels: "pager" is not a channel in [alerts.channels] '
+        BASE + '[alerts.channels.ops]\ntype = "slack"\nurl = "https://x"\n[[alerts.routes]]\n'
+        'channels = ["pager"]\n',
+        'tower.toml:7: alerts.routes[0].channels: "pager" is not a channel in [alerts.channels] '
         "(defined: ops)",
     ),
     (
@@ -325,15 +326,15 @@ CASES: list[tuple[str, str, str]] = [
     ),
     (
         "route without channels",
-        BASE + '[alerts.channels.ops]\ntype = "slack"\n[[alerts.routes]]\n'
+        BASE + '[alerts.channels.ops]\ntype = "slack"\nurl = "https://x"\n[[alerts.routes]]\n'
         'match = {severity = "critical"}\n',
-        "tower.toml:5: alerts.routes[0].channels: required key is missing",
+        "tower.toml:6: alerts.routes[0].channels: required key is missing",
     ),
     (
         "escalation to an unknown channel",
-        BASE + '[alerts.channels.ops]\ntype = "slack"\n[[alerts.routes]]\nchannels = ["ops"]\n'
-        'escalate_to = ["pager"]\n',
-        'tower.toml:7: alerts.routes[0].escalate_to: "pager" is not a channel in '
+        BASE + '[alerts.channels.ops]\ntype = "slack"\nurl = "https://x"\n[[alerts.routes]]\n'
+        'channels = ["ops"]\nescalate_to = ["pager"]\n',
+        'tower.toml:8: alerts.routes[0].escalate_to: "pager" is not a channel in '
         "[alerts.channels] (defined: ops)",
     ),
     (

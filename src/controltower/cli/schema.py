@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from controltower.cli.common import console, epilog
+from controltower.cli.common import Format, FormatOption, console, emit_json, epilog
 from controltower.exceptions import TowerError
 from controltower.files import write_file
 from controltower.spec.schema import render, spec_schema
@@ -20,13 +20,15 @@ def schema(
             "--output", "-o", help="Write the schema to this file instead of standard output."
         ),
     ] = None,
+    format: FormatOption = Format.TEXT,
 ) -> None:
     """Print the JSON Schema (draft 2020-12) of tower.toml, generated from tower's own models.
 
     Point your editor at it (Taplo / Even Better TOML: a `#:schema ./tower.schema.json`
     line at the top of tower.toml) to get completion and inline errors.
     `tower validate` remains the authority: it also checks rules that span tables.
-    The output is JSON whatever the format, so there is no --format option.
+    The schema is JSON in either format; with --output and --format json the
+    confirmation is JSON too.
     """
     text = render(spec_schema())
     if output is None:
@@ -36,7 +38,10 @@ def schema(
         write_file(output, text)
     except OSError as exc:
         raise TowerError(f"cannot write {output}: {exc.strerror or exc}") from None
-    console.print(f"wrote {output}", markup=False)
+    if format is Format.JSON:
+        emit_json({"written": str(output)})
+    else:
+        console.print(f"wrote {output}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

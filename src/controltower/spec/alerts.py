@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import (
-    AfterValidator,
     Field,
     SecretStr,
     TypeAdapter,
@@ -32,13 +31,6 @@ class ChannelType(StrEnum):
 SLACK_MENTION = re.compile(r"<(!here|!channel|!everyone|@[UW][A-Z0-9]{2,}|!subteam\^[A-Z0-9]{2,})>")
 
 
-def _non_empty_secret(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value().strip():
-        raise PydanticCustomError("empty", "must not be empty")
-    return value
-
-
-RequiredSecret = Annotated[SecretStr, AfterValidator(_non_empty_secret)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -54,7 +46,7 @@ class SlackChannelSpec(ChannelBase):
     """``type = "slack"``: an incoming-webhook ``url``; ``mentions`` to page people."""
 
     type: Literal[ChannelType.SLACK]
-    url: RequiredSecret
+    url: SecretStr
     mentions: list[str] = Field(default_factory=list)
 
     @field_validator("mentions")
@@ -73,7 +65,7 @@ class ResendChannelSpec(ChannelBase):
     """``type = "resend"``: ``api_key``, ``from`` and ``to`` (``api_url`` for a test server)."""
 
     type: Literal[ChannelType.RESEND]
-    api_key: RequiredSecret
+    api_key: SecretStr
     api_url: str = ""
     sender: NonEmpty = Field(alias="from")
     to: list[NonEmpty] = Field(min_length=1)
@@ -99,7 +91,7 @@ class WebhookChannelSpec(ChannelBase):
     """``type = "webhook"``: a ``url``, and a ``secret`` to sign each request with."""
 
     type: Literal[ChannelType.WEBHOOK]
-    url: RequiredSecret
+    url: SecretStr
     secret: SecretStr | None = None
 
 
@@ -107,7 +99,7 @@ class AppriseChannelSpec(ChannelBase):
     """``type = "apprise"``: any Apprise ``url`` (Discord, Teams, Telegram, ntfy, ...)."""
 
     type: Literal[ChannelType.APPRISE]
-    url: RequiredSecret
+    url: SecretStr
 
 
 ChannelSpec = Annotated[

@@ -223,8 +223,11 @@ class _Loader:
     def report(self, error: ValidationError, data: dict[str, Any]) -> None:
         seen: set[KeyPath] = set()
         for item in error.errors(include_url=False):
-            path, value = _clean_path(item["loc"], data)
             kind = item["type"]
+            loc = item["loc"]
+            if kind == "union_tag_invalid":  # a tagged union (a channel's `type`): at the tag
+                loc = (*loc, str((item.get("ctx") or {}).get("discriminator", "type")).strip("'"))
+            path, value = _clean_path(loc, data)
             if kind == "extra_forbidden":
                 parent = path[:-1]
                 if parent in seen and path in seen:
@@ -375,9 +378,8 @@ def _message(item: Any, value: Any, *, show: bool) -> str:
         return "required key is missing"
     if kind == "union_tag_invalid":  # a tagged union such as a channel's `type`
         tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-        key = ctx.get("discriminator", "type").strip("'")
         given = f' (got "{ctx["tag"]}")' if "tag" in ctx else ""
-        return f"{key} must be one of " + ", ".join(f'"{tag}"' for tag in tags) + given
+        return "must be one of " + ", ".join(tags) + given
     if kind in ("literal_error", "enum"):
         expected = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
         allowed = ", ".join(a or b for a, b in expected)

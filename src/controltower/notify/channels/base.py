@@ -86,6 +86,17 @@ class Channel(abc.ABC, Generic[S]):
         self.name = name
         self.spec = spec
         self.clock = clock
+        missing = [
+            field.alias or key
+            for key, field in type(spec).model_fields.items()
+            if field.is_required() and _empty(getattr(spec, key))
+        ]
+        if missing:  # present in the file but empty, as "${VAR:-}" with VAR unset
+            keys = ", ".join(f"`{key}`" for key in missing)
+            raise NotifyError(
+                f"channel {name!r} ({self.type}) has an empty {keys} in [alerts.channels.{name}]",
+                hint="set the environment variable it is read from, e.g. SLACK_WEBHOOK_URL",
+            )
 
     @property
     def rate(self) -> float | None:
@@ -171,3 +182,9 @@ def retry_after(value: str | None, *, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
+
+
+def _empty(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or value == "" or value == []

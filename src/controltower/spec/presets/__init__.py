@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from importlib import resources
@@ -23,14 +24,19 @@ def _quoted(value: str) -> str:
 
 
 def _memory(found: Detected, preset: str) -> str:
+    """The detected memory when it is a size Fly can give (steps of 256 MB), else the default."""
     default = "1gb" if preset == "nextjs-fly" else "512mb"
     text = found.memory.strip().lower()
     if text.isdigit():
         text += "mb"
     try:
-        return text if text and parse_size(text) > 0 else default
+        size = parse_size(text) if text else 0
     except ValueError:
         return default
+    step = 256 * 1024 * 1024
+    if size <= 0 or (size % step and (found.target == "fly" or preset == "nextjs-fly")):
+        return default
+    return text
 
 
 def render(preset: str, found: Detected) -> str:
@@ -57,4 +63,18 @@ def render(preset: str, found: Detected) -> str:
         text = text.replace("{{" + key + "}}", value)
     from controltower.spec.tailor import tailor
 
-    return tailor(text, found)[0]
+    rendered = tailor(text, found)[0]
+    if found.memory and _memory_refused(rendered):  # e.g. 8gb on one shared CPU
+        return render(preset, dataclasses.replace(found, memory=""))
+    return rendered
+
+
+def _memory_refused(text: str) -> bool:
+    from controltower.exceptions import SpecError
+    from controltower.spec.loader import parse_spec
+
+    try:
+        parse_spec(text, environ={})
+    except SpecError as exc:
+        return any(issue.path.startswith("service.memory") for issue in exc.issues)
+    return False

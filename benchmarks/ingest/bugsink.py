@@ -291,3 +291,7 @@ def wait_digested(
             break
         time.sleep(0.1)
     return grown
+
+
+if __name__ == "__main__":
+    print(ensure_installed().parent)

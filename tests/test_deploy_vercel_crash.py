@@ -12,21 +12,18 @@ release, one after the promote before the smoke checks, one after them.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.deploy_support import run_tower
 from tests.fakes.vercel_api import FakeVercel
 from tests.vercel_support import ENVIRON, engine_for, fake_vercel, write_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-vercel-crash")]
-
-TOWER = str(Path(sys.executable).parent / "tower")
 
 BOUNDARIES = [
     ("analyse:0.4s", "rolled_back"),
@@ -52,14 +49,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, FakeV
 def tower(
     root: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TOWER, *args, "--spec", str(root / "tower.toml"), "--env", "production"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=root,
-        env={**os.environ, "COLUMNS": "200", **ENVIRON, **(env or {})},
-    )
+    return run_tower(root, *args, env={**ENVIRON, **(env or {})})
 
 
 class TestKilledAtEachStepBoundary:

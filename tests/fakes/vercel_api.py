@@ -70,16 +70,16 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.asgi import ThreadedApp
 
 BYPASS_HEADER = "x-vercel-protection-bypass"
 
@@ -134,7 +134,7 @@ class FakeProject:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class FakeVercel:
+class FakeVercel(ThreadedApp):
     def __init__(
         self,
         token: str,
@@ -165,10 +165,6 @@ class FakeVercel:
         self.lock = threading.RLock()
         self._rr = 0
         self._clock = 0.0
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-        self._traffic: threading.Thread | None = None
-        self._traffic_stop = threading.Event()
         self.port = 0
 
     # ---- model -----------------------------------------------------------------------
@@ -282,29 +278,6 @@ class FakeVercel:
         with self.lock:
             self.served.append(served)
         return served
-
-    def start_traffic(self, rate: float = 30.0) -> None:
-        self._traffic_stop.clear()
-
-        def run() -> None:
-            while not self._traffic_stop.wait(1 / rate):
-                self.send("/")
-
-        self._traffic = threading.Thread(target=run, daemon=True)
-        self._traffic.start()
-
-    def stop_traffic(self) -> None:
-        self._traffic_stop.set()
-        if self._traffic:
-            self._traffic.join(2)
-
-    @contextmanager
-    def traffic(self, rate: float = 30.0) -> Iterator[None]:
-        self.start_traffic(rate)
-        try:
-            yield
-        finally:
-            self.stop_traffic()
 
     # ---- HTTP ------------------------------------------------------------------------
 
@@ -613,24 +586,8 @@ class FakeVercel:
 
     # ---- running ---------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self, port: int) -> str:
-        self.port = port
-        config = uvicorn.Config(self.app_routes(), host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 10
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        return self.url
+        return self.serve(port)
 
     def stop(self) -> None:
-        self.stop_traffic()
-        if self.server:
-            self.server.should_exit = True
-        if self.thread:
-            self.thread.join(5)
+        self.shutdown()

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from controltower.checks.live import exposure, headers, health, ratelimit, transport
-from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
+from controltower.checks.static import (
+    backup,
+    docker,
+    env,
+    fly,
+    hadolint,
+    nextjs,
+    vercel,
+    vulns,
+    watchdog,
+)
 from controltower.load import check as load
 
 __all__ = [
@@ -19,6 +29,7 @@ __all__ = [
     "nextjs",
     "ratelimit",
     "transport",
+    "vercel",
     "vulns",
     "watchdog",
 ]

@@ -35,19 +35,20 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, text
 
 from benchmarks.ingest.run import KINDS, PLACEHOLDER, database, event_template, free_port, wait_port
 from benchmarks.record import record
 from controltower.ingest.projects import ensure_projects
 from controltower.spec import parse_spec
 from controltower.store import Store
-from controltower.store.models.ingest import ErrorEvent, ErrorIssue
+from controltower.store.models.ingest import ErrorIssue
 
 LOCK = Path("/tmp/tower-bench.lock")
 SPEC = """
@@ -95,34 +96,41 @@ def seed(url: str, total: int) -> tuple[int, int, float]:
                 issues.append(issue)
             session.flush()
             issue_ids = [i.id for i in issues]
-        chunk = 20000
-        data = {"exception": {"values": [{"type": "KeyError", "value": "'sku'"}]}, "tags": {}}
-        for start in range(0, total, chunk):
-            rows = []
-            for n in range(start, min(total, start + chunk)):
+        data = json.dumps({"exception": {"values": [{"type": "KeyError", "value": "'sku'"}]}})
+        columns = (
+            "project_id, issue_id, event_id, timestamp, received_at, level, environment, "
+            "release, code, message, platform, data"
+        )
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            for n in range(total):
                 if n < old:
                     age = timedelta(days=8) + timedelta(seconds=(n * 2592000) // old)
                 else:
                     age = timedelta(seconds=((n - old) * 518400) // (total - old))
                 at = now - age
-                rows.append(
-                    {
-                        "project_id": project.id,
-                        "issue_id": issue_ids[n % len(issue_ids)],
-                        "event_id": f"{n:032x}",
-                        "timestamp": at,
-                        "received_at": at,
-                        "level": "error",
-                        "environment": "production",
-                        "release": "shop@1.0.0",
-                        "code": KINDS[n % len(KINDS)][0],
-                        "message": KINDS[n % len(KINDS)][1],
-                        "platform": "python",
-                        "data": data,
-                    }
+                stamp: object = at.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else at
+                kind, value, _ = KINDS[n % len(KINDS)]
+                yield (
+                    *(project.id, issue_ids[n % len(issue_ids)], f"{n:032x}", stamp, stamp),
+                    *("error", "production", "shop@1.0.0", kind, value, "python", data),
                 )
-            with store.session() as session:
-                session.execute(insert(ErrorEvent), rows)
+
+        # Straight through the store's engine: executemany on SQLite, COPY on PostgreSQL.
+        sqlite = store.engine.dialect.name == "sqlite"
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            if sqlite:
+                marks = ", ".join("?" * 12)
+                cursor.executemany(f"INSERT INTO error_events ({columns}) VALUES ({marks})", rows())
+            else:
+                with cursor.copy(f"COPY error_events ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                    for row in rows():
+                        copy.write_row(row)
+            raw.commit()
+        finally:
+            raw.close()
         with store.session() as session:
             last_old = session.execute(
                 text("SELECT max(id) FROM error_events WHERE received_at < :cut"),

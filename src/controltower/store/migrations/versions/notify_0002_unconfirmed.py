@@ -22,6 +22,8 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("unconfirmed", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("in_flight_at", UTCDateTime(), nullable=True))
+    # A row mid-send during the upgrade may have gone out: count it as in flight.
+    op.execute("UPDATE outbox SET in_flight_at = next_attempt_at WHERE status = 'sending'")
 
 
 def downgrade() -> None:

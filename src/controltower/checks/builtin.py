@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, ratelimit, transport
-from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
+from controltower.checks.live import exposure, headers, health, nextbuilds, ratelimit, transport
+from controltower.checks.static import (
+    backup,
+    docker,
+    env,
+    fly,
+    hadolint,
+    nextjs,
+    nextscale,
+    vulns,
+    watchdog,
+)
 from controltower.load import check as load
 
 __all__ = [
@@ -16,7 +26,9 @@ __all__ = [
     "headers",
     "health",
     "load",
+    "nextbuilds",
     "nextjs",
+    "nextscale",
     "ratelimit",
     "transport",
     "vulns",

@@ -28,6 +28,7 @@ from controltower.cli.common import (
     epilog,
     load,
 )
+from controltower.clock import system_clock
 from controltower.exceptions import UsageError
 from controltower.spec import Spec
 from controltower.store import Store
@@ -113,6 +114,14 @@ def run(
                         task, description="pgBackRest backup (WAL is archived continuously)"
                     )
                     made = pitr.backup(loaded, spec_root(loaded))
+                    records.pitr_row(
+                        store,
+                        loaded,
+                        made,
+                        location=pitr.Pitr.from_spec(loaded, spec_root(loaded)).repo.get(
+                            "repo1-path", ""
+                        ),
+                    )
                     results.append(
                         BackupResult(
                             name=made.label,
@@ -442,6 +451,10 @@ def _verify_pitr(spec: Spec, when: datetime, format: Format) -> None:
         else _null()
     ):
         result = pitr.verify_to_time(spec, spec_root(spec), when)
+    with open_store(spec) as store:
+        records.record_pitr_verification(
+            spec, store, result, clock=system_clock, actor="tower backup"
+        )
     if format is Format.JSON:
         emit_json(result.to_dict())
     else:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, ratelimit, transport
+from controltower.checks.live import (
+    exposure,
+    headers,
+    health,
+    lighthouse,
+    nextbuilds,
+    ratelimit,
+    transport,
+)
 from controltower.checks.static import (
     backup,
     docker,
@@ -10,6 +18,7 @@ from controltower.checks.static import (
     fly,
     hadolint,
     nextjs,
+    nextscale,
     vercel,
     vulns,
     watchdog,
@@ -25,8 +34,11 @@ __all__ = [
     "hadolint",
     "headers",
     "health",
+    "lighthouse",
     "load",
+    "nextbuilds",
     "nextjs",
+    "nextscale",
     "ratelimit",
     "transport",
     "vercel",

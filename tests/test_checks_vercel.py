@@ -123,6 +123,12 @@ class TestVercelJson:
         assert bad.status is Status.FAIL  # type: ignore[attr-defined]
         assert "Content-Security-Policy" in bad.fix.lines  # type: ignore[attr-defined]
 
+    def test_no_headers_in_vercel_json_is_not_judged_here(self, tmp_path: Path) -> None:
+        """Headers may come from next.config: a vercel.json without any is skipped, not failed."""
+        (tmp_path / "vercel.json").write_text(json.dumps({"regions": ["fra1"]}))
+        found = finding(run(tmp_path, ids="vercel.headers"), "vercel.headers")
+        assert found.status is Status.SKIP  # type: ignore[attr-defined]
+
     def test_only_rules_matching_the_home_page_count(self) -> None:
         """A rule for /api/:path* does not apply to "/"; has/missing rules are left out."""
         config = {

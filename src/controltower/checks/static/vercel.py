@@ -186,6 +186,11 @@ class VercelHeaders(Check):
         read = await _read(ctx)
         if read is None or not isinstance(read[1], dict):
             return skipped(f"no readable {CONFIG}")
+        if not read[1].get("headers"):
+            return skipped(
+                f"{CONFIG} sets no headers: the app's own are judged by the next.* checks "
+                "and live by security.headers"
+            )
         host = urlsplit(ctx.spec.url or "").hostname or "example.vercel.app"
         graded = grade_headers(read[1], host)
         minimum = ctx.spec.security.min_grade

@@ -266,6 +266,15 @@ def accepted(installation: Installation, project_id: int) -> int:
     )
 
 
+def digest_times(installation: Installation) -> list[float]:
+    """Seconds each digest task took, from snappea's log of this run."""
+    path = installation.base / "server.log"
+    if not path.exists():
+        return []
+    pattern = re.compile(r'Worker done for "ingest\.tasks\.digest" in ([\d.]+)s')
+    return [float(m.group(1)) for m in pattern.finditer(path.read_text(errors="replace"))]
+
+
 def backlog(installation: Installation) -> int:
     """Digest tasks snappea has not run yet (its queue is a SQLite table)."""
     import sqlite3

@@ -362,7 +362,10 @@ class K6:
         else:
             scenario = {"executor": "constant-vus", "vus": vus, "duration": duration}
         self.label = label or (
-            f"k6 constant-arrival-rate ({vus} VUs)" if open_rate else f"k6 constant-vus ({vus})"
+            f"k6 constant-arrival-rate (open model, {vus} VUs)"
+            if open_rate
+            else f"k6 constant-vus (closed model, {vus} VUs"
+            + (f", {think * 1000:g} ms sleep)" if think else ")")
         )
         self.folder = tempfile.TemporaryDirectory()
         script = Path(self.folder.name) / "script.js"

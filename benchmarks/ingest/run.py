@@ -188,15 +188,16 @@ def wrk(url: str, script: Path, duration: float, connections: int) -> Wrk:
     ).stdout
 
     def find(pattern: str, default: str = "0") -> str:
-        match = re.search(pattern, out)
+        match = re.search(pattern, out, re.MULTILINE)
         return match.group(1) if match else default
 
     return Wrk(
         requests=int(find(r"(\d+) requests in")),
         non_2xx=int(find(r"Non-2xx or 3xx responses: (\d+)")),
         rps=float(find(r"Requests/sec:\s+([\d.]+)")),
-        p50_ms=_ms(find(r"50%\s+(\S+)", "nan")),
-        p99_ms=_ms(find(r"99%\s+(\S+)", "nan")),
+        # "^ 50%": the latency distribution's line, not a "+/- Stdev" figure such as "79.50%"
+        p50_ms=_ms(find(r"^\s+50%\s+(\S+)", "nan")),
+        p99_ms=_ms(find(r"^\s+99%\s+(\S+)", "nan")),
     )
 
 

@@ -686,7 +686,7 @@ def report(
         "included, the PostgreSQL server's not) divided by the events stored. Answered/s is "
         "the load's own rate (wrk's requests/s; the SDK senders' requests over their sending "
         "time, flush included): with the SDK, stored events/s can be no higher than what the "
-        "four application processes send.",
+        f"{args.senders} application processes send.",
         "",
         "| store | load | system | events/s stored | vs Bugsink | answered/s | server CPU per "
         "event | vs Bugsink | accepted | refused | lost | accept p50 / p99 |",

@@ -21,10 +21,16 @@ import httpx
 import pytest
 
 from tests.deploy_load import Load
-from tests.deploy_support import RATE, LocalSite, assert_clean, wait_until
+from tests.deploy_support import LocalSite, wait_until
 from tests.nextjs_support import BUILD_B, NextBuild, build_or_fail, slow_build
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-nextjs")]
+
+NEXT_RATE = 20.0
+"""Requests/s through the proxy. The example app's tests run at 200/s; ``next start`` spends
+about 6.7 ms of CPU on each ``/api/build`` (measured on this 2-core machine), so 200/s would
+need 1.3 cores for the app alone, more than the suite can spare next to its other worker
+(see docs/deploy.md)."""
 
 SPEC = """
 [service]
@@ -105,7 +111,8 @@ class TestNextjsRollback:
     @slow_build
     def test_build_a_then_b_then_rollback_serves_a(self, site: NextSite) -> None:
         """deploy 1.0 (build A), deploy 2.0 (build B), `tower rollback`: every answer after it
-        is build A, and not one request failed, under a constant load through the proxy."""
+        is build A, and not one request failed, under a constant 20 requests/s through the proxy.
+        """
         build_b = build_or_fail(env=BUILD_B)
         _put_build(site.app, build_or_fail())
         first = site.engine().deploy(version="1.0")
@@ -116,20 +123,22 @@ class TestNextjsRollback:
         assert second.status == "succeeded", second.reason
         assert site.build() == "B"
         assert first.artifact_digest != second.artifact_digest
-        load = Load(site.url, rate=RATE, timeout=10.0, path="/api/build", keep_bodies=True)
+        load = Load(site.url, rate=NEXT_RATE, timeout=10.0, path="/api/build", keep_bodies=True)
         load.start()
         try:
-            wait_until(lambda: load.result.ok >= 200, deadline=60, what="load warmed up")
+            wait_until(lambda: load.result.ok >= NEXT_RATE, deadline=60, what="load warmed up")
+            began = load.mark()
             rolled = site.tower("rollback", "--format", "json")
             done = load.mark()
-            time.sleep(1.5)
+            time.sleep(2.0)
         finally:
             result = load.stop()
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr
         back = json.loads(rolled.stdout)
         assert back["version"] == "1.0" and back["artifact"]["digest"] == first.artifact_digest
-        assert_clean(result)
-        before = {json.loads(b)["build"] for at, b in result.bodies if at < done - 5}
+        assert result.failed == 0, f"{result.failed} of {result.sent} failed: {result.failures[:5]}"
+        assert result.rate >= NEXT_RATE * 0.95, f"the load ran at {result.rate:.0f} requests/s"
+        before = {json.loads(b)["build"] for at, b in result.bodies if at < began}
         after = [json.loads(b)["build"] for at, b in result.bodies if at > done]
         assert before == {"B"}
-        assert len(after) > 100 and set(after) == {"A"}
+        assert len(after) >= NEXT_RATE and set(after) == {"A"}

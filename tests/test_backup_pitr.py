@@ -18,6 +18,7 @@ import pytest
 
 from controltower.backup import pitr, records
 from controltower.backup.drills import DrillScheduler, verify_age
+from controltower.backup.schedule import BackupScheduler
 from controltower.checks.base import CheckContext
 from controltower.checks.model import Status
 from controltower.checks.static.backup import RecentRestore
@@ -84,7 +85,8 @@ class TestBuilders:
 
 class TestPointInTimeRecovery:
     def test_archive_under_write_load_and_restore_to_a_second(self, cluster: Cluster) -> None:
-        """Under a row every 100 ms, archived WAL stays fresh, and a restore to T has exactly
+        """Under a row every 100 ms, archived WAL stays fresh (the scheduled run takes a
+        pgBackRest differential, not a dump), and a restore to T has exactly
         the rows committed before T; `verify --to-time` is recorded as a verified restore of
         the backup set it started from (the full: T is before the diff), so backup.verified
         passes for PITR; a scheduled drill (to the last archived WAL) is recorded against
@@ -114,8 +116,11 @@ class TestPointInTimeRecovery:
                 assert not status.failing, status.message
                 if status.age is not None:
                     ages.append(status.age)
-            diff = pitr.backup(spec, cluster.folder)
-            assert diff.kind == "diff"
+            with Store.for_spec(spec) as store:
+                scheduled = asyncio.run(BackupScheduler(spec, store, config=False).run_once())
+            assert scheduled is not None and scheduled.kind == "pitr-diff", scheduled
+            diff = pitr.backups(pitr.info(pitr.Pitr.from_spec(spec, cluster.folder)))[-1]
+            assert diff.kind == "diff" and diff.label == scheduled.name
             time.sleep(1)
         finally:
             writer.stop.set()
@@ -156,8 +161,8 @@ class TestPointInTimeRecovery:
         after = asyncio.run(RecentRestore().run(check))
         assert after.status is Status.PASS, after.message
         with Store.for_spec(spec) as store:
-            (row,) = records.rows(store, spec, kind="pitr")
-            assert row.name == records.pitr_name(spec, full.label) and row.verify_ok
+            rows = {row.name: row for row in records.rows(store, spec, kind="pitr")}
+            assert rows[records.pitr_name(spec, full.label)].verify_ok
             drilled = asyncio.run(DrillScheduler(spec, store).run_once())
             assert drilled is not None and drilled.ok, drilled
             newest = records.rows(store, spec, kind="pitr")[0]

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -40,6 +40,10 @@ from controltower.exceptions import BackupError
 from controltower.spec import Spec
 from controltower.spec.backup import PitrSpec
 from controltower.typing import Clock
+
+if TYPE_CHECKING:
+    from controltower.backup.run import BackupResult
+    from controltower.store import Store
 
 WAL_SEGMENT = 16 * 1024 * 1024
 
@@ -370,6 +374,27 @@ def backup(
     if not sets:
         raise BackupError("pgBackRest reported no backup after a successful run")
     return sets[-1]
+
+
+def record_backup(
+    spec: Spec, store: Store, root: Path, *, clock: Clock = system_clock
+) -> BackupResult:
+    """``tower backup run`` and the schedule with ``method = "pitr"``: one pgBackRest backup
+    (full or differential), recorded in the store as a ``backups`` row of kind ``pitr``."""
+    from controltower.backup import records
+    from controltower.backup.run import BackupResult
+
+    made = backup(spec, root, clock=clock)
+    location = Pitr.from_spec(spec, root).repo.get("repo1-path", "")
+    records.pitr_row(store, spec, made, location=location)
+    return BackupResult(
+        name=made.label,
+        kind=f"pitr-{made.kind}",
+        ok=True,
+        size=made.repo_size,
+        duration=(made.finished_at - made.started_at).total_seconds(),
+        location=location,
+    )
 
 
 @dataclass

@@ -113,27 +113,7 @@ def run(
                     progress.update(
                         task, description="pgBackRest backup (WAL is archived continuously)"
                     )
-                    made = pitr.backup(loaded, spec_root(loaded))
-                    records.pitr_row(
-                        store,
-                        loaded,
-                        made,
-                        location=pitr.Pitr.from_spec(loaded, spec_root(loaded)).repo.get(
-                            "repo1-path", ""
-                        ),
-                    )
-                    results.append(
-                        BackupResult(
-                            name=made.label,
-                            kind=f"pitr-{made.kind}",
-                            ok=True,
-                            size=made.repo_size,
-                            duration=(made.finished_at - made.started_at).total_seconds(),
-                            location=pitr.Pitr.from_spec(loaded, spec_root(loaded)).repo.get(
-                                "repo1-path", ""
-                            ),
-                        )
-                    )
+                    results.append(pitr.record_backup(loaded, store, spec_root(loaded)))
                 else:
                     results.append(
                         run_backup(loaded, store, progress=written, actor="tower backup")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from controltower.ingest.projects import ProjectInfo, ensure_project
 from controltower.ingest.retention import prune_events
 from controltower.ingest.vitals import (
     Beacon,
+    for_monitor,
     page_of,
     parse_vitals,
     percentile,
@@ -23,6 +25,7 @@ from controltower.ingest.vitals import (
     summarize,
     vitals_context,
 )
+from controltower.monitor.probes import CheckOutcome, ProbeEnv, check
 from controltower.server import create_app, create_token
 from controltower.server.api.common import forget_tokens
 from controltower.server.factory import prepare
@@ -262,3 +265,53 @@ class TestSpec:
         with pytest.raises(SpecError) as caught:
             parse_spec(text, source="tower.toml", environ={})
         assert "tower.toml:" in str(caught.value) and "scheme://host" in str(caught.value)
+
+
+MONITOR_SPEC = """
+[service]
+name = "shop"
+
+[[server.projects]]
+name = "web"
+
+[[monitors]]
+name = "vitals"
+type = "vitals"
+project = "web"
+window = "1h"
+min_samples = 10
+conditions = ["vitals.lcp.p75 <= 2500", "vitals.cls.p75 <= 0.1"]
+"""
+
+
+class TestMonitor:
+    def _check(self, store: Store, spec_text: str = MONITOR_SPEC) -> CheckOutcome:
+        spec = parse_spec(spec_text, environ={})
+        env = ProbeEnv(vitals=lambda monitor: for_monitor(store, monitor, utcnow()))
+        return asyncio.run(check(spec.monitors[0], env))
+
+    def test_slow_pages_make_the_monitor_critical(self, store: Store) -> None:
+        """p75 LCP over the budget fails the condition, naming what it observed; CLS with
+        fewer than min_samples is not judged."""
+        project = ensure_project(store, "web")
+        beacons = [Beacon("LCP", 3000 + n, f"l{n}", page="/") for n in range(12)]
+        store_vitals(store, project.id, [*beacons, Beacon("CLS", 0.9, "c1")], utcnow())
+        outcome = self._check(store)
+        assert outcome.level == "critical"
+        assert [r.condition for r in outcome.results] == ["vitals.lcp.p75 <= 2500"]
+        assert "vitals.lcp.p75 <= 2500: observed 3008.25" in outcome.message
+        assert outcome.context["samples"] == 13
+
+    def test_fast_pages_pass_and_no_samples_is_up(self, store: Store) -> None:
+        """Fast pages pass; a window with no beacons judges nothing and stays up."""
+        assert self._check(store).level == "ok"
+        project = ensure_project(store, "web")
+        store_vitals(store, project.id, [Beacon("LCP", 900, f"l{n}") for n in range(10)], utcnow())
+        outcome = self._check(store)
+        assert outcome.level == "ok" and len(outcome.results) == 1
+
+    def test_without_the_store_the_check_says_so(self) -> None:
+        """A vitals monitor run without a store is an error that says why."""
+        spec = parse_spec(MONITOR_SPEC, environ={})
+        outcome = asyncio.run(check(spec.monitors[0], ProbeEnv()))
+        assert "vitals monitors need the store" in outcome.error

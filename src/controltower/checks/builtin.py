@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, ratelimit, transport
-from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
+from controltower.checks.live import (
+    exposure,
+    headers,
+    health,
+    lighthouse,
+    nextbuilds,
+    ratelimit,
+    transport,
+)
+from controltower.checks.static import (
+    backup,
+    docker,
+    env,
+    fly,
+    hadolint,
+    nextjs,
+    nextscale,
+    vercel,
+    vulns,
+    watchdog,
+)
 from controltower.load import check as load
 
 __all__ = [
@@ -15,10 +34,14 @@ __all__ = [
     "hadolint",
     "headers",
     "health",
+    "lighthouse",
     "load",
+    "nextbuilds",
     "nextjs",
+    "nextscale",
     "ratelimit",
     "transport",
+    "vercel",
     "vulns",
     "watchdog",
 ]

@@ -23,8 +23,8 @@ import secrets
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -37,6 +37,9 @@ from controltower.ingest.scrub import scrub_text
 from controltower.store import Store
 from controltower.store.models.ingest import Project
 from controltower.store.models.vitals import VITAL_NAMES, WebVital
+
+if TYPE_CHECKING:
+    from controltower.spec.monitors import MonitorSpec
 
 MAX_BEACONS = 200
 """Metrics in one body; more is answered 413."""
@@ -264,11 +267,23 @@ def vitals_context(
     since: datetime,
     releases: Collection[str] | None = None,
     project: str | None = None,
+    page: str | None = None,
 ) -> dict[str, Any]:
-    """``{"vitals": {"lcp": {"p75": ..., "count": ...}, ...}}`` over every page: what
-    conditions such as ``vitals.lcp.p75 < 2500`` read. A metric with no sample is absent."""
-    rows = _rows(store, since=since, project=project, releases=releases)
+    """``{"vitals": {"lcp": {"p75": ..., "count": ...}, ...}}`` over every page (or
+    ``page``): what conditions such as ``vitals.lcp.p75 < 2500`` read. A metric with no
+    sample is absent."""
+    rows = _rows(store, since=since, project=project, releases=releases, page=page)
     group = VitalsGroup()
     for name, value, _page, _release in rows:
         group.values[name].append(value)
     return {"vitals": group.metrics()}
+
+
+def for_monitor(store: Store, monitor: MonitorSpec, now: datetime) -> dict[str, Any]:
+    """What a ``type = "vitals"`` monitor sees: p75 over its ``window``, ``project``, ``page``."""
+    return vitals_context(
+        store,
+        since=now - timedelta(seconds=monitor.window),
+        project=monitor.project or None,
+        page=monitor.page or None,
+    )

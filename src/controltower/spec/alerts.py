@@ -40,6 +40,9 @@ class ChannelBase(Section):
     type: ChannelType
     timeout: Duration = 10.0
     rate: float | None = Field(default=None, gt=0)
+    #: The receiver acts once per ``Idempotency-Key`` (webhook) or ``Message-ID``
+    #: (smtp); resend does by default; slack and apprise send no key.
+    deduplicates: bool | None = None
 
 
 class SlackChannelSpec(ChannelBase):

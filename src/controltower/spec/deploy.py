@@ -21,6 +21,7 @@ class Strategy(StrEnum):
 class DriverName(StrEnum):
     LOCAL = "local"
     FLY = "fly"
+    VERCEL = "vercel"
     EXEC = "exec"
 
 
@@ -50,13 +51,15 @@ class AnalysisSpec(Section):
     then ``on_inconclusive`` pauses the deploy (``tower deploy`` exits 3) or rolls
     it back. ``traffic`` names ``[[budgets.scenarios]]`` sent to the new release
     during analysis, at ``traffic_rate`` requests per second (0: enough for
-    ``min_requests`` in each window).
+    ``min_requests`` in each window). A web vital (``vitals.lcp.p75``) has a value
+    once the release's beacons hold ``min_vitals_samples`` of it in the window.
     """
 
     conditions: list[ConditionText] = Field(default_factory=list)
     interval: Duration = 10.0
     failure_limit: int = Field(default=1, ge=1)
     min_requests: int = Field(default=20, ge=0)
+    min_vitals_samples: int = Field(default=20, ge=1)
     inconclusive_limit: int | str = 5
     on_inconclusive: Literal["pause", "rollback"] = "pause"
     traffic: list[str] = Field(default_factory=list)
@@ -143,6 +146,35 @@ class FlyDriverSpec(Section):
     prometheus_url: str = ""
 
 
+class VercelDriverSpec(Section):
+    """The Vercel REST API. The token is read from ``token_env``, never from the spec.
+
+    ``source``: ``git`` deploys ``git_ref`` (default: the commit being deployed) of
+    the repository ``git_repo_id``; ``prebuilt`` uploads ``output`` (what ``vercel
+    build`` wrote). ``deployment_url`` is where a deployment is reached for the
+    health gate (``{url}``: the deployment's own host name). ``rolling``: canary
+    steps through Vercel's rolling releases (``auto``: when the project has them
+    configured).
+    """
+
+    project: str = ""
+    team_id: str = ""
+    api_url: str = "https://api.vercel.com"
+    token_env: str = "VERCEL_TOKEN"
+    team_env: str = "VERCEL_TEAM_ID"
+    source: Literal["git", "prebuilt"] = "git"
+    git_type: Literal["github", "gitlab", "bitbucket"] = "github"
+    git_repo_id: str = ""
+    git_ref: str = ""
+    output: str = ".vercel/output"
+    deployment_url: str = "https://{url}"
+    bypass_env: str = "VERCEL_AUTOMATION_BYPASS_SECRET"
+    build_timeout: Duration = 900.0
+    promote_timeout: Duration = 180.0
+    poll: Duration = 2.0
+    rolling: Literal["auto", "on", "off"] = "auto"
+
+
 class ExecDriverSpec(Section):
     """Shell commands for any other platform. Each gets ``TOWER_*`` variables in its environment."""
 
@@ -173,5 +205,6 @@ class DeploySpec(Section):
     hooks: HooksSpec = Field(default_factory=HooksSpec)
     local: LocalDriverSpec = Field(default_factory=LocalDriverSpec)
     fly: FlyDriverSpec = Field(default_factory=FlyDriverSpec)
+    vercel: VercelDriverSpec = Field(default_factory=VercelDriverSpec)
     exec: ExecDriverSpec = Field(default_factory=ExecDriverSpec)
     lock_timeout: Duration = 60.0

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controltower.spec import nextconfig
+
 ASGI_FRAMEWORKS = ("fastapi", "starlette", "quart", "litestar", "sanic", "channels", "django-ninja")
 WSGI_FRAMEWORKS = ("flask", "django", "bottle", "pyramid", "falcon")
 ENVIRONMENT_FILES = (".env.staging", ".env.production")
@@ -110,6 +112,8 @@ class Detected:
     port: int = 8080
     framework: str = ""
     fly_app: str = ""
+    vercel_project: str = ""
+    vercel_team: str = ""
     memory: str = ""
     region: str = ""
     env_files: list[str] = field(default_factory=list)
@@ -138,6 +142,8 @@ class Detected:
         """The deploy driver that fits the platform: Fly's API on Fly, commands elsewhere."""
         if self.target == "fly":
             return "fly"
+        if self.target == "vercel":
+            return "vercel"
         if self.target == "local":
             return "local"
         return "exec"
@@ -252,21 +258,12 @@ NODE_LOCKFILES = (
     ("package-lock.json", "npm"),
     ("npm-shrinkwrap.json", "npm"),
 )
-NEXT_CONFIGS = ("next.config.js", "next.config.mjs", "next.config.ts", "next.config.cjs")
-_STANDALONE = re.compile(r"""\boutput\s*:\s*["']standalone["']""")
-
-
-def next_config(root: Path) -> Path | None:
-    for name in NEXT_CONFIGS:
-        if (root / name).is_file():
-            return root / name
-    return None
 
 
 def next_standalone(root: Path) -> bool:
-    """next.config.{js,mjs,ts,cjs} sets ``output: "standalone"``."""
-    config = next_config(root)
-    return bool(config and _STANDALONE.search(_read(config)))
+    """next.config.* sets ``output: "standalone"``."""
+    config = nextconfig.find(root)
+    return bool(config and config.standalone)
 
 
 def _node(root: Path, found: Detected) -> None:
@@ -299,8 +296,8 @@ def _node(root: Path, found: Detected) -> None:
     if "next" in deps:
         found.stack, found.framework, found.port = "nextjs", "next", 3000
         found.evidence.append(f"package.json depends on next {deps['next']}")
-        config = next_config(root)
-        if next_standalone(root):
+        config = nextconfig.find(root)
+        if config and config.standalone:
             found.entrypoint, found.server = "node server.js", "standalone"
             found.evidence.append(
                 f"{config.name if config else 'next.config'} sets output: standalone"
@@ -486,6 +483,23 @@ def _fly(root: Path, found: Detected) -> None:
     )
 
 
+def _vercel(root: Path, found: Detected) -> None:
+    """The project and team `vercel link` wrote to .vercel/project.json."""
+    linked = root / ".vercel" / "project.json"
+    if not linked.is_file():
+        return
+    try:
+        data = json.loads(linked.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and isinstance(data.get("projectId"), str):
+        found.vercel_project = data["projectId"]
+        found.vercel_team = str(data.get("orgId") or "")
+        found.evidence.append(
+            f".vercel/project.json links project {found.vercel_project}: driver vercel"
+        )
+
+
 _PLATFORM_FILES = (
     ("vercel.json", "vercel", "vercel.json found: target vercel"),
     (".vercel/project.json", "vercel", ".vercel/project.json found: target vercel"),
@@ -505,6 +519,8 @@ def _platform(root: Path, found: Detected) -> None:
                 found.target = target
                 found.evidence.append(line)
                 break
+    if found.target == "vercel":
+        _vercel(root, found)
     if found.target == "unknown":
         for folder in ("k8s", "kubernetes", "deploy", "manifests", "helm"):
             if (root / folder).is_dir() and any(

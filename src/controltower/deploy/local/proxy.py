@@ -5,8 +5,12 @@ HTTP/1.1 with keep-alive on both sides, framed by ``controltower.http1``
 instance of that release. The release is, in order:
 
 1. the one a *pin* names (``Proxy(pins=...)``: a function of the request head
-   returning a release id, e.g. the release a Next.js ``deploymentId`` belongs
-   to), if that release is routed;
+   returning a release id), if that release is routed. One pin is built in:
+   Next.js sends the build's ``deploymentId`` as ``x-deployment-id`` on client
+   navigations and answers them with ``x-nextjs-deployment-id``; the proxy
+   remembers which release answered with which deployment id and keeps a
+   request naming one on that release, so a page never navigates into
+   another build (https://nextjs.org/docs/app/api-reference/config/next-config-js/deploymentId);
 2. the one the ``tower-split`` cookie names. Its value is ``<bucket>.<tag>``:
    the client's bucket, a random 32-bit point on the split drawn at its first
    request (as kamal-proxy hashes its rollout cookie to a point), and a hash of
@@ -48,6 +52,7 @@ from typing import Any, NamedTuple, TypeVar
 from controltower.http1 import Head, Incoming, MessageError
 
 COOKIE = "tower-split"
+_MAX_DEPLOYMENTS = 64
 _COOKIE_KEY = COOKIE.encode()
 _IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 _HOP = {
@@ -261,11 +266,11 @@ class _Body:
     failed before any answer can be sent again; past that it cannot.
     """
 
-    def __init__(self, incoming: Incoming, head: Head) -> None:
+    def __init__(self, incoming: Incoming, head: Head, present: bool) -> None:
         self.incoming = incoming
-        self.present = head.has_body()
-        self.chunked = self.present and head.get(b"content-length") is None
-        self.expect = (head.get(b"expect") or b"").lower() == b"100-continue"
+        self.present = present
+        self.chunked = present and head.get(b"content-length") is None
+        self.expect = present and (head.get(b"expect") or b"").lower() == b"100-continue"
         self.kept: list[bytes] = []
         self.size = 0
         self.replayable = True
@@ -315,10 +320,23 @@ class Proxy:
         self.metrics = Metrics()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.pins = list(pins)
+        self.pins = [*pins, self.deployment_pin]
+        self.deployments: dict[bytes, str] = {}
         self.on_error = on_error or (lambda message: None)
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+
+    def deployment_pin(self, head: Head) -> str | None:
+        """The release that answered with the Next.js deployment id this request names."""
+        named = head.get(b"x-deployment-id")
+        return self.deployments.get(named) if named else None
+
+    def _learn(self, response: Head, release: str) -> None:
+        named = response.get(b"x-nextjs-deployment-id")
+        if named and self.deployments.get(named) != release:
+            if len(self.deployments) >= _MAX_DEPLOYMENTS:
+                self.deployments.pop(next(iter(self.deployments)))
+            self.deployments[named] = release
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
@@ -382,7 +400,7 @@ class Proxy:
     ) -> bool:
         table = self.table
         release, cookie = table.route(head, self.pins)
-        body = _Body(incoming, head)
+        body = _Body(incoming, head, head.has_body())
         tried: set[str] = set()
         last_error = "no release is routed"
         answered_by = ""
@@ -436,15 +454,17 @@ class Proxy:
         cookie: bytes | None,
         started: float,
     ) -> bool:
-        request = _request_head(head, client_ip)
+        request = _request_head(head, client_ip, body.present)
         head_only = head.method == b"HEAD"
         idempotent = head.method in _IDEMPOTENT
         for fresh in (False, True):
             upstream, writer, pooled = await self._connection(target, fresh)
             try:
                 writer.write(request)
-                await body.send(writer, client)
-                await writer.drain()
+                if body.present:
+                    await body.send(writer, client)
+                if writer.transport.get_write_buffer_size():
+                    await writer.drain()
                 response = await _within(
                     self.read_timeout, upstream.head(head_only=head_only), writer
                 )
@@ -464,6 +484,7 @@ class Proxy:
         else:  # pragma: no cover - the loop always breaks or raises
             raise UpstreamFailed("no response", retryable=False)
         status = response.status
+        self._learn(response, target.release)
         if head.upgrade and status == 101:
             client.write(_response_head(response, target.release, cookie, upgrade=True))
             if upstream.leftover:
@@ -496,7 +517,8 @@ class Proxy:
                     await client.drain()
                 if chunked:
                     client.write(b"0\r\n\r\n")
-            await client.drain()
+            if client.transport.get_write_buffer_size() or client.transport.is_closing():
+                await client.drain()  # skipped (a coroutine less) when all went out at once
         except (MessageError, ConnectionError, TimeoutError):
             writer.close()
             self.metrics.record(target.release, time.monotonic() - started, True)
@@ -569,7 +591,7 @@ def _connection_tokens(head: Head) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",")}
 
 
-def _request_head(head: Head, client_ip: bytes) -> bytes:
+def _request_head(head: Head, client_ip: bytes, has_body: bool) -> bytes:
     out = bytearray(head.method + b" " + head.target + b" HTTP/1.1\r\n")
     declared = _connection_tokens(head)
     forwarded_for = None
@@ -586,7 +608,7 @@ def _request_head(head: Head, client_ip: bytes) -> bytes:
     length = head.get(b"content-length")
     if length is not None:
         out += b"content-length: " + length.strip() + b"\r\n"
-    elif head.has_body():
+    elif has_body:
         out += b"transfer-encoding: chunked\r\n"
     elif head.method in (b"POST", b"PUT", b"PATCH"):
         out += b"content-length: 0\r\n"

@@ -30,6 +30,9 @@ API_URL = "https://api.resend.com"
 class ResendChannel(HttpChannel[ResendChannelSpec]):
     type = "resend"
     default_rate: ClassVar[float | None] = 2.0
+    # Resend sends once per Idempotency-Key for 24 hours
+    # (https://resend.com/docs/dashboard/emails/idempotency-keys).
+    dedup_default: ClassVar[bool | None] = True
 
     @property
     def endpoint(self) -> str:

@@ -18,6 +18,8 @@ from controltower.spec.alerts import SlackChannelSpec
 class SlackChannel(HttpChannel[SlackChannelSpec]):
     type = "slack"
     default_rate: ClassVar[float | None] = 1.0
+    # An incoming webhook takes no idempotency key: a message sent again is posted again.
+    dedup_default: ClassVar[bool | None] = None
 
     def build_request(self, delivery: Delivery, *, now: float) -> HttpRequest:
         return HttpRequest(

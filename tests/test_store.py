@@ -86,6 +86,24 @@ class TestMigrations:
         assert store.is_current()
         assert {"core_0001", "notify_0001"} <= store.applied()
 
+    def test_store_from_a_newer_tower_is_refused_by_name(self, store: Store) -> None:
+        """A store migrated by a newer tower gives a StoreError naming that version, not a traceback."""
+        from sqlalchemy import text
+
+        assert store.migrated_by() is not None
+        with store.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE store_meta SET value = '99.1' WHERE key = 'tower_version'")
+            )
+            connection.execute(
+                text("INSERT INTO alembic_version (version_num) VALUES ('future_0001')")
+            )
+        with pytest.raises(StoreError) as caught:
+            store.migrate()
+        message = str(caught.value)
+        assert "this store was migrated by a newer tower (99.1)" in message
+        assert "future_0001" in message and "upgrade tower" in message
+
     def test_migrate_twice_is_a_no_op(self, store: Store) -> None:
         """Migrating a current store changes nothing."""
         store.migrate()

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from controltower.__about__ import __version__
 from controltower.exceptions import StoreError
 from controltower.private import private_file, private_folder
 
@@ -161,12 +162,38 @@ class Store:
             ) from None
 
     def applied(self) -> set[str]:
-        """Every revision the database has, including those reached through dependencies."""
+        """Every revision the database has, including those reached through dependencies.
+
+        ``StoreError`` when the database has a revision this tower does not know:
+        a newer tower migrated it, and this one must not write to it.
+        """
         current = self.current()
         if not current:
             return set()
         script = ScriptDirectory.from_config(self._config())
+        known = {rev.revision for rev in script.walk_revisions()}
+        unknown = sorted(current - known)
+        if unknown:
+            newer = self.migrated_by()
+            by = f"a newer tower ({newer})" if newer else "a newer tower"
+            raise StoreError(
+                f"this store was migrated by {by}; this is tower {__version__}, which does "
+                f"not know its schema ({', '.join(unknown)}): upgrade tower to use "
+                f"{redact_url(self.url)}",
+                hint="pip install --upgrade controltower",
+            )
         return {rev.revision for rev in script.iterate_revisions(tuple(current), "base")}
+
+    def migrated_by(self) -> str | None:
+        """The version of the tower that last migrated this store (None: not recorded)."""
+        try:
+            with self.engine.connect() as connection:
+                value = connection.execute(
+                    text("SELECT value FROM store_meta WHERE key = 'tower_version'")
+                ).scalar()
+        except SQLAlchemyError:
+            return None
+        return None if value is None else str(value)
 
     def is_current(self) -> bool:
         return self.heads() <= self.applied()
@@ -180,6 +207,11 @@ class Store:
                 config = self._config()
                 config.attributes["connection"] = connection
                 command.upgrade(config, "heads")
+                connection.execute(text("DELETE FROM store_meta WHERE key = 'tower_version'"))
+                connection.execute(
+                    text("INSERT INTO store_meta (key, value) VALUES ('tower_version', :v)"),
+                    {"v": __version__},
+                )
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"migrating the store at {redact_url(self.url)} failed: {exc}"

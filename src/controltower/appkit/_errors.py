@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 from controltower.__about__ import __version__
 from controltower.appkit._redact import redact, redact_mapping
 from controltower.appkit._sinks import Sink
+from controltower.clock import system_clock
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 SEVERITIES = ("debug", "info", "warning", "error", "fatal")
@@ -314,9 +315,9 @@ class ErrorReporter:
             except Exception:  # pragma: no cover - interpreter shutdown
                 return
             batch = [first]
-            deadline = time.monotonic() + self.flush_interval
+            deadline = system_clock.monotonic() + self.flush_interval
             while len(batch) < self.batch_size:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - system_clock.monotonic()
                 if remaining <= 0 and self._queue.empty():
                     break
                 try:
@@ -334,10 +335,10 @@ class ErrorReporter:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event was handed to the sink; False if ``timeout`` passed first."""
-        end = time.monotonic() + timeout
+        end = system_clock.monotonic() + timeout
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
-                remaining = end - time.monotonic()
+                remaining = end - system_clock.monotonic()
                 if remaining <= 0:
                     return False
                 self._queue.all_tasks_done.wait(remaining)

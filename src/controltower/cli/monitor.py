@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from controltower.cli.common import (
     err_console,
     load,
 )
+from controltower.clock import system_clock
 from controltower.exceptions import UsageError
 from controltower.spec import Spec
 from controltower.store import Store, redact_url
@@ -163,18 +163,18 @@ async def _serve(
                 markup=False,
                 soft_wrap=True,
             )
-        started = time.monotonic()
+        started = system_clock.monotonic()
         last_report = started
         while not stop.is_set():
-            if duration is not None and time.monotonic() - started >= duration:
+            if duration is not None and system_clock.monotonic() - started >= duration:
                 stop.set()
                 break
             if tasks[-1].done():
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-            if not quiet and time.monotonic() - last_report >= 30:
-                last_report = time.monotonic()
+            if not quiet and system_clock.monotonic() - last_report >= 30:
+                last_report = system_clock.monotonic()
                 stats = runner.stats()
                 console.print(
                     f"{stats['monitors']} monitors held, {stats['checks']} checks, "

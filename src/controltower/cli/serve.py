@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from types import FrameType
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from controltower.cli.common import (
     epilog,
     load,
 )
+from controltower.clock import system_clock
 from controltower.dashboard.auth import Accounts
 from controltower.exceptions import UsageError
 from controltower.ingest.projects import dsn_for
@@ -184,7 +184,7 @@ def serve(
         server_header=False,
         access_log=log_level in ("debug", "trace", "info"),
     )
-    started = time.monotonic()
+    started = system_clock.monotonic()
     try:
         _Server(config).run()
     finally:
@@ -193,7 +193,7 @@ def serve(
     left = figures.get("buffered", 0)
     if format is Format.TEXT:
         console.print(
-            f"stopped after {format_duration(time.monotonic() - started)}: "
+            f"stopped after {format_duration(system_clock.monotonic() - started)}: "
             + _accounting_line(figures),
             markup=False,
         )

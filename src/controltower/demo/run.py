@@ -36,6 +36,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from controltower.clock import system_clock
 from controltower.demo.receiver import Receiver
 from controltower.demo.traffic import Traffic
 from controltower.demo.workspace import PROJECT, Ports, pick_ports, prepare
@@ -188,7 +189,7 @@ class Demo:
             yield say
 
     def _record(self, name: str, ok: bool, detail: str, started: float, **data: Any) -> None:
-        step = StepResult(name, ok, detail, time.monotonic() - started, data)
+        step = StepResult(name, ok, detail, system_clock.monotonic() - started, data)
         self.steps.append(step)
         mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
         self.console.print(
@@ -208,7 +209,7 @@ class Demo:
 
     def start(self) -> None:
         """Write the workspace and start the notification receiver and tower serve."""
-        started = time.monotonic()
+        started = system_clock.monotonic()
         self._stop_leftover_agent()
         prepare(self.workspace, self.ports)
         self.receiver = Receiver(self.ports.receiver, self._notified).start()
@@ -272,10 +273,10 @@ class Demo:
             self._tower("deploy", "agent", "stop", "--spec", str(self.spec_path), timeout=60)
 
     def _wait_http(self, url: str, what: str, *, deadline: float) -> None:
-        end = time.monotonic() + deadline
+        end = system_clock.monotonic() + deadline
         delay = 0.05
         last = ""
-        while time.monotonic() < end:
+        while system_clock.monotonic() < end:
             if self.server is not None and self.server.poll() is not None:
                 raise DemoError(
                     f"{what} exited (code {self.server.returncode})", hint=f"see {self.server_log}"
@@ -305,7 +306,7 @@ class Demo:
                 engine.store.close()
 
     def first_release(self) -> None:
-        started = time.monotonic()
+        started = system_clock.monotonic()
         release = self._deploy("deploying 1.0.0 with the local driver", "1.0.0", {})
         ok = release.status == "succeeded"
         self._record(
@@ -324,7 +325,7 @@ class Demo:
         ).start()
 
     def check(self) -> None:
-        started = time.monotonic()
+        started = system_clock.monotonic()
         with self._step(f"tower check --url {self.app_url} --gate 2"):
             done = self._tower(
                 "check",
@@ -361,7 +362,7 @@ class Demo:
         )
 
     def good_canary(self) -> None:
-        started = time.monotonic()
+        started = system_clock.monotonic()
         release = self._deploy(
             f"canary {GOOD_VERSION}: shifting traffic step by step", GOOD_VERSION, {}
         )
@@ -378,7 +379,7 @@ class Demo:
         )
 
     def bad_canary(self) -> None:
-        started = time.monotonic()
+        started = system_clock.monotonic()
         share = f"{float(BAD_ERROR_RATE):.0%}"
         release = self._deploy(
             f"canary {BAD_VERSION} (answers 5xx to {share} of requests)",
@@ -398,7 +399,7 @@ class Demo:
         )
 
     def errors(self) -> None:
-        started = time.monotonic()
+        started = system_clock.monotonic()
         try:
             import sentry_sdk  # noqa: F401
         except ImportError:
@@ -438,10 +439,10 @@ class Demo:
         from controltower.store import Store
         from controltower.store.models.ingest import ErrorIssue
 
-        end = time.monotonic() + 15
+        end = system_clock.monotonic() + 15
         found: list[dict[str, Any]] = []
         with Store.open(root=self.workspace) as store:
-            while time.monotonic() < end:
+            while system_clock.monotonic() < end:
                 with store.session() as session:
                     rows = session.execute(select(ErrorIssue.title, ErrorIssue.count)).all()
                 found = [{"title": title, "events": count} for title, count in rows]
@@ -451,11 +452,11 @@ class Demo:
         return found
 
     def incident(self) -> None:
-        started = time.monotonic()
+        started = system_clock.monotonic()
         with self._step("waiting for the monitors to notice the search service is down"):
-            end = time.monotonic() + self.incident_wait
+            end = system_clock.monotonic() + self.incident_wait
             seen = ""
-            while time.monotonic() < end and not seen:
+            while system_clock.monotonic() < end and not seen:
                 seen = next((line for line in self.notifications() if "search" in line), "")
                 time.sleep(0.5)
         self._record(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+
+from controltower.clock import system_clock
 
 
 @dataclass
@@ -43,11 +44,11 @@ class Traffic:
 
     def _run(self, index: int, workers: int) -> None:
         interval = workers / self.rate
-        due = time.monotonic() + index / self.rate
+        due = system_clock.monotonic() + index / self.rate
         n = index
         with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
             while not self._stop.is_set():
-                delay = due - time.monotonic()
+                delay = due - system_clock.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     break
                 path = self.paths[n % len(self.paths)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,7 +116,7 @@ class Ingestion:
             raise AuthFailed("no DSN key: send X-Sentry-Auth or ?sentry_key=")
         project = self._by_key.get(key)
         if project is None and len(key) <= 128:
-            now = time.monotonic()
+            now = system_clock.monotonic()
             if now - self._unknown.get(key, -_UNKNOWN_KEY_TTL) >= _UNKNOWN_KEY_TTL:
                 project = await asyncio.to_thread(find_project, self.store, key)
                 if project is not None:

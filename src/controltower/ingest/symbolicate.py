@@ -20,7 +20,6 @@ import io
 import logging
 import posixpath
 import re
-import time
 import zipfile
 from collections import OrderedDict
 from dataclasses import replace
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from controltower.clock import system_clock
 from controltower.ingest.event import ParsedEvent
 from controltower.ingest.grouping import fingerprint_for
 from controltower.ingest.scopes import enclosing_function
@@ -96,7 +96,7 @@ class Symbolicator:
         return out
 
     def _has_maps(self, project_id: int) -> bool:
-        now = time.monotonic()
+        now = system_clock.monotonic()
         cached = self._presence.get(project_id)
         if cached is not None and now - cached[0] < _PRESENCE_TTL:
             return cached[1]

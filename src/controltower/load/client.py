@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
+from controltower.clock import system_clock
 from controltower.http1 import MessageError, ResponseParser
 
 __all__ = ["ConnectError", "Connection", "ProtocolError", "Response", "Target", "build_request"]
@@ -53,7 +53,7 @@ class Target:
 
 @dataclass
 class Response:
-    """A parsed response; ``sent`` and ``received`` are ``time.monotonic()`` readings.
+    """A parsed response; ``sent`` and ``received`` are ``system_clock.monotonic()`` readings.
 
     ``sent`` is taken just before the request was written, ``received`` when the
     read that completed the response was handed to the protocol, before any
@@ -102,7 +102,7 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
+        now = system_clock.monotonic()
         self.got_data = True
         waiter = self.waiter
         try:
@@ -127,7 +127,10 @@ class _Protocol(asyncio.Protocol):
         if complete is not None:
             waiter.set_result(
                 Response(
-                    complete.status, complete.head.headers, complete.body, received=time.monotonic()
+                    complete.status,
+                    complete.head.headers,
+                    complete.body,
+                    received=system_clock.monotonic(),
                 )
             )
             return
@@ -190,7 +193,7 @@ class Connection:
         protocol.waiter = waiter
         protocol.parser.expect_head_only(head)
         protocol.got_data = False
-        sent = time.monotonic()
+        sent = system_clock.monotonic()
         protocol.transport.write(payload)
         handle = loop.call_later(self.timeout, _expire, waiter)
         try:

@@ -6,13 +6,13 @@ import contextlib
 import multiprocessing
 import queue as queue_module
 import sys
-import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from controltower.clock import system_clock
 from controltower.exceptions import LoadTestError
 from controltower.load.budgets import lost
 from controltower.load.plan import Plan, redact_target
@@ -78,7 +78,7 @@ def run_load(
     aborted = ""
     stopped_at: float | None = None
     started_at = datetime.now(UTC)
-    t0 = time.monotonic()
+    t0 = system_clock.monotonic()
     finished: set[int] = set()
     last_shown = -1
     try:
@@ -89,16 +89,16 @@ def run_load(
             _wait_ready(messages, processes)
         except KeyboardInterrupt:
             interrupted = True
-            stopped_at = time.monotonic()
+            stopped_at = system_clock.monotonic()
         if not interrupted:
-            t0 = time.monotonic() + 0.05
+            t0 = system_clock.monotonic() + 0.05
             start.value = t0
             started_at = datetime.now(UTC)
             go.set()
         while go.is_set() and len(finished) < plan.workers:
             try:
                 message = _next(messages)
-                now = time.monotonic()
+                now = system_clock.monotonic()
                 if message is not None:
                     if message["kind"] == "failed":
                         aggregate.failures.append(f"worker {message['worker']}: {message['error']}")
@@ -135,7 +135,7 @@ def run_load(
             except KeyboardInterrupt:
                 # stop sending, then keep collecting: each worker still sends its final report
                 interrupted = True
-                stopped_at = stopped_at or time.monotonic()
+                stopped_at = stopped_at or system_clock.monotonic()
                 stop.set()
     finally:
         stop.set()
@@ -148,7 +148,7 @@ def run_load(
                 process.join(timeout=2)
         messages.close()
     # the time the load ran: the whole duration, or until it was told to stop
-    end = stopped_at if stopped_at is not None else time.monotonic()
+    end = stopped_at if stopped_at is not None else system_clock.monotonic()
     elapsed = max(1e-9, min(end - t0, plan.duration))
     total = aggregate.total()
     return LoadResult(
@@ -212,9 +212,9 @@ def _next(messages: Any) -> dict[str, Any] | None:
 
 def _wait_ready(messages: Any, processes: list[Any]) -> None:
     ready: set[int] = set()
-    deadline = time.monotonic() + STARTUP_DEADLINE
+    deadline = system_clock.monotonic() + STARTUP_DEADLINE
     while len(ready) < len(processes):
-        remaining = deadline - time.monotonic()
+        remaining = deadline - system_clock.monotonic()
         if remaining <= 0:
             raise LoadTestError(
                 f"{len(processes) - len(ready)} load worker(s) did not start in {STARTUP_DEADLINE:g}s",

@@ -25,9 +25,9 @@ import os
 import random
 import socket
 import ssl
-import time
 from typing import cast
 
+from controltower.clock import system_clock
 from controltower.units import parse_duration
 
 TOKEN = "t0ken-42"
@@ -65,7 +65,7 @@ class Server:
         self.connections = 0
 
     def delay(self) -> float:
-        now = time.monotonic()
+        now = system_clock.monotonic()
         if self.first is None:
             self.first = now
         wait = self.latency.draw()
@@ -148,7 +148,7 @@ class _Protocol(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.write(response)
                 continue
-            arrived = time.monotonic()
+            arrived = system_clock.monotonic()
             wait = self.server.delay()
             if wait <= 0 and self.queue is None:
                 assert self.transport is not None
@@ -166,11 +166,11 @@ class _Protocol(asyncio.Protocol):
         assert self.queue is not None and self.transport is not None
         while True:
             response, arrived, due = await self.queue.get()
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await asyncio.sleep(max(0.0, due - system_clock.monotonic()))
             if self.transport.is_closing():
                 return
             self.transport.write(response)
-            self.server.delays.append(time.monotonic() - arrived)
+            self.server.delays.append(system_clock.monotonic() - arrived)
             if _closes(response):
                 self.transport.close()
                 return

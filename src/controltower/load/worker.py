@@ -23,6 +23,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from controltower.clock import system_clock
 from controltower.load.client import ConnectError, Connection, ProtocolError, Target, build_request
 from controltower.load.plan import Plan, Scenario, Schedule, Step, resolve_capture, substitute
 
@@ -138,11 +139,11 @@ class _Worker:
         record = self.recorder.record
         for position, step in enumerate(scenario.steps):
             payload = self.payloads.get(id(step)) or self._build(step, values)
-            begin = due if position == 0 else time.monotonic()
+            begin = due if position == 0 else system_clock.monotonic()
             try:
                 response = await connection.request(payload, head=step.method == "HEAD")
             except TimeoutError:
-                record(scenario.name, time.monotonic() - begin, "timeout")
+                record(scenario.name, system_clock.monotonic() - begin, "timeout")
                 connection.close()
                 return
             except ConnectError:
@@ -169,12 +170,12 @@ class _Worker:
         second = 0
         while True:
             boundary = self.t0 + second + 1
-            await asyncio.sleep(max(0.0, boundary - time.monotonic()))
+            await asyncio.sleep(max(0.0, boundary - system_clock.monotonic()))
             self.send(self._interval(second))
             second += 1
             if stop():
                 self.stopping = True
-                self.end = min(self.end, time.monotonic())
+                self.end = min(self.end, system_clock.monotonic())
 
     def _interval(self, second: int) -> Message:
         cpu, self.cpu = time.process_time() - self.cpu, time.process_time()
@@ -192,7 +193,7 @@ class _Worker:
         return message
 
     async def run(self, stop: Callable[[], bool]) -> None:
-        await asyncio.sleep(max(0.0, self.t0 - time.monotonic()))
+        await asyncio.sleep(max(0.0, self.t0 - system_clock.monotonic()))
         self.cpu = time.process_time()
         ticker = asyncio.create_task(self.ticker(stop))
         try:
@@ -206,7 +207,7 @@ class _Worker:
                 await ticker
         # answers that arrive after the end belong to the last second of the run
         last = max(0, math.ceil(self.plan.duration) - 1)
-        second = min(max(0, int(time.monotonic() - self.t0)), last)
+        second = min(max(0, int(system_clock.monotonic() - self.t0)), last)
         final = self._interval(second)
         final["kind"] = "final"
         final["sample"] = self.recorder.sample
@@ -257,13 +258,13 @@ class _Worker:
             due = t0 + schedule.at(arrival)
             if due >= self.end:
                 break
-            now = time.monotonic()
+            now = system_clock.monotonic()
             if due - now > TIMER_LEAD:
                 behind = 0
                 await asyncio.sleep(due - now - TIMER_LEAD)
                 if self.stopping:
                     break
-                now = time.monotonic()
+                now = system_clock.monotonic()
             else:
                 behind += 1
                 if behind % 256 == 0:
@@ -285,9 +286,9 @@ class _Worker:
         if self.stopping:
             pending.clear()
             grace = min(grace, STOP_GRACE)
-        deadline = time.monotonic() + grace
+        deadline = system_clock.monotonic() + grace
         delay = 0.005
-        while (pending or self.active) and time.monotonic() < deadline:
+        while (pending or self.active) and system_clock.monotonic() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
         if not self.stopping:
@@ -305,14 +306,14 @@ class _Worker:
 
         async def user(number: int) -> None:
             start = self.t0 + plan.ramp_up * number / plan.users
-            await asyncio.sleep(max(0.0, start - time.monotonic()))
+            await asyncio.sleep(max(0.0, start - system_clock.monotonic()))
             connection = self.connection()
             turn = number
             try:
-                while not self.stopping and time.monotonic() < self.end:
+                while not self.stopping and system_clock.monotonic() < self.end:
                     scenario = self.choices[turn % len(self.choices)]
                     turn += plan.users
-                    await self.scenario(connection, scenario, time.monotonic())
+                    await self.scenario(connection, scenario, system_clock.monotonic())
                     if plan.think_time:
                         await asyncio.sleep(plan.think_time)
             finally:
@@ -324,8 +325,10 @@ class _Worker:
             _, waiting = await asyncio.wait(tasks, timeout=0.25)
             tasks = list(waiting)
             if self.stopping and cutoff is None:
-                cutoff = time.monotonic() + STOP_GRACE  # stopped early: don't wait out timeouts
-            if tasks and cutoff is not None and time.monotonic() > cutoff:
+                cutoff = (
+                    system_clock.monotonic() + STOP_GRACE
+                )  # stopped early: don't wait out timeouts
+            if tasks and cutoff is not None and system_clock.monotonic() > cutoff:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -105,7 +105,7 @@ class RunningServer:
 
     def _start(self, timeout: float) -> None:
         self._thread.start()
-        deadline = time.monotonic() + timeout
+        deadline = system_clock.monotonic() + timeout
         delay = 0.01
         while not self._server.started:
             if not self._thread.is_alive():
@@ -115,7 +115,7 @@ class RunningServer:
                     + (f" ({type(self._failure).__name__})" if self._failure else ""),
                     hint="its log above says why; often the store could not be opened",
                 )
-            if time.monotonic() > deadline:
+            if system_clock.monotonic() > deadline:
                 self.stop()
                 raise TowerError(f"the server did not start within {timeout:.0f}s")
             time.sleep(delay)
@@ -151,9 +151,9 @@ class RunningServer:
 
         Waits in short slices, so Ctrl-C (KeyboardInterrupt) reaches the caller.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else system_clock.monotonic() + timeout
         while self._thread.is_alive():
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and system_clock.monotonic() >= deadline:
                 return False
             self._thread.join(0.25)
         return True

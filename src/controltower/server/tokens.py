@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from controltower.clock import utcnow
+from controltower.clock import system_clock, utcnow
 from controltower.exceptions import UsageError
 from controltower.store import Store, record_audit
 from controltower.store.models.server import ApiToken, Epoch
@@ -190,7 +189,7 @@ class TokenCache:
         if entry is None:
             return False, None
         at, checked_under, info = entry
-        age = time.monotonic() - at
+        age = system_clock.monotonic() - at
         if age >= (self.ttl if info is not None else self.negative_ttl) or (
             info is not None and epoch is not None and epoch != checked_under
         ):
@@ -205,7 +204,7 @@ class TokenCache:
         return False if entry is None else entry[2]
 
     def put(self, digest: str, epoch: int, info: TokenInfo | None) -> None:
-        self._entries[digest] = (time.monotonic(), epoch, info)
+        self._entries[digest] = (system_clock.monotonic(), epoch, info)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

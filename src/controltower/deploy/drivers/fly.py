@@ -69,7 +69,7 @@ def retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     with suppress(TypeError, ValueError):
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
+        return max(0.0, when.timestamp() - system_clock.time())
     return None
 
 

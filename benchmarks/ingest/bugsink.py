@@ -42,7 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,6 +266,15 @@ def accepted(installation: Installation, project_id: int) -> int:
     )
 
 
+def digest_times(installation: Installation) -> list[float]:
+    """Seconds each digest task took, from snappea's log of this run."""
+    path = installation.base / "server.log"
+    if not path.exists():
+        return []
+    pattern = re.compile(r'Worker done for "ingest\.tasks\.digest" in ([\d.]+)s')
+    return [float(m.group(1)) for m in pattern.finditer(path.read_text(errors="replace"))]
+
+
 def backlog(installation: Installation) -> int:
     """Digest tasks snappea has not run yet (its queue is a SQLite table)."""
     import sqlite3
@@ -275,22 +284,6 @@ def backlog(installation: Installation) -> int:
         return 0
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
         return int(conn.execute("SELECT count(*) FROM snappea_task").fetchone()[0])
-
-
-def wait_digested(
-    installation: Installation, stored: Callable[[], int], limit: float = 600
-) -> float:
-    """Until snappea's queue is empty and the stored count stops growing; when (wall clock) it last grew."""
-    last, grown = -1, time.time()
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        rows = stored()
-        if rows != last:
-            last, grown = rows, time.time()
-        elif backlog(installation) == 0 and time.time() - grown > 2.0:
-            break
-        time.sleep(0.1)
-    return grown
 
 
 if __name__ == "__main__":

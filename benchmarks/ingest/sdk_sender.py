@@ -6,7 +6,8 @@ Raises and captures the five kinds of error of ``benchmarks.ingest.run`` for
 ``SECONDS`` with ``sentry_sdk.capture_exception`` (a real stack, the SDK's own
 event, envelope and HTTP transport: one background thread, keep-alive urllib3),
 keeping at most 64 events queued in the transport so none is dropped for a
-full queue, then flushes. Prints one JSON line: events captured, the HTTP status
+full queue, then flushes. Prints ``ready`` once initialised and starts when a line
+arrives on standard input (so that several senders start together), then one JSON line: events captured, the HTTP status
 of each envelope the transport sent, and each request's time to its answer
 (measured around the transport's own ``_request``).
 """
@@ -90,6 +91,9 @@ def main() -> None:
         default_integrations=False,
         transport_queue_size=IN_FLIGHT * 4,
     )
+    # Start together: say ready once imported and initialised, wait for the word.
+    print("ready", flush=True)
+    sys.stdin.readline()
     captured = 0
     wall = time.time()
     started = time.monotonic()

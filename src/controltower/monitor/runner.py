@@ -158,7 +158,9 @@ class MonitorRunner:
         ]
         delivering: asyncio.Task[None] | None = None
         if self.options.deliver:
-            self.dispatcher = Dispatcher.from_spec(self.spec.alerts, self.store, clock=self.clock)
+            self.dispatcher = Dispatcher.from_spec(
+                self.spec.alerts, self.store, clock=self.clock, name=f"{self.options.owner}:notify"
+            )
             delivering = asyncio.create_task(
                 self.dispatcher.run(stop, poll=self.options.dispatch_poll, wake=self._deliver_wake)
             )

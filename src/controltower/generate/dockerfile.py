@@ -285,26 +285,18 @@ def dockerfile(spec: Spec, app: App, root: Path) -> GeneratedFile:
     def keep(existing: str) -> Reconciled:
         return _without_secrets(spec, app, existing)
 
+    notes: tuple[str, ...] = ()
     if app.is_node:
         text = nextjs_dockerfile(spec, app)
-        notes: tuple[str, ...] = ()
         if app.stack is Stack.NODE:
             notes = ("stack is node: the Dockerfile assumes Next.js",)
-        return GeneratedFile(
-            spec.service.dockerfile,
-            text,
-            notes=notes,
-            generator="dockerfile",
-            reconcile=fresh(text),
-            keep=keep,
-        )
-    notes = ()
-    server = _server_package(app)
-    if server:
-        notes = (
-            f"{server.split('=')[0]} is not among the app's dependencies: the image installs {server}",
-        )
-    text = python_dockerfile(spec, app, root)
+    else:
+        text = python_dockerfile(spec, app, root)
+        server = _server_package(app)
+        if server:
+            notes = (
+                f"{server.split('=')[0]} is not among the app's dependencies: the image installs {server}",
+            )
     return GeneratedFile(
         spec.service.dockerfile,
         text,

@@ -19,6 +19,7 @@ from controltower.checks.static import (
     hadolint,
     nextjs,
     nextscale,
+    vercel,
     vulns,
     watchdog,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "nextscale",
     "ratelimit",
     "transport",
+    "vercel",
     "vulns",
     "watchdog",
 ]

@@ -9,7 +9,8 @@ from importlib import resources
 from controltower.spec.detect import Detected
 from controltower.units import parse_size
 
-PRESETS = ("nextjs-fly", "python-asgi")
+PRESETS = ("nextjs", "nextjs-fly", "python-asgi")
+NEXTJS_PRESETS = ("nextjs", "nextjs-fly")
 
 
 def _string(value: str) -> str:
@@ -23,7 +24,7 @@ def _quoted(value: str) -> str:
 
 
 def _memory(found: Detected, preset: str) -> str:
-    default = "1gb" if preset == "nextjs-fly" else "512mb"
+    default = "1gb" if preset in NEXTJS_PRESETS else "512mb"
     text = found.memory.strip().lower()
     if text.isdigit():
         text += "mb"
@@ -46,11 +47,11 @@ def render(preset: str, found: Detected) -> str:
     fly_app = found.fly_app or found.name
     stack = found.stack
     if stack == "other":
-        stack = "nextjs" if preset == "nextjs-fly" else "python-asgi"
+        stack = "nextjs" if preset in NEXTJS_PRESETS else "python-asgi"
     values = {
         "name": found.name,
         "stack": stack,
-        "target": found.target if preset == "python-asgi" else "fly",
+        "target": "fly" if preset == "nextjs-fly" else found.target,
         "port": str(found.port if 1 <= found.port <= 65535 else 8080),
         "memory": _quoted(_memory(found, preset)),
         "fly_app": _quoted(fly_app),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from controltower.deploy.drivers.base import ReleaseInfo
-from controltower.deploy.drivers.vercel import deployment_body, stages_for
+from controltower.deploy.drivers.vercel import VercelDriver, deployment_body, stages_for
 from controltower.deploy.drivers.vercel_api import VercelAPI
 from controltower.exceptions import DeployError, DriverError, SpecError
 from controltower.spec import parse_spec
@@ -61,6 +61,23 @@ class TestAPIClient:
         assert "404" in caught.value.message and "not_found" in caught.value.message
         assert "team_id" in (caught.value.hint or "")
         assert TOKEN not in str(caught.value) + str(caught.value.hint)
+
+
+class TestPromoteIsEventual:
+    def test_promote_is_accepted_before_it_is_effective(self, vercel: FakeVercel) -> None:
+        """202 first, production unchanged; the driver's wait returns once it really serves."""
+        old = vercel.seed("0")
+        new = vercel.seed("1", production=False)
+        api = VercelAPI(TOKEN, team_id=vercel.team, base_url=vercel.url)
+        api.promote(vercel.project.id, new.id)
+        assert api.project("shop")["targets"]["production"]["id"] == old.id
+        spec = VercelDriverSpec(
+            project="shop", team_id=vercel.team, api_url=vercel.url, poll=0.05, git_repo_id="1"
+        )
+        driver = VercelDriver(spec, token=TOKEN, team_id=vercel.team)
+        driver.route({"vercel-" + new.id: 1.0})
+        assert driver.production() == new.id
+        assert driver.routes() == {"vercel-" + new.id: 1.0}
 
 
 class TestBuilders:

@@ -86,7 +86,7 @@ CASES: list[tuple[str, str, str]] = [
         "monitor type",
         BASE + '[[monitors]]\nname = "api"\ntype = "ping"\n',
         "tower.toml:5: monitors[0].type: must be one of http, tcp, tls, keyword, heartbeat, "
-        'prometheus, machine (got "ping")',
+        'prometheus, machine, vitals (got "ping")',
     ),
     (
         "second monitor missing name",

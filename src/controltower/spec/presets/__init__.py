@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from importlib import resources
@@ -10,7 +9,8 @@ from importlib import resources
 from controltower.spec.detect import Detected
 from controltower.units import parse_size
 
-PRESETS = ("nextjs-fly", "python-asgi")
+PRESETS = ("nextjs", "nextjs-fly", "python-asgi")
+NEXTJS_PRESETS = ("nextjs", "nextjs-fly")
 
 
 def _string(value: str) -> str:
@@ -24,8 +24,7 @@ def _quoted(value: str) -> str:
 
 
 def _memory(found: Detected, preset: str) -> str:
-    """The detected memory when it is a size Fly can give (steps of 256 MB), else the default."""
-    default = "1gb" if preset == "nextjs-fly" else "512mb"
+    default = "1gb" if preset in NEXTJS_PRESETS else "512mb"
     text = found.memory.strip().lower()
     if text.isdigit():
         text += "mb"
@@ -33,10 +32,11 @@ def _memory(found: Detected, preset: str) -> str:
         size = parse_size(text) if text else 0
     except ValueError:
         return default
-    step = 256 * 1024 * 1024
-    if size <= 0 or (size % step and (found.target == "fly" or preset == "nextjs-fly")):
-        return default
-    return text
+    megabytes = size / (1024 * 1024)
+    # a size Fly refuses (steps of 256 MB, 256 MB to 2 GB on the one shared CPU the
+    # presets start with) would make the rendered spec invalid: the default instead
+    fits = megabytes == int(megabytes) and int(megabytes) % 256 == 0 and 256 <= megabytes <= 2048
+    return text if fits else default
 
 
 def render(preset: str, found: Detected) -> str:
@@ -47,11 +47,11 @@ def render(preset: str, found: Detected) -> str:
     fly_app = found.fly_app or found.name
     stack = found.stack
     if stack == "other":
-        stack = "nextjs" if preset == "nextjs-fly" else "python-asgi"
+        stack = "nextjs" if preset in NEXTJS_PRESETS else "python-asgi"
     values = {
         "name": found.name,
         "stack": stack,
-        "target": found.target if preset == "python-asgi" else "fly",
+        "target": "fly" if preset == "nextjs-fly" else found.target,
         "port": str(found.port if 1 <= found.port <= 65535 else 8080),
         "memory": _quoted(_memory(found, preset)),
         "fly_app": _quoted(fly_app),
@@ -63,18 +63,4 @@ def render(preset: str, found: Detected) -> str:
         text = text.replace("{{" + key + "}}", value)
     from controltower.spec.tailor import tailor
 
-    rendered = tailor(text, found)[0]
-    if found.memory and _memory_refused(rendered):  # e.g. 8gb on one shared CPU
-        return render(preset, dataclasses.replace(found, memory=""))
-    return rendered
-
-
-def _memory_refused(text: str) -> bool:
-    from controltower.exceptions import SpecError
-    from controltower.spec.loader import parse_spec
-
-    try:
-        parse_spec(text, environ={})
-    except SpecError as exc:
-        return any(issue.path.startswith("service.memory") for issue in exc.issues)
-    return False
+    return tailor(text, found)[0]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import exposure, headers, health, ratelimit, transport
+from controltower.checks.live import browser, exposure, headers, health, ratelimit, transport
 from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
 from controltower.load import check as load
 
 __all__ = [
     "backup",
+    "browser",
     "docker",
     "env",
     "exposure",

@@ -42,8 +42,12 @@ class GeneratedApp:
     generate_output: str
 
 
-def tower(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def tower(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``tower *args`` run in ``folder``, with ``env`` added to the environment."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}
+    environ.update(env, TOWER_CHROMIUM=os.environ.get("TOWER_CHROMIUM", ""))
+    if not environ["TOWER_CHROMIUM"]:
+        del environ["TOWER_CHROMIUM"]
     return subprocess.run(
         [sys.executable, "-m", "controltower", *args],
         cwd=folder,

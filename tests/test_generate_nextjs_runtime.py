@@ -264,7 +264,7 @@ class TestRunning:
         """All up: 200, application/health+json, one pass per dependency; `tower check` agrees."""
         with _serve(compiled, _environ(database, dependencies)) as base:
             status, kind, body, _ = _health(base)
-            assert (status, kind) == (200, "application/health+json")
+            assert (status, kind) == (200, "application/health+json"), body
             assert body["status"] == "pass" and body["version"] == "2026.03.02-abc123"
             checks = body["checks"]
             assert set(checks) == {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: dependencies, PostgreSQL, Chromium, Redis, the released
-# HTTP Observatory (npm) for the header-grade cross-check, the Next.js fixture app (npm ci and
+# HTTP Observatory (npm) for the header-grade cross-check, Lighthouse and web-vitals (npm ci of
+# tests/fixtures/webtools), the Next.js fixture app (npm ci and
 # next build, in the background while lint and types run), lint, types, tests.
 # PostgreSQL, browser and Next.js tests are required here: they fail, not skip, if they cannot run.
 set -euo pipefail
@@ -15,6 +16,8 @@ bash scripts/redis.sh >/dev/null
 export TOWER_REQUIRE_REDIS=1
 TOWER_OBSERVATORY_PACKAGE="$(bash scripts/observatory.sh | tail -1)"
 export TOWER_OBSERVATORY_PACKAGE
+TOWER_WEBTOOLS="$(bash scripts/webtools.sh | tail -1)"
+export TOWER_WEBTOOLS
 nextjs_log="$(mktemp)"
 bash scripts/nextjs.sh >"$nextjs_log" 2>&1 &
 nextjs_pid=$!

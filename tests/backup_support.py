@@ -145,6 +145,7 @@ class MotoS3:
     access_key: str
     secret_key: str
     bucket: str = "backups"
+    pid: int = 0
 
     def environ(self) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
@@ -205,7 +206,7 @@ def moto_s3(port: int, *, bucket: str = "backups") -> Iterator[MotoS3]:
             ),
         )
         key = iam.create_access_key(UserName="tower")["AccessKey"]
-        yield MotoS3(endpoint, key["AccessKeyId"], key["SecretAccessKey"], bucket)
+        yield MotoS3(endpoint, key["AccessKeyId"], key["SecretAccessKey"], bucket, process.pid)
     finally:
         process.terminate()
         try:

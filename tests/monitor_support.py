@@ -66,6 +66,8 @@ class Target:
                 pass
 
         ThreadingHTTPServer.allow_reuse_address = True
+        # Many monitors connect at once; on a loaded machine a backlog of 5 drops SYNs.
+        ThreadingHTTPServer.request_queue_size = 128
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server

@@ -29,6 +29,7 @@ from controltower.checks.history import save_run
 from controltower.clock import utcnow
 from controltower.ingest.event import parse_event
 from controltower.ingest.projects import ProjectInfo, ensure_project
+from controltower.ingest.vitals import Beacon, store_vitals
 from controltower.ingest.writer import write_batch
 from controltower.monitor.alerting import Alerting
 from controltower.monitor.probes import CheckOutcome
@@ -263,6 +264,18 @@ def seed_errors(store: Store, now: datetime) -> tuple[ProjectInfo, dict[str, int
         )
     )
     write_batch(store, events)
+    # Web vitals of two page loads of /pricing on v1.5.0 (p75 LCP 2124.75 ms, CLS 0.0775).
+    store_vitals(
+        store,
+        project.id,
+        [
+            Beacon("LCP", 1500.0, "v4-1", page="/pricing", release="v1.5.0"),
+            Beacon("LCP", 2333.0, "v4-2", page="/pricing", release="v1.5.0"),
+            Beacon("CLS", 0.01, "v4-3", page="/pricing", release="v1.5.0"),
+            Beacon("CLS", 0.1, "v4-4", page="/pricing", release="v1.5.0"),
+        ],
+        now,
+    )
     from controltower.store.models.ingest import ErrorIssue
 
     with store.session() as session:

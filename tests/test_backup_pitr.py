@@ -2,147 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from controltower.backup import pitr
+from controltower.backup import pitr, records
+from controltower.backup.drills import DrillScheduler, verify_age
+from controltower.backup.schedule import BackupScheduler
+from controltower.checks.base import CheckContext
+from controltower.checks.model import Status
+from controltower.checks.static.backup import RecentRestore
 from controltower.exceptions import BackupError
-from controltower.spec import Spec, load_spec
-from tests.conftest import free_port, unavailable
+from controltower.spec import load_spec
+from controltower.store import Store
+from tests.conftest import unavailable
+from tests.pitr_support import Cluster, Writer, pg_bin, private_cluster, restored_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("backup-pitr")]
 
 
-def _pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found or shutil.which("pgbackrest") is None:
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    bin_dir = pg_bin()
+    if bin_dir is None:
         unavailable(
             "PostgreSQL server binaries and pgbackrest are needed", "TOWER_REQUIRE_POSTGRES"
         )
-    return found[-1].parent
-
-
-def _as_postgres(*args: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
-
-
-@dataclass
-class Cluster:
-    folder: Path
-    data: Path
-    port: int
-    bin: Path
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://tower@127.0.0.1:{self.port}/postgres"
-
-    def ctl(self, *args: str) -> None:
-        subprocess.run(
-            _as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), *args),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def spec(self, archive_timeout: str = "5s") -> Spec:
-        path = self.folder / "tower.toml"
-        path.write_text(
-            f"""[service]
-name = "shop"
-
-[backup]
-database_url = "{self.url}"
-method = "pitr"
-rpo = "60s"
-rto = "5m"
-
-[backup.pitr]
-pg_data = "{self.data}"
-port = {self.port}
-socket = "{self.folder}"
-user = "tower"
-pg_bin = "{self.bin}"
-archive_timeout = "{archive_timeout}"
-
-[backup.destination]
-type = "local"
-path = "{self.folder / "repo"}"
-"""
-        )
-        return load_spec(path, environ={})
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    bin_dir = _pg_bin()
-    folder = Path(tempfile.mkdtemp(prefix="tower-pitr-test-"))
-    folder.chmod(0o755)
-    entry = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    if entry:
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-    data = folder / "data"
-    subprocess.run(
-        _as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "tower"),
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    port = free_port()
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.write(
-            f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{folder}'\n"
-        )
-    cluster = Cluster(folder, data, port, bin_dir)
-    cluster.ctl("-l", str(folder / "postgres.log"), "-w", "start")
-    try:
-        yield cluster
-    finally:
-        cluster.ctl("-m", "immediate", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _apply(cluster: Cluster, settings: dict[str, str]) -> None:
-    with psycopg.connect(cluster.url, autocommit=True) as connection:
-        for name, value in settings.items():
-            connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # type: ignore[arg-type]
-    cluster.ctl("-l", str(cluster.folder / "postgres.log"), "-w", "restart")
-
-
-@dataclass
-class Writer:
-    """Inserts one row every ``every`` seconds and remembers when each commit returned."""
-
-    url: str
-    every: float = 0.1
-    commits: list[tuple[int, str, float, float]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            number = 0
-            while not self.stop.is_set():
-                number += 1
-                begun = time.time()
-                payload = f"row {number} {os.urandom(4).hex()}"
-                row = connection.execute(
-                    "INSERT INTO orders (note) VALUES (%s) RETURNING id", (payload,)
-                ).fetchone()
-                assert row is not None
-                self.commits.append((int(row[0]), payload, begun, time.time()))
-                time.sleep(self.every)
+    assert bin_dir is not None
+    with private_cluster(bin_dir) as made:
+        yield made
 
 
 class TestBuilders:
@@ -167,6 +65,9 @@ class TestBuilders:
         assert "--type=time" in args and "--target=2026-12-01 10:42:00+00:00" in args
         assert "--archive-mode=off" in args and "--target-action=promote" in args
         assert pitr.archive_command(config).endswith("--stanza=shop archive-push %p")
+        latest = pitr.restore_args(config, Path("/restore"), None)
+        assert "--archive-mode=off" in latest
+        assert not [a for a in latest if a.startswith(("--type", "--target"))]
 
     def test_pitr_without_a_data_directory_is_explained(self, tmp_path: Path) -> None:
         """method = "pitr" without pg_data says which key to set."""
@@ -184,13 +85,17 @@ class TestBuilders:
 
 class TestPointInTimeRecovery:
     def test_archive_under_write_load_and_restore_to_a_second(self, cluster: Cluster) -> None:
-        """Under a row every 100 ms, archived WAL stays fresh, and a restore to T has exactly
-        the rows committed before T."""
+        """Under a row every 100 ms, archived WAL stays fresh (the scheduled run takes a
+        pgBackRest differential, not a dump), and a restore to T has exactly
+        the rows committed before T; `verify --to-time` is recorded as a verified restore of
+        the backup set it started from (the full: T is before the diff), so backup.verified
+        passes for PITR; a scheduled drill (to the last archived WAL) is recorded against
+        the newest set."""
         spec = cluster.spec()
         first = pitr.setup(spec, cluster.folder)
         assert not first.checked and "archive_command" in first.missing
         assert first.missing["archive_mode"] == "on"
-        _apply(cluster, first.missing)
+        cluster.apply(first.missing)
         ready = pitr.setup(spec, cluster.folder)
         assert ready.checked and ready.missing == {}
 
@@ -211,8 +116,11 @@ class TestPointInTimeRecovery:
                 assert not status.failing, status.message
                 if status.age is not None:
                     ages.append(status.age)
-            diff = pitr.backup(spec, cluster.folder)
-            assert diff.kind == "diff"
+            with Store.for_spec(spec) as store:
+                scheduled = asyncio.run(BackupScheduler(spec, store, config=False).run_once())
+            assert scheduled is not None and scheduled.kind == "pitr-diff", scheduled
+            diff = pitr.backups(pitr.info(pitr.Pitr.from_spec(spec, cluster.folder)))[-1]
+            assert diff.kind == "diff" and diff.label == scheduled.name
             time.sleep(1)
         finally:
             writer.stop.set()
@@ -220,10 +128,8 @@ class TestPointInTimeRecovery:
         assert ages and max(ages) <= 60, ages
 
         middle = len(writer.commits) // 2
-        cut = writer.commits[middle]
-        following = writer.commits[middle + 1]
-        when = datetime.fromtimestamp((cut[3] + following[2]) / 2, UTC)
-        expected = [(number, payload) for number, payload, _, _ in writer.commits[: middle + 1]]
+        cut, expected = writer.cut(middle)
+        when = datetime.fromtimestamp(cut, UTC)
         with psycopg.connect(cluster.url, autocommit=True) as connection:
             connection.execute("SELECT pg_switch_wal()")
         waited = time.monotonic() + 60
@@ -232,64 +138,41 @@ class TestPointInTimeRecovery:
 
         target = cluster.folder / "restored"
         pitr.restore_to_time(spec, cluster.folder, when, target)
-        port = free_port()
-        subprocess.run(
-            _as_postgres(
-                str(cluster.bin / "pg_ctl"),
-                "-D",
-                str(target),
-                "-l",
-                str(cluster.folder / "restored.log"),
-                "-o",
-                f"-p {port} -c archive_mode=off",
-                "-w",
-                "start",
-            ),
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        try:
-            url = f"postgresql://tower@127.0.0.1:{port}/postgres"
-            rows: list[tuple[int, str]] = []
-            end = time.monotonic() + 120
-            while time.monotonic() < end:
-                try:
-                    with psycopg.connect(url, autocommit=True) as connection:
-                        recovering = connection.execute("SELECT pg_is_in_recovery()").fetchone()
-                        if recovering and recovering[0] is False:
-                            rows = [
-                                (int(r[0]), str(r[1]))
-                                for r in connection.execute(
-                                    "SELECT id, note FROM orders ORDER BY id"
-                                )
-                            ]
-                            break
-                except psycopg.OperationalError:
-                    pass
-                time.sleep(0.5)
-            assert rows == expected
-        finally:
-            subprocess.run(
-                _as_postgres(
-                    str(cluster.bin / "pg_ctl"), "-D", str(target), "-m", "immediate", "stop"
-                ),
-                capture_output=True,
-                timeout=120,
-            )
+        rows = restored_rows(cluster, target, "SELECT id, note FROM orders ORDER BY id")
+        assert rows == expected
 
-        verified = pitr.verify_to_time(spec, cluster.folder, when)
-        assert verified.ok, verified.findings
-        assert verified.tables["public.orders"] == len(expected)
-        assert verified.when == when
+        check = CheckContext(spec=spec, root=cluster.folder)
+        before = asyncio.run(RecentRestore().run(check))
+        assert before.status is Status.FAIL and "no backup restore" in before.message
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "controltower", "backup", "verify"),
+                *("--to-time", when.isoformat(), "--format", "json"),
+                *("--spec", str(cluster.folder / "tower.toml")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        verified = json.loads(done.stdout)
+        assert verified["ok"] and verified["tables"]["public.orders"] == len(expected)
+        assert verified["to_time"] == when.isoformat() and verified["backup"] == full.label
+        after = asyncio.run(RecentRestore().run(check))
+        assert after.status is Status.PASS, after.message
+        with Store.for_spec(spec) as store:
+            rows = {row.name: row for row in records.rows(store, spec, kind="pitr")}
+            assert rows[records.pitr_name(spec, full.label)].verify_ok
+            drilled = asyncio.run(DrillScheduler(spec, store).run_once())
+            assert drilled is not None and drilled.ok, drilled
+            newest = records.rows(store, spec, kind="pitr")[0]
+            assert newest.name == records.pitr_name(spec, diff.label) and newest.verify_ok
+            assert verify_age(spec, store) is not None
 
     def test_failing_archive_command_is_reported(self, cluster: Cluster) -> None:
         """An archive_command that fails shows as failing, not as a fresh archive."""
         spec = cluster.spec()
-        _apply(
-            cluster,
-            {"archive_mode": "on", "archive_command": "false", "archive_timeout": "1s"},
-        )
+        cluster.apply({"archive_mode": "on", "archive_command": "false", "archive_timeout": "1s"})
         with psycopg.connect(cluster.url, autocommit=True) as connection:
             connection.execute("CREATE TABLE t (id int)")
             connection.execute("SELECT pg_switch_wal()")

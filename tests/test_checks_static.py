@@ -73,6 +73,7 @@ CMD ["node", "server.js"]
 GOOD_NEXT = """\
 module.exports = {
   output: 'standalone',
+  deploymentId: process.env.GIT_COMMIT_SHA,
   poweredByHeader: false,
   async headers() {
     return [{ source: '/(.*)', headers: [

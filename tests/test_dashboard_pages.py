@@ -222,6 +222,14 @@ class TestPages:
         assert "total = cart.total / cart.count" in issue
         assert "v1.5.0" in issue and "production" in issue
 
+    def test_web_vitals_on_errors_page(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
+        """The Errors page shows p75 web vitals per page and release of the last 24 hours."""
+        browser, _, _ = shared_site
+        html = browser.client.get("/errors").text
+        assert "Web vitals, last 24 hours (p75)" in html
+        assert "<td>/pricing</td>" in html.replace(' class="mono"', "")
+        assert "<td>2125 ms</td>" in html and "<td>0.077</td>" in html
+
     def test_readiness_history(self, shared_site: tuple[Browser, Seeded, Store]) -> None:
         """The score chart, gate verdicts and failing findings of the latest run."""
         browser, _, _ = shared_site

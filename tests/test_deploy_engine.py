@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from controltower.deploy import Engine, dora
+from controltower.clock import utcnow
+from controltower.deploy import Engine, analysis, dora
 from controltower.deploy.drivers.base import (
     Artifact,
     Driver,
@@ -24,7 +25,10 @@ from controltower.deploy.drivers.base import (
 )
 from controltower.deploy.lock import DeployLock, lock_name
 from controltower.exceptions import DeployError, LockHeld
+from controltower.ingest.projects import ensure_project
+from controltower.ingest.vitals import Beacon, store_vitals
 from controltower.spec import parse_spec
+from controltower.spec.deploy import AnalysisSpec
 from controltower.store import Store
 from controltower.store.models.core import AuditEvent
 from controltower.store.models.deploy import Release
@@ -511,6 +515,44 @@ class TestIngestConditions:
         second = engine.deploy(version="2.0")
         assert second.status == "rolled_back"
         assert "error_events_rate < 1%: observed 3%" in second.reason
+
+
+class TestVitalsConditions:
+    def _beacons(self, store: Store, release: str, lcp: float, count: int, at: Any) -> None:
+        project = ensure_project(store, "shop")
+        beacons = [Beacon("LCP", lcp, f"v4-{n}", page="/", release=release) for n in range(count)]
+        store_vitals(store, project.id, beacons, at)
+
+    def test_slow_pages_of_the_release_roll_it_back(self, store: Store, tmp_path: Path) -> None:
+        """`vitals.lcp.p75 < 2500` fails when the new release's beacons report a slow LCP."""
+        engine, driver = make(store, tmp_path)
+        engine.spec = _analysis(
+            engine, conditions=["error_rate < 5%", "vitals.lcp.p75 < 2500"], min_vitals_samples=5
+        )
+        engine.deploy(version="1.0")
+        original = driver.metrics
+
+        def metrics(release_id: str, window: float) -> TargetMetrics | None:
+            if any(i.version == "2.0" and i.release == release_id for i in driver.items.values()):
+                self._beacons(store, "2.0", 4000.0, 5, engine.clock.now())
+            return original(release_id, window)
+
+        driver.metrics = metrics  # type: ignore[method-assign]
+        second = engine.deploy(version="2.0")
+        assert second.status == "rolled_back"
+        assert "vitals.lcp.p75 < 2500: observed 4000" in second.reason
+
+    def test_too_few_samples_is_inconclusive(self, store: Store) -> None:
+        """Below min_vitals_samples the metric has no value: the verdict waits, not passes."""
+        now = utcnow()
+        self._beacons(store, "2.0", 900.0, 3, now)
+        values = analysis.vitals_values(store, ["2.0"], window_since=now, min_samples=5)
+        assert values == {"vitals": {}}
+        spec = AnalysisSpec(conditions=["vitals.lcp.p75 < 2500"], min_requests=0)
+        verdict = analysis.evaluate(spec, values)
+        assert verdict.outcome == analysis.INCONCLUSIVE and "vitals.lcp.p75" in verdict.message
+        enough = analysis.vitals_values(store, ["2.0"], window_since=now, min_samples=3)
+        assert analysis.evaluate(spec, enough).outcome == analysis.PASS
 
 
 class TestReconcilerResume:

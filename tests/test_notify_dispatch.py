@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from controltower.exceptions import NotifyError
 from controltower.notify import Dispatcher, Notification, RetryPolicy, enqueue
 from controltower.notify.channels import Channel, build_channel
 from controltower.notify.outbox import retry
 from controltower.spec.alerts import ChannelSpec
 from controltower.store import Store
-from controltower.store.models import OutboxMessage
+from controltower.store.models import Incident, IncidentEvent, OutboxMessage, Service
 from controltower.testing import FakeClock
 from tests.fakes.receiver import WebhookReceiver
 from tests.fakes.slack import FakeSlack
@@ -221,6 +222,7 @@ class TestLeases:
                     attempts=1,
                     lease_owner="dead-host:1",
                     lease_expires_at=clock.now() + timedelta(seconds=30),
+                    in_flight_at=clock.now(),
                 )
             )
         dispatcher = Dispatcher(store, {"hook": webhook(receiver)}, clock=clock)
@@ -250,6 +252,127 @@ class TestLeases:
         assert {row.attempts for row in pending} == {0}
         await drain(Dispatcher(store, {"hook": webhook(receiver)}), store)
         assert sorted(receiver.keys()) == sorted(keys)
+
+
+def incident_with_note(store: Store) -> tuple[int, str]:
+    """An incident and its firing notification for channel ``hook``; the row's key."""
+    with store.session() as session:
+        service = Service(name="shop")
+        session.add(service)
+        session.flush()
+        incident = Incident(service_id=service.id, group_key="g", title="api is failing")
+        session.add(incident)
+        session.flush()
+        note = Notification(
+            key=f"incident:{incident.id}:firing:critical",
+            kind="incident.firing",
+            title="api is failing",
+            fields={"incident": str(incident.id)},
+        )
+        enqueue(session, note, ["hook"])
+        return incident.id, f"{note.key}:hook"
+
+
+def left_sending(store: Store, owner: str, *, in_flight: bool) -> None:
+    """Every row as a dispatcher named ``owner`` left it when it was killed."""
+    now = datetime.now(UTC)
+    with store.session() as session:
+        session.execute(
+            update(OutboxMessage).values(
+                status="sending",
+                attempts=1,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=300),
+                in_flight_at=now if in_flight else None,
+            )
+        )
+
+
+def timeline(store: Store, incident_id: int) -> list[IncidentEvent]:
+    with store.session() as session:
+        query = select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
+        return list(session.scalars(query.where(IncidentEvent.kind == "notify_unconfirmed")))
+
+
+class TestCrashRecovery:
+    async def test_restart_resends_at_once_and_reports_a_possible_duplicate(
+        self, store: Store, receiver: WebhookReceiver
+    ) -> None:
+        """A row left mid-send by a killed dispatcher of the same name is sent again on
+        the restarted one's first pass (not after its 300 s lease); the webhook does
+        not declare ``deduplicates``, so the incident's timeline says it may have been
+        delivered twice, and the row counts it."""
+        incident_id, key = incident_with_note(store)
+        left_sending(store, "vm:shop:notify#dead0001", in_flight=True)
+        dispatcher = Dispatcher(store, {"hook": webhook(receiver)}, name="vm:shop:notify")
+        report = await dispatcher.dispatch_once()
+        assert (report.recovered, report.sent) == (1, 1)
+        row = rows(store)[key]
+        assert (row.status, row.attempts, row.unconfirmed) == ("sent", 2, 1)
+        [event] = timeline(store, incident_id)
+        assert "incident.firing notification to hook may have been delivered twice" in (
+            event.message
+        )
+        assert event.detail == {"key": key, "channel": "hook", "attempt": 1}
+
+    async def test_deduplicating_channel_resends_silently(
+        self, store: Store, receiver: WebhookReceiver
+    ) -> None:
+        """A receiver declared ``deduplicates = true`` gets the row again under the same
+        Idempotency-Key and nothing is reported: it acts once."""
+        incident_id, key = incident_with_note(store)
+        left_sending(store, "vm:shop:notify#dead0001", in_flight=True)
+        channel = webhook(receiver, deduplicates=True)
+        dispatcher = Dispatcher(store, {"hook": channel}, name="vm:shop:notify")
+        assert (await dispatcher.dispatch_once()).sent == 1
+        assert rows(store)[key].unconfirmed == 0
+        assert timeline(store, incident_id) == []
+        assert receiver.keys() == [key]
+
+    async def test_claimed_but_never_sent_is_given_back_silently(
+        self, store: Store, receiver: WebhookReceiver
+    ) -> None:
+        """A row claimed in a batch whose request never went out cannot have arrived:
+        it is sent with its attempt given back and nothing reported."""
+        incident_id, key = incident_with_note(store)
+        left_sending(store, "vm:shop:notify#dead0001", in_flight=False)
+        dispatcher = Dispatcher(store, {"hook": webhook(receiver)}, name="vm:shop:notify")
+        assert (await dispatcher.dispatch_once()).sent == 1
+        row = rows(store)[key]
+        assert (row.attempts, row.unconfirmed) == (1, 0)
+        assert timeline(store, incident_id) == []
+
+    async def test_another_name_waits_for_the_lease(
+        self, store: Store, receiver: WebhookReceiver
+    ) -> None:
+        """Rows held by a dispatcher of another name are not taken before their lease
+        expires: that one may be alive."""
+        _, key = incident_with_note(store)
+        left_sending(store, "other-host:notify#live0001", in_flight=True)
+        dispatcher = Dispatcher(store, {"hook": webhook(receiver)}, name="vm:shop:notify")
+        report = await dispatcher.dispatch_once()
+        assert (report.recovered, report.claimed) == (0, 0)
+        assert rows(store)[key].status == "sending"
+
+    async def test_a_timeout_after_sending_is_reported_before_the_retry(
+        self, store: Store, receiver: WebhookReceiver
+    ) -> None:
+        """The receiver took the request and never answered in time: the retry may
+        duplicate it, so the timeline says so when the failure is recorded."""
+        incident_id, key = incident_with_note(store)
+        receiver.delay = 1.0
+        dispatcher = Dispatcher(store, {"hook": webhook(receiver, timeout="200ms")}, policy=FAST)
+        assert (await dispatcher.dispatch_once()).failed == 1
+        assert rows(store)[key].unconfirmed == 1
+        assert len(timeline(store, incident_id)) == 1
+
+    def test_slack_cannot_claim_to_deduplicate(self) -> None:
+        """Slack incoming webhooks take no idempotency key; saying otherwise is an error."""
+        spec = ChannelSpec.model_validate(
+            {"type": "slack", "url": "https://hooks.slack.test/x", "deduplicates": True}
+        )
+        with pytest.raises(NotifyError, match="cannot deduplicate"):
+            build_channel("chat", spec)
 
 
 @pytest.mark.slow

@@ -102,6 +102,11 @@ def _run(
             "path_parameters": {"project_id": facts.project.id},
             "query": {"sentry_key": facts.project.public_key},
         }
+    if operation.path == "/api/v1/vitals/{project}":
+        fixed = {
+            "path_parameters": {"project": str(facts.project.id)},
+            "query": {"sentry_key": facts.project.public_key},
+        }
 
     @given(case=operation.as_strategy(generation_mode=mode, **fixed))
     @settings(

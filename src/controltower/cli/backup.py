@@ -28,6 +28,7 @@ from controltower.cli.common import (
     epilog,
     load,
 )
+from controltower.clock import system_clock
 from controltower.exceptions import UsageError
 from controltower.spec import Spec
 from controltower.store import Store
@@ -112,19 +113,7 @@ def run(
                     progress.update(
                         task, description="pgBackRest backup (WAL is archived continuously)"
                     )
-                    made = pitr.backup(loaded, spec_root(loaded))
-                    results.append(
-                        BackupResult(
-                            name=made.label,
-                            kind=f"pitr-{made.kind}",
-                            ok=True,
-                            size=made.repo_size,
-                            duration=(made.finished_at - made.started_at).total_seconds(),
-                            location=pitr.Pitr.from_spec(loaded, spec_root(loaded)).repo.get(
-                                "repo1-path", ""
-                            ),
-                        )
-                    )
+                    results.append(pitr.record_backup(loaded, store, spec_root(loaded)))
                 else:
                     results.append(
                         run_backup(loaded, store, progress=written, actor="tower backup")
@@ -442,6 +431,10 @@ def _verify_pitr(spec: Spec, when: datetime, format: Format) -> None:
         else _null()
     ):
         result = pitr.verify_to_time(spec, spec_root(spec), when)
+    with open_store(spec) as store:
+        records.record_pitr_verification(
+            spec, store, result, clock=system_clock, actor="tower backup"
+        )
     if format is Format.JSON:
         emit_json(result.to_dict())
     else:

@@ -291,6 +291,13 @@ def test(
         _service, ids = sync_monitors(opened, loaded)
         store_ref = opened
         env_probe.last_ping = lambda monitor: last_ping(store_ref, ids[monitor])
+    if monitor_spec.type.value == "vitals":
+        from controltower.clock import system_clock
+        from controltower.ingest.vitals import for_monitor
+
+        opened = open_store(loaded, store)
+        vitals_store = opened
+        env_probe.vitals = lambda monitor: for_monitor(vitals_store, monitor, system_clock.now())
 
     async def once() -> Any:
         try:

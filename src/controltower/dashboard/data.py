@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controltower.dashboard.svg import DayBar, Series, bar_chart, line_chart, sparkline, uptime_bars
+from controltower.ingest.vitals import summarize
 from controltower.store import Store
 from controltower.store.models.checks import CheckFindingRow, CheckRunRow, RunKind
 from controltower.store.models.core import Service
@@ -431,6 +432,10 @@ def errors(store: Store, *, now: datetime) -> dict[str, Any]:
             for i in issues
         ],
         "csp": csp,
+        "vitals": [
+            g.as_dict()
+            for g in summarize(store, since=now - timedelta(hours=24), by=("page", "release"))[:50]
+        ],
     }
 
 

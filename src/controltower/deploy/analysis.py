@@ -7,6 +7,7 @@ The context a condition sees::
     error_rate_delta  p95_ratio                      new minus stable, new over stable
     <name>                                           each [deploy.analysis.queries] result
     new_issues error_events error_events_rate        tower's own error ingestion, by release
+    vitals.lcp.p75 vitals.cls.count ...              web-vitals beacons of the release, window
 
 Too little traffic (fewer than ``min_requests``) makes the verdict
 inconclusive: the deploy waits rather than passes. Conditions on the stable
@@ -26,6 +27,7 @@ from sqlalchemy import distinct, func, select
 
 from controltower.conditions import ConditionResult
 from controltower.deploy.drivers.base import TargetMetrics
+from controltower.ingest.vitals import vitals_context
 from controltower.spec.deploy import AnalysisSpec
 from controltower.store import Store
 from controltower.store.models.ingest import ErrorEvent, ErrorIssue
@@ -83,6 +85,20 @@ def combine(router: TargetMetrics | None, synthetic: TargetMetrics) -> TargetMet
 
 def uses_ingest(spec: AnalysisSpec) -> bool:
     return any(c.subject in INGEST_NAMES for c in spec.conditions)
+
+
+def uses_vitals(spec: AnalysisSpec) -> bool:
+    return any(c.subject.split(".")[0] == "vitals" for c in spec.conditions)
+
+
+def vitals_values(
+    store: Store, releases: Collection[str], *, window_since: datetime, min_samples: int
+) -> dict[str, Any]:
+    """p75 web vitals the release's pages reported in the window (matched by the beacons'
+    ``release``); a metric with fewer than ``min_samples`` is left out, so a condition on
+    it is inconclusive rather than judged on a handful of page loads."""
+    values = vitals_context(store, since=window_since, releases=list(releases))["vitals"]
+    return {"vitals": {k: v for k, v in values.items() if int(v["count"]) >= min_samples}}
 
 
 def ingest_values(

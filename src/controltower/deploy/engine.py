@@ -942,7 +942,7 @@ class Engine:
         extra, problems = analysis.prometheus_values(
             spec, {"release": info.id, "version": info.version, "instances": instances}
         )
-        if analysis.uses_ingest(spec):
+        if analysis.uses_ingest(spec) or analysis.uses_vitals(spec):
             extra.update(self._ingest_values(release_id, window, new_metrics))
         context = analysis.build_context(new_metrics, stable, extra)
         if extra and "source" not in context:
@@ -962,13 +962,25 @@ class Engine:
             assert release is not None
             names = {release.id, release.version, runs_as(release)} - {""}
             since = release.created_at
-        return analysis.ingest_values(
+        window_since = self.clock.now() - timedelta(seconds=window)
+        values = analysis.ingest_values(
             self.store,
             names,
             release_since=since,
-            window_since=self.clock.now() - timedelta(seconds=window),
+            window_since=window_since,
             requests=metrics.requests if metrics else None,
         )
+        spec = self.spec.deploy.analysis
+        if analysis.uses_vitals(spec):
+            values.update(
+                analysis.vitals_values(
+                    self.store,
+                    names,
+                    window_since=window_since,
+                    min_samples=spec.min_vitals_samples,
+                )
+            )
+        return values
 
     def _check_traffic(self) -> None:
         spec = self.spec.deploy.analysis

@@ -100,6 +100,9 @@ COPY {copy}
 RUN {install}
 
 FROM base AS build
+# Next.js names the build (deploymentId) from NEXT_DEPLOYMENT_ID at build time: pass
+# --build-arg NEXT_DEPLOYMENT_ID=<commit> so instances and releases are told apart.
+ARG NEXT_DEPLOYMENT_ID
 COPY --from=deps /app/node_modules ./node_modules
 COPY . .
 {build_run}

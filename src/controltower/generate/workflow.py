@@ -166,7 +166,12 @@ def github_actions(
             "      - uses: superfly/flyctl-actions/setup-flyctl@1.6",
             "      - name: build the image on Fly's remote builder and push it",
             f"        run: flyctl deploy --build-only --push --remote-only -a {app.fly_app} "
-            '--image-label "${{ github.sha }}"',
+            '--image-label "${{ github.sha }}"'
+            + (
+                ' --build-arg "NEXT_DEPLOYMENT_ID=${{ github.sha }}"'
+                if spec.service.stack.value == "nextjs"
+                else ""
+            ),
             "      - name: roll out with health gates and automatic rollback (fly driver)",
             f'        run: tower deploy --image "{image}"{env_flag}',
         ]

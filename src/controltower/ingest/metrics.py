@@ -56,3 +56,6 @@ class IngestMetrics:
         self.csp_reports = Counter(
             "tower_ingest_csp_reports", "CSP violation reports received.", registry=registry
         )
+        self.vitals = Counter(
+            "tower_ingest_vitals", "Web-vitals metrics received.", registry=registry
+        )

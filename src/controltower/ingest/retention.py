@@ -5,7 +5,8 @@ error events are kept. ``prune_events`` deletes the oldest events in batches
 of ``batch`` rows, each in its own short transaction, so ingestion (which
 writes through the same store) never waits long for a lock. Issues stay
 (with their counts and first/last seen); CSP report groups not seen within
-the window go. ``EventRetention`` runs it in ``tower serve`` every
+the window go, and so do web-vitals metrics received before it (batch by batch,
+like events). ``EventRetention`` runs it in ``tower serve`` every
 ``interval``.
 """
 
@@ -22,6 +23,7 @@ from controltower.clock import system_clock
 from controltower.spec import Spec
 from controltower.store import Store
 from controltower.store.models.ingest import CspReport, ErrorEvent, Project
+from controltower.store.models.vitals import WebVital
 from controltower.typing import Clock
 
 log = structlog.get_logger("controltower.ingest")
@@ -31,6 +33,7 @@ log = structlog.get_logger("controltower.ingest")
 class Pruned:
     events: int = 0
     csp_reports: int = 0
+    vitals: int = 0
     batches: int = 0
 
 
@@ -54,22 +57,26 @@ def prune_events(
         if keep <= 0:
             continue
         cutoff = now - timedelta(seconds=keep)
-        while True:
-            with store.session() as session:
-                ids = list(
-                    session.scalars(
-                        select(ErrorEvent.id)
-                        .where(ErrorEvent.project_id == project_id, ErrorEvent.received_at < cutoff)
-                        .order_by(ErrorEvent.id)
-                        .limit(batch)
+        for table in (ErrorEvent, WebVital):
+            while True:
+                with store.session() as session:
+                    ids = list(
+                        session.scalars(
+                            select(table.id)
+                            .where(table.project_id == project_id, table.received_at < cutoff)
+                            .order_by(table.id)
+                            .limit(batch)
+                        )
                     )
-                )
-                if ids:
-                    session.execute(delete(ErrorEvent).where(ErrorEvent.id.in_(ids)))
-            out.batches += 1 if ids else 0
-            out.events += len(ids)
-            if len(ids) < batch:
-                break
+                    if ids:
+                        session.execute(delete(table).where(table.id.in_(ids)))
+                out.batches += 1 if ids else 0
+                if table is ErrorEvent:
+                    out.events += len(ids)
+                else:
+                    out.vitals += len(ids)
+                if len(ids) < batch:
+                    break
         with store.session() as session:
             gone = session.execute(
                 delete(CspReport).where(
@@ -99,11 +106,12 @@ class EventRetention:
         await _wait(self.clock, min(60.0, self.interval), stop)
         while not stop.is_set():
             pruned = await asyncio.to_thread(prune_events, self.spec, self.store, clock=self.clock)
-            if pruned.events or pruned.csp_reports:
+            if pruned.events or pruned.csp_reports or pruned.vitals:
                 log.info(
                     "ingest.retention",
                     events=pruned.events,
                     csp_reports=pruned.csp_reports,
+                    vitals=pruned.vitals,
                     batches=pruned.batches,
                 )
             await _wait(self.clock, self.interval, stop)

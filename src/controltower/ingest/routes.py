@@ -3,6 +3,7 @@
 ``POST /api/<project id>/envelope/``  Sentry envelope (events; other items ignored)
 ``POST /api/<project id>/store/``     one Sentry event as JSON
 ``POST /api/<project id>/security/``  CSP reports, ``report-uri`` or Reporting API
+``POST /api/v1/vitals/<project>``     web-vitals beacons (project id or name; see ``vitals``)
 
 Work before authentication is bounded: a DSN key in ``X-Sentry-Auth`` or
 ``?sentry_key=`` is checked before the body is read; an envelope that carries
@@ -43,6 +44,7 @@ from controltower.ingest.projects import ProjectInfo, find_project
 from controltower.ingest.ratelimit import RateLimiter
 from controltower.ingest.sentry_auth import key_from_dsn, public_key
 from controltower.ingest.spool import Spool
+from controltower.ingest.vitals import VitalsPolicy, parse_vitals, store_vitals
 from controltower.store import Store
 from controltower.typing import Clock
 
@@ -68,6 +70,11 @@ PREFLIGHT_HEADERS = {
     ),
     "Access-Control-Max-Age": "3600",
 }
+VITALS_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, X-Sentry-Auth",
+    "Access-Control-Max-Age": "3600",
+}
 
 
 @dataclass
@@ -82,6 +89,8 @@ class Ingestion:
     spool: Spool | None = None
     clock: Clock = system_clock
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    vitals_limiter: RateLimiter = field(default_factory=RateLimiter)
+    vitals_policies: dict[str, VitalsPolicy] = field(default_factory=dict)
     _by_key: dict[str, ProjectInfo] = field(default_factory=dict)
     _unknown: dict[str, float] = field(default_factory=dict)
     _accepted: dict[str, Any] = field(default_factory=dict)
@@ -99,10 +108,11 @@ class Ingestion:
     def set_projects(self, projects: list[ProjectInfo]) -> None:
         self._by_key = {project.public_key: project for project in projects}
 
-    async def project(self, project_id: int, key: str) -> ProjectInfo:
+    async def project(self, project_id: int | str, key: str) -> ProjectInfo:
         """The project whose DSN key is ``key``; a key not seen yet is looked up in the
         store (a project created while the server runs works at once), and an unknown
-        key is remembered for a while so a flood of bad keys costs few queries."""
+        key is remembered for a while so a flood of bad keys costs few queries.
+        ``project_id`` may also be the project's name."""
         if not key:
             raise AuthFailed("no DSN key: send X-Sentry-Auth or ?sentry_key=")
         project = self._by_key.get(key)
@@ -116,7 +126,7 @@ class Ingestion:
                     if len(self._unknown) >= _UNKNOWN_KEYS_KEPT:
                         self._unknown.clear()
                     self._unknown[key] = now
-        if project is None or project.id != project_id:
+        if project is None or project_id not in (project.id, project.name):
             raise AuthFailed("the DSN key is not valid for this project", status=403)
         return project
 
@@ -170,6 +180,25 @@ class Ingestion:
         if wait:
             raise RateLimited(
                 f"project {project.name} is over its rate limit of {project.rate_limit}/min",
+                retry_after=wait,
+            )
+
+    def vitals_policy(self, ref: str) -> VitalsPolicy:
+        """The vitals settings of the project named (or numbered) ``ref`` in the path."""
+        policy = self.vitals_policies.get(ref)
+        if policy is None and ref.isdigit():
+            for project in self._by_key.values():
+                if project.id == int(ref):
+                    policy = self.vitals_policies.get(project.name)
+        return policy or VitalsPolicy()
+
+    def limit_vitals(self, project: ProjectInfo, count: int) -> None:
+        rate = self.vitals_policy(project.name).rate_limit
+        wait = self.vitals_limiter.allow(project.id, rate, count)
+        if wait:
+            raise RateLimited(
+                f"project {project.name} is over its web-vitals rate limit of {rate}/min "
+                "(vitals_rate_limit)",
                 retry_after=wait,
             )
 
@@ -293,6 +322,68 @@ async def security_endpoint(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _vitals_ref(request: Request) -> int | str:
+    ref: str = request.path_params["project"]
+    return int(ref) if ref.isdigit() else ref
+
+
+def _origin_denied(request: Request, ingestion: Ingestion) -> Response | None:
+    origin = request.headers.get("origin", "")
+    policy = ingestion.vitals_policy(request.path_params["project"])
+    if origin and not policy.allows(origin):
+        ingestion.metrics.rejected.labels("origin").inc()
+        return JSONResponse(
+            {"detail": f"origin {origin[:200]} is not in the project's allowed_origins"},
+            status_code=403,
+        )
+    return None
+
+
+async def vitals_endpoint(request: Request) -> Response:
+    """Web-vitals metrics (one, a list, or ``{"metrics": [...]}``): 200 ``{"accepted": n}``."""
+    ingestion = _ingestion(request)
+    denied = _origin_denied(request, ingestion)
+    if denied is not None:
+        return denied
+    try:
+        key = public_key(request.headers, request.query_params)
+        project = await ingestion.project(_vitals_ref(request), key)
+        data = await ingestion.decode(request, await ingestion.read(request))
+        _event_size(ingestion, len(data))
+        beacons = parse_vitals(data, ingestion.limits)
+        if beacons:
+            ingestion.limit_vitals(project, len(beacons))
+            await asyncio.to_thread(
+                store_vitals, ingestion.store, project.id, beacons, ingestion.clock.now()
+            )
+            ingestion.metrics.vitals.inc(len(beacons))
+    except Rejected as exc:
+        return _failure(exc, ingestion.metrics)
+    return JSONResponse({"accepted": len(beacons)})
+
+
+def vitals_cors(endpoint: Endpoint) -> Endpoint:
+    """CORS for beacons: the preflight and every answer name the request's origin when the
+    project allows it (``allowed_origins``; empty allows any)."""
+
+    @functools.wraps(endpoint)
+    async def wrapped(request: Request) -> Response:
+        origin = request.headers.get("origin", "")
+        if request.method == "OPTIONS":
+            denied = _origin_denied(request, _ingestion(request))
+            if denied is not None:
+                return denied
+            response = Response(status_code=204, headers=VITALS_PREFLIGHT)
+        else:
+            response = await endpoint(request)
+        response.headers["Access-Control-Allow-Origin"] = origin or "*"
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers["Vary"] = "Origin"
+        return response
+
+    return wrapped
+
+
 def cors(endpoint: Endpoint) -> Endpoint:
     """Answer CORS preflights, and let browsers read every answer of ``endpoint``."""
 
@@ -311,4 +402,5 @@ routes = [
     Route("/api/{project_id:int}/envelope/", cors(envelope_endpoint), methods=["POST", "OPTIONS"]),
     Route("/api/{project_id:int}/store/", cors(store_endpoint), methods=["POST", "OPTIONS"]),
     Route("/api/{project_id:int}/security/", cors(security_endpoint), methods=["POST", "OPTIONS"]),
+    Route("/api/v1/vitals/{project}", vitals_cors(vitals_endpoint), methods=["POST", "OPTIONS"]),
 ]

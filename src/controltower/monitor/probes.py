@@ -47,6 +47,11 @@ DEFAULT_CONDITIONS: dict[MonitorType, tuple[str, ...]] = {
     MonitorType.HEARTBEAT: ("alive == true",),
     MonitorType.PROMETHEUS: ("status == 200",),
     MonitorType.MACHINE: ("crashed == 0", "running >= 1"),
+    MonitorType.VITALS: (
+        "vitals.lcp.p75 <= 2500",
+        "vitals.inp.p75 <= 200",
+        "vitals.cls.p75 <= 0.1",
+    ),
 }
 
 
@@ -82,6 +87,15 @@ def conditions_of(monitor: MonitorSpec) -> list[Condition]:
     return [parse_condition(text) for text in DEFAULT_CONDITIONS[monitor.type]]
 
 
+def _sampled(condition: Condition, context: Mapping[str, Any], least: int) -> bool:
+    """A vitals condition is judged once its metric has ``least`` samples in the window."""
+    parts = condition.subject.split(".")
+    if len(parts) < 2 or parts[0] != "vitals":
+        return True
+    metric = context.get("vitals", {}).get(parts[1].lower(), {})
+    return int(metric.get("count", 0)) >= least
+
+
 def judge(
     monitor: MonitorSpec,
     context: Mapping[str, Any],
@@ -94,8 +108,12 @@ def judge(
     failing_level = monitor.severity.value
     if error:
         return CheckOutcome(monitor.name, at, failing_level, latency, dict(context), error=error)
-    results = [condition.evaluate(context) for condition in conditions_of(monitor)]
-    warnings = [condition.evaluate(context) for condition in monitor.warning]
+    conditions, warning = conditions_of(monitor), list(monitor.warning)
+    if monitor.type is MonitorType.VITALS:
+        conditions = [c for c in conditions if _sampled(c, context, monitor.min_samples)]
+        warning = [c for c in warning if _sampled(c, context, monitor.min_samples)]
+    results = [condition.evaluate(context) for condition in conditions]
+    warnings = [condition.evaluate(context) for condition in warning]
     if not all(result.ok for result in results):
         level = failing_level
     elif not all(result.ok for result in warnings):
@@ -117,6 +135,7 @@ class ProbeEnv:
     driver_name: str = "deploy"
     memory_limit: float | None = None
     last_ping: Callable[[str], Any] | None = None
+    vitals: Callable[[MonitorSpec], dict[str, Any]] | None = None
     now: Callable[[], datetime] = field(default_factory=lambda: lambda: datetime.now(UTC))
     max_connections: int = 1000
     plain: PlainHttp = field(default_factory=PlainHttp)
@@ -347,6 +366,18 @@ class HeartbeatProbe(Probe):
         }
 
 
+class VitalsProbe(Probe):
+    """p75 web vitals over the monitor's window, from the beacons ``tower serve`` stored."""
+
+    async def observe(self, monitor: MonitorSpec, env: ProbeEnv) -> dict[str, Any]:
+        if env.vitals is None:
+            raise MonitorError("vitals monitors need the store")
+        context = await asyncio.to_thread(env.vitals, monitor)
+        metrics = context.get("vitals", {})
+        context["samples"] = sum(int(m.get("count", 0)) for m in metrics.values())
+        return context
+
+
 LIMIT_METRIC = "tower_memory_limit_bytes"
 DEFAULT_METRICS = {
     "memory_bytes": "process_resident_memory_bytes",
@@ -464,6 +495,7 @@ PROBES: dict[MonitorType, Probe] = {
     MonitorType.HEARTBEAT: HeartbeatProbe(),
     MonitorType.PROMETHEUS: PrometheusProbe(),
     MonitorType.MACHINE: MachineProbe(),
+    MonitorType.VITALS: VitalsProbe(),
 }
 
 

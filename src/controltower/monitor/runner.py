@@ -37,6 +37,7 @@ import structlog
 from sqlalchemy import select
 
 from controltower.clock import system_clock
+from controltower.ingest.vitals import for_monitor
 from controltower.monitor.alerting import Alerting
 from controltower.monitor.heartbeat import last_ping
 from controltower.monitor.leases import MonitorLeases, lease_ttl_for, worker_name
@@ -128,6 +129,7 @@ class MonitorRunner:
             self.spec,
             root=self.root,
             last_ping=lambda name: last_ping(self.store, self.ids[name]),
+            vitals=lambda monitor: for_monitor(self.store, monitor, self.clock.now()),
             now=self.clock.now,
             max_connections=max(self.options.concurrency, 10),
         )
@@ -156,7 +158,9 @@ class MonitorRunner:
         ]
         delivering: asyncio.Task[None] | None = None
         if self.options.deliver:
-            self.dispatcher = Dispatcher.from_spec(self.spec.alerts, self.store, clock=self.clock)
+            self.dispatcher = Dispatcher.from_spec(
+                self.spec.alerts, self.store, clock=self.clock, name=f"{self.options.owner}:notify"
+            )
             delivering = asyncio.create_task(
                 self.dispatcher.run(stop, poll=self.options.dispatch_poll, wake=self._deliver_wake)
             )

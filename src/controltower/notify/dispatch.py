@@ -7,15 +7,27 @@ A row moves through these states::
        │                  │ └──failed──► failed ──(attempts or age used up)──► dead
        │                  │                │
        │                  │                └──due again──claim──► sending ...
-       │                  └──lease expired (dispatcher died)──claim by another──► sending
+       │                  └──abandoned (its dispatcher died)──recover──► failed (due now)
        └──── tower notify outbox retry ◄── dead
 
 Claiming is one statement: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
 LOCKED)`` on PostgreSQL, the same conditional UPDATE without the lock clause on
 SQLite (which runs one writer at a time), so two dispatchers never hold the same
-row. The claim counts the attempt; the outcome is written as soon as each send
-returns, so a stopped dispatcher leaves at most the sends it had in flight to be
-retried, under the same ``Idempotency-Key``.
+row. The claim counts the attempt and commits before the request goes out; the
+outcome is written as soon as each send returns, so a dispatcher that dies leaves
+at most the sends it had in flight in ``sending``, outcome unknown.
+
+Such a row is *abandoned* when its lease expires, or at once when a dispatcher of
+the same name starts again (``name``: stable across restarts, e.g. the worker
+name; the lease owner is ``<name>#<incarnation>``). Recovering it makes it due
+again: nothing is lost. Whether that can reach people twice depends on the
+channel: one that deduplicates (Resend's ``Idempotency-Key``, a webhook or SMTP
+receiver declared ``deduplicates = true``) gets it again silently; for any other
+(Slack, Apprise, a webhook that does not say it deduplicates) the same
+transaction counts it in ``unconfirmed`` and writes "may have been delivered
+twice" in the incident's timeline, before the second send. A send that went out
+and got no answer (a read timeout, a dropped connection) is reported the same
+way when it is retried.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from typing import Any
 import httpx
 import structlog
 from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from controltower.clock import system_clock
@@ -40,6 +53,7 @@ from controltower.notify.message import Notification
 from controltower.notify.scrub import scrub
 from controltower.spec.alerts import AlertsSpec, DeliverySpec
 from controltower.store import Store, default_owner
+from controltower.store.models.monitor import Incident, IncidentEvent
 from controltower.store.models.notify import OutboxMessage
 from controltower.typing import Clock
 
@@ -99,6 +113,7 @@ class DispatchReport:
     outcomes: list[Outcome] = field(default_factory=list)
     released: int = 0
     expired: int = 0
+    recovered: int = 0
 
     def count(self, status: str) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
@@ -175,6 +190,7 @@ class Dispatcher:
         policy: RetryPolicy | None = None,
         lease: float = 60.0,
         batch: int = 50,
+        name: str | None = None,
         owner: str | None = None,
         clock: Clock = system_clock,
         rand: Callable[[], float] = random.random,
@@ -185,7 +201,9 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self.lease = lease
         self.batch = batch
-        self.owner = owner or f"{default_owner()}:{uuid.uuid4().hex[:8]}"
+        self.name = name or default_owner()
+        self.owner = owner or f"{self.name}#{uuid.uuid4().hex[:8]}"
+        self._recovered_own = False
         self.clock = clock
         self.rand = rand
         self.problems = dict(problems or {})
@@ -235,6 +253,7 @@ class Dispatcher:
         """One pass: give up on rows past their limits, claim what is due, send it."""
         report = DispatchReport()
         report.expired = await asyncio.to_thread(self._expire)
+        report.recovered = await asyncio.to_thread(self._recover)
         claims = {
             name: await asyncio.to_thread(self._claim, name, self._budget(channel), keys)
             for name, channel in self.channels.items()
@@ -293,12 +312,17 @@ class Dispatcher:
     async def _send_one(
         self, channel: Channel, row: _Claimed, http: httpx.AsyncClient
     ) -> tuple[Outcome, datetime | None]:
+        if not await asyncio.to_thread(self._mark_in_flight, row):
+            # Taken over by another dispatcher while it waited its turn.
+            return Outcome(row.id, row.key, row.channel, "released", row.attempts, ""), None
         try:
             receipt = await channel.deliver(row.delivery(), http)
         except DeliveryFailed as exc:
             error, retryable, wait = channel.scrub(exc.message), exc.retryable, exc.retry_after
+            uncertain = exc.uncertain
         except Exception as exc:
             error, retryable, wait = channel.scrub(f"{type(exc).__name__}: {exc}"), True, None
+            uncertain = False
         else:
             recorded = await asyncio.to_thread(self._mark_sent, row)
             log.info("notify.sent", key=row.key, channel=row.channel, attempt=row.attempts)
@@ -307,7 +331,8 @@ class Dispatcher:
         if wait is not None:
             self._limiters[channel.name].pause(wait)
         status, next_at, error = self._failure(row, error, retryable=retryable, wait=wait)
-        await asyncio.to_thread(self._mark_failed, row, status, next_at, error)
+        unconfirmed = uncertain and status == "failed" and not channel.deduplicates
+        await asyncio.to_thread(self._mark_failed, row, status, next_at, error, unconfirmed)
         event = "notify.dead" if status == "dead" else "notify.retry"
         log.warning(event, key=row.key, channel=row.channel, attempt=row.attempts, error=error)
         return Outcome(row.id, row.key, row.channel, status, row.attempts, error), next_at
@@ -327,10 +352,86 @@ class Dispatcher:
     # -- the store: one short transaction each ------------------------------------------
 
     def _due(self, now: datetime) -> ColumnElement[bool]:
-        return or_(
-            and_(OutboxMessage.status.in_(DUE_STATUSES), OutboxMessage.next_attempt_at <= now),
-            and_(OutboxMessage.status == "sending", OutboxMessage.lease_expires_at <= now),
+        return and_(OutboxMessage.status.in_(DUE_STATUSES), OutboxMessage.next_attempt_at <= now)
+
+    def _recover(self) -> int:
+        """Make abandoned ``sending`` rows due again, reporting possible duplicates.
+
+        Abandoned: the lease expired, or (on this dispatcher's first pass) the row
+        is held by an earlier run of the same ``name``, which is dead. Only rows of
+        channels this dispatcher has are taken; their attempt stays counted.
+        """
+        now = self.clock.now()
+        abandoned = OutboxMessage.lease_expires_at <= now
+        if not self._recovered_own:
+            earlier = and_(
+                OutboxMessage.lease_owner.startswith(f"{self.name}#", autoescape=True),
+                OutboxMessage.lease_owner != self.owner,
+            )
+            abandoned = or_(abandoned, earlier)
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == "sending",
+                OutboxMessage.channel.in_(list(self.channels)),
+                abandoned,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(500)
         )
+        if self.store.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        with self.store.session() as session:
+            rows = session.scalars(query).all()
+            for row in rows:
+                sender = row.lease_owner or "its sender"
+                if row.in_flight_at is None:
+                    # Claimed, never sent: giving it back repeats nothing.
+                    row.status = "failed" if row.attempts > 1 else "pending"
+                    row.attempts -= 1
+                    error = row.last_error
+                else:
+                    error = f"attempt {row.attempts} did not finish: {sender} stopped mid-send"
+                    if not self.channels[row.channel].deduplicates:
+                        self._report_unconfirmed(session, row, now)
+                    row.status = "failed"
+                    log.warning(
+                        "notify.recovered",
+                        key=row.key,
+                        channel=row.channel,
+                        attempt=row.attempts,
+                        deduplicates=self.channels[row.channel].deduplicates,
+                    )
+                row.next_attempt_at = now
+                row.last_error = error
+                row.lease_owner = ""
+                row.lease_expires_at = None
+                row.in_flight_at = None
+        self._recovered_own = True
+        return len(rows)
+
+    def _report_unconfirmed(self, session: Session, row: OutboxMessage, now: datetime) -> None:
+        """Count ``row``'s unknown attempt and say so where people look: its incident."""
+        row.unconfirmed += 1
+        incident_id = _incident_of(row.payload)
+        message = (
+            f"{row.kind} notification to {row.channel} may have been delivered twice: "
+            f"attempt {row.attempts} got no answer, so it is sent again "
+            f"({row.channel} cannot deduplicate)"
+        )
+        detail = {"key": row.key, "channel": row.channel, "attempt": row.attempts}
+        if incident_id is not None and session.get(Incident, incident_id) is not None:
+            session.add(
+                IncidentEvent(
+                    incident_id=incident_id,
+                    at=now,
+                    kind="notify_unconfirmed",
+                    actor="tower",
+                    message=message,
+                    detail=detail,
+                )
+            )
+        log.warning("notify.may_be_duplicate", message=message, **detail)
 
     def _claim(self, channel: str, limit: int, keys: Collection[str] | None) -> list[_Claimed]:
         now = self.clock.now()
@@ -385,6 +486,17 @@ class Dispatcher:
             OutboxMessage.status == "sending",
         )
 
+    def _mark_in_flight(self, row: _Claimed) -> bool:
+        """Note that this attempt's request is going out; False if the row is not ours."""
+        with self.store.session() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(self._mine([row.id]))
+                .values(in_flight_at=self.clock.now())
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     def _mark_sent(self, row: _Claimed) -> bool:
         now = self.clock.now()
         with self.store.session() as session:
@@ -397,6 +509,7 @@ class Dispatcher:
                     last_error="",
                     lease_owner="",
                     lease_expires_at=None,
+                    in_flight_at=None,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -404,23 +517,29 @@ class Dispatcher:
         return owned
 
     def _mark_failed(
-        self, row: _Claimed, status: str, next_at: datetime | None, error: str
+        self,
+        row: _Claimed,
+        status: str,
+        next_at: datetime | None,
+        error: str,
+        unconfirmed: bool = False,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "last_error": error,
-            "lease_owner": "",
-            "lease_expires_at": None,
-        }
-        if next_at is not None:
-            values["next_attempt_at"] = next_at
         with self.store.session() as session:
-            session.execute(
-                update(OutboxMessage)
-                .where(self._mine([row.id]))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+            query = select(OutboxMessage).where(self._mine([row.id]))
+            if self.store.is_postgres:
+                query = query.with_for_update()
+            held = session.scalars(query).first()
+            if held is None:  # taken over meanwhile: its new holder records the outcome
+                return
+            if unconfirmed:
+                self._report_unconfirmed(session, held, self.clock.now())
+            held.status = status
+            held.last_error = error
+            held.lease_owner = ""
+            held.lease_expires_at = None
+            held.in_flight_at = None
+            if next_at is not None:
+                held.next_attempt_at = next_at
 
     def _release(self, rows: list[_Claimed], at: datetime | None) -> int:
         """Give claimed rows back unsent, without counting the attempt."""
@@ -436,6 +555,7 @@ class Dispatcher:
                     next_attempt_at=at or self.clock.now(),
                     lease_owner="",
                     lease_expires_at=None,
+                    in_flight_at=None,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -487,6 +607,16 @@ class Dispatcher:
         if row.last_error:
             reason += f" (last error: {row.last_error})"
         return reason[:1000]
+
+
+def _incident_of(payload: dict[str, Any]) -> int | None:
+    """The incident a notification is about (``fields.incident``), if any."""
+    fields = payload.get("fields") or {}
+    value = fields.get("incident") if isinstance(fields, dict) else None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 async def wait_either(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:

@@ -14,6 +14,7 @@ from controltower.ingest.limits import IngestLimits
 from controltower.ingest.metrics import IngestMetrics
 from controltower.ingest.routes import Ingestion
 from controltower.ingest.spool import Spool
+from controltower.ingest.vitals import VitalsPolicy
 from controltower.server.services import Service
 from controltower.spec import Spec
 from controltower.store import Store
@@ -107,6 +108,10 @@ class ServerContext:
         )
         if spec is not None:
             context.rules = ErrorAlertRules.from_spec(spec)
+            context.ingestion.vitals_policies = {
+                p.name: VitalsPolicy(tuple(p.allowed_origins), p.vitals_rate_limit)
+                for p in spec.server.projects
+            }
         return context
 
     @property

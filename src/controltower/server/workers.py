@@ -17,6 +17,7 @@ import asyncio
 from pathlib import Path
 
 from controltower.clock import system_clock
+from controltower.monitor.leases import worker_name
 from controltower.monitor.runner import MonitorRunner, RunnerOptions
 from controltower.notify.dispatch import Dispatcher
 from controltower.spec import Spec
@@ -54,7 +55,12 @@ class NotifyService:
     def __init__(
         self, spec: Spec, store: Store, *, clock: Clock = system_clock, poll: float = 1.0
     ) -> None:
-        self.dispatcher = Dispatcher.from_spec(spec.alerts, store, clock=clock)
+        # A stable name, so a server restarted after a crash recovers the sends
+        # it had in flight at once instead of waiting for their leases.
+        name = worker_name(spec.service.name, spec.environment, spec.source or "")
+        self.dispatcher = Dispatcher.from_spec(
+            spec.alerts, store, clock=clock, name=f"{name}:serve-notify"
+        )
         self.poll = poll
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -28,7 +28,8 @@ class ChannelSpec(Section):
 
     Which keys a type needs: slack ``url``; resend ``api_key``, ``from``, ``to``;
     smtp ``host``, ``from``, ``to``; webhook ``url`` (and ``secret`` to sign);
-    apprise ``url`` (any Apprise URL).
+    apprise ``url`` (any Apprise URL). ``deduplicates`` says the receiver acts once
+    per ``Idempotency-Key`` (webhook) or ``Message-ID`` (smtp); resend does by default.
     """
 
     type: ChannelType
@@ -48,6 +49,7 @@ class ChannelSpec(Section):
     timeout: Duration = 10.0
     rate: float | None = Field(default=None, gt=0)
     mentions: list[str] = Field(default_factory=list)
+    deduplicates: bool | None = None
 
     @field_validator("mentions")
     @classmethod

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from controltower.conditions import ConditionText
 from controltower.spec.base import Section
-from controltower.units import Duration
+from controltower.units import Duration, Size
 
 
 class FlowStepSpec(Section):
@@ -34,6 +34,36 @@ class ScenarioSpec(Section):
     conditions: list[ConditionText] = Field(default_factory=list)
 
 
+class WebBudgetsSpec(Section):
+    """``[budgets.web]``: Lighthouse budgets for pages of the ``--url`` being checked.
+
+    ``performance`` is the lowest Lighthouse performance score (0-100); ``lcp``,
+    ``fcp``, ``tbt`` (Total Blocking Time, the lab stand-in for INP) and
+    ``speed_index`` are the longest durations, ``cls`` the largest layout shift
+    and ``total_bytes`` the heaviest transfer. A budget left unset is reported,
+    not judged.
+    """
+
+    pages: list[str] = Field(default_factory=lambda: ["/"], min_length=1, max_length=20)
+    performance: int | None = Field(default=None, ge=0, le=100)
+    lcp: Duration | None = None
+    fcp: Duration | None = None
+    tbt: Duration | None = None
+    speed_index: Duration | None = None
+    cls: float | None = Field(default=None, ge=0)
+    total_bytes: Size | None = None
+    form_factor: Literal["mobile", "desktop"] = "mobile"
+    timeout: Duration = Field(default=120.0, gt=0)
+
+    @field_validator("pages")
+    @classmethod
+    def _pages(cls, value: list[str]) -> list[str]:
+        for page in value:
+            if not page.startswith("/") or any(c.isspace() for c in page):
+                raise ValueError(f'each page is a path that starts with "/" (got "{page}")')
+        return value
+
+
 class BudgetsSpec(Section):
     """``[budgets]``: performance budgets and the load that measures them."""
 
@@ -49,3 +79,4 @@ class BudgetsSpec(Section):
     abort_on_fail: bool = False
     check_duration: Duration = 5.0
     scenarios: list[ScenarioSpec] = Field(default_factory=list)
+    web: WebBudgetsSpec | None = None

@@ -50,13 +50,15 @@ class AnalysisSpec(Section):
     then ``on_inconclusive`` pauses the deploy (``tower deploy`` exits 3) or rolls
     it back. ``traffic`` names ``[[budgets.scenarios]]`` sent to the new release
     during analysis, at ``traffic_rate`` requests per second (0: enough for
-    ``min_requests`` in each window).
+    ``min_requests`` in each window). A web vital (``vitals.lcp.p75``) has a value
+    once the release's beacons hold ``min_vitals_samples`` of it in the window.
     """
 
     conditions: list[ConditionText] = Field(default_factory=list)
     interval: Duration = 10.0
     failure_limit: int = Field(default=1, ge=1)
     min_requests: int = Field(default=20, ge=0)
+    min_vitals_samples: int = Field(default=20, ge=1)
     inconclusive_limit: int | str = 5
     on_inconclusive: Literal["pause", "rollback"] = "pause"
     traffic: list[str] = Field(default_factory=list)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controltower.spec import nextconfig
+
 ASGI_FRAMEWORKS = ("fastapi", "starlette", "quart", "litestar", "sanic", "channels", "django-ninja")
 WSGI_FRAMEWORKS = ("flask", "django", "bottle", "pyramid", "falcon")
 ENVIRONMENT_FILES = (".env.staging", ".env.production")
@@ -252,21 +254,12 @@ NODE_LOCKFILES = (
     ("package-lock.json", "npm"),
     ("npm-shrinkwrap.json", "npm"),
 )
-NEXT_CONFIGS = ("next.config.js", "next.config.mjs", "next.config.ts", "next.config.cjs")
-_STANDALONE = re.compile(r"""\boutput\s*:\s*["']standalone["']""")
-
-
-def next_config(root: Path) -> Path | None:
-    for name in NEXT_CONFIGS:
-        if (root / name).is_file():
-            return root / name
-    return None
 
 
 def next_standalone(root: Path) -> bool:
-    """next.config.{js,mjs,ts,cjs} sets ``output: "standalone"``."""
-    config = next_config(root)
-    return bool(config and _STANDALONE.search(_read(config)))
+    """next.config.* sets ``output: "standalone"``."""
+    config = nextconfig.find(root)
+    return bool(config and config.standalone)
 
 
 def _node(root: Path, found: Detected) -> None:
@@ -299,8 +292,8 @@ def _node(root: Path, found: Detected) -> None:
     if "next" in deps:
         found.stack, found.framework, found.port = "nextjs", "next", 3000
         found.evidence.append(f"package.json depends on next {deps['next']}")
-        config = next_config(root)
-        if next_standalone(root):
+        config = nextconfig.find(root)
+        if config and config.standalone:
             found.entrypoint, found.server = "node server.js", "standalone"
             found.evidence.append(
                 f"{config.name if config else 'next.config'} sets output: standalone"

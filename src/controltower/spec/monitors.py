@@ -21,6 +21,7 @@ class MonitorType(StrEnum):
     HEARTBEAT = "heartbeat"
     PROMETHEUS = "prometheus"
     MACHINE = "machine"
+    VITALS = "vitals"
 
 
 class Severity(StrEnum):
@@ -37,7 +38,10 @@ class MonitorSpec(Section):
 
     What each type needs: http, keyword and prometheus an http(s) ``url``
     (keyword also ``keyword``); tcp ``host`` and ``port`` (or a ``url`` with
-    both); tls ``host`` or a ``url``; heartbeat and machine nothing.
+    both); tls ``host`` or a ``url``; heartbeat and machine nothing. vitals
+    monitors read the web-vitals beacons ``tower serve`` stored over ``window``
+    (of ``project`` and ``page`` when given) and judge a metric only once it has
+    ``min_samples`` samples.
     """
 
     name: Name
@@ -68,6 +72,10 @@ class MonitorSpec(Section):
     labels: dict[str, str] = Field(default_factory=dict)
     slo: Percent | None = None
     grace: Duration = 0.0
+    project: str = ""
+    page: str = ""
+    window: Duration = 3600.0
+    min_samples: int = Field(default=20, ge=1)
     enabled: bool = True
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ class ErrorLevel(StrEnum):
 
 LEVEL_ORDER = {level.value: rank for rank, level in enumerate(ErrorLevel)}
 
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+/?$", re.IGNORECASE)
 _SPIKE = re.compile(r"^\s*(\d+)\s+in\s+(\S+)\s*$")
 
 
@@ -62,13 +63,34 @@ class ProjectSpec(Section):
     """``[[server.projects]]``: an error-tracking project with its own DSN.
 
     ``rate_limit`` is the number of events per minute the project may send;
-    beyond it, ingestion answers 429 with Retry-After.
+    beyond it, ingestion answers 429 with Retry-After. ``vitals_rate_limit`` is
+    the same for web-vitals metrics (a page load sends about five).
+    ``allowed_origins`` are the origins (``https://shop.example``) browsers may
+    send web-vitals beacons from; empty allows any.
     """
 
     name: Name
     rate_limit: int = Field(default=600, ge=1)
+    vitals_rate_limit: int = Field(default=6000, ge=1)
+    allowed_origins: list[str] = Field(default_factory=list)
     environment: str = ""
     events_keep: Duration = 0.0
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        out = []
+        for origin in value:
+            if origin == "*":
+                out.append(origin)
+                continue
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    'each origin is "*" or scheme://host[:port] with no path, '
+                    f'e.g. "https://shop.example" (got "{origin}")'
+                )
+            out.append(origin.rstrip("/").lower())
+        return out
 
 
 class ServerSpec(Section):

@@ -33,8 +33,6 @@ class RecentRestore(Check):
     async def run(self, ctx: CheckContext) -> Outcome:
         if not _backs_up(ctx):
             return skipped("no [backup] database_url: nothing is backed up")
-        if ctx.spec.backup.method == "pitr":
-            return skipped("restore drills of pgBackRest backups are not recorded yet")
         from controltower.backup.drills import verify_age
         from controltower.store import Store
 

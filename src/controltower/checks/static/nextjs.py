@@ -18,15 +18,9 @@ from controltower.checks.model import (
     skipped,
 )
 from controltower.checks.static.files import line_of, read_text
+from controltower.spec.nextconfig import NextConfig, find
 from controltower.spec.service import Target
 
-CONFIG_NAMES = (
-    "next.config.js",
-    "next.config.mjs",
-    "next.config.ts",
-    "next.config.cjs",
-    "next.config.mts",
-)
 MIDDLEWARE = [
     f"{d}{n}.{e}"
     for d in ("", "src/")
@@ -46,19 +40,13 @@ class NextCheck(Check):
     category: ClassVar[Category] = Category.SECURITY
 
     async def run(self, ctx: CheckContext) -> Outcome:
-        for name in CONFIG_NAMES:
-            text = read_text(ctx.path(name))
-            if text is not None:
-                return self.judge(ctx, name, _strip_comments(text))
-        return skipped("no next.config.*")
+        config = find(ctx.root)
+        if config is None:
+            return skipped("no next.config.*")
+        return self.judge(ctx, config.name, config.text)
 
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
         raise NotImplementedError
-
-
-def _strip_comments(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.DOTALL)
-    return re.sub(r"(?m)(^|[^:])//.*$", r"\1", text)
 
 
 @register
@@ -118,7 +106,7 @@ class Standalone(NextCheck):
     remedy = "Add output: 'standalone' so the image carries only the traced server files."
 
     def judge(self, ctx: CheckContext, name: str, text: str) -> Outcome:
-        if re.search(r"output\s*:\s*['\"]standalone['\"]", text):
+        if NextConfig(name, text).standalone:
             return passed("output: 'standalone'")
         return failed(
             "no standalone output: the image carries all of node_modules",

@@ -5,8 +5,12 @@ HTTP/1.1 with keep-alive on both sides, framed by ``controltower.http1``
 instance of that release. The release is, in order:
 
 1. the one a *pin* names (``Proxy(pins=...)``: a function of the request head
-   returning a release id, e.g. the release a Next.js ``deploymentId`` belongs
-   to), if that release is routed;
+   returning a release id), if that release is routed. One pin is built in:
+   Next.js sends the build's ``deploymentId`` as ``x-deployment-id`` on client
+   navigations and answers them with ``x-nextjs-deployment-id``; the proxy
+   remembers which release answered with which deployment id and keeps a
+   request naming one on that release, so a page never navigates into
+   another build (https://nextjs.org/docs/app/api-reference/config/next-config-js/deploymentId);
 2. the one the ``tower-split`` cookie names. Its value is ``<bucket>.<tag>``:
    the client's bucket, a random 32-bit point on the split drawn at its first
    request (as kamal-proxy hashes its rollout cookie to a point), and a hash of
@@ -48,6 +52,7 @@ from typing import Any, NamedTuple, TypeVar
 from controltower.http1 import Head, Incoming, MessageError
 
 COOKIE = "tower-split"
+_MAX_DEPLOYMENTS = 64
 _COOKIE_KEY = COOKIE.encode()
 _IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 _HOP = {
@@ -315,10 +320,23 @@ class Proxy:
         self.metrics = Metrics()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.pins = list(pins)
+        self.pins = [*pins, self.deployment_pin]
+        self.deployments: dict[bytes, str] = {}
         self.on_error = on_error or (lambda message: None)
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+
+    def deployment_pin(self, head: Head) -> str | None:
+        """The release that answered with the Next.js deployment id this request names."""
+        named = head.get(b"x-deployment-id")
+        return self.deployments.get(named) if named else None
+
+    def _learn(self, response: Head, release: str) -> None:
+        named = response.get(b"x-nextjs-deployment-id")
+        if named and self.deployments.get(named) != release:
+            if len(self.deployments) >= _MAX_DEPLOYMENTS:
+                self.deployments.pop(next(iter(self.deployments)))
+            self.deployments[named] = release
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
@@ -464,6 +482,7 @@ class Proxy:
         else:  # pragma: no cover - the loop always breaks or raises
             raise UpstreamFailed("no response", retryable=False)
         status = response.status
+        self._learn(response, target.release)
         if head.upgrade and status == 101:
             client.write(_response_head(response, target.release, cookie, upgrade=True))
             if upstream.leftover:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import ClassVar
 
 import apprise
 import httpx
@@ -25,6 +26,7 @@ NOTIFY_TYPES = {
 class AppriseChannel(Channel):
     type = "apprise"
     required = ("url",)
+    dedup_default: ClassVar[bool | None] = None
 
     def notify_type(self, delivery: Delivery) -> apprise.NotifyType:
         note = delivery.notification

@@ -59,12 +59,24 @@ class HttpRequest:
 
 
 class DeliveryFailed(NotifyError):
-    """A send did not go through. ``retryable`` says whether trying again can help."""
+    """A send did not go through. ``retryable`` says whether trying again can help.
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    ``uncertain`` says the receiver may have acted on it all the same: the request
+    went out and no answer came back (a read timeout, a dropped connection).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        uncertain: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.uncertain = uncertain
 
 
 class Channel(abc.ABC):
@@ -73,6 +85,9 @@ class Channel(abc.ABC):
     type: ClassVar[str]
     default_rate: ClassVar[float | None] = None
     required: ClassVar[tuple[str, ...]] = ()
+    #: Whether the receiver acts once per key by default (Resend does); ``None``:
+    #: the channel has no key a receiver could deduplicate by (Slack, Apprise).
+    dedup_default: ClassVar[bool | None] = False
 
     def __init__(self, name: str, spec: ChannelSpec, *, clock: Clock = system_clock) -> None:
         self.name = name
@@ -86,6 +101,23 @@ class Channel(abc.ABC):
                 hint="set it in tower.toml, e.g. from an environment variable: "
                 'url = "${SLACK_WEBHOOK_URL}"',
             )
+        if spec.deduplicates and self.dedup_default is None:
+            raise NotifyError(
+                f"channel {name!r} ({self.type}) cannot deduplicate: it sends no key a "
+                "receiver could act once on",
+                hint=f"remove `deduplicates` from [alerts.channels.{name}]",
+            )
+
+    @property
+    def deduplicates(self) -> bool:
+        """Whether sending a notification again reaches people once.
+
+        When it does not, a send whose outcome was never known is sent again and
+        the incident's timeline says it may have been delivered twice.
+        """
+        if self.spec.deduplicates is not None:
+            return self.spec.deduplicates
+        return bool(self.dedup_default)
 
     @property
     def rate(self) -> float | None:
@@ -137,10 +169,13 @@ class HttpChannel(Channel):
                     f"{request.url}: no answer within {self.spec.timeout:g}s ({type(exc).__name__})"
                 ),
                 retryable=True,
+                uncertain=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
         except httpx.HTTPError as exc:
             raise DeliveryFailed(
-                self.scrub(f"{request.url}: {type(exc).__name__}: {exc}"), retryable=True
+                self.scrub(f"{request.url}: {type(exc).__name__}: {exc}"),
+                retryable=True,
+                uncertain=isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError),
             ) from None
         return self.check_response(response)
 

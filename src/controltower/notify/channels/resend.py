@@ -30,6 +30,9 @@ class ResendChannel(HttpChannel):
     type = "resend"
     default_rate: ClassVar[float | None] = 2.0
     required = ("api_key", "sender", "to")
+    # Resend sends once per Idempotency-Key for 24 hours
+    # (https://resend.com/docs/dashboard/emails/idempotency-keys).
+    dedup_default: ClassVar[bool | None] = True
 
     @property
     def endpoint(self) -> str:

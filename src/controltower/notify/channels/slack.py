@@ -18,6 +18,8 @@ class SlackChannel(HttpChannel):
     type = "slack"
     default_rate: ClassVar[float | None] = 1.0
     required = ("url",)
+    # An incoming webhook takes no idempotency key: a message sent again is posted again.
+    dedup_default: ClassVar[bool | None] = None
 
     def build_request(self, delivery: Delivery, *, now: float) -> HttpRequest:
         assert self.spec.url is not None

@@ -21,6 +21,7 @@ from controltower.server.api import (
     services,
     silences,
     tokens,
+    vitals,
 )
 
 MODULES = [
@@ -33,6 +34,7 @@ MODULES = [
     projects,
     issues,
     csp,
+    vitals,
     ingest,
     tokens,
 ]

@@ -31,6 +31,7 @@ from controltower.store.models.sourcemaps import (
     SentryRelease,
     UploadChunk,
 )
+from controltower.store.models.vitals import WebVital
 
 __all__ = [
     "ApiToken",
@@ -67,4 +68,5 @@ __all__ = [
     "Silence",
     "UploadChunk",
     "User",
+    "WebVital",
 ]

@@ -13,7 +13,16 @@ from controltower.store.base import Base
 
 
 class OutboxMessage(Base):
-    """One notification for one channel. ``key`` makes enqueueing idempotent."""
+    """One notification for one channel. ``key`` makes enqueueing idempotent.
+
+    ``unconfirmed`` counts the attempts whose outcome was never known (the sender
+    stopped mid-send, or the receiver took the request and never answered) and
+    that were sent again to a channel that cannot deduplicate: each one may have
+    reached the receiver twice, and said so in the incident's timeline.
+    ``in_flight_at`` is when the current attempt's request went out (None while a
+    claimed row waits its turn), so a row left in ``sending`` by a dead dispatcher
+    tells a send that may have arrived from one that never started.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
@@ -31,3 +40,5 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     lease_owner: Mapped[str] = mapped_column(String(200), default="")
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    unconfirmed: Mapped[int] = mapped_column(default=0, server_default="0")
+    in_flight_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -107,7 +107,9 @@ def _app(folder: Path, kit: Path) -> Spec:
     spec = _spec(folder)
     # A TypeScript app (tsconfig.json) with its own next.config.mjs, which tower edits in place.
     (folder / "tsconfig.json").write_text(json.dumps(TSCONFIG, indent=2))
-    (folder / "next.config.mjs").write_text("const nextConfig = {};\n\nexport default nextConfig;\n")
+    (folder / "next.config.mjs").write_text(
+        "const nextConfig = {};\n\nexport default nextConfig;\n"
+    )
     for file in build(spec, "nextjs", folder):
         outcome = apply(file, folder, write=True)
         assert outcome.state == ("changed" if file.path == "next.config.mjs" else "created")

@@ -398,5 +398,6 @@ class TestBrowserCheck:
     def test_without_chromium_it_is_skipped(self, tmp_path: Path, httpserver: HTTPServer) -> None:
         """No Chromium where TOWER_CHROMIUM points: skipped with the reason, never pass."""
         url = self._serve(httpserver, "script-src 'nonce-abc123' 'strict-dynamic'")
-        finding = self._check(tmp_path, url, TOWER_CHROMIUM=str(tmp_path / "none"))
+        none = str(tmp_path / "none")
+        finding = self._check(tmp_path, url, TOWER_CHROMIUM=none, CHROME_PATH=none, PATH=none)
         assert finding["status"] == "skip" and "Chromium" in finding["message"]

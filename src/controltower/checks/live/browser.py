@@ -8,21 +8,20 @@ blocked load as a ``securitypolicyviolation`` event (CSP Level 3, section 5.3
 "Report a violation"); the check listens for them from before the first
 script runs.
 
-Chromium is found as ``$TOWER_CHROMIUM``, then ``chromium``/``chromium-browser``/
-``google-chrome`` on PATH; Playwright (``pip install playwright``, no browser
+Chromium is found as the Lighthouse check finds it (``$CHROME_PATH``, ``$TOWER_CHROMIUM``,
+then ``chromium``/``chromium-browser``/``google-chrome`` on PATH); Playwright (``pip install playwright``, no browser
 download needed) drives it. Without either the check is skipped and says why.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from controltower.checks.base import Check, CheckContext, register
+from controltower.checks.live.lighthouse import find_chromium
 from controltower.checks.model import (
     Category,
     Fix,
@@ -84,18 +83,6 @@ class Violation:
         return f"{self.directive} blocked {self.blocked or 'inline'}{where}"
 
 
-def chromium_path(environ: Any = os.environ) -> str | None:
-    """The Chromium to drive: ``$TOWER_CHROMIUM``, else one on PATH."""
-    configured = environ.get("TOWER_CHROMIUM")
-    if configured:
-        return configured if Path(configured).exists() else None
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
 async def page_violations(url: str, executable: str) -> list[Violation]:
     """Load ``url`` in Chromium and return the CSP violations it reported."""
     from playwright.async_api import async_playwright
@@ -145,7 +132,7 @@ class BrowserCsp(Check):
             return skipped("the home page sends no enforced Content-Security-Policy")
         if "html" not in home.headers.get("content-type", "") or "<script" not in home.text:
             return skipped("the home page is not an HTML page with scripts")
-        executable = chromium_path()
+        executable = find_chromium(dict(os.environ))
         if executable is None:
             return skipped("no Chromium found (set TOWER_CHROMIUM or install chromium)")
         try:

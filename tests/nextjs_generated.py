@@ -60,16 +60,22 @@ def tower(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
 
 def generate(language: str, target: Path) -> str:
     """``target`` made a copy of the ``language`` app with the shared package files and the
-    files of ``tower generate all --write``; returns what the command printed."""
+    files of ``tower generate all --write`` then ``tower generate nextjs --write`` (``all``
+    keeps the app's own files, ``nextjs`` brings them in line); returns what they printed."""
     shutil.copytree(APPS / language, target)
     for name in ("package.json", "package-lock.json"):
         shutil.copy(FIXTURE / name, target / name)
-    done = tower(target, "generate", "all", "--write")
-    if done.returncode != 0:
-        raise AssertionError(
-            f"tower generate all --write exited {done.returncode}:\n{done.stdout}{done.stderr}"
-        )
-    return done.stdout
+    output = ""
+    for what in ("all", "nextjs"):
+        done = tower(target, "generate", what, "--write")
+        if done.returncode != 0:
+            raise AssertionError(
+                f"tower generate {what} --write exited {done.returncode}:\n"
+                + done.stdout
+                + done.stderr
+            )
+        output += done.stdout
+    return output
 
 
 def _sources(language: str) -> tuple[Path, str]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controltower.generate.files import GeneratedFile, Reconciled
@@ -828,4 +828,6 @@ def nextjs_files(spec: Spec, root: Path | None = None) -> list[GeneratedFile]:
     layout = _layout(app, "./" + Path(vitals).stem)
     if layout is not None:
         files.append(layout)
-    return files
+    # `tower generate all` keeps every file of the app's own (routes, config, layout,
+    # middleware); `tower generate nextjs` brings them in line.
+    return [replace(file, generator="nextjs") for file in files]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Node.js and npm for the Next.js fixture app (tests/fixtures/nextjs_app, built by
 # tests/nextjs_support.py): installed from Debian's packages when absent. Then installs and
-# builds the fixture once (cached under ~/.cache/controltower-tests/nextjs) and prints its folder.
+# builds the fixture once (cached under ~/.cache/controltower-tests/nextjs), twice in fact:
+# build A and build B (FIXTURE_BUILD=B baked in, for the rollback test), and prints A's folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

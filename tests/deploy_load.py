@@ -1,4 +1,4 @@
-"""A small constant-rate HTTP load loop for the deploy tests (raw asyncio streams).
+"""A small constant-rate HTTP load loop for the deploy tests (asyncio streams, tower's HTTP/1 parser).
 
 ``Load(url, rate=200).start()`` runs it on a thread; ``stop()`` returns what
 happened: requests sent, answered, failed (a 5xx, a refused connection, a reset,
@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from controltower.http1 import Complete, MessageError, ResponseParser
 
 
 @dataclass
@@ -116,33 +118,41 @@ class Load:
             result.failures.append((at, f"status {status} from {release}"))
 
     async def _request(self) -> tuple[int, str, bytes]:
+        request = f"GET {self.path} HTTP/1.1\r\nhost: {self.host}\r\n\r\n".encode()
+        response: Complete | None = None
         for attempt in range(2):
             pooled = bool(self._idle) and attempt == 0
             if pooled:
                 reader, writer = self._idle.pop()
             else:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
+            parser = ResponseParser()  # tower's HTTP/1 framing: lengths, chunked, until close
             try:
-                writer.write(f"GET {self.path} HTTP/1.1\r\nhost: {self.host}\r\n\r\n".encode())
+                writer.write(request)
                 await writer.drain()
-                head = await reader.readuntil(b"\r\n\r\n")
+                response = None
+                while response is None:
+                    data = await reader.read(65536)
+                    if not data:
+                        response = parser.eof()
+                        if response is None:
+                            raise asyncio.IncompleteReadError(b"", None)
+                        break
+                    response = parser.feed(data)
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
                 if pooled:
                     continue  # the server closed an idle connection: a client retries that
                 raise
+            except MessageError as exc:
+                writer.close()
+                raise ValueError(f"not an HTTP response: {exc}") from None
             break
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                key, value = line.split(":", 1)
-                headers[key.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        body = await reader.readexactly(length) if length else b""
-        if headers.get("connection", "").lower() == "close":
-            writer.close()
-        else:
+        if response is None:
+            raise asyncio.IncompleteReadError(b"", None)
+        if response.head.keep_alive:
             self._idle.append((reader, writer))
-        return status, headers.get("x-tower-release", ""), body
+        else:
+            writer.close()
+        release = (response.head.get(b"x-tower-release") or b"").decode("latin-1")
+        return response.status, release, response.body

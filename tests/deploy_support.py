@@ -135,14 +135,7 @@ class LocalSite:
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 180.0
     ) -> subprocess.CompletedProcess[str]:
         """Run the real ``tower`` command on this site's spec."""
-        return subprocess.run(
-            [TOWER, *args, "--spec", str(self.spec_path), "--env", "local"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=self.root,
-            env={**os.environ, "COLUMNS": "200", **(env or {})},
-        )
+        return run_tower(self.root, *args, env=env, timeout=timeout, environment="local")
 
     def state(self) -> dict[str, Any]:
         try:
@@ -162,6 +155,24 @@ class LocalSite:
             _kill(agent_pid, group=False)
         for pid in pids:
             _kill(pid, group=True)
+
+
+def run_tower(
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    environment: str = "production",
+) -> subprocess.CompletedProcess[str]:
+    """The real ``tower`` command on ``root/tower.toml`` in another process."""
+    return subprocess.run(
+        [TOWER, *args, "--spec", str(root / "tower.toml"), "--env", environment],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=root,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
 
 
 def _kill(pid: int, *, group: bool) -> None:

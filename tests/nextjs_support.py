@@ -12,7 +12,7 @@ generated files, a JavaScript variant) builds that folder the same way::
         url = next_server(next_app, SENTRY_DSN="...")    # `next start` on a free port
 
     def test_variant(tmp_path, next_server):
-        built = build_next_app(env={"FIXTURE_BUILD": "B"})  # a build variant (build-time env)
+        built = build_next_app(env=BUILD_B)              # the second build (scripts/nextjs.sh)
         folder = copy_fixture(tmp_path / "app")             # or a copy to change, then
         built = build_next_app(folder)                      # build that
 
@@ -279,6 +279,12 @@ def next_server(tmp_path: Path) -> Iterator[Callable[..., NextServer]]:
         server.stop()
 
 
-if __name__ == "__main__":  # scripts/test.sh builds the fixture before the tests start
+BUILD_B = {"FIXTURE_BUILD": "B"}
+"""The second build of the fixture (``build_or_fail(env=BUILD_B)``): another ``next build``
+whose responses say ``B``, for the tests that need two real builds (rollback, source maps)."""
+
+
+if __name__ == "__main__":  # scripts/test.sh builds the fixture (A and B) before the tests start
     built = build_next_app()
+    build_next_app(env=BUILD_B)
     print(built.folder)

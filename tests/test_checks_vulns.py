@@ -16,6 +16,7 @@ from controltower.checks import CheckContext, CheckRun, Status, run_checks, sele
 from controltower.checks.static.vulns import pip_items
 from controltower.report.machine import to_sarif
 from controltower.spec import parse_spec
+from controltower.spec.loader import SpecError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vulnerable"
 SPEC = '[service]\nname = "shop"\ntarget = "fly"\n'
@@ -31,9 +32,16 @@ LODASH_ADVISORY = {
 }
 
 
-def audit(root: Path, environ: dict[str, str]) -> CheckRun:
-    ctx = CheckContext(spec=parse_spec(SPEC), root=root, environ=environ)
+def audit(root: Path, environ: dict[str, str], spec: str = SPEC) -> CheckRun:
+    ctx = CheckContext(spec=parse_spec(spec), root=root, environ=environ)
     return asyncio.run(run_checks(ctx, select(["deps.vulnerabilities"])))
+
+
+def advisory_waiver(advisory: str, expires: str) -> str:
+    return (
+        f'{SPEC}[[waivers]]\ncheck = "deps.vulnerabilities"\nadvisory = "{advisory}"\n'
+        f'reason = "lodash is only used at build time"\nexpires = {expires}\n'
+    )
 
 
 @pytest.fixture
@@ -95,6 +103,69 @@ class TestNpmAudit:
         assert finding.status is Status.WARN
         assert finding.message.startswith("not run: package-lock.json: npm audit could not reach")
         assert "ECONNREFUSED" in finding.message
+
+
+class TestAdvisoryWaivers:
+    def test_live_waiver_waives_that_advisory_alone(
+        self, node_app: Path, httpserver: HTTPServer, advisory_registry: list[dict[str, list[str]]]
+    ) -> None:
+        """A waiver naming the GHSA id lets gate 2 pass and says what it waived, until when
+        and why; a waiver of another advisory leaves the finding failing and is listed as
+        matching nothing."""
+        environ = {"npm_config_registry": httpserver.url_for("/")}
+        run = audit(node_app, environ, advisory_waiver("GHSA-jf85-cpcp-j695", "2099-01-01"))
+        finding = next(f for f in run.findings if f.id == "deps.vulnerabilities")
+        assert finding.status is Status.PASS, finding.message
+        assert finding.message.endswith("1 advisory waived")
+        [line] = finding.data["waived"]
+        assert line.startswith("waived: package-lock.json: GHSA-jf85-cpcp-j695 (critical)")
+        assert line.endswith("(until 2099-01-01: lodash is only used at build time)")
+        assert run.gates[2].passed
+        other = audit(node_app, environ, advisory_waiver("GHSA-aaaa-bbbb-cccc", "2099-01-01"))
+        finding = next(f for f in other.findings if f.id == "deps.vulnerabilities")
+        assert finding.status is Status.FAIL
+        assert "waiver for GHSA-aaaa-bbbb-cccc matches no advisory found; it can go" in (
+            finding.details
+        )
+
+    def test_expired_waiver_fails(
+        self, node_app: Path, httpserver: HTTPServer, advisory_registry: list[dict[str, list[str]]]
+    ) -> None:
+        """An expired advisory waiver waives nothing and fails waivers.expired (gate 1)."""
+        environ = {"npm_config_registry": httpserver.url_for("/")}
+        run = audit(node_app, environ, advisory_waiver("GHSA-jf85-cpcp-j695", "2020-01-01"))
+        by_id = {f.id: f for f in run.findings}
+        assert by_id["deps.vulnerabilities"].status is Status.FAIL
+        assert by_id["waivers.expired"].status is Status.FAIL
+        assert (
+            "deps.vulnerabilities GHSA-jf85-cpcp-j695: expired 2020-01-01"
+            in by_id["waivers.expired"].details[0]
+        )
+        assert not run.gates[1].passed
+
+    def test_pysec_id_matches_a_pip_audit_item(self) -> None:
+        """pip-audit items are named by their GHSA alias; a waiver may name the PYSEC id."""
+        spec = parse_spec(advisory_waiver("PYSEC-2023-100", "2099-01-01"))
+        [item], _ = pip_items(
+            {"dependencies": [{"name": "flask", "version": "2.0.0", "vulns": [
+                {"id": "PYSEC-2023-100", "aliases": ["GHSA-m2qf-hxjv-5gpq"], "fix_versions": ["2.2.5"]}
+            ]}]},
+            "requirements.txt",
+        )  # fmt: skip
+        assert item.rule == "GHSA-m2qf-hxjv-5gpq"
+        assert spec.waivers[0].matches(item.rule, item.message)
+
+    def test_advisory_waiver_must_be_for_the_audit(self) -> None:
+        """An advisory on another check, or an id that is not one, is refused with file:line."""
+        text = advisory_waiver("GHSA-jf85-cpcp-j695", "2099-01-01").replace(
+            'check = "deps.vulnerabilities"', 'check = "docker.hadolint"'
+        )
+        with pytest.raises(SpecError) as caught:
+            parse_spec(text, source="tower.toml")
+        assert "tower.toml:" in str(caught.value)
+        assert 'an advisory waiver is for check = "deps.vulnerabilities"' in str(caught.value)
+        with pytest.raises(SpecError):
+            parse_spec(advisory_waiver("not an id", "2099-01-01"))
 
 
 class TestPipAudit:

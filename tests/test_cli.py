@@ -435,6 +435,26 @@ class TestDetect:
 
 
 class TestInit:
+    def test_linked_vercel_project(self, cli: Cli, tmp_path: Path) -> None:
+        """A Next.js app linked with `vercel link` gets target and driver vercel, with the
+        project and team from .vercel/project.json, and a spec that validates."""
+        (tmp_path / "package.json").write_text(
+            json.dumps({"name": "shop", "dependencies": {"next": "15.1.0"}})
+        )
+        (tmp_path / ".vercel").mkdir()
+        (tmp_path / ".vercel" / "project.json").write_text(
+            json.dumps({"projectId": "prj_abc123", "orgId": "team_xyz"})
+        )
+        result = cli("init", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert ".vercel/project.json links project prj_abc123: driver vercel" in result.stdout
+        data = tomllib.loads((tmp_path / "tower.toml").read_text())
+        assert data["service"]["target"] == "vercel"
+        assert data["deploy"]["driver"] == "vercel"
+        assert data["deploy"]["vercel"]["project"] == "prj_abc123"
+        assert data["deploy"]["vercel"]["team_id"] == "team_xyz"
+        assert cli("validate", "--spec", str(tmp_path / "tower.toml")).returncode == 0
+
     def test_nextjs_fly(self, cli: Cli, tmp_path: Path) -> None:
         """A Next.js app with fly.toml gets the nextjs-fly preset; its env catalog holds exactly
         the variables the code and .env files use, with the preset's knowledge of each kept."""

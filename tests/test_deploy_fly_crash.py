@@ -11,21 +11,18 @@ not healthy or found no machine at all.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.deploy_support import run_tower
 from tests.fakes.fly_api import FakeFly
 from tests.fly_support import TOKEN, engine_for, fake_fly, machines_of, write_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deploy-fly-crash")]
-
-TOWER = str(Path(sys.executable).parent / "tower")
 
 BOUNDARIES = [
     ("gates", "rolled_back"),
@@ -58,14 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, FakeF
 def tower(
     root: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TOWER, *args, "--spec", str(root / "tower.toml"), "--env", "production"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=root,
-        env={**os.environ, "COLUMNS": "200", "FLY_API_TOKEN": TOKEN, **(env or {})},
-    )
+    return run_tower(root, *args, env={"FLY_API_TOKEN": TOKEN, **(env or {})})
 
 
 class TestKilledAtEachStepBoundary:

@@ -146,7 +146,7 @@ CORPUS = {
     ),
     "vercel-next": Repo(
         frozenset({"APP_VERSION", "CONTACT_FROM", "RESEND_API_KEY"}),
-        "vercel", "exec", "nextjs", "next start", dockerfile=False, may_change=NEXT_FILES,
+        "vercel", "vercel", "nextjs", "next start", dockerfile=False, may_change=NEXT_FILES,
     ),
 }  # fmt: skip
 

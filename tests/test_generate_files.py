@@ -234,6 +234,29 @@ class TestWorkflow:
         assert "NEXT_PUBLIC_SITE_URL: ${{ vars.NEXT_PUBLIC_SITE_URL }}" in text
         assert "@master" not in text and "@main" not in text
 
+    def test_vercel_flavour(self, tmp_path: Path) -> None:
+        """driver = "vercel": vercel pull and build --prod, then tower deploy makes the staged
+        deployment; the token and bypass secret by name, no flyctl."""
+        text = render("nextjs-fly", Detected(name="shop", target="other"))
+        text = re.sub(r"^driver = .*$", 'driver = "vercel"', text, count=1, flags=re.M)
+        text = re.sub(r"^target = .*$", 'target = "vercel"', text, count=1, flags=re.M)
+        text += '\n[deploy.vercel]\nproject = "prj_1"\nsource = "prebuilt"\n'
+        spec = parse_spec(text, source=str(tmp_path / "tower.toml"), env="production", environ={})
+        workflow = _one(spec, "github-actions", tmp_path)
+        assert "VERCEL_TOKEN: ${{ secrets.VERCEL_TOKEN }}" in workflow
+        assert (
+            "VERCEL_AUTOMATION_BYPASS_SECRET: ${{ secrets.VERCEL_AUTOMATION_BYPASS_SECRET }}"
+            in workflow
+        )
+        assert "npm install --global vercel@58.10.0" in workflow
+        pull, build_, deploy = (
+            workflow.index("vercel pull --yes --environment=production"),
+            workflow.index("vercel build --prod"),
+            workflow.index('tower deploy --version "${{ github.sha }}" --env production'),
+        )
+        assert pull < build_ < deploy < workflow.index("tower check --env production")
+        assert "flyctl" not in workflow
+
     def test_is_yaml_when_a_parser_is_at_hand(self, python: Spec, tmp_path: Path) -> None:
         yaml = pytest.importorskip("yaml")
         doc = yaml.safe_load(_one(python, "github-actions", tmp_path))

@@ -146,6 +146,36 @@ class TestLifecycle:
         assert h.incidents()[0].status == "resolved"
         assert outbox(store) == []
 
+    def test_outage_between_two_passes_is_paged_late(self, store: Store) -> None:
+        """A monitor that failed and recovered while no pass ran (the alerting leader
+        died and another took over) still opens an incident: firing on the next pass,
+        with when it failed, and resolved on the one after."""
+        h = harness(store, monitor_block("api", failure_threshold=2))
+        h.tick(1)
+        for _ in range(3):
+            h.check("api")
+            h.clock.advance(1)
+        h.check("api", "ok")
+        h.tick(5)
+        [incident] = h.incidents()
+        assert incident.status == "firing"
+        [firing] = outbox(store, "incident.firing")
+        assert "recovered before an alerting pass saw it" in firing.payload["text"]
+        h.tick(1)
+        assert h.incidents()[0].status == "resolved"
+        assert [r.kind for r in outbox(store)] == ["incident.firing", "incident.resolved"]
+        h.tick(1)
+        assert len(h.incidents()) == 1, "the outage is judged once"
+
+    def test_unseen_outage_shorter_than_for_pages_nobody(self, store: Store) -> None:
+        """Judged late, an outage still has to last ``for`` to page."""
+        h = harness(store, monitor_block("api", failure_threshold=1, for_="60s"))
+        h.check("api")
+        h.clock.advance(30)
+        h.check("api", "ok")
+        h.tick(1)
+        assert h.incidents() == [] and outbox(store) == []
+
     def test_keep_firing_for_absorbs_flapping(self, store: Store) -> None:
         """A flap inside ``keep_firing_for`` stays one incident with one notification."""
         h = harness(store, monitor_block("api", failure_threshold=1, keep_firing_for="5m"))

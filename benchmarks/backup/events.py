@@ -347,8 +347,9 @@ def run_store(kind: str, url: str, workdir: Path, args: argparse.Namespace) -> O
 
 def report(outcomes: list[Outcome], args: argparse.Namespace) -> str:
     lines = [
-        f"`python -m benchmarks.backup.events --events {args.events} --rate {args.rate:g} "
-        '--record`: `tower serve` (one process) with `events_keep = "7d"` on a store seeded '
+        f"`python -m benchmarks.backup.events --events {args.events} --rate {args.rate:g}"
+        f"{' --no-lock' if getattr(args, 'no_lock', False) else ''} --record`: "
+        '`tower serve` (one process) with `events_keep = "7d"` on a store seeded '
         f"with {args.events:,} events (90 % older than the window), {args.rate:g} events/s "
         "posted by four senders plus a probe that times each marked event until it is "
         "stored. The prune is the retention service's own first pass (batches of 2,000 rows, "
@@ -399,12 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--no-lock",
+        action="store_true",
+        help=f"run beside other benchmarks instead of waiting for {LOCK}",
+    )
     args = parser.parse_args(argv)
     LOCK.touch(exist_ok=True)
     outcomes = []
     with LOCK.open() as lock:
-        print(f"waiting for {LOCK} (another benchmark may be running)", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not args.no_lock:
+            print(f"waiting for {LOCK} (another benchmark may be running)", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         with tempfile.TemporaryDirectory(prefix="tower-retention-bench-") as tmp:
             for kind in args.stores.split(","):
                 with database(kind, args.pg, Path(tmp)) as url:

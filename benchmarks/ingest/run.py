@@ -683,11 +683,14 @@ def report(
         "event was written; lost = accepted (tower: its accepted-events counter; Bugsink: "
         "200 answers in gunicorn's access log) minus stored. Server CPU per event is the user "
         "and system time of all the server's processes (gunicorn's workers and snappea "
-        "included, the PostgreSQL server's not) divided by the events stored.",
+        "included, the PostgreSQL server's not) divided by the events stored. Answered/s is "
+        "the load's own rate (wrk's requests/s; the SDK senders' requests over their sending "
+        "time, flush included): with the SDK, stored events/s can be no higher than what the "
+        f"{args.senders} application processes send.",
         "",
-        "| store | load | system | events/s stored | vs Bugsink | server CPU per event "
-        "| vs Bugsink | accepted | refused | lost | accept p50 / p99 |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| store | load | system | events/s stored | vs Bugsink | answered/s | server CPU per "
+        "event | vs Bugsink | accepted | refused | lost | accept p50 / p99 |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for store in ("SQLite", "PostgreSQL"):
         for load in loads:
@@ -702,7 +705,7 @@ def report(
                 cpu_ratio = f"{outcome.cpu_us / peer.cpu_us:.2f}x" if peer and peer.cpu_us else "-"
                 lines.append(
                     f"| {store} | {load} | {outcome.system} | {outcome.events_per_s:,.0f} | "
-                    f"{ratio} | {outcome.cpu_us:,.0f} µs | {cpu_ratio} | "
+                    f"{ratio} | {outcome.accept_rps:,.0f} | {outcome.cpu_us:,.0f} µs | {cpu_ratio} | "
                     f"{outcome.accepted:,} | {outcome.refused:,} | {outcome.lost:,} | "
                     f"{outcome.p50_ms:.1f} / {outcome.p99_ms:.1f} ms |"
                 )

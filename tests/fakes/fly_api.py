@@ -72,16 +72,16 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.asgi import ThreadedApp
 
 NONCE = "fly-machine-lease-nonce"
 RELEASE_GROUP = "fly_app_release_command"
@@ -147,7 +147,7 @@ class Bucket:
         return (1 - self.tokens) / self.rate
 
 
-class FakeFly:
+class FakeFly(ThreadedApp):
     def __init__(
         self,
         token: str,
@@ -190,10 +190,6 @@ class FakeFly:
         self._pool: tuple[str, ...] | None = None
         self._rr = 0
         self._stop = threading.Event()
-        self._traffic: threading.Thread | None = None
-        self._traffic_stop = threading.Event()
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
         self.ticker: threading.Thread | None = None
         self.port = 0
 
@@ -398,29 +394,6 @@ class FakeFly:
                 self.routed.append(routed)
             out.append(routed)
         return out
-
-    def start_traffic(self, rate: float = 50.0) -> None:
-        self._traffic_stop.clear()
-
-        def run() -> None:
-            while not self._traffic_stop.wait(1 / rate):
-                self.send()
-
-        self._traffic = threading.Thread(target=run, daemon=True)
-        self._traffic.start()
-
-    def stop_traffic(self) -> None:
-        self._traffic_stop.set()
-        if self._traffic:
-            self._traffic.join(2)
-
-    @contextmanager
-    def traffic(self, rate: float = 50.0) -> Iterator[None]:
-        self.start_traffic(rate)
-        try:
-            yield
-        finally:
-            self.stop_traffic()
 
     # ---- HTTP ------------------------------------------------------------------------
 
@@ -812,30 +785,14 @@ class FakeFly:
 
     # ---- running ---------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self, port: int) -> str:
-        self.port = port
-        config = uvicorn.Config(self.app_routes(), host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
         self.ticker = threading.Thread(target=self._tick, daemon=True)
         self.ticker.start()
-        deadline = time.time() + 10
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        return self.url
+        return self.serve(port)
 
     def stop(self) -> None:
         self._stop.set()
-        self.stop_traffic()
-        if self.server:
-            self.server.should_exit = True
-        if self.thread:
-            self.thread.join(5)
+        self.shutdown()
 
 
 def _copy(data: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from controltower.checks.static import (
     hadolint,
     nextjs,
     nextscale,
+    vercel,
     vulns,
     watchdog,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "nextscale",
     "ratelimit",
     "transport",
+    "vercel",
     "vulns",
     "watchdog",
 ]

@@ -139,8 +139,10 @@ def apply_waivers(
             broken.append(f"{waiver.check}: no check has this id (see `tower check --list`)")
             continue
         if waiver.expires < today:
-            broken.append(f"{waiver.check}: expired {waiver.expires.isoformat()} ({waiver.reason})")
+            broken.append(f"{waiver.label}: expired {waiver.expires.isoformat()} ({waiver.reason})")
             continue
+        if waiver.advisory:
+            continue  # the check itself waives that advisory alone
         for index, finding in enumerate(result):
             if finding.id != waiver.check:
                 continue

@@ -60,6 +60,7 @@ class DeployReconciler:
         self._engine: Engine | None = None
         self._service: int | None = None
         self.recovered: list[ReleaseView] = []
+        self.failing: str | None = None  # the reason the last tick failed, warned about once
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -67,8 +68,12 @@ class DeployReconciler:
                 try:
                     done = await asyncio.to_thread(self.tick)
                 except TowerError as exc:
-                    log.warning("deploy reconciler: %s", exc)
+                    self._failed(str(exc))
                     done = []
+                else:
+                    if self.failing is not None:
+                        log.info("deploy reconciler: working again")
+                        self.failing = None
                 for release in done:
                     log.info(
                         "deploy reconciler: release %s of %s ended %s",
@@ -81,6 +86,22 @@ class DeployReconciler:
         finally:
             if self._engine is not None:
                 self._engine.driver.close()
+
+    def _failed(self, reason: str) -> None:
+        """Warn about a failing tick once, and again only when the reason changes.
+
+        The loop retries every ``poll`` seconds; a driver that cannot be built
+        (a missing token, say) would otherwise log the same line twice a second.
+        """
+        if reason == self.failing:
+            log.debug("deploy reconciler: still failing: %s", reason)
+            return
+        self.failing = reason
+        log.warning(
+            "deploy reconciler: %s (retrying every %gs; warned again only if the reason changes)",
+            reason,
+            self.poll,
+        )
 
     def tick(self) -> list[ReleaseView]:
         """Recover what needs it, once; returns the releases it ended."""

@@ -37,6 +37,47 @@ def _python_install(app: App) -> str:
     return "python -m pip install . pytest"
 
 
+VERCEL_CLI = "58.10.0"
+
+
+def _vercel_deploy(spec: Spec, env_flag: str) -> list[str]:
+    """The deploy job's env and steps for the vercel driver.
+
+    ``source = "prebuilt"``: `vercel pull` and `vercel build --prod` write
+    .vercel/output with the production settings, which tower uploads; ``git``:
+    Vercel builds the pushed commit. Either way tower makes a staged production
+    deployment, gates it on health, then promotes (docs/deploy.md, Vercel).
+    """
+    vercel = spec.deploy.vercel
+    lines = [
+        "    env:",
+        f"      {vercel.token_env}: ${{{{ secrets.{vercel.token_env} }}}}",
+        f"      {vercel.bypass_env}: ${{{{ secrets.{vercel.bypass_env} }}}}",
+        "      VERCEL_ORG_ID: ${{ vars.VERCEL_ORG_ID }}",
+        "      VERCEL_PROJECT_ID: ${{ vars.VERCEL_PROJECT_ID }}",
+        *_env_lines(spec, 6),
+        "    steps:",
+        "      - uses: actions/checkout@v4",
+        *_install_tower(),
+    ]
+    if vercel.source == "prebuilt":
+        lines += [
+            "      - uses: actions/setup-node@v4",
+            "        with:",
+            '          node-version: "22"',
+            f"      - run: npm install --global vercel@{VERCEL_CLI}",
+            "      - name: production settings and variables from Vercel",
+            f'        run: vercel pull --yes --environment=production --token="${vercel.token_env}"',
+            "      - name: build .vercel/output for production",
+            f'        run: vercel build --prod --token="${vercel.token_env}"',
+        ]
+    lines += [
+        "      - name: staged deployment, health gate, promote or rolling release (vercel driver)",
+        f'        run: tower deploy --version "${{{{ github.sha }}}}"{env_flag}',
+    ]
+    return lines
+
+
 def _test_steps(app: App) -> list[str]:
     if app.is_node:
         install, cache = _SETUP_NODE[app.package_manager]
@@ -175,6 +216,8 @@ def github_actions(
             "      - name: roll out with health gates and automatic rollback (fly driver)",
             f'        run: tower deploy --image "{image}"{env_flag}',
         ]
+    elif driver is DriverName.VERCEL:
+        lines += _vercel_deploy(spec, env_flag)
     else:
         extra = (
             ["      VERCEL_TOKEN: ${{ secrets.VERCEL_TOKEN }}"]

@@ -26,6 +26,7 @@ from controltower.monitor.rules import (
     SUPPRESSED,
     alert_status,
     failing_dependency,
+    unseen_outage,
     worse,
 )
 from controltower.monitor.silences import SilenceView, active_silences, suppressing
@@ -129,10 +130,27 @@ class Alerting:
             )
         }
         by_key = {row.open_key: row for row in incidents.values()}
+        messages = {name: row.last_message for name, row in rows.items()}
         for name in sorted(rows, key=lambda n: (len(self.depends.get(n, [])), n)):
             row = rows[name]
             monitor = self.monitors.get(name)
             status = alert_status(monitor, row, now) if monitor is not None else OK
+            if (
+                status == OK
+                and monitor is not None
+                and unseen_outage(
+                    monitor, row, judged=row.alert_status, incident_id=row.incident_id
+                )
+            ):
+                # It failed and recovered while no pass ran: it fires now and the
+                # next pass resolves it, so the outage is paged, late, not missed.
+                assert row.failing_since is not None and row.recovered_since is not None
+                status = FIRING
+                messages[name] = (
+                    f"failed from {row.failing_since:%H:%M:%S} to "
+                    f"{row.recovered_since:%H:%M:%S} UTC; recovered before an alerting "
+                    "pass saw it"
+                )
             if status == OK:
                 self._clear(session, row, incidents, now)
                 continue
@@ -170,7 +188,7 @@ class Alerting:
                     by_key[key] = incident
                     summary.opened += 1
                     inc.add_event(
-                        session, incident, "opened", f"{monitor.name}: {row.last_message}", at=now
+                        session, incident, "opened", f"{monitor.name}: {messages[name]}", at=now
                     )
             if name not in incident.monitors:
                 if incident.monitors:
@@ -178,7 +196,7 @@ class Alerting:
                         session,
                         incident,
                         "joined",
-                        f"{monitor.name} is failing too: {row.last_message}",
+                        f"{monitor.name} is failing too: {messages[name]}",
                         at=now,
                     )
                     incident.title = f"{', '.join([*incident.monitors, name])} failing"
@@ -194,7 +212,7 @@ class Alerting:
                 incident.firing_at = now
                 summary.fired += 1
                 inc.add_event(
-                    session, incident, "firing", f"{monitor.name}: {row.last_message}", at=now
+                    session, incident, "firing", f"{monitor.name}: {messages[name]}", at=now
                 )
         silences = active_silences(session, self.service_id, now)
         for incident in list(incidents.values()):
@@ -214,7 +232,7 @@ class Alerting:
                 for row in members
                 if row.name in self.monitors
             ]
-            why = "\n".join(f"{row.name}: {row.last_message}" for row in members)
+            why = "\n".join(f"{row.name}: {messages[row.name]}" for row in members)
             self._notify(session, incident, member_labels, why, silences, now, summary)
 
     def _clear(

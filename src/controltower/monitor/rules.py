@@ -41,6 +41,23 @@ def alert_status(monitor: MonitorSpec, state: Counters, now: datetime) -> str:
     return PENDING
 
 
+def unseen_outage(
+    monitor: MonitorSpec, state: Counters, *, judged: str, incident_id: int | None
+) -> bool:
+    """An outage that started and ended between two alerting passes.
+
+    The counters keep an outage (``failing_since`` .. ``recovered_since``) until a
+    pass clears it, so it is never lost: when the last pass judged the monitor
+    ``ok`` (``judged``, no incident) and the outage lasted ``for`` long, it would
+    have fired had a pass seen it (a pass that was late: the alerting leader
+    died and another took over).
+    """
+    failing, recovered = state.failing_since, state.recovered_since
+    if failing is None or recovered is None or judged != OK or incident_id is not None:
+        return False
+    return (recovered - failing).total_seconds() >= monitor.for_
+
+
 def worse(a: str, b: str) -> str:
     """The more severe of two severities."""
     return a if SEVERITY_RANK.get(a, 0) >= SEVERITY_RANK.get(b, 0) else b

@@ -21,6 +21,7 @@ class Strategy(StrEnum):
 class DriverName(StrEnum):
     LOCAL = "local"
     FLY = "fly"
+    VERCEL = "vercel"
     EXEC = "exec"
 
 
@@ -145,6 +146,35 @@ class FlyDriverSpec(Section):
     prometheus_url: str = ""
 
 
+class VercelDriverSpec(Section):
+    """The Vercel REST API. The token is read from ``token_env``, never from the spec.
+
+    ``source``: ``git`` deploys ``git_ref`` (default: the commit being deployed) of
+    the repository ``git_repo_id``; ``prebuilt`` uploads ``output`` (what ``vercel
+    build`` wrote). ``deployment_url`` is where a deployment is reached for the
+    health gate (``{url}``: the deployment's own host name). ``rolling``: canary
+    steps through Vercel's rolling releases (``auto``: when the project has them
+    configured).
+    """
+
+    project: str = ""
+    team_id: str = ""
+    api_url: str = "https://api.vercel.com"
+    token_env: str = "VERCEL_TOKEN"
+    team_env: str = "VERCEL_TEAM_ID"
+    source: Literal["git", "prebuilt"] = "git"
+    git_type: Literal["github", "gitlab", "bitbucket"] = "github"
+    git_repo_id: str = ""
+    git_ref: str = ""
+    output: str = ".vercel/output"
+    deployment_url: str = "https://{url}"
+    bypass_env: str = "VERCEL_AUTOMATION_BYPASS_SECRET"
+    build_timeout: Duration = 900.0
+    promote_timeout: Duration = 180.0
+    poll: Duration = 2.0
+    rolling: Literal["auto", "on", "off"] = "auto"
+
+
 class ExecDriverSpec(Section):
     """Shell commands for any other platform. Each gets ``TOWER_*`` variables in its environment."""
 
@@ -175,5 +205,6 @@ class DeploySpec(Section):
     hooks: HooksSpec = Field(default_factory=HooksSpec)
     local: LocalDriverSpec = Field(default_factory=LocalDriverSpec)
     fly: FlyDriverSpec = Field(default_factory=FlyDriverSpec)
+    vercel: VercelDriverSpec = Field(default_factory=VercelDriverSpec)
     exec: ExecDriverSpec = Field(default_factory=ExecDriverSpec)
     lock_timeout: Duration = 60.0

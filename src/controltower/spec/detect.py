@@ -112,6 +112,8 @@ class Detected:
     port: int = 8080
     framework: str = ""
     fly_app: str = ""
+    vercel_project: str = ""
+    vercel_team: str = ""
     memory: str = ""
     region: str = ""
     env_files: list[str] = field(default_factory=list)
@@ -140,6 +142,8 @@ class Detected:
         """The deploy driver that fits the platform: Fly's API on Fly, commands elsewhere."""
         if self.target == "fly":
             return "fly"
+        if self.target == "vercel":
+            return "vercel"
         if self.target == "local":
             return "local"
         return "exec"
@@ -479,6 +483,23 @@ def _fly(root: Path, found: Detected) -> None:
     )
 
 
+def _vercel(root: Path, found: Detected) -> None:
+    """The project and team `vercel link` wrote to .vercel/project.json."""
+    linked = root / ".vercel" / "project.json"
+    if not linked.is_file():
+        return
+    try:
+        data = json.loads(linked.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and isinstance(data.get("projectId"), str):
+        found.vercel_project = data["projectId"]
+        found.vercel_team = str(data.get("orgId") or "")
+        found.evidence.append(
+            f".vercel/project.json links project {found.vercel_project}: driver vercel"
+        )
+
+
 _PLATFORM_FILES = (
     ("vercel.json", "vercel", "vercel.json found: target vercel"),
     (".vercel/project.json", "vercel", ".vercel/project.json found: target vercel"),
@@ -498,6 +519,8 @@ def _platform(root: Path, found: Detected) -> None:
                 found.target = target
                 found.evidence.append(line)
                 break
+    if found.target == "vercel":
+        _vercel(root, found)
     if found.target == "unknown":
         for folder in ("k8s", "kubernetes", "deploy", "manifests", "helm"):
             if (root / folder).is_dir() and any(

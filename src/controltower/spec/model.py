@@ -124,6 +124,7 @@ def cross_check(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                 )
             )
     problems.extend(fly_guest_problems(spec))
+    problems.extend(vercel_problems(spec))
     scenarios = sorted(s.name for s in spec.budgets.scenarios)
     for name in spec.deploy.analysis.traffic:
         if name not in scenarios:
@@ -186,4 +187,44 @@ def fly_guest_problems(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
                 + (" (performance CPUs need at least 2 GB each)" if kind == "performance" else ""),
             )
         )
+    return problems
+
+
+def vercel_problems(spec: Spec) -> list[tuple[tuple[str | int, ...], str]]:
+    """What the vercel driver would refuse at deploy time, refused here instead."""
+    if spec.deploy.driver.value != "vercel":
+        return []
+    vercel = spec.deploy.vercel
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    if not vercel.project:
+        problems.append(
+            (
+                ("deploy", "driver"),
+                "the vercel driver needs [deploy.vercel] project "
+                "(the project id or name, as in .vercel/project.json)",
+            )
+        )
+    if vercel.source == "git" and not vercel.git_repo_id:
+        problems.append(
+            (
+                ("deploy", "vercel", "source"),
+                'source = "git" needs git_repo_id (the repository id Vercel knows it by); '
+                'or deploy what `vercel build` wrote with source = "prebuilt"',
+            )
+        )
+    if "{url}" not in vercel.deployment_url:
+        problems.append(
+            (("deploy", "vercel", "deployment_url"), "deployment_url must contain {url}")
+        )
+    last = 0.0
+    for index, step in enumerate(spec.deploy.steps):
+        if step.weight <= last:
+            problems.append(
+                (
+                    ("deploy", "steps", index, "weight"),
+                    "Vercel rolling-release stages must each send more traffic than the last "
+                    f"({step.weight:.0%} after {last:.0%})",
+                )
+            )
+        last = step.weight
     return problems

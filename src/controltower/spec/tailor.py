@@ -88,6 +88,18 @@ def _insert_after(text: str, prefix: str, block: str) -> str:
     return head + block + ("\n" + text[last:].lstrip("\n") if text[last:].strip() else "")
 
 
+def _vercel_block(found: Detected) -> str:
+    """[deploy.vercel]: the linked project, deploying what `vercel build --prod` wrote."""
+    lines = [
+        "[deploy.vercel]",
+        f"project = {_string(found.vercel_project or found.name)}",
+    ]
+    if found.vercel_team:
+        lines.append(f"team_id = {_string(found.vercel_team)}")
+    lines += ['source = "prebuilt"', 'token_env = "VERCEL_TOKEN"']
+    return "\n".join(lines) + "\n"
+
+
 def _exec_block(found: Detected) -> str:
     if found.target == "vercel":
         return (
@@ -194,6 +206,8 @@ def tailor(text: str, found: Detected) -> tuple[str, list[str]]:
     if driver == "fly" and _block(text, "deploy.fly") is None:
         block = f'[deploy.fly]\napp = {_string(found.fly_app or found.name)}\ntoken_env = "FLY_API_TOKEN"\n'
         text = _insert_after(text, "deploy", block)
+    if driver == "vercel" and _block(text, "deploy.vercel") is None:
+        text = _insert_after(text, "deploy", _vercel_block(found))
     if driver == "exec":
         text = _insert_after(text, "deploy", _exec_block(found))
     if found.target == "vercel":

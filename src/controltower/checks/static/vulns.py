@@ -32,6 +32,7 @@ from controltower.checks.model import (
     warned,
 )
 from controltower.checks.static.files import tool_path
+from controltower.spec.waivers import ADVISORY_CHECK
 
 TIMEOUT = 120.0
 BLOCKING = frozenset({"critical", "high", "unknown"})
@@ -177,6 +178,40 @@ async def audit_pip(root: Path, file: str, env: dict[str, str]) -> Audit:
     return audit
 
 
+def waive_advisories(items: list[Item], ctx: CheckContext) -> tuple[list[Item], list[str]]:
+    """Items left after the live advisory waivers, and a line per waived item (or per
+    waiver that matched nothing, so it can go). Expired waivers waive nothing here:
+    ``waivers.expired`` fails them."""
+    today = ctx.clock.now().date()
+    live = [
+        w
+        for w in ctx.spec.waivers
+        if w.advisory
+        and w.check == ADVISORY_CHECK
+        and w.expires >= today
+        and (not w.environments or (ctx.environment or "") in w.environments)
+    ]
+    kept: list[Item] = []
+    lines: list[str] = []
+    used: set[str] = set()
+    for item in items:
+        waiver = next((w for w in live if w.matches(item.rule, item.message)), None)
+        if waiver is None:
+            kept.append(item)
+            continue
+        used.add(waiver.advisory)
+        lines.append(
+            f"waived: {item.file}: {item.rule} ({item.level}): {item.message} "
+            f"(until {waiver.expires.isoformat()}: {waiver.reason})"
+        )
+    lines += [
+        f"waiver for {w.advisory} matches no advisory found; it can go"
+        for w in live
+        if w.advisory not in used
+    ]
+    return kept, lines
+
+
 @register
 class Vulnerabilities(Check):
     """No dependency has a known critical or high advisory: npm audit on package-lock.json,
@@ -207,12 +242,13 @@ class Vulnerabilities(Check):
             (i for a in audits for i in a.items),
             key=lambda i: (ORDER.index(i.level) if i.level in ORDER else len(ORDER), i.rule),
         )
+        items, waived = waive_advisories(items, ctx)
         counts = {level: sum(1 for i in items if i.level == level) for level in ORDER}
         summary = (
             ", ".join(f"{n} {level}" for level, n in counts.items() if n) or "no known advisory"
         )
         scanned = ", ".join(f"{a.file} ({a.tool})" for a in audits)
-        details = [f"{i.file}: {i.rule} ({i.level}): {i.message}" for i in items]
+        details = [f"{i.file}: {i.rule} ({i.level}): {i.message}" for i in items] + waived
         not_run = [f"not run: {a.file}: {a.not_run}" for a in audits if a.not_run]
         blocking = [i for i in items if i.level in BLOCKING]
         fix = Fix(
@@ -225,6 +261,7 @@ class Vulnerabilities(Check):
         data: dict[str, Any] = {
             "counts": counts,
             "not_run": [a.not_run for a in audits if a.not_run],
+            "waived": waived,
         }
         if blocking:
             return failed(
@@ -248,4 +285,8 @@ class Vulnerabilities(Check):
             )
         if items:
             return warned(f"{summary} in {scanned}", fix, details=details, items=items, **data)
-        return passed(f"{summary} in {scanned}", **data)
+        count = sum(1 for line in waived if line.startswith("waived:"))
+        return passed(
+            f"{summary} in {scanned}" + (f"; {count} advisory waived" if count else ""),
+            **data,
+        )

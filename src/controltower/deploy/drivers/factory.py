@@ -26,6 +26,10 @@ def make_driver(spec: Spec, *, root: Path, environ: dict[str, str] | None = None
         from controltower.deploy.drivers.fly import FlyDriver
 
         return FlyDriver.from_spec(spec, environ=env, root=root)
+    if name is DriverName.VERCEL:
+        from controltower.deploy.drivers.vercel import VercelDriver
+
+        return VercelDriver.from_spec(spec, environ=env, root=root)
     from controltower.deploy.drivers.exec import ExecDriver
 
     return ExecDriver(spec.deploy.exec, root=root, url=spec.url, service=spec.service.name)

@@ -266,11 +266,11 @@ class _Body:
     failed before any answer can be sent again; past that it cannot.
     """
 
-    def __init__(self, incoming: Incoming, head: Head) -> None:
+    def __init__(self, incoming: Incoming, head: Head, present: bool) -> None:
         self.incoming = incoming
-        self.present = head.has_body()
-        self.chunked = self.present and head.get(b"content-length") is None
-        self.expect = (head.get(b"expect") or b"").lower() == b"100-continue"
+        self.present = present
+        self.chunked = present and head.get(b"content-length") is None
+        self.expect = present and (head.get(b"expect") or b"").lower() == b"100-continue"
         self.kept: list[bytes] = []
         self.size = 0
         self.replayable = True
@@ -400,7 +400,7 @@ class Proxy:
     ) -> bool:
         table = self.table
         release, cookie = table.route(head, self.pins)
-        body = _Body(incoming, head)
+        body = _Body(incoming, head, head.has_body())
         tried: set[str] = set()
         last_error = "no release is routed"
         answered_by = ""
@@ -454,15 +454,17 @@ class Proxy:
         cookie: bytes | None,
         started: float,
     ) -> bool:
-        request = _request_head(head, client_ip)
+        request = _request_head(head, client_ip, body.present)
         head_only = head.method == b"HEAD"
         idempotent = head.method in _IDEMPOTENT
         for fresh in (False, True):
             upstream, writer, pooled = await self._connection(target, fresh)
             try:
                 writer.write(request)
-                await body.send(writer, client)
-                await writer.drain()
+                if body.present:
+                    await body.send(writer, client)
+                if writer.transport.get_write_buffer_size():
+                    await writer.drain()
                 response = await _within(
                     self.read_timeout, upstream.head(head_only=head_only), writer
                 )
@@ -515,7 +517,8 @@ class Proxy:
                     await client.drain()
                 if chunked:
                     client.write(b"0\r\n\r\n")
-            await client.drain()
+            if client.transport.get_write_buffer_size() or client.transport.is_closing():
+                await client.drain()  # skipped (a coroutine less) when all went out at once
         except (MessageError, ConnectionError, TimeoutError):
             writer.close()
             self.metrics.record(target.release, time.monotonic() - started, True)
@@ -588,7 +591,7 @@ def _connection_tokens(head: Head) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",")}
 
 
-def _request_head(head: Head, client_ip: bytes) -> bytes:
+def _request_head(head: Head, client_ip: bytes, has_body: bool) -> bytes:
     out = bytearray(head.method + b" " + head.target + b" HTTP/1.1\r\n")
     declared = _connection_tokens(head)
     forwarded_for = None
@@ -605,7 +608,7 @@ def _request_head(head: Head, client_ip: bytes) -> bytes:
     length = head.get(b"content-length")
     if length is not None:
         out += b"content-length: " + length.strip() + b"\r\n"
-    elif head.has_body():
+    elif has_body:
         out += b"transfer-encoding: chunked\r\n"
     elif head.method in (b"POST", b"PUT", b"PATCH"):
         out += b"content-length: 0\r\n"

@@ -13,9 +13,4 @@ if [ "$major" -lt 18 ]; then
   echo "Node.js $(node --version) is too old for Next.js 15 (18.18 or newer)" >&2
   exit 1
 fi
-# The apps `tower generate nextjs` is tested on (tests/nextjs_generated.py) build beside the
-# shared fixture, with its node_modules.
-.venv/bin/python -m tests.nextjs_generated >&2 &
-generated=$!
 .venv/bin/python -m tests.nextjs_support
-wait "$generated"

@@ -14,6 +14,8 @@ from pathlib import Path
 from tests.nextjs_support import FIXTURE
 
 APPS = Path(__file__).parent / "fixtures" / "nextjs_generated"
+
+
 def tower(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``tower *args`` run in ``folder``, with ``env`` added to the environment."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOWER_")}

@@ -73,6 +73,8 @@ class Site:
             def _send(self, body: bytes, kind: str) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
+                if kind == "text/javascript":
+                    self.send_header("Cache-Control", "max-age=3600")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

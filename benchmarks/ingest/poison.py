@@ -122,7 +122,12 @@ def free_port() -> int:
 class Serve:
     """``tower serve`` as its own process."""
 
-    def __init__(self, spec: Path, url: str) -> None:
+    def __init__(
+        self,
+        spec: Path,
+        url: str,
+        flags: tuple[str, ...] = ("--no-dashboard", "--no-monitors", "--no-notify", "--no-backups"),
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = spec.parent / f"serve-{self.port}.log"
@@ -133,7 +138,7 @@ class Serve:
             [
                 *(sys.executable, "-m", "controltower", "serve", "--spec", str(spec)),
                 *("--port", str(self.port), "--database-url", url, "--log-level", "warning"),
-                *("--no-dashboard", "--no-monitors", "--no-notify", "--no-backups"),
+                *flags,
             ],
             env=environ,
             stdout=self._log,

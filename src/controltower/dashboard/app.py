@@ -79,6 +79,10 @@ class Dashboard:
         self.accounts = Accounts(store, clock=clock)
         self.throttle = LoginThrottle(store, clock=clock)
         self.hashing = HashingPool()
+        # The login form's store work (nonces, failure counts) on its own thread,
+        # not the shared pool the API and ingestion wait on: a flood of logins
+        # queues here, and past LOGIN_PENDING waiting it is answered 429 at once.
+        self.login_io = HashingPool(workers=1, max_pending=LOGIN_PENDING)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -173,11 +177,18 @@ class Dashboard:
             request.cookies.get(LOGIN_COOKIE, ""), nonce
         ):
             return Response("the login form expired; reload the page", status_code=403)
-        if not await asyncio.to_thread(self.throttle.spend_nonce, nonce):
+        try:
+            spent = await self.login_io.run(self.throttle.spend_nonce, nonce)
+        except HashingBusy:
+            return _busy()
+        if not spent:
             return Response("the login form expired; reload the page", status_code=403)
         name = form.get("name", "")
         keys = throttle_keys(name, request.client.host if request.client else "-")
-        wait = await asyncio.to_thread(self.throttle.wait, keys)
+        try:
+            wait = await self.login_io.run(self.throttle.wait, keys)
+        except HashingBusy:
+            return _busy()
         if wait > 0:
             return await self._locked(request, next_path, wait)
         try:
@@ -189,6 +200,7 @@ class Dashboard:
                 request, next_path, "The server is busy with other logins; try again.", 429, 1
             )
         if session_token is None:
+            # Counted even when the pool is full: a failure must never go uncounted.
             locked = await asyncio.to_thread(self.throttle.failed, keys)
             if locked > 0:
                 return await self._locked(request, next_path, locked)
@@ -218,7 +230,10 @@ class Dashboard:
         self, request: Request, next_path: str, error: str, status: int, retry: int = 0
     ) -> Response:
         """The login page with a fresh server-issued nonce, in the form and in a cookie."""
-        nonce = await asyncio.to_thread(self.throttle.issue_nonce)
+        try:
+            nonce = await self.login_io.run(self.throttle.issue_nonce)
+        except HashingBusy:
+            return _busy()
         response = self.render(
             request,
             "login.html",
@@ -409,3 +424,15 @@ def _local(target: str) -> str:
 
 def utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+LOGIN_PENDING = 64
+
+
+def _busy() -> Response:
+    """What a login gets while more than LOGIN_PENDING others wait for the store."""
+    return Response(
+        "the server is busy with other logins; try again in a second",
+        status_code=429,
+        headers={"retry-after": "1"},
+    )

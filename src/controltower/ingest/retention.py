@@ -2,8 +2,10 @@
 
 ``[server] events_keep`` (and a project's own ``events_keep``) bounds how long
 error events are kept. ``prune_events`` deletes the oldest events in batches
-of ``batch`` rows, each in its own short transaction, so ingestion (which
-writes through the same store) never waits long for a lock. Issues stay
+of ``batch`` rows (found through the ``(project_id, received_at)`` index, so a
+batch reads only what it deletes), each in its own short transaction with a
+``pause`` after it, so ingestion (which writes through the same store) never
+waits long for a lock. Issues stay
 (with their counts and first/last seen); CSP report groups not seen within
 the window go, and so do web-vitals metrics received before it (batch by batch,
 like events). ``EventRetention`` runs it in ``tower serve`` every
@@ -44,7 +46,12 @@ def windows(spec: Spec) -> tuple[float, dict[str, float]]:
 
 
 def prune_events(
-    spec: Spec, store: Store, *, clock: Clock = system_clock, batch: int = 2000
+    spec: Spec,
+    store: Store,
+    *,
+    clock: Clock = system_clock,
+    batch: int = 2000,
+    pause: float = 0.05,
 ) -> Pruned:
     """Delete events and CSP report groups older than their project's window, batch by batch."""
     default, own = windows(spec)
@@ -64,7 +71,7 @@ def prune_events(
                         session.scalars(
                             select(table.id)
                             .where(table.project_id == project_id, table.received_at < cutoff)
-                            .order_by(table.id)
+                            .order_by(table.received_at)
                             .limit(batch)
                         )
                     )
@@ -77,6 +84,9 @@ def prune_events(
                     out.vitals += len(ids)
                 if len(ids) < batch:
                     break
+                # Let the ingestion writer in between two batches: on SQLite it waits
+                # for the one write lock, and a loop that takes it back at once starves it.
+                clock.sleep(pause)
         with store.session() as session:
             gone = session.execute(
                 delete(CspReport).where(

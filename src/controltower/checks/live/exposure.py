@@ -69,8 +69,15 @@ class Metrics(Check):
         path = ctx.spec.health.metrics  # the path the generated route serves
         response = await ctx.get(path)
         fix = Fix(
-            f"Expose Prometheus metrics at {path} ([health] metrics; prom-client for Node, "
-            "prometheus_client or appkit for Python)",
+            f"Expose Prometheus metrics at {path} ([health] metrics; "
+            + (
+                "prometheus_client or appkit"
+                if ctx.spec.service.stack.value.startswith("python")
+                else "prom-client, or the route `tower generate nextjs` writes"
+                if ctx.spec.service.stack.value in ("nextjs", "node")
+                else "prom-client for Node, prometheus_client or appkit for Python"
+            )
+            + ")",
             "",
             f"GET {path} -> 200, Content-Type: text/plain; version=0.0.4\n"
             "# HELP http_requests_total Requests served.\n"

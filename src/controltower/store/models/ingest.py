@@ -54,6 +54,7 @@ class ErrorEvent(Base):
     __tablename__ = "error_events"
     __table_args__ = (
         Index("ix_error_events_issue_received", "issue_id", "received_at"),
+        Index("ix_error_events_project_received", "project_id", "received_at"),
         UniqueConstraint("project_id", "event_id", name="uq_error_events_project_event"),
     )
 

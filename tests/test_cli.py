@@ -338,10 +338,11 @@ class TestDetect:
         assert found.preset == "nextjs-fly"
 
     def test_node_without_next(self, tmp_path: Path) -> None:
-        """package.json without next is a Node app; it gets the nextjs-fly preset."""
+        """package.json without next is a Node app; with no fly.toml it gets the plain nextjs
+        preset."""
         root = write_app(tmp_path / "api", {"package.json": '{"dependencies": {"express": "4"}}'})
         found = detect(root)
-        assert (found.stack, found.port, found.preset) == ("node", 3000, "nextjs-fly")
+        assert (found.stack, found.port, found.preset) == ("node", 3000, "nextjs")
 
     @pytest.mark.parametrize(
         ("files", "stack", "framework"),
@@ -552,7 +553,7 @@ class TestInit:
         """An unknown preset is a usage error naming the presets, and nothing is written."""
         result = cli("init", str(tmp_path), "--preset", "rails")
         assert result.returncode == 2
-        assert "choose one of nextjs-fly, python-asgi" in result.stderr
+        assert "choose one of nextjs, nextjs-fly, python-asgi" in result.stderr
         assert not (tmp_path / "tower.toml").exists()
 
     @pytest.mark.parametrize("preset", PRESETS)

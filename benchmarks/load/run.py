@@ -708,7 +708,13 @@ def main() -> None:
         "",
         "- tower vs the wrk2-style reference: "
         + ", ".join(f"{name} {value:+.1%}" for name, value in deviations.items())
-        + f" (goal within {GOAL_DEVIATION:.0%}: {'met' if within else 'NOT met'})",
+        + f" (goal within {GOAL_DEVIATION:.0%}: {'met' if within else 'NOT met'})"
+        + (
+            f"; measured reason: tower flagged its own run generator-bound (its sends went out"
+            f" late), load average {load_average()} on {os.cpu_count()} cores"
+            if not within and "generator-bound" in tower_rate.note
+            else ""
+        ),
         "- k6 (`constant-arrival-rate`, as many VUs as the reference has connections) vs the"
         " reference beside it: "
         + ", ".join(f"{name} {value:+.1%}" for name, value in k6_deviations.items()),

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
+from controltower.checks.static.docker import _assignments, baked_secrets, credential_in, sensitive
+from controltower.checks.static.dockerfile import parse
 from controltower.generate.common import NODE_IMAGE, PYTHON_IMAGE, App, app_facts
-from controltower.generate.files import GeneratedFile
+from controltower.generate.files import GeneratedFile, Reconciled
 from controltower.spec import Spec
-from controltower.spec.service import Stack
+from controltower.spec.service import Stack, Target
 
 _TINI = "tini=0.19.*"
 
@@ -208,24 +211,99 @@ CMD {cmd}
 """
 
 
+def _move_out(spec: Spec, app: App, existing: str) -> tuple[list[str], list[str], set[int]]:
+    """Notes on each secret the existing Dockerfile bakes in, with where it goes instead; the
+    names to redact in diffs; the lines of ENV/ARG instructions that only hold secrets."""
+    found = baked_secrets(parse(existing), tuple(spec.env.client_prefixes))
+    notes: list[str] = []
+    names: list[str] = []
+    for secret in found:
+        where = f"{spec.service.dockerfile} line {secret.line}"
+        if secret.name:
+            names.append(secret.name)
+            how = (
+                f"fly secrets set {secret.name}=<value> -a {app.fly_app}"
+                if app.target is Target.FLY
+                else f"set {secret.name} in the platform's secrets"
+            )
+            notes.append(
+                f"docker.secrets: {secret.keyword} {secret.name} ({where}) is moved out of the "
+                f"image, its value copied nowhere: {how}, declare it in tower.toml as "
+                f"[env.vars.{secret.name}] secret = true, and rotate it (it shipped in images)"
+            )
+        else:
+            notes.append(
+                f"docker.secrets: {secret.keyword} ({where}) holds {secret.kind}: not copied; pass "
+                "it with RUN --mount=type=secret and rotate it"
+            )
+    return notes, names, {s.line for s in found if s.name}
+
+
+def _without_secrets(spec: Spec, app: App, existing: str) -> Reconciled:
+    """The user's Dockerfile kept, less each ENV/ARG assignment of a secret (docker.secrets
+    requires it); every other line byte-identical."""
+    notes, names, lines = _move_out(spec, app, existing)
+    if not lines:
+        return Reconciled(existing, notes, names)
+    prefixes = tuple(spec.env.client_prefixes)
+    out: list[str] = []
+    source = existing.splitlines(keepends=True)
+    index = 0
+    while index < len(source):
+        end = index
+        while source[end].rstrip("\n").endswith("\\") and end + 1 < len(source):
+            end += 1
+        if index + 1 not in lines:
+            out.extend(source[index : end + 1])
+            index = end + 1
+            continue
+        instruction = parse("".join(source[index : end + 1]))[0]
+        kept = [
+            (key, value)
+            for key, value in _assignments(instruction.keyword, instruction.args)
+            if not credential_in(value)
+            and not (sensitive(key, prefixes) and (value or instruction.keyword == "ARG"))
+        ]
+        if kept:
+            out.append(
+                f"{instruction.keyword} "
+                + " ".join(f"{k}={shlex.quote(v)}" if v else k for k, v in kept)
+                + "\n"
+            )
+        index = end + 1
+    return Reconciled("".join(out), notes, names)
+
+
 def dockerfile(spec: Spec, app: App, root: Path) -> GeneratedFile:
+    def fresh(text: str) -> Callable[[str], Reconciled]:
+        def reconcile(existing: str) -> Reconciled:
+            notes, names, _ = _move_out(spec, app, existing)
+            return Reconciled(text, notes, names)
+
+        return reconcile
+
+    def keep(existing: str) -> Reconciled:
+        return _without_secrets(spec, app, existing)
+
+    notes: tuple[str, ...] = ()
     if app.is_node:
         text = nextjs_dockerfile(spec, app)
-        notes: tuple[str, ...] = ()
         if app.stack is Stack.NODE:
             notes = ("stack is node: the Dockerfile assumes Next.js",)
-        return GeneratedFile(spec.service.dockerfile, text, notes=notes, generator="dockerfile")
-    notes = ()
-    server = _server_package(app)
-    if server:
-        notes = (
-            f"{server.split('=')[0]} is not among the app's dependencies: the image installs {server}",
-        )
+    else:
+        text = python_dockerfile(spec, app, root)
+        server = _server_package(app)
+        if server:
+            notes = (
+                f"{server.split('=')[0]} is not among the app's dependencies: the image installs {server}",
+            )
     return GeneratedFile(
         spec.service.dockerfile,
-        python_dockerfile(spec, app, root),
+        text,
         notes=notes,
         generator="dockerfile",
+        reconcile=fresh(text),
+        keep=keep,
     )
 
 

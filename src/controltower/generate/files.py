@@ -50,6 +50,8 @@ class GeneratedFile:
     generator: str = ""
     """Set for files replaced whole (Dockerfile, workflow): ``generate all`` keeps such a
     file when tower did not write it; ``tower generate <generator>`` replaces it."""
+    keep: Callable[[str], Reconciled] | None = field(default=None, compare=False)
+    """What must change in such a file even when it is kept (a secret moved out)."""
 
 
 @dataclass
@@ -108,7 +110,7 @@ def _redacted(change: str, names: list[str]) -> str:
     if not names:
         return change
     pattern = re.compile(
-        r"^([-+ ]\s*(?:" + "|".join(re.escape(n) for n in names) + r")\s*=\s*).*$", re.M
+        r"^([-+ ].*?\b(?:" + "|".join(re.escape(n) for n in names) + r")\s*[= ]\s*).*$", re.M
     )
     return pattern.sub(lambda m: m.group(1) + "<redacted>", change)
 
@@ -142,14 +144,22 @@ def apply(file: GeneratedFile, root: Path, *, write: bool, replace_yours: bool =
         existing = target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GenerateError(f"{target} cannot be read: {exc}") from None
-    if file.generator and not replace_yours and MARKER not in existing.lower():
+    kept = file.generator and not replace_yours and MARKER not in existing.lower()
+    if kept:
         notes.append(
             f"yours (not written by tower): kept; `tower generate {file.generator}` shows the "
             "difference, with --write it replaces the file"
         )
-        return Outcome(file.path, "kept", notes=notes)
+        if file.keep is None:
+            return Outcome(file.path, "kept", notes=notes)
     redact: list[str] = []
-    if file.reconcile is not None:
+    if kept and file.keep is not None:
+        result = file.keep(existing)
+        wanted, redact = result.text, result.redact
+        notes += result.notes
+        if wanted == existing:
+            return Outcome(file.path, "kept", notes=notes)
+    elif file.reconcile is not None:
         result = file.reconcile(existing)
         wanted, redact = result.text, result.redact
         notes += result.notes

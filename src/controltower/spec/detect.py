@@ -126,11 +126,15 @@ class Detected:
     env_vars: dict[str, EnvUse] = field(default_factory=dict)
     provided_vars: list[str] = field(default_factory=list)
     health_paths: list[str] = field(default_factory=list)
+    health_fields: dict[str, list[str]] = field(default_factory=dict)
+    """Per Next.js health route: the fields its source answers with (status, version)."""
     scanned: bool = False
 
     @property
     def preset(self) -> str:
-        return "nextjs-fly" if self.stack in ("nextjs", "node") else "python-asgi"
+        if self.stack not in ("nextjs", "node"):
+            return "python-asgi"
+        return "nextjs-fly" if self.target == "fly" else "nextjs"
 
     @property
     def base_env_files(self) -> list[str]:
@@ -580,6 +584,15 @@ def _note(found: Detected, name: str, source: str, required: bool) -> None:
     use.required = use.required or required
 
 
+_ANSWER_KEY = re.compile(r"""(?<![\w.])["']?(status|version)["']?\s*:""")
+
+
+def _answered_fields(text: str) -> list[str]:
+    """Which of the fields ``[health] required_fields`` knows (status, version) a health route's
+    source answers with."""
+    return sorted({match.group(1) for match in _ANSWER_KEY.finditer(text)})
+
+
 def scan_code(root: Path, found: Detected) -> None:
     """Environment variables and health routes in the app's code."""
     health: list[str] = []
@@ -625,6 +638,7 @@ def scan_code(root: Path, found: Detected) -> None:
         route = "/" + "/".join(segments)
         if route not in health:
             health.append(route)
+        found.health_fields.setdefault(route, _answered_fields(_read(route_file)))
     for page in sorted(root.glob("pages/api/**/health*.*")) + sorted(
         root.glob("src/pages/api/**/health*.*")
     ):
@@ -632,6 +646,7 @@ def scan_code(root: Path, found: Detected) -> None:
         route = "/" + relative.split("pages/", 1)[1].removesuffix("/index")
         if route not in health:
             health.append(route)
+        found.health_fields.setdefault(route, _answered_fields(_read(page)))
     found.health_paths = health
 
 

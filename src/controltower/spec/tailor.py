@@ -7,7 +7,9 @@ facts. Working on the text keeps every comment of the preset:
   checks require (``fly.memory``: at least 512 MB on Fly);
 * ``[deploy]``: the driver that fits the platform (fly, exec for Vercel and
   others, local only when asked), with its section;
-* ``[health]``: the routes the app declares;
+* ``[health]``: the routes the app declares, and the fields its health route answers;
+* ``[backup]`` only when the repository uses a database, ``[alerts]`` by Resend only
+  when it uses Resend (otherwise a commented example);
 * ``[env.vars]``: exactly the variables the code and ``.env*`` files use. A
   preset entry for a variable the repository uses keeps its knowledge (format,
   prefix, description); preset entries the repository does not use are dropped.
@@ -220,5 +222,32 @@ def tailor(text: str, found: Detected) -> tuple[str, list[str]]:
             text = _set_key(text, "health", key, _string(value))
         text = re.sub(r'(\[\[deploy\.smoke\]\]\npath = )"[^"]*"', rf'\1"{ready}"', text)
         text = text.replace('/api/health"\ninterval', f'{ready}"\ninterval')
+        text = text.replace(
+            'name = "health"\npath = "/api/health"', f'name = "health"\npath = "{ready}"'
+        )
+        if ready in found.health_fields:
+            fields = found.health_fields[ready]
+            text = _set_key(text, "health", "required_fields", json.dumps(fields))
+            if "status" not in fields:
+                text = text.replace(""", 'body.status == "pass"'""", "")
     text = _env(text, found)
-    return text, notes
+    if not _uses(found, "DATABASE_URL", "SUPABASE_DB_PASSWORD", "POSTGRES_URL"):
+        text = _drop(text, "backup")  # no database in the repository: nothing to back up
+    if _block(text, "alerts.channels.email") and not _uses(found, "RESEND_API_KEY"):
+        text = _drop(text, "alerts")
+        text = text.rstrip("\n") + "\n\n" + _ALERTS_HINT
+    return re.sub(r"\n{3,}", "\n\n", text), notes
+
+
+_ALERTS_HINT = """\
+# Alerts: add a channel when you have one, e.g.
+# [alerts]
+# default_channels = ["ops"]
+# [alerts.channels.ops]
+# type = "slack"
+# url = "${SLACK_WEBHOOK_URL}"
+"""
+
+
+def _uses(found: Detected, *names: str) -> bool:
+    return any(name in found.env_vars for name in names)

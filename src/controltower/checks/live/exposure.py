@@ -68,7 +68,15 @@ class Metrics(Check):
     async def run(self, ctx: CheckContext) -> Outcome:
         response = await ctx.get("/metrics")
         fix = Fix(
-            "Expose Prometheus metrics at /metrics (prom-client for Node, prometheus_client or appkit for Python)",
+            "Expose Prometheus metrics at /metrics ("
+            + (
+                "prometheus_client or appkit"
+                if ctx.spec.service.stack.value.startswith("python")
+                else "prom-client, or the route `tower generate nextjs` writes"
+                if ctx.spec.service.stack.value in ("nextjs", "node")
+                else "prom-client for Node, prometheus_client or appkit for Python"
+            )
+            + ")",
             "",
             "GET /metrics -> 200, Content-Type: text/plain; version=0.0.4\n"
             "# HELP http_requests_total Requests served.\n"

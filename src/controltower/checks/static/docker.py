@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import tomllib
+from dataclasses import dataclass
 from typing import ClassVar
 
 from controltower.checks.base import Check, CheckContext, register
@@ -445,6 +446,44 @@ def credential_in(value: str) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class BakedSecret:
+    """A credential an instruction bakes into the image: ``name`` is the ENV/ARG name ("" for
+    a RUN, ADD or COPY), ``kind`` what the value looks like ("" when only the name says it)."""
+
+    line: int
+    keyword: str
+    name: str = ""
+    kind: str = ""
+
+    def __str__(self) -> str:
+        what = f"{self.keyword} {self.name}".strip()
+        return f"line {self.line}: {what}" + (f" holds {self.kind}" if self.kind else "")
+
+
+def baked_secrets(
+    instructions: list[Instruction], prefixes: tuple[str, ...] = ()
+) -> list[BakedSecret]:
+    """Every ENV or ARG with a credential's name and a value (or as a build argument), and
+    every ENV, ARG, RUN, ADD or COPY holding a credential in a value; never the value."""
+    bad: list[BakedSecret] = []
+    for i in instructions:
+        keyword, args = i.keyword, i.args
+        if keyword == "ONBUILD":
+            keyword, _, args = args.partition(" ")
+            keyword = keyword.upper()
+        if keyword in ("ENV", "ARG"):
+            for key, value in _assignments(keyword, args):
+                kind = credential_in(value)
+                if kind or (sensitive(key, prefixes) and (value or keyword == "ARG")):
+                    bad.append(BakedSecret(i.line, keyword, key, kind))
+        elif keyword in ("RUN", "ADD", "COPY"):
+            kind = credential_in(args)
+            if kind:
+                bad.append(BakedSecret(i.line, keyword, "", kind))
+    return bad
+
+
 @register
 class NoSecrets(DockerCheck):
     """No ENV or ARG (ONBUILD included) has a credential's name with a value or as a build
@@ -460,24 +499,7 @@ class NoSecrets(DockerCheck):
     remedy = "Pass secrets at run time (fly secrets set) or with RUN --mount=type=secret; rotate any that shipped in an image."
 
     def judge(self, ctx: CheckContext, name: str, instructions: list[Instruction]) -> Outcome:
-        prefixes = client_prefixes(ctx)
-        bad: list[str] = []
-        for i in instructions:
-            keyword, args = i.keyword, i.args
-            if keyword == "ONBUILD":
-                keyword, _, args = args.partition(" ")
-                keyword = keyword.upper()
-            if keyword in ("ENV", "ARG"):
-                for key, value in _assignments(keyword, args):
-                    kind = credential_in(value)
-                    if kind:
-                        bad.append(f"line {i.line}: {keyword} {key} holds {kind}")
-                    elif sensitive(key, prefixes) and (value or keyword == "ARG"):
-                        bad.append(f"line {i.line}: {keyword} {key}")
-            elif keyword in ("RUN", "ADD", "COPY"):
-                kind = credential_in(args)
-                if kind:
-                    bad.append(f"line {i.line}: {keyword} holds {kind}")
+        bad = [str(found) for found in baked_secrets(instructions, client_prefixes(ctx))]
         if bad:
             return failed(
                 "secrets baked into the image: " + "; ".join(d.split(": ", 1)[1] for d in bad),

@@ -21,6 +21,7 @@ from controltower.checks.model import (
 from controltower.envcheck import dotenv, rules
 from controltower.envcheck.catalog import example
 from controltower.envcheck.sources import Value, collect, env_files
+from controltower.spec.service import Target
 
 
 async def values(ctx: CheckContext) -> dict[str, Value]:
@@ -51,7 +52,7 @@ class RuleCheck(Check):
             "; ".join(str(p) for p in problems[:5])
             + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
             Fix(
-                self.remedy,
+                self.summary(ctx),
                 files[0] if len(files) == 1 else self.fix_file,
                 "\n".join(dict.fromkeys(self.line(ctx, p) for p in problems)),
             ),
@@ -61,6 +62,9 @@ class RuleCheck(Check):
 
     def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
         return f"{problem.name}=<the real value>"
+
+    def summary(self, ctx: CheckContext) -> str:
+        return self.remedy
 
     def ok(self, ctx: CheckContext, found: dict[str, Value]) -> str:
         sources = sorted({v.source for v in found.values()})
@@ -99,6 +103,14 @@ class Required(RuleCheck):
     severity = Severity.HIGH
     rule = "required"
     remedy = "Set each missing variable: fly secrets set NAME=... for secrets, the .env file or [env] in fly.toml for the rest."
+
+    def summary(self, ctx: CheckContext) -> str:
+        if ctx.target is Target.FLY:
+            return self.remedy
+        return (
+            "Set each missing variable where the app runs: the platform's secrets for secrets, "
+            "the .env file for the rest."
+        )
 
     def line(self, ctx: CheckContext, problem: rules.Problem) -> str:
         var = ctx.spec.env.vars.get(problem.name)

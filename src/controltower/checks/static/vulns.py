@@ -277,7 +277,15 @@ class Vulnerabilities(Check):
                 Fix(
                     "Let the auditor reach its service (network, registry) and run again",
                     "",
-                    "npm audit --package-lock-only\npip-audit -r requirements.txt",
+                    "\n".join(
+                        dict.fromkeys(
+                            f"pip-audit -r {a.file}"
+                            if a.tool == "pip-audit"
+                            else "npm audit --package-lock-only"
+                            for a in audits
+                            if a.not_run
+                        )
+                    ),
                 ),
                 details=details + not_run,
                 items=items,

@@ -9,7 +9,8 @@ from importlib import resources
 from controltower.spec.detect import Detected
 from controltower.units import parse_size
 
-PRESETS = ("nextjs-fly", "python-asgi")
+PRESETS = ("nextjs", "nextjs-fly", "python-asgi")
+NEXTJS_PRESETS = ("nextjs", "nextjs-fly")
 
 
 def _string(value: str) -> str:
@@ -23,14 +24,19 @@ def _quoted(value: str) -> str:
 
 
 def _memory(found: Detected, preset: str) -> str:
-    default = "1gb" if preset == "nextjs-fly" else "512mb"
+    default = "1gb" if preset in NEXTJS_PRESETS else "512mb"
     text = found.memory.strip().lower()
     if text.isdigit():
         text += "mb"
     try:
-        return text if text and parse_size(text) > 0 else default
+        size = parse_size(text) if text else 0
     except ValueError:
         return default
+    megabytes = size / (1024 * 1024)
+    # a size Fly refuses (steps of 256 MB, 256 MB to 2 GB on the one shared CPU the
+    # presets start with) would make the rendered spec invalid: the default instead
+    fits = megabytes == int(megabytes) and int(megabytes) % 256 == 0 and 256 <= megabytes <= 2048
+    return text if fits else default
 
 
 def render(preset: str, found: Detected) -> str:
@@ -41,11 +47,11 @@ def render(preset: str, found: Detected) -> str:
     fly_app = found.fly_app or found.name
     stack = found.stack
     if stack == "other":
-        stack = "nextjs" if preset == "nextjs-fly" else "python-asgi"
+        stack = "nextjs" if preset in NEXTJS_PRESETS else "python-asgi"
     values = {
         "name": found.name,
         "stack": stack,
-        "target": found.target if preset == "python-asgi" else "fly",
+        "target": "fly" if preset == "nextjs-fly" else found.target,
         "port": str(found.port if 1 <= found.port <= 65535 else 8080),
         "memory": _quoted(_memory(found, preset)),
         "fly_app": _quoted(fly_app),

@@ -29,9 +29,14 @@ def _memory(found: Detected, preset: str) -> str:
     if text.isdigit():
         text += "mb"
     try:
-        return text if text and parse_size(text) > 0 else default
+        size = parse_size(text) if text else 0
     except ValueError:
         return default
+    megabytes = size / (1024 * 1024)
+    # a size Fly refuses (steps of 256 MB, 256 MB to 2 GB on the one shared CPU the
+    # presets start with) would make the rendered spec invalid: the default instead
+    fits = megabytes == int(megabytes) and int(megabytes) % 256 == 0 and 256 <= megabytes <= 2048
+    return text if fits else default
 
 
 def render(preset: str, found: Detected) -> str:

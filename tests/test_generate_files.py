@@ -72,13 +72,14 @@ class TestFlyToml:
         concurrency = http["concurrency"]
         assert concurrency["type"] == "requests"
         assert 0 < concurrency["soft_limit"] < concurrency["hard_limit"]
-        paths = {check["path"] for check in http["checks"]}
-        assert paths == {nextjs.health.readiness, nextjs.health.liveness}
+        # Fly routes by liveness only; readiness is a machine check it does not route by.
+        assert [check["path"] for check in http["checks"]] == [nextjs.health.liveness]
+        assert doc["checks"]["readiness"]["path"] == nextjs.health.readiness
         assert doc["deploy"]["strategy"] == "canary"  # the production overlay's strategy
         assert doc["deploy"]["release_command"] == "npx prisma migrate deploy"
         assert "build" not in doc["deploy"]["release_command"]
         assert doc["kill_signal"] == "SIGTERM" and doc["kill_timeout"] >= 5
-        assert doc["metrics"] == {"port": nextjs.service.port, "path": "/api/metrics"}
+        assert doc["metrics"] == {"port": nextjs.service.port, "path": nextjs.health.metrics}
         assert doc["env"]["NODE_OPTIONS"] == "--max-old-space-size=768"
 
     def test_staging_may_scale_to_one(self, tmp_path: Path) -> None:
@@ -275,22 +276,28 @@ class TestEnvExample:
 
 
 class TestNextjs:
-    def test_files(self, nextjs: Spec) -> None:
-        """Health, liveness and metrics routes, next.config and middleware, as the spec says."""
-        files = {f.path: f.content for f in build(nextjs, "nextjs", Path("."))}
+    def test_files(self, nextjs: Spec, tmp_path: Path) -> None:
+        """In an empty folder: TypeScript health, liveness and metrics routes at the spec's
+        paths, next.config.ts with the headers and a static CSP (no layout renders per
+        request), the rate-limiting middleware, Sentry wiring and the web-vitals beacon."""
+        files = {f.path: f.content for f in build(nextjs, "nextjs", tmp_path)}
         assert set(files) == {
             "app/api/health/route.ts",
             "app/api/health/live/route.ts",
-            "app/api/metrics/route.ts",
-            "next.config.mjs",
+            "app/metrics/route.ts",
+            "next.config.ts",
             "middleware.ts",
+            "instrumentation.ts",
+            "instrumentation-client.ts",
+            "app/web-vitals.tsx",
         }
         health = files["app/api/health/route.ts"]
         assert "application/health+json" in health
         for key in ("stripe:responseTime", "supabase:responseTime", "AbortController"):
             assert key in health
         assert 'status: status === "fail" ? 503 : 200' in health
-        config = files["next.config.mjs"]
+        assert 'status: critical ? "fail" : "warn"' in health
+        config = files["next.config.ts"]
         for needle in (
             'output: "standalone"',
             "poweredByHeader: false",
@@ -299,10 +306,31 @@ class TestNextjs:
             "X-Content-Type-Options",
             "Referrer-Policy",
             "Permissions-Policy",
+            "script-src 'self' 'unsafe-inline'",
+            "frame-ancestors 'none'",
         ):
             assert needle in config
+        assert "'nonce-" not in config
         middleware = files["middleware.ts"]
-        assert "'nonce-${nonce}'" in middleware and "x-nonce" in middleware
+        assert "nonce" not in middleware and "Retry-After" in middleware
+        assert "RateLimit-Policy" in middleware and "status: 429" in middleware
+        assert "dsn: process.env.SENTRY_DSN" in files["instrumentation.ts"]
+        assert "useReportWebVitals" in files["app/web-vitals.tsx"]
+
+    def test_dynamic_layout_gets_a_nonce(self, nextjs: Spec, tmp_path: Path) -> None:
+        """A root layout that reads cookies() renders per request: the CSP moves from
+        next.config to the middleware, with a fresh nonce and 'strict-dynamic'."""
+        (tmp_path / "app").mkdir()
+        (tmp_path / "app" / "layout.tsx").write_text(
+            'import { cookies } from "next/headers";\n'
+            "export default async function L({ children }: { children: React.ReactNode }) {\n"
+            '  const theme = (await cookies()).get("theme");\n'
+            "  return <html><body>{children}</body></html>;\n}\n"
+        )
+        files = {f.path: f.content for f in build(nextjs, "nextjs", tmp_path)}
+        assert 'key: "Content-Security-Policy"' not in files["next.config.ts"]
+        middleware = files["middleware.ts"]
+        assert "'nonce-${nonce}' 'strict-dynamic'" in middleware and "x-nonce" in middleware
         assert "frame-ancestors 'none'" in middleware
 
     def test_new_files_only_with_write(self, nextjs: Spec, tmp_path: Path) -> None:

@@ -107,11 +107,14 @@ class TestRoundTrip:
                     "Dockerfile",
                     ".github/workflows/tower.yml",
                     ".env.example",
-                    "app/api/health/route.ts",
-                    "app/api/health/live/route.ts",
-                    "app/api/metrics/route.ts",
+                    # no tsconfig.json: a JavaScript app gets JavaScript files
+                    "app/api/health/route.js",
+                    "app/api/health/live/route.js",
+                    "app/metrics/route.js",
                     "next.config.mjs",
-                    "middleware.ts",
+                    "middleware.js",
+                    "instrumentation.js",
+                    "app/web-vitals.jsx",
                 },
             ),
             (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controltower.checks.live import (
+    browser,
     exposure,
     headers,
     health,
@@ -27,6 +28,7 @@ from controltower.load import check as load
 
 __all__ = [
     "backup",
+    "browser",
     "docker",
     "env",
     "exposure",

@@ -72,7 +72,7 @@ def build(
         return [github_actions(spec, app)]
     if target == "env-example":
         return [env_example(spec)]
-    return nextjs_files(spec)
+    return nextjs_files(spec, root)
 
 
 __all__ = [

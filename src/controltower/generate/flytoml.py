@@ -39,8 +39,9 @@ def concurrency(app: App) -> tuple[int, int]:
     return soft, soft + max(5, soft // 4)
 
 
-def metrics_path(app: App) -> str:
-    return "/api/metrics" if app.stack is Stack.NEXTJS else "/metrics"
+def metrics_path(spec: Spec) -> str:
+    """``[health] metrics``: where the app serves Prometheus text, as the checks probe it."""
+    return spec.health.metrics
 
 
 def _table(**values: object) -> Table:
@@ -89,20 +90,34 @@ def fly_toml(spec: Spec, app: App) -> GeneratedFile:
     http["auto_start_machines"] = True
     http["min_machines_running"] = 2 if app.production else 1
     http["concurrency"] = _table(type="requests", soft_limit=soft, hard_limit=hard)
+    # Fly routes by the http_service checks: liveness only, so a dependency that is down
+    # (what readiness reports) cannot take every machine out of routing at once. Readiness
+    # is a top-level machine check: watched and shown by Fly, never routed by.
     checks = tomlkit.aot()
     timeout = max(2.0, spec.health.timeout * 2)
-    for path, grace in ((spec.health.readiness, "30s"), (spec.health.liveness, "10s")):
-        checks.append(
-            _table(
-                grace_period=grace,
-                interval="15s",
-                method="GET",
-                timeout=format_duration(timeout),
-                path=path,
-            )
+    checks.append(
+        _table(
+            grace_period="10s",
+            interval="15s",
+            method="GET",
+            timeout=format_duration(timeout),
+            path=spec.health.liveness,
         )
+    )
     http["checks"] = checks
     doc["http_service"] = http
+    if spec.health.readiness != spec.health.liveness:
+        doc["checks"] = _table(
+            readiness=_table(
+                type="http",
+                port=app.port,
+                path=spec.health.readiness,
+                method="GET",
+                interval="30s",
+                timeout=format_duration(timeout),
+                grace_period="30s",
+            )
+        )
 
     vm = tomlkit.aot()
     vm.append(
@@ -112,7 +127,7 @@ def fly_toml(spec: Spec, app: App) -> GeneratedFile:
     )
     doc["vm"] = vm
 
-    doc["metrics"] = _table(port=app.port, path=metrics_path(app))
+    doc["metrics"] = _table(port=app.port, path=metrics_path(spec))
     text = tomlkit.dumps(doc)
     return GeneratedFile(
         spec.service.fly_toml,

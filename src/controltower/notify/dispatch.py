@@ -252,8 +252,7 @@ class Dispatcher:
     ) -> DispatchReport:
         """One pass: give up on rows past their limits, claim what is due, send it."""
         report = DispatchReport()
-        report.expired = await asyncio.to_thread(self._expire)
-        report.recovered = await asyncio.to_thread(self._recover)
+        report.expired, report.recovered = await asyncio.to_thread(self._housekeep)
         claims = {
             name: await asyncio.to_thread(self._claim, name, self._budget(channel), keys)
             for name, channel in self.channels.items()
@@ -353,6 +352,10 @@ class Dispatcher:
 
     def _due(self, now: datetime) -> ColumnElement[bool]:
         return and_(OutboxMessage.status.in_(DUE_STATUSES), OutboxMessage.next_attempt_at <= now)
+
+    def _housekeep(self) -> tuple[int, int]:
+        """Expire, then recover: one trip to a thread per pass for both."""
+        return self._expire(), self._recover()
 
     def _recover(self) -> int:
         """Make abandoned ``sending`` rows due again, reporting possible duplicates.

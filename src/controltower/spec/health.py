@@ -12,6 +12,9 @@ class HealthSpec(Section):
     liveness: UrlPath = "/api/health/live"
     readiness: UrlPath = "/api/health"
     simple: UrlPath | None = None
+    metrics: UrlPath = "/metrics"
+    """Where the app serves Prometheus text: `tower check` probes it, `tower generate` writes
+    its route (Next.js) and fly.toml's ``[metrics]``."""
     required_fields: list[str] = Field(default_factory=lambda: ["status"])
     timeout: Duration = 1.0
     latency_budget: Duration = 0.1

@@ -54,11 +54,11 @@ async def assets(ctx: CheckContext) -> list[str]:
 
 @register
 class Metrics(Check):
-    """/metrics answers 200 with text that parses as Prometheus exposition and holds at
-    least one metric family."""
+    """``[health] metrics`` (default /metrics) answers 200 with text that parses as Prometheus
+    exposition and holds at least one metric family."""
 
     id = "observability.metrics"
-    title = "/metrics serves valid Prometheus exposition"
+    title = "The metrics path serves valid Prometheus exposition"
     category = Category.OBSERVABILITY
     gate = Gate.PRODUCTION
     severity = Severity.MEDIUM
@@ -66,9 +66,10 @@ class Metrics(Check):
     remedy = "Expose Prometheus metrics at /metrics (prom-client for Node, prometheus_client or appkit for Python)."
 
     async def run(self, ctx: CheckContext) -> Outcome:
-        response = await ctx.get("/metrics")
+        path = ctx.spec.health.metrics  # the path the generated route serves
+        response = await ctx.get(path)
         fix = Fix(
-            "Expose Prometheus metrics at /metrics ("
+            f"Expose Prometheus metrics at {path} ([health] metrics; "
             + (
                 "prometheus_client or appkit"
                 if ctx.spec.service.stack.value.startswith("python")
@@ -78,17 +79,17 @@ class Metrics(Check):
             )
             + ")",
             "",
-            "GET /metrics -> 200, Content-Type: text/plain; version=0.0.4\n"
+            f"GET {path} -> 200, Content-Type: text/plain; version=0.0.4\n"
             "# HELP http_requests_total Requests served.\n"
             "# TYPE http_requests_total counter\n"
             'http_requests_total{method="GET",status="200"} 1027',
         )
         if response.status_code != 200:
-            return failed(f"/metrics answered {response.status_code}", fix)
+            return failed(f"{path} answered {response.status_code}", fix)
         found = exposition.problems(response.text, response.headers.get("content-type", ""))
         if found:
             return failed(
-                f"/metrics is not valid Prometheus exposition: {found[0]}"
+                f"{path} is not valid Prometheus exposition: {found[0]}"
                 + (f" (+{len(found) - 1} more)" if len(found) > 1 else ""),
                 fix,
                 details=found[:50],

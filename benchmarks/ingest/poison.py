@@ -208,7 +208,13 @@ async def _send(
         async def worker() -> None:
             while queue:
                 event_id, body = queue.pop()
-                answer = await client.post(path, content=body)
+                try:
+                    answer = await client.post(path, content=body)
+                except (
+                    httpx.TransportError
+                ):  # no answer (a keep-alive closed under us): not accepted
+                    refused[0] = refused.get(0, 0) + 1
+                    continue
                 if answer.status_code == 200:
                     accepted.append(event_id)
                 else:

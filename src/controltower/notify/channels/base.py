@@ -86,7 +86,8 @@ class Channel(abc.ABC, Generic[S]):
     """Delivers notifications to one configured destination.
 
     ``S`` is the channel's own spec model: the spec loader has already refused a
-    table missing a key the type needs, so a channel never checks for one.
+    table missing a key the type needs, so a channel only checks that a required
+    value is not empty (``"${VAR:-}"`` with VAR unset).
     """
 
     type: ClassVar[str]
